@@ -1,11 +1,197 @@
-"""The `wsf` command."""
+"""The `wsf` command: validate, run, report, viz and sweep scenario files.
+
+Bad input (a wrong scenario file, an existing output folder) prints one paragraph naming the
+file, the field, the value and what is allowed, and exits with code 2 — never a traceback.
+"""
 
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
+
+from abm.scenario import ScenarioError, load_scenario
+
+EXIT_BAD_INPUT = 2
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="wsf", description=__doc__)
-    parser.parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return EXIT_BAD_INPUT
+    try:
+        return args.func(args)
+    except (ScenarioError, FileExistsError, FileNotFoundError) as exc:
+        print(f"wsf {args.command}: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print(f"wsf {args.command}: interrupted; nothing partial was kept.", file=sys.stderr)
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="wsf",
+        description="WallStreetFeds ABM: client-specific tokens as investment vehicles in "
+        "federated learning.",
+    )
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    v = sub.add_parser("validate", help="check a scenario file and print its resolved form")
+    v.add_argument("file", type=Path)
+    v.set_defaults(func=_validate)
+
+    r = sub.add_parser("run", help="run a scenario and write a run folder")
+    r.add_argument("file", type=Path)
+    r.add_argument("--out", type=Path, help="run folder to create (must not exist)")
+    r.add_argument("--seed", type=_nonneg_int, help="override the scenario's seed")
+    r.add_argument("--steps", type=_pos_int, help="override the number of steps")
+    r.add_argument("--check", action="store_true",
+                   help="prove the ledger's conservation invariant after every step")
+    r.add_argument("--no-figures", action="store_true", help="skip the figures")
+    r.set_defaults(func=_run)
+
+    rep = sub.add_parser("report", help="regenerate figures and report.md of a run or sweep")
+    rep.add_argument("folder", type=Path)
+    rep.set_defaults(func=_report)
+
+    vz = sub.add_parser("viz", help="open the browser app for a scenario (127.0.0.1)")
+    vz.add_argument("file", type=Path)
+    vz.add_argument("--port", type=_pos_int, default=None)
+    vz.set_defaults(func=_viz)
+
+    sw = sub.add_parser("sweep", help="run a parameter sweep (local processes or Dask)")
+    sw.add_argument("file", type=Path)
+    sw.add_argument("--workers", type=_pos_int, default=None,
+                    help="local worker processes (default: CPU count)")
+    sw.add_argument("--scheduler", default=None,
+                    help="address of an existing Dask scheduler, e.g. tcp://10.0.0.5:8786")
+    sw.add_argument("--out", type=Path, default=None, help="sweep folder (resumes if it exists)")
+    sw.set_defaults(func=_sweep)
+    return p
+
+
+def _pos_int(text: str) -> int:
+    value = _nonneg_int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+    return value
+
+
+def _nonneg_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text!r}")
+    return value
+
+
+def _validate(args: argparse.Namespace) -> int:
+    import yaml
+
+    scenario = load_scenario(args.file)
+    _check_components(scenario, args.file)
+    print(yaml.safe_dump(scenario.to_dict(), sort_keys=False), end="")
+    print(f"# {args.file}: valid ({scenario.n_clients} clients, {scenario.steps} steps, "
+          f"{scenario.n_rounds} FL rounds)", file=sys.stderr)
     return 0
+
+
+def _check_components(scenario, source: Path) -> None:
+    """Build what the schema cannot check alone (strategy and method parameters)."""
+    from abm.agents.strategies import make_strategy
+
+    for i, group in enumerate(scenario.investors):
+        try:
+            make_strategy(group.strategy, **group.params)
+        except ValueError as exc:
+            raise ScenarioError(
+                f"{source}: a problem: investors[{i}].params = {group.params}: {exc}."
+            ) from None
+
+
+def _run(args: argparse.Namespace) -> int:
+    from abm.run import default_out_dir, simulate, write_run
+
+    scenario = load_scenario(args.file)
+    overrides = {}
+    if args.seed is not None:
+        overrides["seed"] = args.seed
+    if args.steps is not None:
+        overrides["steps"] = args.steps
+    if overrides:
+        scenario = scenario.with_overrides(overrides, source=f"{args.file} (command line)")
+    _check_components(scenario, args.file)
+    out = args.out or default_out_dir(scenario)
+    if out.exists():
+        raise FileExistsError(
+            f"{out}: the output folder already exists; runs never overwrite one. Choose "
+            f"another --out, or remove it first."
+        )
+    result = simulate(scenario, check=args.check, progress=True)
+    write_run(result, out, figures=not args.no_figures)
+    _print_summary(result.summary, out)
+    return 0
+
+
+def _print_summary(summary: dict, out: Path) -> None:
+    import pandas as pd
+
+    table = pd.DataFrame.from_dict(summary["clients"], orient="index")
+    table.index.name = "client"
+    with pd.option_context("display.width", 120, "display.float_format", "{:,.4f}".format):
+        print(table.to_string())
+    t = summary["time_by_phase_s"]
+    print(
+        f"\n{summary['scenario']} (seed {summary['seed']}): {summary['steps']} steps, "
+        f"{summary['rounds']} rounds, policy {summary['policy']}, method {summary['method']}, "
+        f"final accuracy {summary['final_accuracy']:.3f}\n"
+        f"rewards {summary['total_reward_usd']:,.2f} USD, distribution cost "
+        f"{summary['distribution_cost_usd']:,.2f} USD\n"
+        f"{summary['wall_time_s']:.1f} s ({summary['steps_per_s']} steps/s): "
+        + ", ".join(f"{k} {v:.2f} s" for k, v in t.items())
+        + f"\nrun folder: {out}"
+    )
+
+
+def _report(args: argparse.Namespace) -> int:
+    folder: Path = args.folder
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder}: no such folder (expected a run or sweep folder)")
+    if (folder / "sweep.yaml").is_file():
+        from analysis.sweep import write_sweep_report
+
+        path = write_sweep_report(folder)
+    else:
+        from analysis.report import write_report
+        from analysis.runs import RunFolderError
+
+        try:
+            path = write_report(folder)
+        except RunFolderError as exc:
+            raise ScenarioError(str(exc)) from None
+    print(f"report: {path}")
+    return 0
+
+
+def _viz(args: argparse.Namespace) -> int:
+    from abm.viz.server import launch
+
+    load_scenario(args.file)  # fail fast, with the usual message, before starting a server
+    return launch(args.file, port=args.port)
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from abm.sweep import run_sweep
+
+    out = run_sweep(args.file, workers=args.workers, scheduler=args.scheduler, out=args.out)
+    print(f"sweep folder: {out}")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,95 @@
+"""What every market agent shares: a ledger account, guarded swaps and a wealth snapshot.
+
+Trades go through the pools with two limits chosen by the agent's scenario group:
+a price-impact cap (an order is shrunk until executing it moves the price less than
+`max_slippage`) and a minimum-out guard derived from the spot price, so a swap that would fill
+worse than spot by more than the fee plus `max_slippage` is refused by the pool and changes
+nothing. Agents only ever spend what their ledger account holds.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import mesa
+
+from abm.amm import ONE, Market, SlippageError
+
+if TYPE_CHECKING:
+    from abm.model import WallStreetFedsModel
+
+BASE = "USD"
+#: Orders smaller than this (base units, 0.01 USD or 0.01 token) are not worth a swap.
+DUST = ONE // 100
+
+
+class Trader(mesa.Agent):
+    """A Mesa agent with a ledger account that can swap on the model's market.
+
+    Attributes refreshed by `snapshot()` each step (USD display units): `usd`, `token_value`,
+    `lp_value`, `wealth`; plus `fees_earned` and `hodl_value` (non-zero for LPs only).
+    """
+
+    agent_type = "trader"
+    model: WallStreetFedsModel
+
+    def __init__(self, model: WallStreetFedsModel, account: str, strategy: str,
+                 max_slippage: float, client: str = "") -> None:
+        super().__init__(model)
+        self.account = account
+        self.strategy = strategy
+        self.client = client
+        self.max_slippage = max_slippage
+        self.usd = self.token_value = self.lp_value = self.wealth = 0.0
+        self.fees_earned = self.hodl_value = 0.0
+        self.rejected_trades = 0
+
+    @property
+    def market(self) -> Market:
+        return self.model.market
+
+    def balance(self, asset: str) -> int:
+        """This agent's balance of `asset`, base units."""
+        return self.market.ledger.balance(self.account, asset)
+
+    def buy(self, token: str, usd: int) -> int:
+        """Spend up to `usd` base units on `token`; returns tokens received (base units)."""
+        usd = min(usd, self.balance(BASE))
+        return self._swap(token, BASE, usd)
+
+    def sell(self, token: str, amount: int) -> int:
+        """Sell up to `amount` base units of `token`; returns USD received (base units)."""
+        amount = min(amount, self.balance(token))
+        return self._swap(token, token, amount)
+
+    def _swap(self, token: str, asset_in: str, amount: int) -> int:
+        pool = self.market.pools[token]
+        reserve_token, reserve_base = pool.reserves
+        reserve_in = reserve_base if asset_in == BASE else reserve_token
+        # Execution price is worse than spot by amount / (reserve_in + amount) (plus the fee);
+        # keeping that below max_slippage caps the order at reserve_in * s / (1 - s).
+        s = self.max_slippage
+        cap = reserve_in if s >= 0.5 else int(reserve_in * (s / (1.0 - s)))
+        amount = min(amount, cap)
+        if amount < DUST:
+            return 0
+        spot_out = (amount * reserve_token // reserve_base if asset_in == BASE
+                    else amount * reserve_base // reserve_token)
+        fee_kept = 10_000 - pool.fee_bps
+        min_out = int(spot_out * fee_kept // 10_000 * (1.0 - s))
+        try:
+            return pool.swap_exact_in(self.account, asset_in, amount, min_out)
+        except SlippageError:
+            self.rejected_trades += 1
+            return 0
+
+    def snapshot(self) -> None:
+        """Mark this agent's holdings to market (USD display units)."""
+        parts = self.market.value_breakdown(self.account)
+        self.usd = parts["usd"] / ONE
+        self.token_value = parts["tokens"] / ONE
+        self.lp_value = parts["lp"] / ONE
+        self.wealth = self.usd + self.token_value + self.lp_value
+
+    def act(self) -> None:
+        """One step of market behaviour (overridden by each agent type)."""

@@ -1,0 +1,118 @@
+"""The public information every market agent sees: prices, their history and the FL signal.
+
+The model refreshes one `MarketView` per step; agents read it and never reach into the pools to
+decide (they do touch the pools to trade). Derived signals that several investors share
+(momentum over a lookback, a moving average, fundamental values) are computed once per step and
+cached, so 100 investors cost one numpy computation, not 100.
+
+All figures are floats in display units: prices in USD per token, supplies in tokens, budgets
+in USD per round.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass
+class MarketView:
+    """Read-only market and contribution state at the current step (display units)."""
+
+    tokens: list[str]
+    policy: str
+    round_every: int
+    total_rounds: int
+    step: int = 0
+    rounds_done: int = 0
+    prices: np.ndarray = field(default_factory=lambda: np.zeros(0))  # USD per token, (n,)
+    supply: np.ndarray = field(default_factory=lambda: np.zeros(0))  # tokens in existence, (n,)
+    pooled: np.ndarray = field(default_factory=lambda: np.zeros(0))  # tokens in pools, (n,)
+    #: Exponential moving average of reward shares: the public contribution signal, (n,).
+    share_signal: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    last_shares: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    last_budget: float = 0.0  # USD paid by buyers in the latest round
+    round_just_ran: bool = False
+    _history: list[np.ndarray] = field(default_factory=list)
+    _cache: dict[tuple, np.ndarray] = field(default_factory=dict)
+
+    #: Weight of the newest round in the share signal (about a 5-round memory).
+    SIGNAL_WEIGHT = 0.3
+
+    @property
+    def n(self) -> int:
+        return len(self.tokens)
+
+    @property
+    def history_length(self) -> int:
+        """Number of recorded price vectors (one per step so far)."""
+        return len(self._history)
+
+    @property
+    def rounds_left(self) -> int:
+        return max(0, self.total_rounds - self.rounds_done)
+
+    def update(self, step: int, prices: np.ndarray, supply: np.ndarray, pooled: np.ndarray):
+        """New step: record prices (USD/token) and supplies (tokens); drop cached signals."""
+        self.step = step
+        self.prices = prices
+        self.supply = supply
+        self.pooled = pooled
+        self._history.append(prices)
+        self._cache.clear()
+
+    def publish_round(self, shares: np.ndarray, budget: float) -> None:
+        """The federation's round result: shares (n,) summing to 1 or 0, budget in USD."""
+        self.rounds_done += 1
+        self.last_shares = shares
+        self.last_budget = budget
+        # Starts from the prior the model sets (equal shares), so one noisy round moves the
+        # signal but does not replace it.
+        w = self.SIGNAL_WEIGHT
+        self.share_signal = (1 - w) * self.share_signal + w * shares
+
+    def price_history(self, lookback: int) -> np.ndarray:
+        """The last `lookback + 1` price vectors, oldest first, shape (<= lookback + 1, n)."""
+        return np.asarray(self._history[-(lookback + 1):])
+
+    def momentum(self, lookback: int) -> np.ndarray:
+        """Return over `lookback` steps, p_t / p_{t-lookback} - 1, per token (n,)."""
+        key = ("momentum", lookback)
+        if key not in self._cache:
+            hist = self.price_history(lookback)
+            self._cache[key] = hist[-1] / hist[0] - 1.0
+        return self._cache[key]
+
+    def deviation_from_mean(self, window: int) -> np.ndarray:
+        """p_t / mean(p over the last `window` steps) - 1, per token (n,)."""
+        key = ("mean", window)
+        if key not in self._cache:
+            hist = self.price_history(window - 1)
+            self._cache[key] = hist[-1] / hist.mean(axis=0) - 1.0
+        return self._cache[key]
+
+    def fundamental_values(self, horizon_discount: float) -> np.ndarray:
+        """USD per token that the remaining rewards pay to a token holder, (n,).
+
+        Expected payout to token i's holders = signal_i x budget x rounds left x discount.
+        Under `buyback` it is spread over the whole supply (the pool's tokens are the ones
+        bought and burned); under `dividend` over the tokens outside the pools (the pools
+        receive none); `mint`, `equal` and `direct` pay token holders nothing, so their tokens
+        have no cash-flow value (mint even dilutes them).
+        """
+        key = ("fundamental", horizon_discount)
+        if key not in self._cache:
+            flow = self.share_signal * self.last_budget * self.rounds_left * horizon_discount
+            if self.policy == "buyback":
+                base = self.supply
+            elif self.policy == "dividend":
+                base = self.supply - self.pooled
+            else:
+                base = None
+            if base is None:
+                values = np.zeros(self.n)
+            else:
+                values = np.divide(flow, base, out=np.zeros(self.n), where=base > 0)
+            self._cache[key] = values
+        return self._cache[key]

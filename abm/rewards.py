@@ -1,0 +1,287 @@
+"""Reward budgets, contribution shares and the five distribution policies (DESIGN.md section 5).
+
+Every round the model buyers pay the federation a budget R (USD). Each client's contribution
+c_i becomes a share s_i, and a policy turns client i's allotment s_i * R into something the
+client (or its token holders) actually receives:
+
+=========  ==================================================================================
+equal      baseline: R / N USD paid straight to every client
+direct     baseline: s_i * R USD paid straight to client i (classic allocation, no tokens)
+mint       the federation mints client i's token worth s_i * R at the pool's spot price
+buyback    the federation buys client i's token from its pool with s_i * R USD and burns it
+dividend   s_i * R USD paid pro rata to all holders of client i's token (pools excluded)
+=========  ==================================================================================
+
+Money here is integer base units (18 decimals); every movement goes through the ledger, so the
+ledger's conservation check covers the policies too. Integer division leaves at most a few base
+units of dust per round; the dust stays in the federation's treasury, never disappears.
+
+A new policy is one `RewardPolicy` subclass plus one entry in `POLICIES`. This module does not
+import mesa.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import ClassVar, Literal
+
+import numpy as np
+
+from abm.amm import Market
+
+BASE = "USD"
+#: Shares are floats; they become integer weights with this resolution before the budget is
+#: split, so that the split itself is exact integer arithmetic (sum of allotments <= budget).
+SHARE_RESOLUTION = 2**48
+
+
+# -- budgets and shares -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Budget:
+    """USD paid by model buyers per round, in display units.
+
+    kind: `constant` (amount every round), `schedule` (amount per round in order, the last one
+    repeating), or `accuracy_gain` (per_point USD per percentage point of validation accuracy
+    gained in the round; nothing for a round that lost accuracy).
+    """
+
+    kind: Literal["constant", "schedule", "accuracy_gain"] = "constant"
+    amount: float = 1000.0
+    schedule: tuple[float, ...] = ()
+    per_point: float = 100.0
+
+    def for_round(self, round_index: int, accuracy_gain: float) -> float:
+        """Budget of round `round_index` (0-based), USD display units, >= 0."""
+        if self.kind == "constant":
+            return self.amount
+        if self.kind == "schedule":
+            return self.schedule[min(round_index, len(self.schedule) - 1)]
+        return self.per_point * max(0.0, 100.0 * accuracy_gain)
+
+
+def shares_from_contributions(
+    contributions: np.ndarray,
+    *,
+    negative: Literal["clip", "shift"] = "clip",
+    zero_total: Literal["equal", "withhold"] = "equal",
+) -> np.ndarray:
+    """Reward shares s (n,) summing to 1, or all zero, from one round's contributions c (n,).
+
+    `clip`: s_i = max(c_i, 0) / sum_j max(c_j, 0), the design's rule: a client that hurt the
+    model earns nothing. `shift`: s_i proportional to c_i - min(c), which keeps the ranking even
+    when every score is negative. When no client has a positive score the round's budget is
+    split equally (`zero_total="equal"`) or kept by the federation (`"withhold"`).
+    """
+    c = np.asarray(contributions, dtype=np.float64)
+    if c.ndim != 1 or c.size == 0:
+        raise ValueError(f"contributions must be a non-empty 1-d array, got shape {c.shape}")
+    if not np.all(np.isfinite(c)):
+        raise ValueError(f"contributions must be finite, got {c.tolist()}")
+    w = np.maximum(c, 0.0) if negative == "clip" else c - c.min()
+    total = w.sum()
+    if total > 0:
+        return w / total
+    if zero_total == "equal":
+        return np.full(c.size, 1.0 / c.size)
+    return np.zeros(c.size)
+
+
+def allot(budget: int, shares: np.ndarray) -> list[int]:
+    """Split `budget` base units by `shares`, exactly: sum(result) <= budget, each floor-rounded.
+
+    Rounding down (never up) is what keeps the treasury from paying out more than it holds.
+    """
+    weights = [int(round(float(s) * SHARE_RESOLUTION)) for s in shares]
+    total = sum(weights)
+    if total == 0:
+        return [0] * len(weights)
+    return [budget * w // total for w in weights]
+
+
+# -- distribution policies ----------------------------------------------------------------------
+
+
+@dataclass
+class Payout:
+    """What one client's allotment became in one round (base units)."""
+
+    reward: int = 0  # USD allotted to this client by the policy (s_i * R, or R / N)
+    usd_paid: int = 0  # USD that left the treasury as cash (to the client or token holders)
+    tokens_minted: int = 0  # client tokens created
+    tokens_burned: int = 0  # client tokens destroyed
+    cost: int = 0  # fees and slippage the federation paid to deliver the reward, in USD
+
+
+@dataclass(frozen=True)
+class ClientAccount:
+    """Where a client's rewards go: its ledger account and its token's asset name."""
+
+    account: str
+    token: str
+
+
+class RewardPolicy(ABC):
+    """Turns allotments (USD base units per client) into ledger movements."""
+
+    name: ClassVar[str]
+    #: Whether the policy moves value through the token markets (False for the baselines).
+    uses_tokens: ClassVar[bool] = True
+
+    def allot(self, budget: int, shares: np.ndarray) -> list[int]:
+        """Per-client allotments in USD base units (proportional to shares by default)."""
+        return allot(budget, shares)
+
+    @abstractmethod
+    def deliver(
+        self, market: Market, treasury: str, clients: Sequence[ClientAccount], amounts: list[int]
+    ) -> list[Payout]:
+        """Move the allotments out of `treasury` (which holds them in USD); one Payout each."""
+
+    def distribute(
+        self,
+        market: Market,
+        treasury: str,
+        clients: Sequence[ClientAccount],
+        budget: int,
+        shares: np.ndarray,
+    ) -> list[Payout]:
+        """Allot `budget` (USD base units, already in the treasury) by `shares` and deliver it."""
+        if budget < 0:
+            raise ValueError(f"budget must be >= 0 base units, got {budget}")
+        if len(shares) != len(clients):
+            raise ValueError(f"{len(shares)} shares for {len(clients)} clients")
+        return self.deliver(market, treasury, clients, self.allot(budget, shares))
+
+
+class EqualPolicy(RewardPolicy):
+    """Baseline: R / N USD to every client, whatever it contributed."""
+
+    name = "equal"
+    uses_tokens = False
+
+    def allot(self, budget: int, shares: np.ndarray) -> list[int]:
+        return [budget // len(shares)] * len(shares)
+
+    def deliver(self, market, treasury, clients, amounts):
+        return _pay_cash(market, treasury, clients, amounts)
+
+
+class DirectPolicy(RewardPolicy):
+    """Baseline: s_i * R USD to client i (classic allocation, no tokens involved)."""
+
+    name = "direct"
+    uses_tokens = False
+
+    def deliver(self, market, treasury, clients, amounts):
+        return _pay_cash(market, treasury, clients, amounts)
+
+
+class MintPolicy(RewardPolicy):
+    """Mint client i's token worth s_i * R at the pool's spot price and give it to client i.
+
+    The reward is paid by dilution: every other holder's tokens are worth a little less. The
+    buyers' USD is not paid to anyone under this policy and stays in the federation's treasury
+    (the modelling choice that makes `mint` the cheapest policy for the federation).
+    """
+
+    name = "mint"
+
+    def deliver(self, market, treasury, clients, amounts):
+        out = []
+        for client, amount in zip(clients, amounts, strict=True):
+            reserve_token, reserve_base = market.pools[client.token].reserves
+            # Round down: the client never receives more tokens than its allotment buys at spot.
+            tokens = amount * reserve_token // reserve_base
+            if tokens:
+                market.ledger.mint(client.account, client.token, tokens)
+            out.append(Payout(reward=amount, tokens_minted=tokens))
+        return out
+
+
+class BuybackPolicy(RewardPolicy):
+    """Buy client i's token from its pool with s_i * R USD and burn what was bought.
+
+    Every holder of the token (the client first of all) gains through the price. The
+    federation pays the pool fee and the price impact of its own purchase: `cost` is the USD
+    spent minus the spot value (before the purchase) of the tokens bought.
+    """
+
+    name = "buyback"
+
+    def deliver(self, market, treasury, clients, amounts):
+        out = []
+        for client, amount in zip(clients, amounts, strict=True):
+            if amount == 0:
+                out.append(Payout())
+                continue
+            pool = market.pools[client.token]
+            reserve_token, reserve_base = pool.reserves
+            bought = pool.swap_exact_in(treasury, BASE, amount, 0)
+            market.ledger.burn(treasury, client.token, bought)
+            spot_value = bought * reserve_base // reserve_token
+            out.append(
+                Payout(reward=amount, usd_paid=amount, tokens_burned=bought,
+                       cost=amount - spot_value)
+            )
+        return out
+
+
+class DividendPolicy(RewardPolicy):
+    """Pay s_i * R USD to the holders of client i's token, pro rata to their balances.
+
+    Tokens held by pools (and by the treasury itself) are excluded: a dividend to a pool would
+    only move the price. With no holder outside the pool, the allotment stays in the treasury.
+    """
+
+    name = "dividend"
+
+    def deliver(self, market, treasury, clients, amounts):
+        ledger = market.ledger
+        excluded = {treasury, *(p.address for p in market.pools.values())}
+        out = []
+        for client, amount in zip(clients, amounts, strict=True):
+            holders = {
+                a: b for a, b in ledger.holders(client.token).items() if a not in excluded
+            }
+            total = sum(holders.values())
+            paid = 0
+            if amount and total:
+                # Sorted so that the order of transfers never depends on dict history.
+                for account in sorted(holders):
+                    part = amount * holders[account] // total
+                    if part:
+                        ledger.transfer(treasury, account, BASE, part)
+                        paid += part
+            out.append(Payout(reward=amount, usd_paid=paid))
+        return out
+
+
+def _pay_cash(
+    market: Market, treasury: str, clients: Sequence[ClientAccount], amounts: list[int]
+) -> list[Payout]:
+    out = []
+    for client, amount in zip(clients, amounts, strict=True):
+        if amount:
+            market.ledger.transfer(treasury, client.account, BASE, amount)
+        out.append(Payout(reward=amount, usd_paid=amount))
+    return out
+
+
+POLICIES: dict[str, type[RewardPolicy]] = {
+    cls.name: cls
+    for cls in (EqualPolicy, DirectPolicy, MintPolicy, BuybackPolicy, DividendPolicy)
+}
+
+
+def make_policy(name: str) -> RewardPolicy:
+    """The policy registered under `name`."""
+    try:
+        return POLICIES[name]()
+    except KeyError:
+        raise ValueError(
+            f"unknown reward policy {name!r}; allowed: {', '.join(POLICIES)}"
+        ) from None
