@@ -21,6 +21,7 @@ from typing import Any
 
 import mesa
 import numpy as np
+from mesa.agent import AgentSet
 
 from abm.agents.client import Client
 from abm.agents.federation import TREASURY, FederationAgent
@@ -78,7 +79,7 @@ class WallStreetFedsModel(mesa.Model):
             behaviours=[g.behaviour for _, g in groups],
         )
         self._genesis()
-        self.market_agents = mesa.AgentSet([*self.clients, *self.investors, *self.lps],
+        self.market_agents = AgentSet([*self.clients, *self.investors, *self.lps],
                                            random=self.random)
 
         self.view = MarketView(tokens=self.client_ids, policy=scenario.rewards.policy,
@@ -127,8 +128,14 @@ class WallStreetFedsModel(mesa.Model):
         """The FL federation, the contribution method and the reward policy."""
         # Imported here so that importing the model (e.g. by the viz app) stays light until a
         # model is built; torch loads with the first federation.
-        from abm.fl import (Federation, load_dataset, make_behaviour,
-                            make_contribution_method, partition, split_validation)
+        from abm.fl import (
+            Federation,
+            load_dataset,
+            make_behaviour,
+            make_contribution_method,
+            partition,
+            split_validation,
+        )
 
         cfg = self.config
         fl = cfg.fl
@@ -229,8 +236,9 @@ class WallStreetFedsModel(mesa.Model):
         """Prices (USD/token), supplies and pooled tokens (tokens), each (n,)."""
         pools = self.market.pools
         prices = np.array([pools[c].spot_price() for c in self.client_ids])
-        supply = np.array([self.ledger.supply(c) for c in self.client_ids]) / ONE
-        pooled = np.array([pools[c].reserves[0] for c in self.client_ids]) / ONE
+        # Divide each int first: 18-decimal balances overflow int64 arrays.
+        supply = np.array([self.ledger.supply(c) / ONE for c in self.client_ids])
+        pooled = np.array([pools[c].reserves[0] / ONE for c in self.client_ids])
         return prices, supply, pooled
 
     def _pool_counters(self) -> dict[str, tuple[int, int, int]]:

@@ -95,7 +95,7 @@ def allot(budget: int, shares: np.ndarray) -> list[int]:
 
     Rounding down (never up) is what keeps the treasury from paying out more than it holds.
     """
-    weights = [int(round(float(s) * SHARE_RESOLUTION)) for s in shares]
+    weights = [round(float(s) * SHARE_RESOLUTION) for s in shares]
     total = sum(weights)
     if total == 0:
         return [0] * len(weights)

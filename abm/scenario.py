@@ -337,7 +337,7 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     if not p.is_file():
         raise ScenarioError(f"{p}: no such file. Pass the path of a scenario YAML file.")
     try:
-        data = yaml.load(p.read_text(encoding="utf-8"), Loader=_StrictSafeLoader)  # noqa: S506
+        data = yaml.load(p.read_text(encoding="utf-8"), Loader=_StrictSafeLoader)
     except yaml.YAMLError as exc:
         where = ""
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)

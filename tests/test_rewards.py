@@ -112,7 +112,7 @@ def test_mint_gives_tokens_worth_the_allotment_at_spot_price():
 
 
 def test_buyback_burns_what_it_buys_and_raises_the_price():
-    market, clients, payouts, _ = _distribute("buyback", [1.0, 0.0, 0.0])
+    market, _, payouts, _ = _distribute("buyback", [1.0, 0.0, 0.0])
     pool = market.pools["c0"]
     # Uniswap V2 output for 100 USD into (250 USD, 1000 tokens) at 0.3%:
     expected = 100 * ONE * 997 * 1000 * ONE // (250 * ONE * 1000 + 100 * ONE * 997)
@@ -125,26 +125,27 @@ def test_buyback_burns_what_it_buys_and_raises_the_price():
     assert market.ledger.balance(TREASURY, "c0") == 0
 
 
-def test_dividend_pays_holders_pro_rata_and_never_the_pool():
+def test_dividend_with_a_single_holder_pays_it_everything():
     market, clients, payouts, _ = _distribute("dividend", [1.0, 0.0, 0.0])
-    ledger = market.ledger
-    # Give an investor 1,000 c0 tokens: it and the client now hold equal amounts.
-    market2, clients2 = _market(3)
-    market2.ledger.mint("investor:1", "c0", 1000 * ONE)
-    market2.ledger.mint(TREASURY, "USD", 100 * ONE)
-    make_policy("dividend").distribute(market2, TREASURY, clients2, 100 * ONE,
-                                       np.array([1.0, 0.0, 0.0]))
-    assert market2.ledger.balance("investor:1", "USD") == 50 * ONE
-    assert market2.ledger.balance("client:c0", "USD") == 50 * ONE
-    assert market2.ledger.balance("pool:c0", "USD") == 250 * ONE
-    # Single holder case: everything to the client.
-    assert ledger.balance(clients[0].account, "USD") == 100 * ONE
+    assert market.ledger.balance(clients[0].account, "USD") == 100 * ONE
     assert payouts[0].usd_paid == 100 * ONE
+
+
+def test_dividend_pays_holders_pro_rata_and_never_the_pool():
+    market, clients = _market(3)
+    # An investor holds as many c0 tokens as the client: they split the dividend evenly.
+    market.ledger.mint("investor:1", "c0", 1000 * ONE)
+    market.ledger.mint(TREASURY, "USD", 100 * ONE)
+    make_policy("dividend").distribute(market, TREASURY, clients, 100 * ONE,
+                                       np.array([1.0, 0.0, 0.0]))
+    assert market.ledger.balance("investor:1", "USD") == 50 * ONE
+    assert market.ledger.balance("client:c0", "USD") == 50 * ONE
+    assert market.ledger.balance("pool:c0", "USD") == 250 * ONE
 
 
 @pytest.mark.parametrize("name", sorted(POLICIES))
 def test_every_policy_conserves_every_asset_and_never_overspends(name):
-    market, clients, payouts, _ = _distribute(name, [0.6, 0.3, 0.1], budget_usd=1000)
+    market, _, payouts, _ = _distribute(name, [0.6, 0.3, 0.1], budget_usd=1000)
     assert market.ledger.balance(TREASURY, "USD") >= 0
     assert sum(p.reward for p in payouts) <= 1000 * ONE
 

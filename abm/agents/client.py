@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from abm.agents.trader import BASE, Trader
-from abm.amm import ONE, to_units
+from abm.amm import to_units
 
 if TYPE_CHECKING:
     from abm.model import WallStreetFedsModel
@@ -47,12 +47,10 @@ class Client(Trader):
         if missing <= 0:
             return
         pool = self.market.pools[self.token]
-        reserve_token, reserve_base = pool.reserves
+        reserve_base = pool.reserves[1]
         # Tokens that would fetch `missing` USD; if the pool cannot pay that much, sell what the
         # impact limit allows and try again next round.
         need = (pool.quote_exact_out(BASE, missing) if missing < reserve_base
                 else held)
         self.sell(self.token, min(need, held))
 
-
-__all__ = ["ONE", "Client"]

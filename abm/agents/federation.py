@@ -69,7 +69,7 @@ class FederationAgent(Trader):
         budget_usd = self.budget.for_round(
             self.rounds_done, result.accuracy - result.prev_accuracy
         )
-        budget = to_units(budget_usd)
+        budget = to_units(float(budget_usd))
         market = self.model.market
         prices_before = [market.price(c.token) for c in self.clients]
         # The buyers' payment enters the economy here: new USD, recorded as minted.

@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from abm.agents.strategies import Strategy
-from abm.agents.trader import BASE, Trader
-from abm.amm import ONE, to_units
+from abm.agents.trader import BASE, Trader, decision_units
+from abm.amm import ONE
 
 if TYPE_CHECKING:
     from abm.model import WallStreetFedsModel
@@ -35,7 +35,7 @@ class Investor(Trader):
         view = self.model.view
         ledger = self.market.ledger
         cash_units = ledger.balance(self.account, BASE)
-        holdings = np.array([ledger.balance(self.account, t) for t in view.tokens]) / ONE
+        holdings = np.array([ledger.balance(self.account, t) / ONE for t in view.tokens])
         orders = self.rule.decide(view, cash_units / ONE, holdings, self.model.rng)
         if not orders:
             return
@@ -46,6 +46,6 @@ class Investor(Trader):
                 room = self.max_position * wealth - holdings[order.token] * view.prices[order.token]
                 usd = min(order.size, self.max_trade * cash_units / ONE, room)
                 if usd > 0:
-                    self.buy(token, to_units(usd))
+                    self.buy(token, decision_units(usd))
             else:
-                self.sell(token, to_units(min(order.size, holdings[order.token])))
+                self.sell(token, decision_units(min(order.size, holdings[order.token])))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from abm.agents.trader import BASE, Trader
+from abm.agents.trader import Trader
 from abm.amm import ONE, to_units
 
 if TYPE_CHECKING:
@@ -52,7 +52,9 @@ class LiquidityProvider(Trader):
             got = self.buy(token, per_pool // 2)
             if got == 0:
                 continue
-            used_token, used_usd, _ = pool.add_liquidity(self.account, got, per_pool - per_pool // 2)
+            used_token, used_usd, _ = pool.add_liquidity(
+                self.account, got, per_pool - per_pool // 2
+            )
             self.deposited[token] = (used_token, used_usd)
         self.active = bool(self.deposited)
 
@@ -89,5 +91,3 @@ class LiquidityProvider(Trader):
             hodl += dep_token / ONE * prices[token] + dep_usd / ONE
         self.hodl_value = hodl if self.deposited else 0.0
 
-
-__all__ = ["BASE", "LiquidityProvider"]

@@ -23,6 +23,15 @@ BASE = "USD"
 DUST = ONE // 100
 
 
+def decision_units(x: float) -> int:
+    """A decision's float amount (display units) as base units, rounded towards zero.
+
+    Decisions are floats by design; exactness starts at the pool, which rounds in its own
+    favour. (`abm.amm.to_units` is the exact conversion for configured amounts.)
+    """
+    return int(float(x) * ONE) if x > 0 else 0
+
+
 class Trader(mesa.Agent):
     """A Mesa agent with a ledger account that can swap on the model's market.
 
@@ -78,10 +87,13 @@ class Trader(mesa.Agent):
         fee_kept = 10_000 - pool.fee_bps
         min_out = int(spot_out * fee_kept // 10_000 * (1.0 - s))
         try:
-            return pool.swap_exact_in(self.account, asset_in, amount, min_out)
+            out = pool.swap_exact_in(self.account, asset_in, amount, min_out)
         except SlippageError:
             self.rejected_trades += 1
             return 0
+        reserve_token, reserve_base = pool.reserves
+        self.model.view.trade(token, reserve_base / reserve_token, reserve_token / ONE)
+        return out
 
     def snapshot(self) -> None:
         """Mark this agent's holdings to market (USD display units)."""

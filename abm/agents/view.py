@@ -1,9 +1,12 @@
 """The public information every market agent sees: prices, their history and the FL signal.
 
 The model refreshes one `MarketView` per step; agents read it and never reach into the pools to
-decide (they do touch the pools to trade). Derived signals that several investors share
-(momentum over a lookback, a moving average, fundamental values) are computed once per step and
-cached, so 100 investors cost one numpy computation, not 100.
+decide (they do touch the pools to trade). `prices` is live: every swap writes the pool's new
+spot price into it, so an agent acting later in the step sees the trades made before it
+(Mesa's sequential activation) instead of a stale snapshot — otherwise a crowd acting on one
+signal overshoots together and prices oscillate step to step. The parts of derived signals
+that only need past steps (the price `lookback` steps ago, the sum of a window) are computed
+once per step and cached, so 100 investors cost one numpy computation, not 100.
 
 All figures are floats in display units: prices in USD per token, supplies in tokens, budgets
 in USD per round.
@@ -56,11 +59,18 @@ class MarketView:
     def update(self, step: int, prices: np.ndarray, supply: np.ndarray, pooled: np.ndarray):
         """New step: record prices (USD/token) and supplies (tokens); drop cached signals."""
         self.step = step
-        self.prices = prices
+        self.prices = prices.copy()
         self.supply = supply
         self.pooled = pooled
         self._history.append(prices)
+        self._index = {t: i for i, t in enumerate(self.tokens)}
         self._cache.clear()
+
+    def trade(self, token: str, price: float, pooled: float) -> None:
+        """A swap moved `token` to spot `price` (USD/token) with `pooled` tokens in its pool."""
+        i = self._index[token]
+        self.prices[i] = price
+        self.pooled[i] = pooled
 
     def publish_round(self, shares: np.ndarray, budget: float) -> None:
         """The federation's round result: shares (n,) summing to 1 or 0, budget in USD."""
@@ -77,20 +87,19 @@ class MarketView:
         return np.asarray(self._history[-(lookback + 1):])
 
     def momentum(self, lookback: int) -> np.ndarray:
-        """Return over `lookback` steps, p_t / p_{t-lookback} - 1, per token (n,)."""
+        """Return over `lookback` steps, p_now / p_{t-lookback} - 1, per token (n,)."""
         key = ("momentum", lookback)
         if key not in self._cache:
-            hist = self.price_history(lookback)
-            self._cache[key] = hist[-1] / hist[0] - 1.0
-        return self._cache[key]
+            self._cache[key] = self.price_history(lookback)[0]
+        return self.prices / self._cache[key] - 1.0
 
     def deviation_from_mean(self, window: int) -> np.ndarray:
-        """p_t / mean(p over the last `window` steps) - 1, per token (n,)."""
+        """p_now / mean(p_now and the `window - 1` previous steps' prices) - 1, per token (n,)."""
         key = ("mean", window)
         if key not in self._cache:
-            hist = self.price_history(window - 1)
-            self._cache[key] = hist[-1] / hist.mean(axis=0) - 1.0
-        return self._cache[key]
+            self._cache[key] = self.price_history(window - 1)[:-1].sum(axis=0)
+        mean = (self._cache[key] + self.prices) / window
+        return self.prices / mean - 1.0
 
     def fundamental_values(self, horizon_discount: float) -> np.ndarray:
         """USD per token that the remaining rewards pay to a token holder, (n,).

@@ -1,0 +1,240 @@
+"""FedAvg over simulated clients.
+
+``Federation(train, parts, val, behaviours, *, model="mlp", hidden=32, local_epochs=1,
+batch_size=32, lr=0.1, metric="accuracy", seed)``
+
+- ``train``/``val``: :class:`~abm.fl.data.Dataset` (the validation split is the
+  federation's own, see :func:`~abm.fl.data.split_validation`); ``parts``: one index array
+  into ``train`` per client (:func:`~abm.fl.partition.partition`); ``behaviours``: one
+  :class:`~abm.fl.behaviours.Behaviour` (or behaviour name) per client.
+- ``model``: ``logreg`` | ``mlp`` | ``cnn`` (:mod:`abm.fl.nets`).
+- A round: every client starts from the global parameters and sends an update (a delta);
+  honest training is ``local_epochs`` epochs of plain minibatch SGD (``batch_size``,
+  ``lr``, cross-entropy) over its data in a fresh random order; the server aggregates
+  ``new = prev + sum_i w_i U_i`` with data weights ``w_i = n_i / sum_j n_j``, and evaluates
+  the new model on the validation split.
+- ``run_round() -> RoundResult`` with the round's updates and the round's
+  :class:`~abm.fl.game.CoalitionGame` (utility ``metric``: ``accuracy`` or ``loss``).
+
+Determinism: one integer ``seed`` drives everything through private generators (never
+global torch/numpy state): the initial model (torch generator from ``seed``), the label
+corruption of each client (numpy ``SeedSequence([seed, 1, i])``), and each client's batch
+order / noise in round ``r`` (torch generator seeded from ``SeedSequence([seed, 2, r, i])``,
+so a client's training does not depend on the other clients). Two federations built with the
+same arguments produce identical rounds. The library never calls
+``torch.set_num_threads``; the caller decides.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from abm.fl.behaviours import Behaviour, make_behaviour
+from abm.fl.data import Dataset
+from abm.fl.game import METRICS, CoalitionGame
+from abm.fl.nets import MODELS, make_net
+
+__all__ = ["Federation", "RoundResult"]
+
+
+@dataclass
+class RoundResult:
+    """One FedAvg round.
+
+    ``round`` (1-based index of the round just run), ``updates`` (``(n, p)`` float32 tensor of
+    client deltas), ``weights`` (``(n,)`` float64 aggregation weights, summing to 1),
+    ``game`` (the round's :class:`CoalitionGame`), ``accuracy``/``loss`` (new global model on
+    the validation split), ``prev_accuracy``/``prev_loss`` (previous global model), and
+    extras: ``n_samples`` (``(n,)`` int), ``behaviours`` (names), ``prev_params`` and
+    ``params`` (global parameters before/after), ``aggregate`` (``sum_i w_i U_i``),
+    ``train_seconds``.
+    """
+
+    round: int
+    updates: torch.Tensor
+    weights: np.ndarray
+    game: CoalitionGame
+    accuracy: float
+    loss: float
+    prev_accuracy: float
+    prev_loss: float
+    n_samples: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    behaviours: tuple[str, ...] = ()
+    prev_params: torch.Tensor | None = None
+    params: torch.Tensor | None = None
+    aggregate: torch.Tensor | None = None
+    train_seconds: float = 0.0
+
+    @property
+    def n_clients(self) -> int:
+        return int(self.updates.shape[0])
+
+
+def _seed_from(*entropy: int) -> int:
+    return int(np.random.SeedSequence(list(entropy)).generate_state(2, np.uint64)[0] >> 1)
+
+
+def _check_int(name: str, value, lo: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < lo:
+        raise ValueError(f"Federation: {name} must be an integer >= {lo}, got {value!r}")
+    return int(value)
+
+
+class Federation:
+    """FedAvg over clients with behaviours (see the module docstring)."""
+
+    def __init__(
+        self,
+        train: Dataset,
+        parts: Sequence[np.ndarray],
+        val: Dataset,
+        behaviours: Sequence[Behaviour | str],
+        *,
+        model: str = "mlp",
+        hidden: int = 32,
+        local_epochs: int = 1,
+        batch_size: int = 32,
+        lr: float = 0.1,
+        metric: str = "accuracy",
+        seed: int,
+    ) -> None:
+        if model not in MODELS:
+            raise ValueError(f"Federation: model must be one of {', '.join(MODELS)}, got {model!r}")
+        if metric not in METRICS:
+            raise ValueError(
+                f"Federation: metric must be one of {', '.join(METRICS)}, got {metric!r}"
+            )
+        self.hidden = _check_int("hidden", hidden, 1)
+        self.local_epochs = _check_int("local_epochs", local_epochs, 1)
+        self.batch_size = _check_int("batch_size", batch_size, 1)
+        self.seed = _check_int("seed", seed, 0)
+        if isinstance(lr, bool) or not isinstance(lr, int | float) or not 0 < lr < float("inf"):
+            raise ValueError(f"Federation: lr must be a number > 0, got {lr!r}")
+        self.lr = float(lr)
+        self.metric = metric
+        self.model = model
+        if len(parts) != len(behaviours):
+            raise ValueError(
+                f"Federation: {len(parts)} partitions but {len(behaviours)} behaviours "
+                "(one each per client)"
+            )
+        if len(parts) < 1:
+            raise ValueError("Federation: needs at least one client")
+        if train.n_classes != val.n_classes or train.input_shape != val.input_shape:
+            raise ValueError("Federation: train and val must have the same classes and shape")
+        if len(val) < 1:
+            raise ValueError("Federation: the validation split is empty")
+
+        self.behaviours: list[Behaviour] = [
+            make_behaviour(b) if isinstance(b, str) else b for b in behaviours
+        ]
+        for b in self.behaviours:
+            if not isinstance(b, Behaviour):
+                raise TypeError(f"Federation: behaviours must be Behaviour or names, got {b!r}")
+        self.n_classes = train.n_classes
+        self.net = make_net(model, train.input_shape, train.n_classes, hidden=self.hidden)
+
+        self._X: list[torch.Tensor] = []
+        self._y: list[torch.Tensor] = []
+        sizes = []
+        for i, (idx, b) in enumerate(zip(parts, self.behaviours, strict=True)):
+            idx = np.asarray(idx, dtype=np.int64)
+            if idx.ndim != 1 or idx.size == 0:
+                raise ValueError(f"Federation: client {i} has no samples")
+            if idx.min() < 0 or idx.max() >= len(train):
+                raise ValueError(f"Federation: client {i} has indices outside the train set")
+            rng = np.random.default_rng(np.random.SeedSequence([self.seed, 1, i]))
+            y = b.labels(train.y[idx], train.n_classes, rng)
+            self._X.append(torch.from_numpy(np.ascontiguousarray(train.X[idx])))
+            self._y.append(torch.from_numpy(np.asarray(y, dtype=np.int64)))
+            sizes.append(idx.size)
+        self.client_sizes = np.asarray(sizes, dtype=np.int64)
+        self.weights = self.client_sizes / self.client_sizes.sum()
+
+        self.X_val = torch.from_numpy(val.X)
+        self.y_val = torch.from_numpy(val.y)
+        gen = torch.Generator().manual_seed(_seed_from(self.seed, 0))
+        self.params = self.net.init_params(gen)
+        self.round = 0
+        acc, loss = self.net.evaluate_batched(self.params[None], self.X_val, self.y_val)
+        self.accuracy, self.loss = float(acc[0]), float(loss[0])
+        self.history: list[tuple[int, float, float]] = [(0, self.accuracy, self.loss)]
+
+    @property
+    def n_clients(self) -> int:
+        return len(self.behaviours)
+
+    @property
+    def n_params(self) -> int:
+        return self.net.n_params
+
+    # -- training -----------------------------------------------------------------------------
+    def _local_sgd(self, i: int, start: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        X, y = self._X[i], self._y[i]
+        n = y.shape[0]
+        w = start.clone().requires_grad_(True)
+        bs = self.batch_size
+        for _ in range(self.local_epochs):
+            order = torch.randperm(n, generator=gen)
+            for s in range(0, n, bs):
+                b = order[s : s + bs]
+                loss = F.cross_entropy(self.net.forward(w, X[b]), y[b])
+                (g,) = torch.autograd.grad(loss, w)
+                with torch.no_grad():
+                    w.sub_(g, alpha=self.lr)
+        return w.detach() - start
+
+    def client_update(self, i: int) -> torch.Tensor:
+        """Client ``i``'s update for the current round (deterministic given the seed)."""
+        gen = torch.Generator().manual_seed(_seed_from(self.seed, 2, self.round + 1, i))
+        start = self.params
+        delta = self.behaviours[i].update(lambda: self._local_sgd(i, start, gen), start, gen)
+        if delta.shape != start.shape:
+            raise ValueError(
+                f"behaviour {self.behaviours[i].name!r} returned an update of shape "
+                f"{tuple(delta.shape)}, expected {tuple(start.shape)}"
+            )
+        return delta.detach().to(torch.float32)
+
+    def run_round(self) -> RoundResult:
+        """Run one FedAvg round and return its :class:`RoundResult`."""
+        import time
+
+        t0 = time.perf_counter()
+        updates = torch.stack([self.client_update(i) for i in range(self.n_clients)])
+        t1 = time.perf_counter()
+        prev = self.params
+        prev_acc, prev_loss = self.accuracy, self.loss
+        game = CoalitionGame(
+            self.net, prev, updates, self.weights, self.X_val, self.y_val, metric=self.metric
+        )
+        # The empty coalition is the previous model, whose values are already known.
+        game.seed_value(game.empty_mask, prev_acc, prev_loss)
+        grand = game.grand_mask
+        new_params = game.coalition_params(grand)[0]
+        acc, loss = game.peek(grand)
+        self.params = new_params
+        self.round += 1
+        self.accuracy, self.loss = float(acc[0]), float(loss[0])
+        self.history.append((self.round, self.accuracy, self.loss))
+        return RoundResult(
+            round=self.round,
+            updates=updates,
+            weights=self.weights.copy(),
+            game=game,
+            accuracy=self.accuracy,
+            loss=self.loss,
+            prev_accuracy=prev_acc,
+            prev_loss=prev_loss,
+            n_samples=self.client_sizes.copy(),
+            behaviours=tuple(b.name for b in self.behaviours),
+            prev_params=prev,
+            params=new_params,
+            aggregate=(torch.from_numpy(self.weights) @ updates.double()).float(),
+            train_seconds=t1 - t0,
+        )

@@ -1,0 +1,257 @@
+"""Small torch models over a flat parameter vector.
+
+Every model is a :class:`Net`: a fixed layout of named tensors inside one flat float32
+parameter vector of length ``n_params``. Models are pure functions of that vector:
+
+- ``forward(flat (p,), X (m, ...)) -> logits (m, C)`` (differentiable, used for training);
+- ``forward_batched(P (k, p), X) -> logits (k, m, C)``: ``k`` models at once;
+- ``evaluate_batched(P, X, y) -> (accuracy (k,), loss (k,))`` (numpy float64), chunked over
+  models and samples so memory stays bounded;
+- ``evaluate(flat, X, y)``: one model (the reference for the batched path).
+
+Kinds (``make_net``):
+
+- ``logreg``: multinomial logistic regression on the flattened input (batched: one GEMM).
+- ``mlp``: one hidden ReLU layer of ``hidden`` units. The batched forward computes the first
+  layer of a chunk of ``k`` models with one GEMM ``[W1_1 | ... | W1_k]^T X^T`` and the
+  second with one ``bmm`` of ``(C, h) @ (h, m)`` products.
+- ``cnn``: two 3x3 conv (8 and 16 channels) + ReLU + 2x2 max-pool blocks, then a ReLU
+  hidden layer and the output layer; input ``(C, H, W)`` with ``H, W >= 4`` (CIFAR-10:
+  ``(3, 32, 32)``). Batched with ``torch.func.vmap`` over the flat parameters.
+
+Parameters are initialised from a caller-supplied ``torch.Generator`` (never the global
+torch RNG): weights and biases ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)), torch's default scale.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+__all__ = ["MODELS", "Net", "make_net"]
+
+MODELS = ("logreg", "mlp", "cnn")
+
+
+
+class Net:
+    """A model over a flat parameter vector (see the module docstring)."""
+
+    kind: str = ""
+    #: activation elements (models x samples x width) per evaluation chunk
+    chunk_elems: int = 1 << 19
+
+    def __init__(self, input_shape: tuple[int, ...], n_classes: int) -> None:
+        self.input_shape = tuple(int(s) for s in input_shape)
+        self.n_classes = int(n_classes)
+        self.layout: list[tuple[str, tuple[int, ...], int]] = []  # name, shape, fan_in
+        self._build()
+        self.offsets: dict[str, tuple[int, int, tuple[int, ...]]] = {}
+        o = 0
+        for name, shape, _ in self.layout:
+            size = math.prod(shape)
+            self.offsets[name] = (o, o + size, shape)
+            o += size
+        self.n_params = o
+
+    # -- subclasses ---------------------------------------------------------------------
+    def _build(self) -> None:
+        raise NotImplementedError
+
+    def forward(self, flat: torch.Tensor, X: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward_batched(self, P: torch.Tensor, X: torch.Tensor) -> torch.Tensor:
+        return torch.stack([self.forward(p, X) for p in P])
+
+    def _width(self) -> int:
+        """Activation elements per sample per model (for chunking)."""
+        return self.n_classes
+
+    # -- shared -------------------------------------------------------------------------
+    def init_params(self, generator: torch.Generator) -> torch.Tensor:
+        parts = []
+        for _name, shape, fan_in in self.layout:
+            bound = 1.0 / math.sqrt(fan_in)
+            t = torch.rand(math.prod(shape), generator=generator, dtype=torch.float32)
+            parts.append((t * 2.0 - 1.0) * bound)
+        return torch.cat(parts)
+
+    def unflatten(self, flat: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Views into ``flat`` (shape ``(p,)``) or ``(k, p)`` -> leading ``k`` kept."""
+        lead = flat.shape[:-1]
+        return {
+            name: flat[..., a:b].reshape(*lead, *shape)
+            for name, (a, b, shape) in self.offsets.items()
+        }
+
+    def _prepare(self, X: torch.Tensor) -> torch.Tensor:
+        return X
+
+    @staticmethod
+    def _loss_sum(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Summed cross-entropy over the sample axis (``-2``) of ``(..., m, C)`` logits."""
+        picked = logits.gather(-1, y.expand(logits.shape[:-1]).unsqueeze(-1)).squeeze(-1)
+        return (torch.logsumexp(logits, -1) - picked).sum(-1)
+
+    @torch.no_grad()
+    def evaluate(
+        self, flat: torch.Tensor, X: torch.Tensor, y: torch.Tensor, *, want_loss: bool = True
+    ) -> tuple[float, float]:
+        """Accuracy and mean cross-entropy of one model, unbatched (``nan`` loss unless
+        ``want_loss``)."""
+        logits = self.forward(flat, X)
+        m = y.shape[0]
+        correct = float((logits.argmax(-1) == y).sum()) / m
+        loss = float(self._loss_sum(logits, y)) / m if want_loss else float("nan")
+        return correct, loss
+
+    @torch.no_grad()
+    def evaluate_batched(
+        self, P: torch.Tensor, X: torch.Tensor, y: torch.Tensor, *, want_loss: bool = True
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Accuracy and mean cross-entropy (float64 arrays ``(k,)``; ``nan`` loss unless
+        ``want_loss``) of the ``k`` models in ``P (k, p)``. Models and samples are taken in
+        chunks of about ``chunk_elems`` activation elements (cache-sized for the small
+        models: faster than one huge batch)."""
+        k = P.shape[0]
+        m = y.shape[0]
+        width = max(1, self._width())
+        budget = self.chunk_elems
+        m_chunk = min(m, max(1, budget // width))
+        k_chunk = max(1, budget // (m_chunk * width))
+        correct = torch.zeros(k, dtype=torch.float64)
+        loss = torch.zeros(k, dtype=torch.float64)
+        for a in range(0, k, k_chunk):
+            Pa = P[a : a + k_chunk]
+            kc = Pa.shape[0]
+            for s in range(0, m, m_chunk):
+                Xs, ys = X[s : s + m_chunk], y[s : s + m_chunk]
+                logits = self.forward_batched(Pa, Xs)  # (kc, ms, C)
+                correct[a : a + kc] += (logits.argmax(-1) == ys).sum(-1).double()
+                if want_loss:
+                    loss[a : a + kc] += self._loss_sum(logits, ys).double()
+        acc = (correct / m).numpy()
+        if not want_loss:
+            return acc, np.full(k, np.nan)
+        return acc, (loss / m).numpy()
+
+
+class LogReg(Net):
+    kind = "logreg"
+
+    def _build(self) -> None:
+        d = math.prod(self.input_shape)
+        self.d = d
+        self.layout = [("W", (d, self.n_classes), d), ("b", (self.n_classes,), d)]
+
+    def _flat_x(self, X: torch.Tensor) -> torch.Tensor:
+        return X.reshape(X.shape[0], self.d)
+
+    def forward(self, flat, X):
+        p = self.unflatten(flat)
+        return torch.addmm(p["b"], self._flat_x(X), p["W"])
+
+    def forward_batched(self, P, X):
+        k, C = P.shape[0], self.n_classes
+        p = self.unflatten(P)
+        # All k models in one GEMM: (k*C, d) @ (d, m) -> (k, C, m).
+        Wt = p["W"].transpose(1, 2).reshape(k * C, self.d)
+        L = torch.addmm(p["b"].reshape(k * C, 1), Wt, self._flat_x(X).t())
+        return L.view(k, C, -1).transpose(1, 2).contiguous()
+
+
+class MLP(Net):
+    kind = "mlp"
+
+    def __init__(self, input_shape, n_classes, hidden: int = 32) -> None:
+        self.hidden = int(hidden)
+        super().__init__(input_shape, n_classes)
+
+    def _build(self) -> None:
+        d = math.prod(self.input_shape)
+        h, C = self.hidden, self.n_classes
+        self.d = d
+        self.layout = [
+            ("W1", (d, h), d),
+            ("b1", (h,), d),
+            ("W2", (h, C), h),
+            ("b2", (C,), h),
+        ]
+
+    def _width(self) -> int:
+        return self.hidden + self.n_classes
+
+    def forward(self, flat, X):
+        p = self.unflatten(flat)
+        H = torch.relu(torch.addmm(p["b1"], X.reshape(X.shape[0], self.d), p["W1"]))
+        return torch.addmm(p["b2"], H, p["W2"])
+
+    def forward_batched(self, P, X):
+        k, h, C = P.shape[0], self.hidden, self.n_classes
+        p = self.unflatten(P)
+        Xf = X.reshape(X.shape[0], self.d)
+        # First layer of all k models in one GEMM: (k*h, d) @ (d, m) -> (k, h, m).
+        W1t = p["W1"].transpose(1, 2).reshape(k * h, self.d)
+        H = torch.addmm(p["b1"].reshape(k * h, 1), W1t, Xf.t()).relu_().view(k, h, -1)
+        # Second layer as (C, h) @ (h, m) per model (wide, BLAS-friendly) -> (k, C, m).
+        L = torch.baddbmm(p["b2"].view(k, C, 1), p["W2"].transpose(1, 2), H)
+        return L.transpose(1, 2).contiguous()
+
+
+class CNN(Net):
+    kind = "cnn"
+    chunk_elems = 1 << 24
+
+    def __init__(self, input_shape, n_classes, hidden: int = 32) -> None:
+        self.hidden = int(hidden)
+        if len(input_shape) != 3 or input_shape[1] < 4 or input_shape[2] < 4:
+            raise ValueError(
+                f"model 'cnn' needs image input (C, H, W) with H, W >= 4, got {input_shape}"
+            )
+        super().__init__(input_shape, n_classes)
+
+    def _build(self) -> None:
+        c, H, W = self.input_shape
+        c1, c2 = 8, 16
+        flat = c2 * (H // 4) * (W // 4)
+        self.flat = flat
+        self.layout = [
+            ("conv1.w", (c1, c, 3, 3), c * 9),
+            ("conv1.b", (c1,), c * 9),
+            ("conv2.w", (c2, c1, 3, 3), c1 * 9),
+            ("conv2.b", (c2,), c1 * 9),
+            ("fc1.w", (flat, self.hidden), flat),
+            ("fc1.b", (self.hidden,), flat),
+            ("fc2.w", (self.hidden, self.n_classes), self.hidden),
+            ("fc2.b", (self.n_classes,), self.hidden),
+        ]
+
+    def _width(self) -> int:
+        _, H, W = self.input_shape
+        # conv activations dominate (kept alive by vmap until the pooled output)
+        return 8 * H * W * 2 + 16 * H * W // 2 + self.hidden + self.n_classes
+
+    def forward(self, flat, X):
+        p = self.unflatten(flat)
+        z = F.max_pool2d(torch.relu(F.conv2d(X, p["conv1.w"], p["conv1.b"], padding=1)), 2)
+        z = F.max_pool2d(torch.relu(F.conv2d(z, p["conv2.w"], p["conv2.b"], padding=1)), 2)
+        z = torch.relu(torch.addmm(p["fc1.b"], z.reshape(z.shape[0], self.flat), p["fc1.w"]))
+        return torch.addmm(p["fc2.b"], z, p["fc2.w"])
+
+    def forward_batched(self, P, X):
+        return torch.func.vmap(self.forward, in_dims=(0, None))(P, X)
+
+
+def make_net(kind: str, input_shape: tuple[int, ...], n_classes: int, *, hidden: int = 32) -> Net:
+    """Build a :class:`Net` of the given kind (``logreg``, ``mlp``, ``cnn``)."""
+    if kind == "logreg":
+        return LogReg(input_shape, n_classes)
+    if kind == "mlp":
+        return MLP(input_shape, n_classes, hidden)
+    if kind == "cnn":
+        return CNN(input_shape, n_classes, hidden)
+    raise ValueError(f"model must be one of {', '.join(MODELS)}, got {kind!r}")

@@ -1,0 +1,316 @@
+"""Shapley value algorithms for any batched cooperative game.
+
+A *game* is a callable taking a boolean matrix ``(k, n)`` (rows = coalitions) and returning
+``k`` utilities; :class:`abm.fl.game.CoalitionGame` is one, and so is any plain function.
+
+- :func:`exact_shapley` enumerates all ``2**n`` coalitions in one batched call and applies
+  the Shapley formula with exactly rounded sums (``math.fsum``), so symmetric players get
+  bitwise equal values and null players exactly 0. Refuses ``n > 16``.
+- :func:`leave_one_out`: ``v(N) - v(N \\ {i})`` (``n + 1`` coalitions, one call).
+- :func:`tmc_shapley`: truncated Monte Carlo permutation sampling (Ghorbani & Zou 2019,
+  "Data Shapley"): random permutations; a permutation's scan stops once
+  ``|v(N) - v(prefix)| <= truncation_tol * |v(N)|`` (the remaining players get marginal 0).
+- :func:`gtg_shapley`: GTG-Shapley (Liu et al. 2022, "GTG-Shapley: Efficient and Accurate
+  Participant Contribution Evaluation in Federated Learning"): between-round truncation
+  (``|v(N) - v(empty)| <= eps_between``: every value is 0 and nothing else is evaluated),
+  within-round truncation (``|v(N) - v(prefix)| <= eps_within``), and guided sampling:
+  permutations come in cycles of ``n``, the ``g``-th of a cycle starting with player ``g``
+  (the rest in random order).
+
+Both samplers scan a batch of permutations in lockstep, position by position, so each step
+is one batched game call holding the prefixes of all still-active permutations (truncation
+decisions are the same as scanning one permutation at a time). The first batch holds the
+first ``min_permutations`` (rounded up to whole batches), later batches one cycle each. Coalitions are memoised per
+call; ``evaluations`` is the number of distinct coalitions requested from the game.
+
+Convergence (both samplers): after at least ``min_permutations`` permutations, and after
+each batch, the running estimate ``phi_t`` (mean marginal contribution over the first ``t``
+permutations) is compared with the latest one ``phi_T`` over the last ``last_k``
+permutations: converged when ``max_t sum_i |phi_t,i - phi_T,i| / sum_i |phi_T,i| <
+convergence_tol``. (The published code divides per player, ``mean_i |..| / |phi_T,i|``,
+which never settles when a player's value is near 0, as a free rider's is; normalising by
+the total magnitude is the robust variant.) Sampling stops at ``max_permutations`` in any
+case.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from abm.fl.game import coalition_keys
+
+__all__ = [
+    "MAX_EXACT_PLAYERS",
+    "ShapleyEstimate",
+    "all_masks",
+    "exact_shapley",
+    "gtg_shapley",
+    "leave_one_out",
+    "shapley_from_values",
+    "tmc_shapley",
+]
+
+MAX_EXACT_PLAYERS = 16
+
+Game = Callable[[np.ndarray], np.ndarray]
+
+
+@dataclass
+class ShapleyEstimate:
+    """Values ``(n,)`` and how they were obtained."""
+
+    values: np.ndarray
+    evaluations: int
+    n_permutations: int = 0
+    converged: bool = True
+    truncated_round: bool = False
+
+
+class _Memo:
+    """Memoising, counting front of a game (distinct coalitions requested)."""
+
+    def __init__(self, game: Game, n: int) -> None:
+        self.game = game
+        self.n = n
+        self.cache: dict[int, float] = {}
+
+    @property
+    def evaluations(self) -> int:
+        return len(self.cache)
+
+    def __call__(self, masks: np.ndarray) -> np.ndarray:
+        keys = coalition_keys(masks)
+        missing: dict[int, int] = {}
+        for row, key in enumerate(keys):
+            if key not in self.cache and key not in missing:
+                missing[key] = row
+        if missing:
+            rows = list(missing.values())
+            vals = np.asarray(self.game(masks[rows]), dtype=np.float64).reshape(-1)
+            if vals.shape[0] != len(rows):
+                raise ValueError(
+                    f"the game returned {vals.shape[0]} values for {len(rows)} coalitions"
+                )
+            for key, v in zip(missing, vals.tolist(), strict=True):
+                self.cache[key] = v
+        return np.array([self.cache[k] for k in keys], dtype=np.float64)
+
+
+def _check_n(n_players: int) -> int:
+    if isinstance(n_players, bool) or not isinstance(n_players, int | np.integer) or (
+        n_players < 1
+    ):
+        raise ValueError(f"n_players must be an integer >= 1, got {n_players!r}")
+    return int(n_players)
+
+
+def all_masks(n: int) -> np.ndarray:
+    """All ``2**n`` coalitions as a ``(2**n, n)`` bool matrix; row ``r`` has bit ``i`` of
+    ``r`` in column ``i``."""
+    r = np.arange(2**n, dtype=np.int64)[:, None]
+    return ((r >> np.arange(n, dtype=np.int64)) & 1).astype(bool)
+
+
+def shapley_from_values(v: np.ndarray, n: int) -> np.ndarray:
+    """Shapley values from the utilities of all coalitions (``v[r]`` for the coalition whose
+    bit pattern is ``r``): ``phi_i = sum_{S not i} |S|!(n-|S|-1)!/n! (v(S+i) - v(S))``, each
+    sum exactly rounded."""
+    v = np.asarray(v, dtype=np.float64)
+    if v.shape != (2**n,):
+        raise ValueError(f"expected {2**n} coalition values, got shape {v.shape}")
+    idx = np.arange(2**n, dtype=np.int64)
+    sizes = np.zeros(2**n, dtype=np.int64)
+    for i in range(n):
+        sizes += (idx >> i) & 1
+    fact = [math.factorial(s) for s in range(n + 1)]
+    w = np.array([fact[s] * fact[n - s - 1] / fact[n] for s in range(n)], dtype=np.float64)
+    phi = np.zeros(n, dtype=np.float64)
+    for i in range(n):
+        without = idx[((idx >> i) & 1) == 0]
+        terms = w[sizes[without]] * (v[without | (1 << i)] - v[without])
+        phi[i] = math.fsum(terms.tolist())
+    return phi
+
+
+def exact_shapley(game: Game, n_players: int) -> np.ndarray:
+    """Exact Shapley values of ``game`` over ``n_players`` players (all ``2**n`` coalitions
+    evaluated in one batched call). Raises ``ValueError`` for ``n_players > 16``."""
+    n = _check_n(n_players)
+    if n > MAX_EXACT_PLAYERS:
+        raise ValueError(
+            f"exact Shapley needs all 2**n coalitions: n_players={n} exceeds the limit of "
+            f"{MAX_EXACT_PLAYERS} ({2**n} coalitions); use shapley_mc or gtg_shapley"
+        )
+    v = np.asarray(game(all_masks(n)), dtype=np.float64).reshape(-1)
+    return shapley_from_values(v, n)
+
+
+def leave_one_out(game: Game, n_players: int) -> ShapleyEstimate:
+    """``v(N) - v(N minus i)`` for every player (``n + 1`` coalitions in one call)."""
+    n = _check_n(n_players)
+    masks = np.ones((n + 1, n), dtype=bool)
+    masks[np.arange(1, n + 1), np.arange(n)] = False
+    memo = _Memo(game, n)
+    v = memo(masks)
+    return ShapleyEstimate(v[0] - v[1:], memo.evaluations)
+
+
+def _scan(
+    memo: _Memo,
+    perms: np.ndarray,
+    v_all: float,
+    v_empty: float,
+    threshold: float,
+) -> np.ndarray:
+    """Marginal contributions ``(b, n)`` of each player in each permutation, scanning the
+    permutations in lockstep; a scan stops when ``|v_all - v(prefix)| <= threshold``
+    (``threshold < 0``: never)."""
+    b, n = perms.shape
+    marg = np.zeros((b, n), dtype=np.float64)
+    prev = np.full(b, v_empty, dtype=np.float64)
+    cum = np.zeros((b, n), dtype=bool)
+    active = np.ones(b, dtype=bool)
+    rows_all = np.arange(b)
+    for j in range(n):
+        if threshold >= 0:
+            active &= np.abs(v_all - prev) > threshold
+        if not active.any():
+            break
+        rows = rows_all[active]
+        players = perms[rows, j]
+        cum[rows, players] = True
+        vals = np.full(rows.size, v_all) if j == n - 1 else memo(cum[rows])
+        marg[rows, players] = vals - prev[rows]
+        prev[rows] = vals
+    return marg
+
+
+def _converged(records: list[np.ndarray], last_k: int, tol: float) -> bool:
+    allm = np.concatenate(records)
+    t = allm.shape[0]
+    if t < 2:
+        return False
+    k = min(last_k, t)
+    run = np.cumsum(allm, axis=0)[-k:] / np.arange(t - k + 1, t + 1)[:, None]
+    last = run[-1]
+    denom = np.abs(last).sum()
+    if denom == 0.0:
+        return bool(np.all(run == 0.0))
+    err = np.abs(run - last).sum(axis=1) / denom
+    return bool(err.max() < tol)
+
+
+def _sample(
+    game: Game,
+    n: int,
+    *,
+    rng: np.random.Generator,
+    threshold_of: Callable[[float], float],
+    guided: bool,
+    eps_between: float,
+    min_permutations: int,
+    max_permutations: int,
+    convergence_tol: float,
+    last_k: int,
+    batch: int,
+) -> ShapleyEstimate:
+    memo = _Memo(game, n)
+    ends = np.zeros((2, n), dtype=bool)
+    ends[0] = True
+    v_all, v_empty = memo(ends).tolist()
+    if eps_between > 0 and abs(v_all - v_empty) <= eps_between:
+        return ShapleyEstimate(np.zeros(n), memo.evaluations, 0, True, True)
+    if n == 1:
+        return ShapleyEstimate(np.array([v_all - v_empty]), memo.evaluations, 1, True, False)
+    threshold = threshold_of(v_all)
+    records: list[np.ndarray] = []
+    done = 0
+    converged = False
+    # Convergence is not judged before min_permutations, so those are scanned in one
+    # lockstep batch (same permutations and values as batch by batch, fewer game calls).
+    first = batch * max(1, math.ceil(min_permutations / batch))
+    while done < max_permutations:
+        size = min(first if done == 0 else batch, max_permutations - done)
+        if guided:
+            firsts = (np.arange(done, done + size) % n).astype(np.int64)
+            perms = np.empty((size, n), dtype=np.int64)
+            for r, f in enumerate(firsts):
+                rest = np.delete(np.arange(n), f)
+                perms[r, 0] = f
+                perms[r, 1:] = rest[rng.permutation(n - 1)]
+        else:
+            perms = np.argsort(rng.random((size, n)), axis=1)
+        records.append(_scan(memo, perms, v_all, v_empty, threshold))
+        done += size
+        if done >= min_permutations and _converged(records, last_k, convergence_tol):
+            converged = True
+            break
+    values = np.concatenate(records).mean(axis=0)
+    return ShapleyEstimate(values, memo.evaluations, done, converged, False)
+
+
+def tmc_shapley(
+    game: Game,
+    n_players: int,
+    *,
+    rng: np.random.Generator,
+    truncation_tol: float = 0.01,
+    min_permutations: int = 30,
+    max_permutations: int = 200,
+    convergence_tol: float = 0.05,
+    last_k: int = 10,
+    batch: int | None = None,
+) -> ShapleyEstimate:
+    """Truncated Monte Carlo Shapley (Ghorbani & Zou 2019). ``truncation_tol`` is relative
+    to ``|v(N)|`` (0 disables truncation); ``batch`` permutations are scanned in lockstep
+    (default ``n_players``)."""
+    n = _check_n(n_players)
+    return _sample(
+        game,
+        n,
+        rng=rng,
+        threshold_of=lambda v_all: truncation_tol * abs(v_all) if truncation_tol > 0 else -1.0,
+        guided=False,
+        eps_between=0.0,
+        min_permutations=min_permutations,
+        max_permutations=max_permutations,
+        convergence_tol=convergence_tol,
+        last_k=last_k,
+        batch=batch or n,
+    )
+
+
+def gtg_shapley(
+    game: Game,
+    n_players: int,
+    *,
+    rng: np.random.Generator,
+    eps_between: float = 0.001,
+    eps_within: float = 0.001,
+    min_permutations: int = 30,
+    max_permutations: int = 100,
+    convergence_tol: float = 0.05,
+    last_k: int = 10,
+) -> ShapleyEstimate:
+    """GTG-Shapley (Liu et al. 2022). ``eps_between``/``eps_within`` are absolute utility
+    differences (0 disables that truncation). Permutations are scanned a guided cycle of
+    ``n_players`` at a time; at least ``max(min_permutations, n_players)`` are sampled unless
+    the round is truncated."""
+    n = _check_n(n_players)
+    return _sample(
+        game,
+        n,
+        rng=rng,
+        threshold_of=lambda v_all: eps_within if eps_within > 0 else -1.0,
+        guided=True,
+        eps_between=eps_between,
+        min_permutations=max(min_permutations, n),
+        max_permutations=max(max_permutations, 1),
+        convergence_tol=convergence_tol,
+        last_k=last_k,
+        batch=n,
+    )

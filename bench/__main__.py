@@ -1,0 +1,43 @@
+"""Run every benchmark in bench/: `python -m bench` (what `make bench` does).
+
+bench.amm always runs; bench.fl, bench.model and bench.sweep run when they exist and are
+skipped with a one-line notice while they do not. A benchmark that exists but fails (to import
+or to run) is reported, the others still run, and the exit status is 1.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import traceback
+
+REQUIRED = ("bench.amm",)
+OPTIONAL = ("bench.fl", "bench.model", "bench.sweep")
+
+
+def main() -> int:
+    failed = []
+    for name in REQUIRED + OPTIONAL:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as error:
+            if name in OPTIONAL and error.name == name:
+                print(f"== {name}: not written yet, skipped ==")
+                continue
+            failed.append(name)
+            traceback.print_exc()
+            continue
+        print(f"== {name} ==", flush=True)
+        try:
+            module.main()
+        except Exception:
+            failed.append(name)
+            traceback.print_exc()
+    if failed:
+        print(f"benchmarks failed: {', '.join(failed)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,51 @@
+"""Shared fixtures: small, fast scenarios built from the shipped schema."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from abm.scenario import Scenario, parse_scenario
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def small_scenario(**overrides) -> Scenario:
+    """4 clients on 400 digits, logistic regression, 30 steps (3 rounds), a few of each agent.
+
+    Small enough that a run takes well under a second of training, big enough that every
+    policy, strategy and agent type acts.
+    """
+    data = {
+        "name": "small",
+        "seed": 1,
+        "steps": 30,
+        "round_every": 10,
+        "fl": {"dataset": {"name": "digits", "n_samples": 400}, "model": "logreg",
+               "partition": {"scheme": "iid"}},
+        "contribution": {"method": "leave_one_out"},
+        "rewards": {"policy": "buyback", "budget": {"amount": 500}},
+        "market": {"opening_price": 0.25, "initial_supply": 10000, "pool_tokens": 10000},
+        "clients": [
+            {"count": 3, "behaviour": "honest",
+             "cash_out": {"kind": "sell_fraction", "fraction": 0.1}},
+            {"count": 1, "behaviour": "free_rider"},
+        ],
+        "investors": [
+            {"strategy": s, "count": 3, "cash": 500}
+            for s in ("fundamental", "momentum", "mean_reversion", "noise")
+        ] + [{"strategy": "manipulator", "count": 1, "cash": 2000, "max_position": 1.0,
+              "params": {"pump_start": 5, "pump_steps": 5, "dump_step": 20}}],
+        "liquidity_providers": [
+            {"count": 1, "cash": 2000, "exit_rule": "horizon", "horizon": 15},
+            {"count": 1, "cash": 2000, "exit_rule": "hold"},
+        ],
+    }
+    scenario = parse_scenario(data, source="tests/conftest.py")
+    return scenario.with_overrides(overrides) if overrides else scenario
+
+
+@pytest.fixture
+def small() -> Scenario:
+    return small_scenario()

@@ -1,0 +1,228 @@
+"""Metrics on hand-built tables whose results are worked out by hand, and on fake runs."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from fake_run import write_fake_run
+
+from analysis.metrics import (
+    client_rewards,
+    distribution_cost,
+    gini,
+    investor_performance,
+    lp_decomposition,
+    price_contribution_correlation,
+    price_contribution_correlation_by_round,
+    reward_gini,
+    spearman,
+    summarise_run,
+)
+from analysis.runs import Run, load_run
+
+CLIENTS = ("c0", "c1", "c2")
+STEPS = (0, 1, 2, 3)
+
+
+def _agent(agent_id: int, agent_type: str, strategy: str, wealth: list[float], *,
+           client: str = "", lp_value: list[float] | None = None,
+           hodl: list[float] | None = None, fees: list[float] | None = None) -> list[dict]:
+    lp_value = lp_value or [0.0] * len(STEPS)
+    hodl = hodl or [0.0] * len(STEPS)
+    fees = fees or [0.0] * len(STEPS)
+    return [{"step": s, "agent_id": agent_id, "agent_type": agent_type, "strategy": strategy,
+             "client": client, "usd": w - v, "token_value": 0.0, "lp_value": v,
+             "wealth": w, "fees_earned": f, "hodl_value": h}
+            for s, w, v, h, f in zip(STEPS, wealth, lp_value, hodl, fees, strict=True)]
+
+
+def hand_run(*, rewards: tuple[tuple[float, ...], ...] = ((40.0, 20.0, 0.0), (15.0, 15.0, 0.0)),
+             final_prices: tuple[float, ...] = (3.0, 1.0, 2.0)) -> Run:
+    """Three clients, steps 0..3, FL rounds at steps 1 and 2.
+
+    Cumulative contributions (6, 4, 0); rewards (55, 35, 0) by default, 90 in all, so the
+    equal payout is 30; clients' wealth goes 100 -> (160, 130, 100), received (60, 30, 0).
+    Prices after round 1 (step 1): (2, 1.5, 1); final (step 3): `final_prices`.
+    """
+    contributions = ((4.0, 2.0, 0.0), (2.0, 2.0, 0.0))
+    rounds = pd.DataFrame([
+        {"round": r + 1, "step": r + 1, "client": c, "behaviour": b,
+         "contribution": contributions[r][i], "reward_usd": rewards[r][i], "policy": "buyback"}
+        for r in range(2)
+        for i, (c, b) in enumerate(zip(CLIENTS, ("honest", "honest", "free_rider"),
+                                       strict=True))
+    ])
+    prices = {0: (1.0, 1.0, 1.0), 1: (2.0, 1.5, 1.0), 2: (2.5, 1.2, 1.5), 3: final_prices}
+    model = pd.DataFrame([
+        {"step": s, "accuracy": acc, "reward_usd": rew, "distribution_cost_usd": cost,
+         **{f"price/{c}": prices[s][i] for i, c in enumerate(CLIENTS)}}
+        for s, acc, rew, cost in zip(STEPS, (0.1, 0.5, 0.6, 0.6), (0.0, 60.0, 30.0, 0.0),
+                                     (0.0, 0.6, 0.3, 0.0), strict=True)
+    ])
+    rows = [
+        *_agent(1, "federation", "", [500.0, 440.0, 410.0, 410.0]),
+        *_agent(2, "client", "honest", [100.0, 130.0, 150.0, 160.0], client="c0"),
+        *_agent(3, "client", "honest", [100.0, 110.0, 125.0, 130.0], client="c1"),
+        *_agent(4, "client", "free_rider", [100.0, 100.0, 100.0, 100.0], client="c2"),
+        # Returns +10 %, -10 %, +10 %: mean 1/30, sample std 2/(10 sqrt 3), Sharpe 0.5.
+        *_agent(10, "investor", "momentum", [100.0, 110.0, 99.0, 108.9]),
+        # Returns 0, 0, -10 %: mean -1/30, sample std sqrt(3)/30, Sharpe -1.
+        *_agent(11, "investor", "momentum", [200.0, 200.0, 200.0, 180.0]),
+        # Wealth never moves: no Sharpe, no profit.
+        *_agent(12, "investor", "noise", [50.0, 50.0, 50.0, 50.0]),
+        *_agent(20, "lp", "never", [1000.0, 1010.0, 1030.0, 1050.0],
+                lp_value=[1000.0, 950.0, 920.0, 900.0], hodl=[1000.0, 960.0, 935.0, 920.0],
+                fees=[0.0, 10.0, 20.0, 30.0]),
+        # Leaves at step 3: its loss is read at step 2, its last step with a position.
+        *_agent(21, "lp", "at_step_3", [500.0, 505.0, 495.0, 520.0],
+                lp_value=[500.0, 505.0, 500.0, 0.0], hodl=[500.0, 502.0, 510.0, 0.0],
+                fees=[0.0, 2.0, 5.0, 5.0]),
+    ]
+    return Run(path=Path("hand-run"), config={"name": "hand", "seed": 7,
+                                              "rewards": {"policy": "buyback"}},
+               model=model, agents=pd.DataFrame(rows), rounds=rounds, summary={})
+
+
+def test_client_rewards_reports_received_and_percent_vs_equal_split() -> None:
+    table = client_rewards(hand_run())
+    assert list(table["client"]) == list(CLIENTS)
+    assert list(table["behaviour"]) == ["honest", "honest", "free_rider"]
+    assert list(table["contribution"]) == [6.0, 4.0, 0.0]
+    assert list(table["reward_usd"]) == [55.0, 35.0, 0.0]
+    assert list(table["received_usd"]) == [60.0, 30.0, 0.0]
+    assert list(table["equal_payout_usd"]) == [30.0, 30.0, 30.0]
+    # 100 * (60 - 30) / 30, 100 * (30 - 30) / 30, 100 * (0 - 30) / 30
+    assert list(table["vs_equal_pct"]) == pytest.approx([100.0, 0.0, -100.0])
+
+
+def test_vs_equal_is_nan_not_an_error_when_no_reward_was_distributed() -> None:
+    table = client_rewards(hand_run(rewards=((0.0, 0.0, 0.0), (0.0, 0.0, 0.0))))
+    assert list(table["equal_payout_usd"]) == [0.0, 0.0, 0.0]
+    assert table["vs_equal_pct"].isna().all()
+    assert list(table["received_usd"]) == [60.0, 30.0, 0.0]
+
+
+def test_reward_gini_of_received_matches_hand_computation() -> None:
+    # received (60, 30, 0): sum over ordered pairs of |x_i - x_j| = 240, 2 n^2 mean = 540.
+    assert reward_gini(hand_run()) == pytest.approx(4 / 9)
+
+
+def test_gini_is_zero_for_equal_values_and_classical_for_one_winner() -> None:
+    assert gini([5.0, 5.0, 5.0]) == 0.0
+    assert gini([0.0, 0.0, 0.0, 10.0]) == pytest.approx(3 / 4)  # (n - 1) / n
+
+
+def test_gini_keeps_losses_and_can_exceed_one() -> None:
+    # (-10, 10, 30): mean 10, ordered-pair |differences| sum 160, 160 / 180.
+    assert gini([-10.0, 10.0, 30.0]) == pytest.approx(8 / 9)
+    # (-20, 0, 30): mean 10/3, pair sum 200, 200 / 60 = 10/3 > 1; clipping the loss would
+    # report gini([0, 0, 30]) = 2/3 and hide it.
+    assert gini([-20.0, 0.0, 30.0]) == pytest.approx(10 / 3)
+    assert gini([0.0, 0.0, 30.0]) == pytest.approx(2 / 3)
+
+
+def test_gini_is_nan_when_undefined() -> None:
+    assert math.isnan(gini([]))
+    assert math.isnan(gini([0.0, 0.0]))
+    assert math.isnan(gini([-5.0, 1.0]))
+
+
+def test_price_contribution_correlation_matches_hand_ranks() -> None:
+    # Final prices (3, 1, 2) rank (3, 1, 2); contributions (6, 4, 0) rank (3, 2, 1);
+    # sum d^2 = 2, rho = 1 - 6 * 2 / (3 * (9 - 1)) = 0.5.
+    assert price_contribution_correlation(hand_run()) == pytest.approx(0.5)
+
+
+def test_per_round_correlation_uses_prices_before_next_round_and_ends_at_final() -> None:
+    run = hand_run()
+    by_round = price_contribution_correlation_by_round(run)
+    # Round 1: prices at step 1 (2, 1.5, 1) vs contributions so far (4, 2, 0): same order.
+    assert list(by_round.index) == [1, 2]
+    assert by_round[1] == pytest.approx(1.0)
+    assert by_round[2] == pytest.approx(price_contribution_correlation(run))
+
+
+def test_price_contribution_correlation_is_nan_for_constant_prices_or_two_clients() -> None:
+    assert math.isnan(price_contribution_correlation(hand_run(final_prices=(1.0, 1.0, 1.0))))
+    assert math.isnan(spearman([1.0, 2.0], [2.0, 3.0]))
+    assert math.isnan(spearman([1.0, 2.0, 3.0], [0.0, 0.0, 0.0]))
+    assert spearman([1.0, 2.0, 3.0], [30.0, 20.0, 10.0]) == pytest.approx(-1.0)
+
+
+def test_investor_performance_by_strategy_matches_hand_values() -> None:
+    table = investor_performance(hand_run()).set_index("strategy")
+    assert list(table.index) == ["momentum", "noise"]
+    momentum = table.loc["momentum"]
+    assert momentum["n"] == 2
+    assert momentum["mean_pnl_usd"] == pytest.approx((8.9 - 20.0) / 2)
+    assert momentum["median_pnl_usd"] == pytest.approx((8.9 - 20.0) / 2)
+    assert momentum["mean_return_pct"] == pytest.approx((8.9 - 10.0) / 2)
+    assert momentum["sharpe"] == pytest.approx((0.5 - 1.0) / 2)
+    assert momentum["profitable_share"] == 0.5
+    noise = table.loc["noise"]
+    assert noise["mean_pnl_usd"] == 0.0
+    assert math.isnan(noise["sharpe"])  # std 0: no Sharpe
+    assert noise["profitable_share"] == 0.0
+
+
+def test_lp_decomposition_splits_pnl_and_reads_exited_lp_at_its_last_position() -> None:
+    table = lp_decomposition(hand_run()).set_index("agent_id")
+    stayer = table.loc[20]
+    assert stayer["pnl_usd"] == 50.0
+    assert stayer["fees_earned_usd"] == 30.0
+    assert stayer["impermanent_loss_usd"] == -50.0  # 900 - 920 - 30
+    assert stayer["price_effect_usd"] == 70.0  # 50 - 30 - (-50)
+    assert stayer["measured_step"] == 3
+    leaver = table.loc[21]
+    assert leaver["pnl_usd"] == 20.0
+    assert leaver["measured_step"] == 2
+    assert leaver["fees_earned_usd"] == 5.0
+    assert leaver["impermanent_loss_usd"] == -15.0  # 500 - 510 - 5 at step 2
+    assert leaver["price_effect_usd"] == 30.0  # 20 - 5 - (-15)
+
+
+def test_distribution_cost_sums_per_step_cost_against_rewards() -> None:
+    cost = distribution_cost(hand_run())
+    assert cost["policy"] == "buyback"
+    assert cost["rounds"] == 2
+    assert cost["rewards_usd"] == 90.0
+    assert cost["cost_usd"] == pytest.approx(0.9)
+    assert cost["cost_pct"] == pytest.approx(1.0)
+    nothing = distribution_cost(hand_run(rewards=((0.0,) * 3, (0.0,) * 3)))
+    assert math.isnan(nothing["cost_pct"])
+
+
+def test_summarise_run_collects_the_headline_numbers() -> None:
+    summary = summarise_run(hand_run())
+    assert summary["scenario"] == "hand"
+    assert summary["seed"] == 7
+    assert summary["steps"] == 3
+    assert summary["final_accuracy"] == 0.6
+    assert summary["price_contribution_spearman"] == pytest.approx(0.5)
+    assert summary["reward_gini"] == pytest.approx(4 / 9)
+    assert summary["distribution_cost_pct"] == pytest.approx(1.0)
+    assert summary["min_vs_equal_pct"] == pytest.approx(-100.0)
+    assert summary["max_vs_equal_pct"] == pytest.approx(100.0)
+
+
+@pytest.mark.parametrize("policy", ["equal", "direct", "mint", "buyback", "dividend"])
+def test_fake_run_rewards_add_up_and_only_buyback_pays_distribution_cost(
+        tmp_path: Path, policy: str) -> None:
+    run = load_run(write_fake_run(tmp_path / policy, policy=policy))
+    table = client_rewards(run)
+    assert table["reward_usd"].sum() == pytest.approx(run.model["reward_usd"].sum())
+    assert table["equal_payout_usd"].iloc[0] == pytest.approx(table["reward_usd"].sum() / 4)
+    # Wealth is conserved apart from what the run records; received is its change.
+    assert list(table["received_usd"]) == pytest.approx(
+        list(table["final_wealth_usd"] - table["initial_wealth_usd"]))
+    cost = distribution_cost(run)
+    assert (cost["cost_usd"] > 0) == (policy == "buyback")
+    if policy == "equal":
+        assert list(table["reward_usd"]) == pytest.approx(list(table["equal_payout_usd"]))
+    lps = lp_decomposition(run)
+    assert (lps["impermanent_loss_usd"] <= 0).all()  # constant product: never a gain
+    assert list(lps["pnl_usd"]) == pytest.approx(list(
+        lps["fees_earned_usd"] + lps["impermanent_loss_usd"] + lps["price_effect_usd"]))

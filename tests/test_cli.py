@@ -1,0 +1,80 @@
+"""The `wsf` command as a user meets it: clear one-paragraph errors, exit code 2, no traceback."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from tests.conftest import ROOT, small_scenario
+
+WSF = [sys.executable, "-m", "abm.cli"]
+
+
+def wsf(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    return subprocess.run([*WSF, *args], capture_output=True, text=True, cwd=cwd, timeout=300)
+
+
+def _scenario_file(tmp_path: Path, **overrides) -> Path:
+    path = tmp_path / "small.yaml"
+    path.write_text(yaml.safe_dump(small_scenario(**overrides).to_dict()))
+    return path
+
+
+def test_help_lists_every_subcommand():
+    out = wsf("--help").stdout
+    for cmd in ("validate", "run", "report", "viz", "sweep"):
+        assert cmd in out
+
+
+def test_bad_file_gets_one_paragraph_and_exit_code_2(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("steps: -3\nrewards: {policy: airdrop}\n")
+    proc = wsf("validate", str(bad))
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    assert str(bad) in proc.stderr and "rewards.policy = 'airdrop'" in proc.stderr
+    assert "steps = -3" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_bad_strategy_parameter_is_caught_by_validate(tmp_path):
+    path = _scenario_file(tmp_path)
+    data = yaml.safe_load(path.read_text())
+    data["investors"][1]["params"] = {"lookbak": 5}
+    path.write_text(yaml.safe_dump(data))
+    proc = wsf("validate", str(path))
+    assert proc.returncode == 2 and "investors[1].params" in proc.stderr
+    assert "unknown parameter" in proc.stderr
+
+
+def test_run_writes_a_folder_and_prints_a_summary(tmp_path):
+    out = tmp_path / "run"
+    proc = wsf("run", str(_scenario_file(tmp_path)), "--out", str(out), "--steps", "10",
+               "--check")
+    assert proc.returncode == 0, proc.stderr
+    assert "run folder:" in proc.stdout and "c00" in proc.stdout
+    assert (out / "model.parquet").is_file()
+    assert sorted(p.name for p in (out / "figures").glob("*.png"))
+
+
+def test_run_refuses_an_existing_output_folder(tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    proc = wsf("run", str(_scenario_file(tmp_path)), "--out", str(out))
+    assert proc.returncode == 2 and "already exists" in proc.stderr
+    assert list(out.iterdir()) == []
+
+
+def test_bad_file_leaves_no_output_folder(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("clients: [{count: 2, behaviour: honset}]\n")
+    proc = wsf("run", str(bad), "--out", str(tmp_path / "run"))
+    assert proc.returncode == 2 and not (tmp_path / "run").exists()
+
+
+def test_report_on_a_missing_folder_is_a_clear_error(tmp_path):
+    proc = wsf("report", str(tmp_path / "nope"))
+    assert proc.returncode == 2 and "no such folder" in proc.stderr

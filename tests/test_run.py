@@ -1,0 +1,58 @@
+"""Run folders: complete, byte-identical for the same seed, never overwritten, never partial."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+from abm.run import OutputExistsError, simulate, write_run
+from tests.conftest import small_scenario
+
+FILES = ("config.yaml", "model.parquet", "agents.parquet", "rounds.parquet", "summary.json")
+
+
+@pytest.fixture(scope="module")
+def result():
+    return simulate(small_scenario(steps=20))
+
+
+def test_run_folder_holds_resolved_config_tables_summary(result, tmp_path):
+    out = write_run(result, tmp_path / "run", figures=False)
+    for name in FILES:
+        assert (out / name).is_file(), name
+    config = yaml.safe_load((out / "config.yaml").read_text())
+    assert config["seed"] == 1 and config["steps"] == 20
+    assert config["fl"]["dataset"]["name"] == "digits"  # defaults are filled in
+    assert {"python", "mesa", "torch", "numpy"} <= set(config["versions"])
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["rounds"] == 2 and set(summary["clients"]) == {"c00", "c01", "c02", "c03"}
+    assert set(summary["time_by_phase_s"]) >= {"fl", "contribution", "market", "collect"}
+
+
+def test_same_seed_and_config_give_byte_identical_tables(result, tmp_path):
+    again = simulate(small_scenario(steps=20))
+    a = write_run(result, tmp_path / "a", figures=False)
+    b = write_run(again, tmp_path / "b", figures=False)
+    for name in ("model.parquet", "agents.parquet", "rounds.parquet", "config.yaml"):
+        assert (a / name).read_bytes() == (b / name).read_bytes(), name
+
+
+def test_existing_folder_is_refused_and_left_untouched(result, tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    with pytest.raises(OutputExistsError, match="never overwrite"):
+        write_run(result, out, figures=False)
+    assert [p.name for p in out.iterdir()] == ["keep.txt"]
+
+
+def test_a_failure_while_writing_leaves_no_folder_behind(result, tmp_path, monkeypatch):
+    def boom(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(type(result.rounds), "to_parquet", boom)
+    with pytest.raises(OSError, match="disk full"):
+        write_run(result, tmp_path / "run", figures=False)
+    assert list(tmp_path.iterdir()) == []
