@@ -13,8 +13,10 @@ Names and their options:
 - ``synthetic``: ``sklearn.datasets.make_classification`` with a controllable difficulty.
   Options: ``n_features`` (int >= 2, default 20), ``n_classes`` (int >= 2, default 4),
   ``difficulty`` (float in [0, 1], default 0.5: 0 = well separated classes, 1 = heavily
-  overlapping classes plus 10% flipped labels). ``n_samples`` defaults to 2000 and is the
-  number generated.
+  overlapping classes plus 10% flipped labels; sets ``class_sep = 2.5 (1 - d) + 0.1`` and
+  ``flip_y = 0.1 d``), or ``class_sep`` (float > 0, larger is easier) to set the separation
+  directly (then ``difficulty`` defaults to 0 and only sets the flipped labels).
+  ``n_samples`` defaults to 2000 and is the number generated.
 - ``cifar10``: a local copy of CIFAR-10 (``path`` required; see :mod:`abm.fl.cifar`).
   Options: ``split`` (``train`` | ``test`` | ``all``, default ``train``), ``standardize``
   (bool, default True: per-channel z-score over the loaded images, else [0, 1]).
@@ -161,18 +163,25 @@ def load_dataset(
     if name == "synthetic":
         from sklearn.datasets import make_classification
 
-        _check_options(name, options, {"n_features", "n_classes", "difficulty"})
+        _check_options(name, options, {"n_features", "n_classes", "difficulty", "class_sep"})
         n = 2000 if n_samples is None else int(n_samples)
         n_features = options.get("n_features", 20)
         n_classes = options.get("n_classes", 4)
-        difficulty = options.get("difficulty", 0.5)
+        class_sep = options.get("class_sep")
+        difficulty = options.get("difficulty", 0.5 if class_sep is None else 0.0)
         if not isinstance(n_features, int | np.integer) or n_features < 2:
             raise ValueError(f"synthetic: n_features must be an integer >= 2, got {n_features!r}")
         if not isinstance(n_classes, int | np.integer) or n_classes < 2:
             raise ValueError(f"synthetic: n_classes must be an integer >= 2, got {n_classes!r}")
         if not isinstance(difficulty, int | float) or not 0.0 <= float(difficulty) <= 1.0:
             raise ValueError(f"synthetic: difficulty must lie in [0, 1], got {difficulty!r}")
+        if class_sep is not None and (
+            isinstance(class_sep, bool) or not isinstance(class_sep, int | float)
+            or not 0 < class_sep < float("inf")
+        ):
+            raise ValueError(f"synthetic: class_sep must be a number > 0, got {class_sep!r}")
         d = float(difficulty)
+        sep = 2.5 * (1.0 - d) + 0.1 if class_sep is None else float(class_sep)
         n_informative = min(
             int(n_features), max(2, int(n_features) // 2, math.ceil(math.log2(n_classes)))
         )
@@ -187,7 +196,7 @@ def load_dataset(
             n_redundant=0,
             n_classes=int(n_classes),
             n_clusters_per_class=1,
-            class_sep=2.5 * (1.0 - d) + 0.1,
+            class_sep=sep,
             flip_y=0.1 * d,
             random_state=int(rng.integers(2**31 - 1)),
         )

@@ -14,7 +14,8 @@ batch_size=32, lr=0.1, metric="accuracy", seed)``
   ``new = prev + sum_i w_i U_i`` with data weights ``w_i = n_i / sum_j n_j``, and evaluates
   the new model on the validation split.
 - ``run_round() -> RoundResult`` with the round's updates and the round's
-  :class:`~abm.fl.game.CoalitionGame` (utility ``metric``: ``accuracy`` or ``loss``).
+  :class:`~abm.fl.game.CoalitionGame` (utility ``metric``: ``accuracy``, or ``loss`` /
+  its alias ``neg_loss`` for the negative mean validation loss).
 
 Determinism: one integer ``seed`` drives everything through private generators (never
 global torch/numpy state): the initial model (torch generator from ``seed``), the label

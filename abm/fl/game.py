@@ -35,7 +35,8 @@ from abm.fl.nets import Net
 
 __all__ = ["METRICS", "CoalitionGame", "coalition_keys", "masks_from_keys"]
 
-METRICS = ("accuracy", "loss")
+#: ``loss`` and ``neg_loss`` are the same utility: the negative mean validation loss.
+METRICS = ("accuracy", "loss", "neg_loss")
 
 
 def coalition_keys(masks: np.ndarray) -> list[int]:
@@ -84,7 +85,7 @@ class CoalitionGame:
         if w.shape != (updates.shape[0],) or np.any(w < 0) or not np.all(np.isfinite(w)):
             raise ValueError("weights must be finite, >= 0 and one per player")
         self.net = net
-        self.metric = metric
+        self.metric = "loss" if metric == "neg_loss" else metric
         self.n_players = int(updates.shape[0])
         self.prev = prev_params.detach().to(torch.float32)
         self.updates = updates.to(torch.float32)
@@ -182,6 +183,13 @@ class CoalitionGame:
             acc, loss = self.net.evaluate(p, self.X_val, self.y_val, want_loss=want_loss)
             out.append(acc if self.metric == "accuracy" else -loss)
         return np.array(out, dtype=np.float64)
+
+    def clear_cache(self) -> None:
+        """Forget every evaluated coalition and reset ``evaluations`` (for benchmarks)."""
+        self._acc.clear()
+        self._loss.clear()
+        self._requested.clear()
+        self.evaluations = 0
 
     @property
     def grand_mask(self) -> np.ndarray:

@@ -9,7 +9,10 @@ A *game* is a callable taking a boolean matrix ``(k, n)`` (rows = coalitions) an
 - :func:`leave_one_out`: ``v(N) - v(N \\ {i})`` (``n + 1`` coalitions, one call).
 - :func:`tmc_shapley`: truncated Monte Carlo permutation sampling (Ghorbani & Zou 2019,
   "Data Shapley"): random permutations; a permutation's scan stops once
-  ``|v(N) - v(prefix)| <= truncation_tol * |v(N)|`` (the remaining players get marginal 0).
+  ``|v(N) - v(prefix)| <= truncation_tol * |v(N) - v(empty)|`` (the remaining players get
+  marginal 0). Data Shapley scales its tolerance by the full-data score ``|v(N)|``, whose
+  baseline is a random model; here the baseline is the previous global model and the
+  utility may be a negative loss, so the tolerance is a share of the round's total gain.
 - :func:`gtg_shapley`: GTG-Shapley (Liu et al. 2022, "GTG-Shapley: Efficient and Accurate
   Participant Contribution Evaluation in Federated Learning"): between-round truncation
   (``|v(N) - v(empty)| <= eps_between``: every value is 0 and nothing else is evaluated),
@@ -20,8 +23,9 @@ A *game* is a callable taking a boolean matrix ``(k, n)`` (rows = coalitions) an
 Both samplers scan a batch of permutations in lockstep, position by position, so each step
 is one batched game call holding the prefixes of all still-active permutations (truncation
 decisions are the same as scanning one permutation at a time). The first batch holds the
-first ``min_permutations`` (rounded up to whole batches), later batches one cycle each. Coalitions are memoised per
-call; ``evaluations`` is the number of distinct coalitions requested from the game.
+first ``min_permutations`` (rounded up to whole batches), later batches one cycle each.
+Coalitions are memoised per call; ``evaluations`` is the number of distinct coalitions
+requested from the game.
 
 Convergence (both samplers): after at least ``min_permutations`` permutations, and after
 each batch, the running estimate ``phi_t`` (mean marginal contribution over the first ``t``
@@ -226,7 +230,7 @@ def _sample(
         return ShapleyEstimate(np.zeros(n), memo.evaluations, 0, True, True)
     if n == 1:
         return ShapleyEstimate(np.array([v_all - v_empty]), memo.evaluations, 1, True, False)
-    threshold = threshold_of(v_all)
+    threshold = threshold_of(abs(v_all - v_empty))
     records: list[np.ndarray] = []
     done = 0
     converged = False
@@ -265,15 +269,15 @@ def tmc_shapley(
     last_k: int = 10,
     batch: int | None = None,
 ) -> ShapleyEstimate:
-    """Truncated Monte Carlo Shapley (Ghorbani & Zou 2019). ``truncation_tol`` is relative
-    to ``|v(N)|`` (0 disables truncation); ``batch`` permutations are scanned in lockstep
-    (default ``n_players``)."""
+    """Truncated Monte Carlo Shapley (Ghorbani & Zou 2019). A scan stops once
+    ``|v(N) - v(prefix)| <= truncation_tol * |v(N) - v(empty)|`` (0 disables truncation);
+    ``batch`` permutations are scanned in lockstep (default ``n_players``)."""
     n = _check_n(n_players)
     return _sample(
         game,
         n,
         rng=rng,
-        threshold_of=lambda v_all: truncation_tol * abs(v_all) if truncation_tol > 0 else -1.0,
+        threshold_of=lambda gain: truncation_tol * gain if truncation_tol > 0 else -1.0,
         guided=False,
         eps_between=0.0,
         min_permutations=min_permutations,
@@ -305,7 +309,7 @@ def gtg_shapley(
         game,
         n,
         rng=rng,
-        threshold_of=lambda v_all: eps_within if eps_within > 0 else -1.0,
+        threshold_of=lambda gain: eps_within if eps_within > 0 else -1.0,
         guided=True,
         eps_between=eps_between,
         min_permutations=max(min_permutations, n),

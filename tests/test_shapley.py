@@ -1,0 +1,241 @@
+"""Shapley algorithms on cooperative games with known values, against shapiq's exact
+computation, and the samplers against exact."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from abm.fl.shapley import (
+    all_masks,
+    exact_shapley,
+    gtg_shapley,
+    leave_one_out,
+    shapley_from_values,
+    tmc_shapley,
+)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    """Tiny models: intra-op threads only add overhead (and stall badly on a busy machine).
+    The library leaves the thread count to its caller; these tests are the caller."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+class CountingGame:
+    """Wraps a per-coalition function as a batched game; counts calls and rows."""
+
+    def __init__(self, fn, n):
+        self.fn = fn
+        self.n = n
+        self.calls = 0
+        self.rows = 0
+
+    def __call__(self, masks):
+        masks = np.asarray(masks, bool)
+        assert masks.ndim == 2 and masks.shape[1] == self.n
+        self.calls += 1
+        self.rows += masks.shape[0]
+        return np.array([self.fn(frozenset(np.flatnonzero(r).tolist())) for r in masks], float)
+
+
+def glove_game():
+    """Left gloves {0, 1}, right glove {2}; a pair is worth 1. Shapley: (1/6, 1/6, 2/3)."""
+    return CountingGame(lambda S: min(len(S & {0, 1}), len(S & {2})), 3)
+
+
+def voting_game():
+    """Weighted majority [3; 2, 1, 1]: Shapley-Shubik (2/3, 1/6, 1/6)."""
+    w = [2, 1, 1]
+    return CountingGame(lambda S: float(sum(w[i] for i in S) >= 3), 3)
+
+
+def additive_game(a):
+    return CountingGame(lambda S: float(sum(a[i] for i in S)), len(a))
+
+
+def brute_force(fn, n):
+    """Shapley by averaging marginal contributions over all n! orders."""
+    phi = np.zeros(n)
+    for order in itertools.permutations(range(n)):
+        S = frozenset()
+        for p in order:
+            phi[p] += fn(S | {p}) - fn(S)
+            S = S | {p}
+    return phi / math.factorial(n)
+
+
+@pytest.mark.parametrize(("game", "expected"), [
+    (glove_game(), [1 / 6, 1 / 6, 2 / 3]),
+    (voting_game(), [2 / 3, 1 / 6, 1 / 6]),
+])
+def test_known_games(game, expected):
+    phi = exact_shapley(game, 3)
+    np.testing.assert_allclose(phi, expected, rtol=0, atol=1e-15)
+    assert game.calls == 1 and game.rows == 8  # one batched call over all coalitions
+    assert phi[0] == phi[1] if expected[0] == expected[1] else phi[1] == phi[2]
+
+
+def test_additive_game_and_null_player_exact():
+    a = [0.5, -0.25, 0.0, 2.0, 0.0]
+    phi = exact_shapley(additive_game(a), 5)
+    np.testing.assert_array_equal(phi, a)
+    assert phi[2] == 0.0 and phi[4] == 0.0
+
+
+def _random_game(n, seed, null=None, twins=None):
+    """A random game with an optional null player and a pair of symmetric players."""
+    rng = np.random.default_rng(seed)
+    table = {}
+
+    def fn(S):
+        S = set(S)
+        if null is not None:
+            S.discard(null)
+        key = S
+        if twins is not None:
+            a, b = twins
+            if (a in S) != (b in S):  # the game only sees how many of the twins are in
+                key = (S - {b}) | {a}
+        key = frozenset(key)
+        if key not in table:
+            table[key] = float(rng.normal())
+        return table[key]
+
+    return fn
+
+
+def test_axioms_efficiency_symmetry_null_player():
+    n = 7
+    fn = _random_game(n, seed=1, null=3, twins=(1, 5))
+    phi = exact_shapley(CountingGame(fn, n), n)
+    total = fn(frozenset(range(n))) - fn(frozenset())
+    assert math.fsum(phi) == pytest.approx(total, abs=1e-12)  # efficiency
+    assert phi[3] == 0.0  # null player, exactly
+    assert phi[1] == phi[5]  # symmetric players, bitwise
+    np.testing.assert_allclose(phi, brute_force(fn, n), rtol=0, atol=1e-12)
+
+
+def test_against_shapiq_exact_computer():
+    shapiq = pytest.importorskip("shapiq")
+    n = 8
+    values = np.random.default_rng(4).normal(size=2**n)
+    weights = 1 << np.arange(n)
+
+    def game(masks):
+        return values[np.asarray(masks, dtype=np.int64) @ weights]
+
+    ours = exact_shapley(game, n)
+    theirs = shapiq.ExactComputer(game, n_players=n)("SV").get_n_order_values(1)
+    np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-10)
+    np.testing.assert_allclose(shapley_from_values(values, n), ours, rtol=0, atol=0)
+
+
+def test_exact_refuses_more_than_16_players():
+    with pytest.raises(ValueError, match=r"n_players=17 exceeds the limit of 16"):
+        exact_shapley(lambda m: np.zeros(len(m)), 17)
+    with pytest.raises(ValueError, match="n_players must be an integer >= 1"):
+        exact_shapley(lambda m: np.zeros(len(m)), 0)
+
+
+def test_leave_one_out():
+    est = leave_one_out(glove_game(), 3)
+    np.testing.assert_array_equal(est.values, [0.0, 0.0, 1.0])
+    assert est.evaluations == 4
+
+
+def test_samplers_are_exact_on_additive_games_without_truncation():
+    """Every permutation gives the exact marginals of an additive game."""
+    a = np.array([0.3, -0.1, 0.0, 0.7, 0.2, 0.05])
+    rng = np.random.default_rng(0)
+    mc = tmc_shapley(additive_game(a), 6, rng=rng, truncation_tol=0.0, min_permutations=6,
+                     max_permutations=12)
+    gtg = gtg_shapley(additive_game(a), 6, rng=rng, eps_between=0.0, eps_within=0.0,
+                      min_permutations=6, max_permutations=12)
+    np.testing.assert_allclose(mc.values, a, atol=1e-12)
+    np.testing.assert_allclose(gtg.values, a, atol=1e-12)
+    assert mc.converged and gtg.converged and mc.n_permutations == 6
+
+
+def test_samplers_match_brute_force_on_random_game():
+    """Stated tolerance: with 2000 permutations both samplers are within 0.06 (max abs)
+    of the exact values of a random N(0, 1) game of 6 players."""
+    n = 6
+    fn = _random_game(n, seed=7)
+    exact = brute_force(fn, n)
+    kw = {"min_permutations": 2000, "max_permutations": 2000}
+    mc = tmc_shapley(CountingGame(fn, n), n, rng=np.random.default_rng(1),
+                     truncation_tol=0.0, **kw)
+    gtg = gtg_shapley(CountingGame(fn, n), n, rng=np.random.default_rng(1),
+                      eps_between=0.0, eps_within=0.0, **kw)
+    assert np.abs(mc.values - exact).max() < 0.06
+    assert np.abs(gtg.values - exact).max() < 0.06
+    assert mc.evaluations <= 2**n and gtg.evaluations <= 2**n
+
+
+def test_gtg_between_round_truncation():
+    flat = CountingGame(lambda S: 0.5 + 1e-4 * len(S), 5)
+    est = gtg_shapley(flat, 5, rng=np.random.default_rng(0), eps_between=0.001)
+    np.testing.assert_array_equal(est.values, np.zeros(5))
+    assert est.truncated_round and est.evaluations == 2 and est.n_permutations == 0
+
+
+def test_within_round_truncation_saves_evaluations():
+    """A saturating game: any 2 players reach the full value, so scans stop early."""
+    n = 8
+
+    def fn(S):
+        return min(len(S), 2) / 2.0
+
+    full = gtg_shapley(CountingGame(fn, n), n, rng=np.random.default_rng(0), eps_within=0.0,
+                       min_permutations=64, max_permutations=64)
+    trunc = gtg_shapley(CountingGame(fn, n), n, rng=np.random.default_rng(0),
+                        eps_within=0.001, min_permutations=64, max_permutations=64)
+    assert trunc.evaluations < full.evaluations
+    assert trunc.evaluations <= 1 + 1 + n + n * (n - 1) // 2  # empty, full, sizes 1 and 2
+    np.testing.assert_allclose(trunc.values, np.full(n, 1 / n), atol=0.08)
+    np.testing.assert_allclose(trunc.values.sum(), 1.0, atol=1e-12)  # efficient per permutation
+    mc = tmc_shapley(CountingGame(fn, n), n, rng=np.random.default_rng(0), truncation_tol=0.01,
+                     min_permutations=64, max_permutations=64)
+    assert mc.evaluations < full.evaluations
+
+
+def test_gtg_guided_sampling_puts_each_player_first_in_turn():
+    n = 5
+    firsts = []
+
+    class Spy:
+        def __call__(self, masks):
+            masks = np.asarray(masks)
+            singles = masks[masks.sum(1) == 1]
+            firsts.extend(np.flatnonzero(r)[0] for r in singles)
+            return masks.sum(1).astype(float) ** 2
+
+    gtg_shapley(Spy(), n, rng=np.random.default_rng(0), eps_within=0.0, min_permutations=5,
+                max_permutations=5)
+    assert sorted(firsts) == list(range(n))  # each player opened one permutation
+
+
+def test_samplers_are_deterministic_given_rng():
+    n = 6
+    fn = _random_game(n, seed=3)
+    a = gtg_shapley(CountingGame(fn, n), n, rng=np.random.default_rng(5), eps_within=0.0)
+    b = gtg_shapley(CountingGame(fn, n), n, rng=np.random.default_rng(5), eps_within=0.0)
+    np.testing.assert_array_equal(a.values, b.values)
+    c = tmc_shapley(CountingGame(fn, n), n, rng=np.random.default_rng(5))
+    d = tmc_shapley(CountingGame(fn, n), n, rng=np.random.default_rng(5))
+    np.testing.assert_array_equal(c.values, d.values)
+
+
+def test_all_masks_order():
+    m = all_masks(3)
+    assert m.shape == (8, 3)
+    assert m[5].tolist() == [True, False, True]  # row r holds the bits of r
