@@ -1,0 +1,18 @@
+"""The browser visualization: Mesa's SolaraViz app for one scenario file.
+
+- `abm.viz.app`: the Solara app (parameter controls, the per-session model, one `SolaraViz`
+  call). Solara imports it by module name, so the scenario path reaches it through the
+  environment variable `WSF_VIZ_SCENARIO`.
+- `abm.viz.charts`: the chart and table components (ECharts, rendered client-side from the
+  assets bundled with `solara-assets`, so the page works without internet).
+- `abm.viz.server`: `launch(scenario_path, port)`, behind `wsf viz FILE [--port N]`.
+
+Importing this package is cheap (no mesa, no torch); the app modules import them.
+"""
+
+from __future__ import annotations
+
+#: Environment variable naming the scenario file the app shows (set by `launch`).
+SCENARIO_ENV = "WSF_VIZ_SCENARIO"
+
+__all__ = ["SCENARIO_ENV"]
