@@ -19,15 +19,20 @@ def _view(policy="buyback", prices=(1.0, 1.0, 1.0)) -> MarketView:
 
 
 def test_fundamental_value_depends_on_who_the_policy_pays():
-    # 1/3 x 300 USD x 10 rounds x 1.0 = 1,000 USD flows to each token's holders.
-    assert _view("buyback").fundamental_values(1.0).tolist() == pytest.approx([1.0] * 3)
-    assert _view("dividend").fundamental_values(1.0).tolist() == pytest.approx([2.0] * 3)
-    for policy in ("mint", "equal", "direct"):
-        assert _view(policy).fundamental_values(1.0).tolist() == [0.0] * 3
+    # Each pool: 500 tokens at 1 USD (R = 500 USD) of a 1,000-token supply; the rewards still
+    # to come are F = 1/3 x 300 USD x 10 rounds = 1,000 USD per token.
+    assert _view("buyback").fundamental_values(1.0).tolist() == pytest.approx([1.5] * 3)
+    assert _view("dividend").fundamental_values(1.0).tolist() == pytest.approx([2.5] * 3)
+    assert _view("mint").fundamental_values(1.0).tolist() == pytest.approx([0.25] * 3)
+    for policy in ("equal", "direct"):
+        assert _view(policy).fundamental_values(1.0).tolist() == pytest.approx([0.5] * 3)
+    # The discount haircuts the future rewards only, never the pool's reserve.
+    assert _view("buyback").fundamental_values(0.5).tolist() == pytest.approx([1.0] * 3)
 
 
 def test_fundamental_buys_the_most_underpriced_token_and_sells_overpriced_holdings():
-    v = _view("dividend", prices=(1.0, 3.0, 2.5))
+    # Values under dividend: 0.5 p + 2 -> 2.5, 6.0, 3.25 for prices 1, 8, 2.5.
+    v = _view("dividend", prices=(1.0, 8.0, 2.5))
     orders = make_strategy("fundamental", margin=0.1, trade_fraction=0.5).decide(
         v, 100.0, np.array([0.0, 10.0, 0.0]), np.random.default_rng(0))
     assert orders == [Order(0, "buy", 50.0), Order(1, "sell", 5.0)]

@@ -102,26 +102,33 @@ class MarketView:
         return self.prices / mean - 1.0
 
     def fundamental_values(self, horizon_discount: float) -> np.ndarray:
-        """USD per token that the remaining rewards pay to a token holder, (n,).
+        """USD per token a holder can expect to get out of token i, (n,).
 
-        Expected payout to token i's holders = signal_i x budget x rounds left x discount.
-        Under `buyback` it is spread over the whole supply (the pool's tokens are the ones
-        bought and burned); under `dividend` over the tokens outside the pools (the pools
-        receive none); `mint`, `equal` and `direct` pay token holders nothing, so their tokens
-        have no cash-flow value (mint even dilutes them).
+        Two parts. The pool's USD reserve R_i backs every token in existence (S_i): selling
+        tokens into a constant-product pool can never extract more than R_i, shared by all
+        S_i tokens, so R_i / S_i is the liquidation floor. On top, the rewards still to come,
+        F_i = signal_i x budget x rounds left, haircut by `horizon_discount` (d):
+
+        - `buyback`: F_i flows into the pool, so (R_i + d F_i) / S_i;
+        - `dividend`: F_i is paid to the tokens outside the pool (O_i), so R_i / S_i + d F_i / O_i;
+        - `mint`: F_i is paid in new tokens, which dilute: R_i / (S_i + d F_i / price_i);
+        - `equal`, `direct`: token holders receive nothing: R_i / S_i.
+
+        R_i uses live prices (`pooled x price`); the flows are cached per step.
         """
-        key = ("fundamental", horizon_discount)
+        key = ("flow", horizon_discount)
         if key not in self._cache:
-            flow = self.share_signal * self.last_budget * self.rounds_left * horizon_discount
-            if self.policy == "buyback":
-                base = self.supply
-            elif self.policy == "dividend":
-                base = self.supply - self.pooled
-            else:
-                base = None
-            if base is None:
-                values = np.zeros(self.n)
-            else:
-                values = np.divide(flow, base, out=np.zeros(self.n), where=base > 0)
-            self._cache[key] = values
-        return self._cache[key]
+            self._cache[key] = (
+                self.share_signal * self.last_budget * self.rounds_left * horizon_discount
+            )
+        flow = self._cache[key]
+        reserve_usd = self.pooled * self.prices
+        supply = np.maximum(self.supply, 1e-18)
+        if self.policy == "buyback":
+            return (reserve_usd + flow) / supply
+        if self.policy == "dividend":
+            outside = np.maximum(self.supply - self.pooled, 1e-18)
+            return reserve_usd / supply + flow / outside
+        if self.policy == "mint":
+            return reserve_usd / (supply + flow / self.prices)
+        return reserve_usd / supply
