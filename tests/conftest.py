@@ -5,10 +5,21 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
 from abm.scenario import Scenario, parse_scenario
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_torch_thread():
+    """Tiny models: intra-op threads only add overhead (and stall badly on a busy machine).
+    The library leaves the thread count to its caller; the test session is the caller."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
 
 
 def small_scenario(**overrides) -> Scenario:

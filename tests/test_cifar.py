@@ -23,17 +23,6 @@ from abm.fl.cifar import (
 )
 from abm.fl.shapley import all_masks
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Tiny models: intra-op threads only add overhead (and stall badly on a busy machine).
-    The library leaves the thread count to its caller; these tests are the caller."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 PER_BATCH = 4  # 5 train batches x 4 + 4 test = 24 records
 
 

@@ -20,16 +20,6 @@ from abm.fl import (
 from abm.fl.shapley import exact_shapley
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Tiny models: intra-op threads only add overhead (and stall badly on a busy machine).
-    The library leaves the thread count to its caller; these tests are the caller."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 def federation(names, *, seed=0, metric="accuracy", n_samples=None, **kw):
     rng = np.random.default_rng(seed)
     ds = load_dataset("digits", rng=rng, n_samples=n_samples)

@@ -11,16 +11,6 @@ from abm.fl.game import coalition_keys, masks_from_keys
 from abm.fl.shapley import all_masks
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Tiny models: intra-op threads only add overhead (and stall badly on a busy machine).
-    The library leaves the thread count to its caller; these tests are the caller."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 def round_result(names, *, model="mlp", metric="accuracy", seed=0, rounds=1):
     rng = np.random.default_rng(seed)
     ds = load_dataset("digits", rng=rng, n_samples=500)

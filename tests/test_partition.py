@@ -4,19 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from abm.fl import apply_label_noise, partition
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Tiny models: intra-op threads only add overhead (and stall badly on a busy machine).
-    The library leaves the thread count to its caller; these tests are the caller."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
 
 
 def _labels(n=1000, classes=10, seed=0):

@@ -8,7 +8,6 @@ import math
 
 import numpy as np
 import pytest
-import torch
 
 from abm.fl.shapley import (
     all_masks,
@@ -18,16 +17,6 @@ from abm.fl.shapley import (
     shapley_from_values,
     tmc_shapley,
 )
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Tiny models: intra-op threads only add overhead (and stall badly on a busy machine).
-    The library leaves the thread count to its caller; these tests are the caller."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
 
 
 class CountingGame:
