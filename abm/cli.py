@@ -10,7 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from abm.scenario import ScenarioError, load_scenario
+from abm.scenario import ScenarioError, check_components, load_scenario
 
 EXIT_BAD_INPUT = 2
 
@@ -26,8 +26,19 @@ def main(argv: list[str] | None = None) -> int:
     except (ScenarioError, FileExistsError, FileNotFoundError) as exc:
         print(f"wsf {args.command}: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except RuntimeError as exc:
+        # A sweep whose runs failed at run time: the others are stored, the tracebacks are in
+        # the sweep folder, and re-running retries only the failed ones.
+        from abm.sweep import SweepRunError
+
+        if not isinstance(exc, SweepRunError):
+            raise
+        print(f"wsf {args.command}: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
-        print(f"wsf {args.command}: interrupted; nothing partial was kept.", file=sys.stderr)
+        kept = ("finished runs are kept; run the same command again to resume"
+                if args.command == "sweep" else "nothing partial was kept")
+        print(f"wsf {args.command}: interrupted; {kept}.", file=sys.stderr)
         return 130
 
 
@@ -94,24 +105,11 @@ def _validate(args: argparse.Namespace) -> int:
     import yaml
 
     scenario = load_scenario(args.file)
-    _check_components(scenario, args.file)
+    check_components(scenario, str(args.file))
     print(yaml.safe_dump(scenario.to_dict(), sort_keys=False), end="")
     print(f"# {args.file}: valid ({scenario.n_clients} clients, {scenario.steps} steps, "
           f"{scenario.n_rounds} FL rounds)", file=sys.stderr)
     return 0
-
-
-def _check_components(scenario, source: Path) -> None:
-    """Build what the schema cannot check alone (strategy and method parameters)."""
-    from abm.agents.strategies import make_strategy
-
-    for i, group in enumerate(scenario.investors):
-        try:
-            make_strategy(group.strategy, **group.params)
-        except ValueError as exc:
-            raise ScenarioError(
-                f"{source}: a problem: investors[{i}].params = {group.params}: {exc}."
-            ) from None
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -125,7 +123,7 @@ def _run(args: argparse.Namespace) -> int:
         overrides["steps"] = args.steps
     if overrides:
         scenario = scenario.with_overrides(overrides, source=f"{args.file} (command line)")
-    _check_components(scenario, args.file)
+    check_components(scenario, str(args.file))
     out = args.out or default_out_dir(scenario)
     if out.exists():
         raise FileExistsError(

@@ -331,11 +331,15 @@ _StrictSafeLoader.add_constructor(
 )
 
 
-def read_yaml(path: str | Path) -> dict[str, Any]:
-    """Read a YAML mapping safely; every failure is a `ScenarioError` naming the file."""
+def read_yaml(path: str | Path, *, kind: str = "scenario") -> dict[str, Any]:
+    """Read a YAML mapping safely (no object tags, no duplicate keys).
+
+    Every failure is a `ScenarioError` naming the file; `kind` ("scenario", "sweep") names
+    what the file was meant to be.
+    """
     p = Path(path)
     if not p.is_file():
-        raise ScenarioError(f"{p}: no such file. Pass the path of a scenario YAML file.")
+        raise ScenarioError(f"{p}: no such file. Pass the path of a {kind} YAML file.")
     try:
         data = yaml.load(p.read_text(encoding="utf-8"), Loader=_StrictSafeLoader)
     except yaml.YAMLError as exc:
@@ -345,18 +349,35 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
             where = f" at line {mark.line + 1}, column {mark.column + 1}"
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise ScenarioError(
-            f"{p}: not a valid scenario file{where}: {problem}. Scenario files are plain YAML "
-            f"data (mappings, lists, numbers, strings); object tags and duplicate keys are "
-            f"refused."
+            f"{p}: not a valid {kind} file{where}: {problem}. {kind.capitalize()} files are "
+            f"plain YAML data (mappings, lists, numbers, strings); object tags and duplicate "
+            f"keys are refused."
         ) from None
-    except UnicodeDecodeError:
-        raise ScenarioError(f"{p}: not a text file (expected UTF-8 YAML).") from None
+    except (UnicodeDecodeError, OSError) as exc:
+        raise ScenarioError(f"{p}: cannot read it as UTF-8 text ({exc}).") from None
     if not isinstance(data, dict):
         raise ScenarioError(
-            f"{p}: the top level must be a mapping of fields (name, steps, fl, ...), "
+            f"{p}: the top level of a {kind} file must be a mapping of fields, "
             f"got {type(data).__name__}."
         )
     return data
+
+
+def check_components(scenario: Scenario, source: str) -> None:
+    """Build what the schema cannot check alone: each investor group's strategy parameters.
+
+    Raises `ScenarioError` naming `source` and the field. (Imported lazily: the strategies
+    live with the agents, and validating a file should not need more than this.)
+    """
+    from abm.agents.strategies import make_strategy
+
+    for i, group in enumerate(scenario.investors):
+        try:
+            make_strategy(group.strategy, **group.params)
+        except ValueError as exc:
+            raise ScenarioError(
+                _problem_text(source, f"investors[{i}].params", group.params, str(exc))
+            ) from None
 
 
 def load_scenario(path: str | Path) -> Scenario:

@@ -78,3 +78,30 @@ def test_bad_file_leaves_no_output_folder(tmp_path):
 def test_report_on_a_missing_folder_is_a_clear_error(tmp_path):
     proc = wsf("report", str(tmp_path / "nope"))
     assert proc.returncode == 2 and "no such folder" in proc.stderr
+
+
+def test_sweep_then_report_through_the_command_line(tmp_path):
+    base = _scenario_file(tmp_path, steps=10)
+    sweep = tmp_path / "sweep.yaml"
+    sweep.write_text(yaml.safe_dump({
+        "name": "cli", "base": base.name, "grid": {"rewards.policy": ["equal", "buyback"]},
+        "seeds": 1, "overrides": {"investors.0.count": 1}}))
+    out = tmp_path / "sweep-out"
+    proc = wsf("sweep", str(sweep), "--workers", "2", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert len(list((out / "runs").iterdir())) == 2
+    proc = wsf("report", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert (out / "report" / "report.md").is_file()
+
+
+def test_bad_sweep_value_is_refused_before_any_run(tmp_path):
+    base = _scenario_file(tmp_path)
+    sweep = tmp_path / "sweep.yaml"
+    sweep.write_text(yaml.safe_dump({
+        "name": "bad", "base": base.name, "grid": {"rewards.policy": ["equal", "airdrop"]},
+        "seeds": 2}))
+    proc = wsf("sweep", str(sweep), "--out", str(tmp_path / "out"))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "rewards.policy" in proc.stderr and "airdrop" in proc.stderr
+    assert not (tmp_path / "out").exists()

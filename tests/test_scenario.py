@@ -76,7 +76,7 @@ def test_duplicate_keys_are_refused(tmp_path):
 def test_missing_file_and_non_mapping_get_clear_messages(tmp_path):
     with pytest.raises(ScenarioError, match="no such file"):
         load_scenario(tmp_path / "nope.yaml")
-    with pytest.raises(ScenarioError, match="top level must be a mapping"):
+    with pytest.raises(ScenarioError, match="top level of a scenario file must be a mapping"):
         load_scenario(_write(tmp_path, "- 1\n- 2\n"))
 
 

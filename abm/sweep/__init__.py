@@ -1,0 +1,31 @@
+"""Parameter sweeps: grid × seeds over a base scenario, run locally or on a Dask cluster.
+
+    from abm.sweep import run_sweep, load_sweep
+    sweep_dir = run_sweep("scenarios/sweeps/policy_by_method.yaml", workers=2)
+
+Modules: `spec` (sweep-file schema, grid expansion, run ids), `store` (sweep folder layout,
+atomic run storage, resume, combined Parquet tables), `execute` (local process pool and
+Dask execution, progress). See each module's docstring.
+"""
+
+from abm.sweep.execute import RunOutcome, RunTask, SweepRunError, execute_run, run_sweep
+from abm.sweep.spec import ReportSettings, RunSpec, Sweep, SweepFile, load_sweep, run_id
+from abm.sweep.store import SweepError, combine, finished_run_ids, read_spec
+
+__all__ = [
+    "ReportSettings",
+    "RunOutcome",
+    "RunSpec",
+    "RunTask",
+    "Sweep",
+    "SweepError",
+    "SweepFile",
+    "SweepRunError",
+    "combine",
+    "execute_run",
+    "finished_run_ids",
+    "load_sweep",
+    "read_spec",
+    "run_id",
+    "run_sweep",
+]

@@ -1,0 +1,317 @@
+"""Running a sweep: locally in worker processes, or on an existing Dask cluster.
+
+The driver (`run_sweep`) loads and validates the sweep, takes the sweep folder, skips the
+runs already stored there, hands every other run to the workers and records completions.
+Each worker simulates its run and stores it itself (`store.publish_run`, atomic), so a dead
+driver or worker never costs a finished run; the driver only counts. At the end the
+combined tables are rebuilt from every finished run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import os
+import socket
+import time
+import traceback
+import uuid
+from collections.abc import Callable, Iterable
+from concurrent.futures import CancelledError, Future, ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from abm.scenario import Scenario
+from abm.sweep import store
+from abm.sweep.spec import RunSpec, Sweep, load_sweep, run_id
+
+__all__ = ["RunOutcome", "RunTask", "SweepRunError", "execute_run", "run_sweep"]
+
+# Modules the forkserver imports once for all local workers: torch, the model, and what a first
+# run would otherwise import lazily in every worker (scikit-learn's datasets and SciPy, ~2 s).
+PRELOAD = ("torch", "sklearn.datasets", "abm.fl", "abm.model", "abm.run", "abm.sweep.execute")
+
+# Dask resubmits a task that raised up to this many times (a flaky node, an out-of-memory
+# kill); a worker that died mid-task is handled by the scheduler itself.
+DASK_RETRIES = 2
+
+
+class SweepRunError(RuntimeError):
+    """Some runs of a sweep raised. The others are stored; re-running retries the failed ones."""
+
+    def __init__(self, message: str, failed: dict[str, str]) -> None:
+        super().__init__(message)
+        self.failed = failed  # run id -> one-line error
+
+
+@dataclass(frozen=True)
+class RunTask:
+    """What a worker needs for one run (pickled to the worker process or Dask worker)."""
+
+    sweep_dir: str  # absolute; on a cluster, the same path must exist on every worker
+    record: dict[str, Any]  # RunSpec.record(): run_id, params, seed
+    scenario: Scenario
+    figures: bool = False
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    """What a worker reports back: the run id, whether it stored it, where and how long."""
+
+    run_id: str
+    stored: bool  # False: an identical run was already stored (resumed or duplicate)
+    seconds: float  # wall time of simulate + write, seconds
+    worker: str  # host:pid
+
+
+def limit_threads() -> None:
+    """One compute thread per worker process: N workers on N cores, no oversubscription.
+
+    Torch's intra-op pool and the BLAS pools would otherwise each start one thread per core
+    in every worker.
+    """
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    torch.set_num_threads(1)
+    threadpool_limits(1)
+
+
+# Read by OpenMP and BLAS libraries when they load; see `_init_local_worker`.
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def _init_local_worker() -> None:
+    """Initializer of a local worker process: one thread for every numeric library.
+
+    `limit_threads` caps the pools of libraries already loaded (the forkserver preloads
+    torch, NumPy and SciPy); the environment caps libraries a run loads later. The process is
+    ours, so changing its environment has no effect outside it.
+    """
+    for variable in THREAD_VARIABLES:
+        os.environ[variable] = "1"
+    limit_threads()
+
+
+def execute_run(task: RunTask) -> RunOutcome:
+    """Simulate one run and store it under the sweep folder. Runs in a worker process.
+
+    Skips the simulation when the run is already stored (a Dask retry of a task whose first
+    attempt finished, or a second driver). Raises whatever the simulation raises.
+    """
+    from abm.run import simulate
+
+    start = time.perf_counter()
+    worker = f"{socket.gethostname()}:{os.getpid()}"
+    run_dir = store.run_folder(Path(task.sweep_dir), task.record["run_id"])
+    if (run_dir / store.PARAMS_FILE).is_file():
+        return RunOutcome(task.record["run_id"], False, 0.0, worker)
+    if run_id(task.scenario) != task.record["run_id"]:
+        # The worker resolves the scenario differently from the driver: different code or
+        # package versions on this node. Storing it under the driver's id would be a lie.
+        raise RuntimeError(
+            f"run {task.record['run_id']}: the scenario resolves to id {run_id(task.scenario)} "
+            f"on worker {worker}; driver and workers must run the same version of the code"
+        )
+    limit_threads()
+    staging = store.begin_run(Path(task.sweep_dir), task.record["run_id"])
+    try:
+        result = simulate(task.scenario, check=False, progress=False)
+        stored = store.publish_run(
+            result, Path(task.sweep_dir), staging, task.record, figures=task.figures
+        )
+    finally:
+        store.discard(staging)
+    return RunOutcome(task.record["run_id"], stored, time.perf_counter() - start, worker)
+
+
+def run_sweep(
+    path: str | Path,
+    *,
+    workers: int | None = None,
+    scheduler: str | None = None,
+    out: str | Path | None = None,
+    progress: bool = True,
+) -> Path:
+    """Run (or resume) the sweep of a sweep file and return its folder.
+
+    `workers`: local worker processes (default `os.cpu_count()`), ignored with `scheduler`.
+    `scheduler`: address of a running Dask scheduler (`tcp://host:8786`); every Dask worker
+    needs this package installed (same version) and the sweep folder at the same path on a
+    shared file system. Start workers single-threaded (`--nthreads 1`, one per core) and
+    preferably with `DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED=False`: Dask's sampling
+    profiler slows these pure-Python runs by ~20 % (see bench/sweep.py).
+    `out`: the sweep folder (default `sweeps-out/<sweep name>` under the current directory);
+    a folder holding the same sweep is resumed, one holding another sweep is refused.
+    `progress`: show a tqdm bar (runs done / total, ETA) on stderr; runs found finished
+    count as done.
+
+    Local workers are started by multiprocessing (forkserver or spawn), which imports the
+    caller's main module in each worker: a script calling this needs the usual
+    `if __name__ == "__main__":` guard.
+
+    Raises ScenarioError for a bad sweep file, SweepError (a ScenarioError) for an unusable
+    folder or unreachable scheduler, SweepRunError when runs raised (all others are stored
+    and combined). Stops with KeyboardInterrupt on Ctrl-C; finished runs are kept.
+    """
+    if workers is not None and workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    sweep = load_sweep(path)
+    sweep_dir = Path(out) if out is not None else store.default_out(sweep)
+    sweep_dir = sweep_dir.expanduser().resolve()
+    with store.open_folder(sweep, sweep_dir):
+        done = store.finished_run_ids(sweep_dir)
+        todo = [run for run in sweep.runs if run.run_id not in done]
+        failed: dict[str, str] = {}
+        bar = tqdm(
+            total=len(sweep.runs),
+            initial=len(sweep.runs) - len(todo),
+            desc=f"sweep {sweep.name}",
+            unit="run",
+            disable=not progress,
+            dynamic_ncols=True,
+        )
+        try:
+            if todo:
+                tasks = [_task(sweep_dir, run) for run in todo]
+                recorder = _Recorder(sweep_dir, bar, failed)
+                if scheduler is not None:
+                    _run_dask(tasks, scheduler, recorder, sweep.name)
+                else:
+                    _run_local(tasks, workers or os.cpu_count() or 1, recorder)
+        finally:
+            bar.close()
+        if todo or not store.combined_is_current(sweep_dir):
+            store.combine(sweep_dir)
+        store.clean_staging(sweep_dir)
+    if failed:
+        raise _failure(sweep, sweep_dir, failed)
+    return sweep_dir
+
+
+def _task(sweep_dir: Path, run: RunSpec) -> RunTask:
+    return RunTask(sweep_dir=str(sweep_dir), record=run.record(), scenario=run.scenario)
+
+
+class _Recorder:
+    """Driver-side bookkeeping of completions: progress bar and error files."""
+
+    def __init__(self, sweep_dir: Path, bar: tqdm, failed: dict[str, str]) -> None:
+        self.sweep_dir = sweep_dir
+        self.bar = bar
+        self.failed = failed
+
+    def finished(self, outcome: RunOutcome) -> None:
+        store.clear_error(self.sweep_dir, outcome.run_id)
+        self.bar.update(1)
+
+    def raised(self, task: RunTask, error: BaseException) -> None:
+        rid = task.record["run_id"]
+        self.failed[rid] = f"{type(error).__name__}: {error}"
+        text = "".join(traceback.format_exception(error))
+        store.write_error(
+            self.sweep_dir,
+            rid,
+            f"run {rid} params {task.record['params']} seed {task.record['seed']}\n\n{text}",
+        )
+        self.bar.set_postfix(failed=len(self.failed))
+        self.bar.update(1)
+
+
+def _run_local(tasks: list[RunTask], workers: int, recorder: _Recorder) -> None:
+    """Worker processes on this machine (forkserver where available, else spawn).
+
+    Never fork: the driver may hold torch/OpenMP threads, which a forked child inherits in a
+    broken state. The forkserver imports the simulation stack once, so each worker starts
+    in milliseconds instead of re-importing torch.
+    """
+    methods = multiprocessing.get_all_start_methods()
+    context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+    if context.get_start_method() == "forkserver":
+        context.set_forkserver_preload(PRELOAD)
+    pool = ProcessPoolExecutor(
+        max_workers=min(workers, len(tasks)), mp_context=context, initializer=_init_local_worker
+    )
+    futures: dict[Future[RunOutcome], RunTask] = {}
+    try:
+        futures = {pool.submit(execute_run, task): task for task in tasks}
+        _drain(as_completed(futures), futures, recorder)
+    except BaseException:
+        # Ctrl-C or a broken pool: drop queued runs; runs in flight finish and are stored or
+        # die with their process (their staging folder is removed on the next start).
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
+
+
+def _run_dask(tasks: list[RunTask], address: str, recorder: _Recorder, name: str) -> None:
+    """Submit every run to an existing Dask cluster and collect them as they complete.
+
+    A worker that dies mid-run has its task rescheduled on another worker by the scheduler;
+    a run that raised is retried DASK_RETRIES times. Keys carry a per-driver token so that a
+    restarted driver never picks up the stale state of a dead driver's task with the same run.
+    """
+    try:
+        from dask.distributed import Client
+        from dask.distributed import as_completed as dask_as_completed
+    except ImportError:
+        raise store.SweepError(
+            "--scheduler needs dask.distributed: pip install 'wallstreetfeds-abm[sweep]'."
+        ) from None
+    try:
+        client = Client(address, timeout="20s")
+    except (OSError, TimeoutError, ValueError) as exc:
+        raise store.SweepError(
+            f"cannot reach the Dask scheduler at {address!r}: {exc}. Start one (`dask scheduler`) "
+            "or check the address (tcp://HOST:PORT)."
+        ) from None
+    token = uuid.uuid4().hex[:8]
+    try:
+        futures = {
+            client.submit(
+                execute_run,
+                task,
+                key=f"wsf-{name}-{task.record['run_id']}-{token}",
+                pure=False,
+                retries=DASK_RETRIES,
+            ): task
+            for task in tasks
+        }
+        _drain(dask_as_completed(futures), futures, recorder)
+    finally:
+        client.close()
+
+
+def _drain(completed: Iterable[Any], futures: dict[Any, RunTask], recorder: _Recorder) -> None:
+    """Record each future as it completes (concurrent.futures and Dask futures alike)."""
+    for future in completed:
+        task = futures[future]
+        error = _exception(future)
+        if error is None:
+            recorder.finished(future.result())
+        else:
+            recorder.raised(task, error)
+
+
+def _exception(future: Any) -> BaseException | None:
+    """The future's exception, None on success; a cancelled future counts as failed."""
+    exception: Callable[[], BaseException | None] = future.exception
+    try:
+        return exception()
+    except (CancelledError, asyncio.CancelledError) as cancelled:
+        return cancelled
+
+
+def _failure(sweep: Sweep, sweep_dir: Path, failed: dict[str, str]) -> SweepRunError:
+    first_id, first_error = next(iter(failed.items()))
+    first = next(run for run in sweep.runs if run.run_id == first_id)
+    return SweepRunError(
+        f"{len(failed)} of {len(sweep.runs)} runs of sweep '{sweep.name}' failed (first: run "
+        f"{first_id}, params {first.params}, seed {first.seed}: {first_error}). Tracebacks are "
+        f"in {sweep_dir / store.ERRORS_DIR}; the other runs are stored and combined. Run the "
+        "same command again to retry the failed runs only.",
+        failed,
+    )

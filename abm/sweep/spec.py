@@ -1,0 +1,454 @@
+"""Sweep files: schema, loading, grid expansion and run ids.
+
+A sweep file is YAML data (never code) naming a base scenario file and the parameters to
+vary::
+
+    name: policy_by_method          # optional; default: the file's stem
+    base: ../baseline.yaml          # scenario file, relative to this file
+    overrides:                      # optional: dotted path -> value, applied to every run
+      steps: 200
+    grid:                           # dotted path -> list of values; cartesian product
+      rewards.policy: [equal, direct, mint, buyback, dividend]
+      contribution.method: [leave_one_out, shapley_exact]
+      investors:                    # or a mapping label -> value (named values)
+        chartists: [{strategy: momentum, count: 50}]
+        fundamentalists: [{strategy: fundamental, count: 50}]
+    seeds: 5                        # a count n (seeds 0 .. n-1) or a list of ints
+    report:                         # optional settings of `wsf report`
+      confidence: 0.95
+
+Every run is ``base.with_overrides({**overrides, **grid_point, "seed": seed})``. All runs
+are built and validated before anything runs, so a bad value stops the sweep up front with
+a message naming the sweep file and the grid key. A grid key's values are a list, or a
+mapping from labels to values: the label then stands for the value in folders' params.json,
+the combined tables and the report (useful for structured values such as an investor mix;
+list values that are lists or mappings are shown as JSON text instead).
+
+A run's id is a short SHA-256 of the canonical JSON of its resolved scenario (which includes
+the seed): the same configuration always gets the same id, whichever sweep file, grid order
+or machine produced it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, field_validator
+
+from abm.scenario import Scenario, ScenarioError, check_components, load_scenario, read_yaml
+
+__all__ = [
+    "RUN_ID_LENGTH",
+    "ReportSettings",
+    "RunSpec",
+    "Sweep",
+    "SweepFile",
+    "canonical_json",
+    "load_sweep",
+    "run_id",
+]
+
+# 16 hex digits = 64 bits: the chance of two distinct configurations colliding stays below
+# 1e-9 up to ~190,000 runs in one sweep folder, and the id remains short enough to type.
+RUN_ID_LENGTH = 16
+
+# Columns that the combined tables already use; a grid key with one of these names would
+# shadow them (`seed` has its own `seeds:` field).
+RESERVED_KEYS = frozenset({"run_id", "seed", "step", "round", "client"})
+
+
+def canonical_json(obj: Any) -> str:
+    """The one JSON text of a JSON-safe value: sorted keys, no spaces, no NaN."""
+    return json.dumps(
+        obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    )
+
+
+def run_id(scenario: Scenario) -> str:
+    """Deterministic id of a run: sha256 of the canonical JSON of the resolved scenario.
+
+    `Scenario.to_dict()` includes the seed, so two seeds of one grid point differ, and two
+    grid points that resolve to the same configuration share an id.
+    """
+    digest = hashlib.sha256(canonical_json(scenario.to_dict()).encode("utf-8")).hexdigest()
+    return digest[:RUN_ID_LENGTH]
+
+
+class ReportSettings(BaseModel):
+    """Settings of `wsf report` on a sweep folder."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    confidence: float = Field(
+        0.95, gt=0.5, lt=1.0, description="level of the confidence intervals over seeds"
+    )
+    figures: bool = Field(True, description="draw the seaborn figures")
+    formats: list[Literal["png", "pdf", "svg"]] = Field(
+        default_factory=lambda: ["png", "pdf"], min_length=1, description="figure file formats"
+    )
+
+
+class SweepFile(BaseModel):
+    """Schema of a sweep file, as written (before the base scenario is applied)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
+        max_length=100,
+        description="sweep name (default: the file's stem); names the default output folder",
+    )
+    base: str = Field(min_length=1, description="scenario file, relative to the sweep file")
+    overrides: dict[str, Any] = Field(default_factory=dict)
+    grid: dict[str, list[Any] | dict[str, Any]] = Field(default_factory=dict)
+    seeds: StrictInt | list[StrictInt]
+    report: ReportSettings = Field(default_factory=ReportSettings)
+
+    @field_validator("overrides", "grid")
+    @classmethod
+    def _dotted_paths(cls, value: dict[str, Any]) -> dict[str, Any]:
+        for key in value:
+            parts = key.split(".")
+            if not key or any(not part for part in parts):
+                raise ValueError(f"'{key}' is not a dotted parameter path (like 'rewards.policy')")
+            if key == "seed":
+                raise ValueError("the seed is set by the `seeds:` field, not by overrides or grid")
+        return value
+
+    @field_validator("grid")
+    @classmethod
+    def _grid_values(
+        cls, grid: dict[str, list[Any] | dict[str, Any]]
+    ) -> dict[str, list[Any] | dict[str, Any]]:
+        for key, values in grid.items():
+            if key in RESERVED_KEYS:
+                raise ValueError(
+                    f"'{key}' names a column of the result tables; it cannot be a grid key"
+                )
+            if not values:
+                raise ValueError(f"grid key '{key}' lists no values; give at least one")
+            seen: set[str] = set()
+            for value in values.values() if isinstance(values, dict) else values:
+                text = _json_or_raise(key, value)
+                if text in seen:
+                    raise ValueError(f"grid key '{key}' lists the value {value!r} twice")
+                seen.add(text)
+        return grid
+
+    @field_validator("overrides")
+    @classmethod
+    def _override_values(cls, overrides: dict[str, Any]) -> dict[str, Any]:
+        for key, value in overrides.items():
+            _json_or_raise(key, value)
+        return overrides
+
+    @field_validator("seeds")
+    @classmethod
+    def _seed_values(cls, seeds: int | list[int]) -> int | list[int]:
+        if isinstance(seeds, int):
+            if seeds < 1:
+                raise ValueError("a seed count must be at least 1")
+            return seeds
+        if not seeds:
+            raise ValueError("the seed list is empty; give at least one seed")
+        if any(seed < 0 for seed in seeds):
+            raise ValueError("seeds must be >= 0")
+        if len(set(seeds)) != len(seeds):
+            raise ValueError("the seed list repeats a seed")
+        return seeds
+
+    def grid_points(self) -> dict[str, list[tuple[Any, Any]]]:
+        """Per grid key, its (label, value) pairs in file order; a plain value is its own label."""
+        return {key: grid_items(values) for key, values in self.grid.items()}
+
+    def seed_list(self) -> list[int]:
+        """The seeds to run: a count n means seeds 0, 1, ..., n-1 (deterministic)."""
+        return list(range(self.seeds)) if isinstance(self.seeds, int) else list(self.seeds)
+
+
+def grid_items(values: list[Any] | dict[str, Any]) -> list[tuple[Any, Any]]:
+    """(label, value) pairs of one grid key as written in a sweep file or sweep.yaml."""
+    if isinstance(values, dict):
+        return list(values.items())
+    return [(value, value) for value in values]
+
+
+def _json_or_raise(key: str, value: Any) -> str:
+    try:
+        return canonical_json(value)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"the value {value!r} of '{key}' is not plain data (number, string, list, mapping)"
+        ) from None
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One run of a sweep: a grid point, a seed and the resolved scenario."""
+
+    run_id: str
+    params: dict[str, Any]  # grid point: dotted path -> label (the value unless named)
+    seed: int
+    scenario: Scenario = field(repr=False, compare=False)
+
+    def record(self) -> dict[str, Any]:
+        """JSON-safe description (stored in params.json and sweep.yaml)."""
+        return {"run_id": self.run_id, "params": dict(self.params), "seed": self.seed}
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """A loaded, fully validated sweep: every run resolved."""
+
+    name: str
+    source: Path  # the sweep file (absolute)
+    base: Path  # the base scenario file (absolute)
+    base_config: dict[str, Any]  # the base scenario resolved, before overrides
+    overrides: dict[str, Any]
+    grid: dict[str, list[Any] | dict[str, Any]]  # as written: values or {label: value}
+    seeds: list[int]
+    report: ReportSettings
+    runs: list[RunSpec]
+
+    @property
+    def param_names(self) -> list[str]:
+        """Grid keys, in file order: the columns that tell runs apart besides the seed."""
+        return list(self.grid)
+
+    def fingerprint(self) -> str:
+        """Identity of what the sweep computes: same fingerprint, same runs, same columns.
+
+        Paths, the name and report settings are left out: moving or renaming the sweep file,
+        or changing how it is reported, does not change its results. The run ids carry the
+        content of the base scenario.
+        """
+        identity = {
+            "overrides": self.overrides,
+            "grid": self.grid,
+            "seeds": self.seeds,
+            "runs": [run.run_id for run in self.runs],
+        }
+        return hashlib.sha256(canonical_json(identity).encode("utf-8")).hexdigest()[:RUN_ID_LENGTH]
+
+    def to_record(self) -> dict[str, Any]:
+        """The resolved sweep spec written to `<sweep folder>/sweep.yaml`."""
+        return {
+            "name": self.name,
+            "fingerprint": self.fingerprint(),
+            "source": str(self.source),
+            "base": str(self.base),
+            "overrides": self.overrides,
+            "grid": self.grid,
+            "seeds": self.seeds,
+            "report": self.report.model_dump(mode="json"),
+            "n_runs": len(self.runs),
+            "runs": [run.record() for run in self.runs],
+            "base_config": self.base_config,
+        }
+
+
+def load_sweep(path: str | Path) -> Sweep:
+    """Load a sweep file, resolve and validate every run.
+
+    Raises ScenarioError (one paragraph naming the sweep file, the field or grid key, the
+    value and what is allowed) for a malformed file, a missing base scenario, or any grid
+    point that the scenario schema refuses, before anything runs.
+    """
+    source = Path(path).expanduser().resolve()
+    raw = read_yaml(source, kind="sweep")
+    try:
+        spec = SweepFile.model_validate(raw)
+    except ValidationError as exc:
+        raise ScenarioError(_validation_message(source, exc, raw)) from None
+
+    base_path = (source.parent / spec.base).resolve()
+    if not base_path.is_file():
+        raise ScenarioError(
+            f"{source}: field 'base' = {spec.base!r}: no scenario file at {base_path} "
+            "(the path is relative to the sweep file's folder)."
+        )
+    try:
+        base = load_scenario(base_path)
+    except ScenarioError as exc:
+        raise ScenarioError(f"{source}: the base scenario is invalid: {exc}") from None
+
+    seeds = spec.seed_list()
+    runs = _expand(source, base_path, base, spec, seeds)
+    return Sweep(
+        name=spec.name or source.stem,
+        source=source,
+        base=base_path,
+        base_config=base.to_dict(),
+        overrides=dict(spec.overrides),
+        grid={key: values.copy() for key, values in spec.grid.items()},
+        seeds=seeds,
+        report=spec.report,
+        runs=runs,
+    )
+
+
+@dataclass(frozen=True)
+class _Where:
+    """The sweep file and its base scenario file, for messages."""
+
+    source: Path
+    base: Path
+
+    def __str__(self) -> str:
+        return str(self.source)
+
+    def at(self, part: str) -> str:
+        return f"{self.source}, {part} (base scenario {self.base.name})"
+
+
+def _expand(
+    source: Path, base_path: Path, base: Scenario, spec: SweepFile, seeds: list[int]
+) -> list[RunSpec]:
+    """All runs, grid points in file order (last key fastest), seeds innermost."""
+    points = spec.grid_points()
+    keys = list(points)
+    where = _Where(source, base_path)
+    runs: list[RunSpec] = []
+    by_id: dict[str, RunSpec] = {}
+    for combo in itertools.product(*(points[key] for key in keys)):
+        labels = {key: label for key, (label, _) in zip(keys, combo, strict=True)}
+        values = {key: value for key, (_, value) in zip(keys, combo, strict=True)}
+        for seed in seeds:
+            scenario = _resolve(where, base, spec.overrides, labels, values, seed)
+            run = RunSpec(run_id=run_id(scenario), params=labels, seed=seed, scenario=scenario)
+            if run.run_id in by_id:
+                other = by_id[run.run_id]
+                raise ScenarioError(
+                    f"{source}: grid points {other.params} and {labels} (seed {seed}) resolve "
+                    "to the same scenario, so they would be one run; list each value once, in "
+                    "the form the scenario uses."
+                )
+            by_id[run.run_id] = run
+            runs.append(run)
+        check_components(scenario, where.at(f"grid point {labels}"))
+    return runs
+
+
+def _resolve(
+    where: _Where,
+    base: Scenario,
+    overrides: dict[str, Any],
+    labels: dict[str, Any],
+    values: dict[str, Any],
+    seed: int,
+) -> Scenario:
+    """Apply overrides, grid point and seed in one `with_overrides` call.
+
+    One call, not three in a row: an intermediate state may be invalid on its own (say, 40
+    clients from the overrides with the base's exact Shapley) although the full combination
+    is valid (the grid switches to Monte-Carlo Shapley).
+    """
+    try:
+        return base.with_overrides({**overrides, **values, "seed": seed}, source=str(where))
+    except ScenarioError as exc:
+        raise ScenarioError(_blame(where, base, overrides, labels, values, seed, exc)) from None
+
+
+def _blame(
+    where: _Where,
+    base: Scenario,
+    overrides: dict[str, Any],
+    labels: dict[str, Any],
+    values: dict[str, Any],
+    seed: int,
+    exc: ScenarioError,
+) -> str:
+    """Name the part of the sweep file that makes a run invalid, in one paragraph."""
+    try:
+        base.with_overrides({"seed": seed}, source=where.at(f"field 'seeds' ({seed})"))
+    except ScenarioError as own:
+        return str(own)
+    if overrides:
+        try:
+            base.with_overrides(overrides, source=where.at("field 'overrides'"))
+        except ScenarioError as own:
+            return str(own)
+    for key, value in values.items():
+        try:
+            base.with_overrides(
+                {**overrides, key: value},
+                source=where.at(f"grid key '{key}' = {_short(labels[key])}"),
+            )
+        except ScenarioError as own:
+            return str(own)
+    return (
+        f"{exc} This happens only in the combination of grid point {labels} (each value is "
+        "valid alone)."
+    )
+
+
+def _validation_message(source: Path, exc: ValidationError, raw: dict[str, Any]) -> str:
+    """One paragraph for pydantic's errors: file, field path, value, what is allowed."""
+    parts: list[str] = []
+    said: set[str] = set()
+    for error in exc.errors():
+        head = error["loc"][0] if error["loc"] else ""
+        if head == "seeds" or (head == "grid" and len(error["loc"]) > 1):
+            # Union fields: pydantic reports one error per alternative; say what is allowed once.
+            loc = _format_loc(error["loc"][:2] if head == "grid" else error["loc"][:1])
+            if loc in said:
+                continue
+            said.add(loc)
+            if error["type"] == "value_error":
+                parts.append(f"field '{loc}': {error['msg'].removeprefix('Value error, ')}")
+            elif head == "seeds":
+                parts.append(
+                    f"field 'seeds' = {_short(raw.get('seeds'))}: give a seed count "
+                    "(an integer >= 1, meaning seeds 0..count-1) or a list of distinct integer "
+                    "seeds >= 0"
+                )
+            else:
+                parts.append(
+                    f"field '{loc}' = {_short(raw['grid'][error['loc'][1]])}: give a "
+                    "list of values, or a mapping from labels to values"
+                )
+            continue
+        loc = _format_loc(error["loc"])
+        if error["type"] == "extra_forbidden":
+            allowed = _allowed_keys(error["loc"])
+            parts.append(f"unknown key '{loc}' (allowed here: {', '.join(allowed)})")
+        elif error["type"] == "missing":
+            parts.append(f"field '{loc}' is missing")
+        else:
+            message = error["msg"].removeprefix("Value error, ")
+            parts.append(f"field '{loc}' = {_short(error.get('input'))}: {message}")
+    return f"{source}: invalid sweep file: " + "; ".join(parts) + "."
+
+
+def _allowed_keys(loc: tuple[int | str, ...]) -> list[str]:
+    model: type[BaseModel] = (
+        ReportSettings if loc and loc[0] == "report" and len(loc) > 1 else SweepFile
+    )
+    return sorted(model.model_fields)
+
+
+def _format_loc(loc: tuple[int | str, ...]) -> str:
+    # Grid keys contain dots themselves, so they are quoted to keep the path readable.
+    text = ""
+    for part in loc:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        elif "." in part:
+            text += f'["{part}"]'
+        elif part in ("int", "list[int]"):
+            continue  # pydantic's union branch names, not part of the user's path
+        else:
+            text += f".{part}" if text else part
+    return text
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+

@@ -1,0 +1,168 @@
+"""Sweeps on a real Dask cluster: a scheduler and two workers on 127.0.0.1, one killed mid-sweep.
+
+The processes are the `dask` command-line tools of this interpreter's environment, as a user
+would start them on cluster nodes; every one is stopped by its PID when the test ends.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from abm.run import simulate
+from abm.sweep import finished_run_ids, load_sweep, run_sweep
+from abm.sweep.store import PARAMS_FILE, STAGING_DIR
+from tests.conftest import small_scenario
+
+distributed = pytest.importorskip("distributed")
+
+pytestmark = [pytest.mark.dask, pytest.mark.timeout(180)]
+
+DASK = Path(sys.executable).parent / "dask"
+TINY = {
+    "steps": 12,
+    "round_every": 6,
+    "clients": [{"count": 3, "behaviour": "honest"}],
+    "investors": [{"strategy": "fundamental", "count": 2, "cash": 500}],
+    "liquidity_providers": [{"count": 1, "cash": 2000}],
+}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Cluster:
+    address: str
+    scheduler: subprocess.Popen[bytes]
+    workers: list[subprocess.Popen[bytes]]
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[Cluster]:
+    """`dask scheduler` and two single-thread `dask worker`s, loopback only, no dashboards.
+
+    Workers run without a nanny, so the PID started here is the process that executes tasks:
+    killing it kills a worker for good (a nanny would restart it).
+    """
+    port = free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    logs = tmp_path / "dask-logs"
+    logs.mkdir()
+    processes: list[subprocess.Popen[bytes]] = []
+    try:
+        scheduler = subprocess.Popen(
+            [str(DASK), "scheduler", "--host", "127.0.0.1", "--port", str(port),
+             "--no-dashboard", "--no-show"],
+            stdout=subprocess.DEVNULL, stderr=open(logs / "scheduler.log", "wb"),  # noqa: SIM115
+        )
+        processes.append(scheduler)
+        workers = []
+        for i in range(2):
+            worker = subprocess.Popen(
+                [str(DASK), "worker", address, "--nworkers", "1", "--nthreads", "1",
+                 "--host", "127.0.0.1", "--no-dashboard", "--no-nanny",
+                 "--local-directory", str(tmp_path / f"worker-{i}"), "--death-timeout", "60"],
+                stdout=subprocess.DEVNULL,
+                stderr=open(logs / f"worker-{i}.log", "wb"),  # noqa: SIM115
+            )
+            processes.append(worker)
+            workers.append(worker)
+        with distributed.Client(address, timeout="30s") as client:
+            client.wait_for_workers(2, timeout=60)
+        yield Cluster(address, scheduler, workers)
+    finally:
+        for process in reversed(processes):  # workers first, then the scheduler
+            _stop(process)
+
+
+def test_sweep_on_dask_survives_a_killed_worker_with_every_run_once(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    base = tmp_path / "small.yaml"
+    base.write_text(yaml.safe_dump(small_scenario().to_dict(), sort_keys=False))
+    path = tmp_path / "dask-sweep.yaml"
+    path.write_text(yaml.safe_dump({
+        "name": "dask-sweep", "base": "small.yaml", "overrides": TINY,
+        "grid": {"rewards.policy": ["direct", "mint", "buyback", "dividend"]}, "seeds": 2,
+    }))
+    sweep = load_sweep(path)
+    out = tmp_path / "shared" / "sweep"
+    outcome: dict[str, object] = {}
+
+    def drive() -> None:
+        try:
+            outcome["dir"] = run_sweep(path, scheduler=cluster.address, out=out, progress=False)
+        except BaseException as exc:  # handed to the test thread
+            outcome["error"] = exc
+
+    driver = threading.Thread(target=drive, daemon=True)
+    driver.start()
+
+    # Wait until a worker is inside a run (its staging folder, named with its PID, exists)
+    # after at least one run has finished, then kill that worker.
+    pids = {worker.pid: worker for worker in cluster.workers}
+    victim = None
+    deadline = time.monotonic() + 90
+    while victim is None and time.monotonic() < deadline and driver.is_alive():
+        if finished_run_ids(out):
+            staging = out / STAGING_DIR
+            busy = [int(p.name.split(".")[-2]) for p in staging.iterdir()] if staging.is_dir() \
+                else []
+            victim = next((pids[pid] for pid in busy if pid in pids), None)
+        time.sleep(0.02)
+    assert victim is not None, f"no worker was caught mid-run: {outcome}"
+    done_before_kill = len(finished_run_ids(out))
+    os.kill(victim.pid, signal.SIGKILL)
+    victim.wait(timeout=10)
+
+    driver.join(timeout=120)
+    assert not driver.is_alive(), "the sweep did not complete after the worker was killed"
+    assert "error" not in outcome, outcome.get("error")
+    assert outcome["dir"] == out.resolve()
+    assert done_before_kill < len(sweep.runs)  # the kill happened mid-sweep
+
+    expected = sorted(run.run_id for run in sweep.runs)
+    assert sorted(p.name for p in (out / "runs").iterdir()) == expected
+    for run in sweep.runs:
+        assert (out / "runs" / run.run_id / PARAMS_FILE).is_file()
+    assert not (out / STAGING_DIR).exists()
+    runs = pd.read_parquet(out / "combined" / "runs.parquet")
+    assert sorted(runs["run_id"]) == expected  # each run exactly once
+    model = pd.read_parquet(out / "combined" / "model.parquet")
+    assert len(model) == len(expected) * (TINY["steps"] + 1)
+    assert not model.duplicated(["run_id", "step"]).any()
+    assert cluster.workers[0].poll() is None or cluster.workers[1].poll() is None
+
+    # A run computed on the cluster holds the same numbers as the configuration run alone.
+    first = sweep.runs[0]
+    alone = simulate(first.scenario)
+    for table in ("model", "rounds"):
+        pd.testing.assert_frame_equal(
+            pd.read_parquet(out / "runs" / first.run_id / f"{table}.parquet"),
+            getattr(alone, table))
