@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import distributed  # the sweep extra, installed by `make test`: fail rather than skip
 import pandas as pd
 import pytest
 import yaml
@@ -25,8 +26,6 @@ from abm.run import simulate
 from abm.sweep import finished_run_ids, load_sweep, run_sweep
 from abm.sweep.store import PARAMS_FILE, STAGING_DIR
 from tests.conftest import small_scenario
-
-distributed = pytest.importorskip("distributed")
 
 pytestmark = [pytest.mark.dask, pytest.mark.timeout(180)]
 
