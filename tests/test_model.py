@@ -101,3 +101,24 @@ def test_investors_trade_and_pay_fees(small):
     result = simulate(small)
     assert result.model["volume_usd"].sum() > 0
     assert result.model["fees_usd"].sum() > 0
+
+
+def test_genesis_seeds_pools_at_the_opening_price_by_federation_or_by_client():
+    from abm.amm import MINIMUM_LIQUIDITY
+
+    by_fed = WallStreetFedsModel(small_scenario())
+    pool = by_fed.market.pools["c00"]
+    assert pool.reserves == (10_000 * ONE, 2_500 * ONE)  # 10,000 tokens at 0.25 USD
+    assert by_fed.ledger.balance("client:c00", "c00") == 10_000 * ONE
+    assert by_fed.ledger.supply("c00") == 20_000 * ONE  # the federation minted the pool side
+    assert by_fed.ledger.balance("federation", pool.lp_asset) == pool.total_shares - (
+        MINIMUM_LIQUIDITY)
+
+    by_client = WallStreetFedsModel(small_scenario(**{
+        "market.seeded_by": "client", "market.pool_tokens": 4000, "market.client_cash": 1000}))
+    pool = by_client.market.pools["c00"]
+    assert pool.reserves == (4_000 * ONE, 1_000 * ONE)
+    assert by_client.ledger.supply("c00") == 10_000 * ONE  # nothing minted beyond the supply
+    assert by_client.ledger.balance("client:c00", "c00") == 6_000 * ONE
+    assert by_client.ledger.balance("client:c00", "USD") == 0
+    assert by_client.ledger.balance("client:c00", pool.lp_asset) > 0
