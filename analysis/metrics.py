@@ -33,6 +33,10 @@ def client_rewards(run: Run) -> pd.DataFrame:
       last step (cash plus tokens marked to market at spot);
     - `received_usd` = final − initial wealth: what the client actually ended up with,
       through rewards, token price moves and its own trades;
+    - `cash_change_usd`, `holdings_change_usd`: `received_usd` split into the change of its
+      USD balance (cash rewards, dividends, sales) and of its tokens and liquidity shares
+      marked to market (minted rewards, price moves, including those of the genesis supply
+      it still holds). Under `buyback` the reward arrives in the second part, through price;
     - `equal_payout_usd` = total rewards distributed (all clients, all rounds) / number of
       clients: what each would have got under an equal split;
     - `vs_equal_pct` = 100 × (received − equal) / equal, in percent: +50 means 50 % more
@@ -62,6 +66,9 @@ def client_rewards(run: Run) -> pd.DataFrame:
         "final_wealth_usd": wealth.iloc[-1].to_numpy(dtype=float),
     })
     table["received_usd"] = table["final_wealth_usd"] - table["initial_wealth_usd"]
+    cash = _client_series(run, "usd")[clients]
+    table["cash_change_usd"] = (cash.iloc[-1] - cash.iloc[0]).to_numpy(dtype=float)
+    table["holdings_change_usd"] = table["received_usd"] - table["cash_change_usd"]
     table["equal_payout_usd"] = equal
     table["vs_equal_pct"] = (100.0 * (table["received_usd"] - equal) / equal
                              if equal != 0 else NAN)
@@ -322,6 +329,11 @@ def _nan_extreme(values: pd.Series, pick: Any) -> float:
 
 def _client_wealth(run: Run) -> pd.DataFrame:
     """Client agents' wealth (USD), steps × client ids, sorted by step."""
+    return _client_series(run, "wealth")
+
+
+def _client_series(run: Run, column: str) -> pd.DataFrame:
+    """One agents.parquet column of the client agents (USD), steps × client ids, by step."""
     clients = run.agents.loc[run.agents["agent_type"] == "client"]
-    return clients.pivot_table(index="step", columns="client", values="wealth",
+    return clients.pivot_table(index="step", columns="client", values=column,
                                aggfunc="sum").sort_index()

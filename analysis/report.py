@@ -93,7 +93,8 @@ def render_report(run: Run, figure_dir: Path, report_dir: Path) -> str:
     client_table = rewards.rename(columns={
         "contribution": "cumulative contribution", "reward_usd": "reward allotted (USD)",
         "initial_wealth_usd": "initial wealth (USD)", "final_wealth_usd": "final wealth (USD)",
-        "received_usd": "received (USD)", "equal_payout_usd": "equal payout (USD)",
+        "received_usd": "received (USD)", "cash_change_usd": "of which cash (USD)",
+        "holdings_change_usd": "of which tokens (USD)", "equal_payout_usd": "equal payout (USD)",
         "vs_equal_pct": "vs equal payout (%)",
     })
     round_table = pd.DataFrame({"FL round": by_round.index.astype(int),
@@ -122,7 +123,10 @@ def render_report(run: Run, figure_dir: Path, report_dir: Path) -> str:
         "## Reward received vs equal payout",
         "*received* = the client's final minus initial wealth; *equal payout* = all rewards "
         "distributed / number of clients; *vs equal payout* = 100 × (received − equal) / "
-        "equal, so 0 % is exactly an equal split and −100 % is nothing at all.",
+        "equal, so 0 % is exactly an equal split and −100 % is nothing at all. *Of which "
+        "cash* is the change of its USD balance (cash rewards, dividends, sales); *of which "
+        "tokens* the change of its tokens and liquidity marked to market (minted rewards and "
+        "price moves, the genesis supply it still holds included).",
         markdown_table(client_table, {"cumulative contribution": ".4f"}),
         figure("reward_vs_equal", "Reward received vs equal payout per client"),
         "## Token prices and contributions",

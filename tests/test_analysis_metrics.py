@@ -93,6 +93,9 @@ def test_client_rewards_reports_received_and_percent_vs_equal_split() -> None:
     assert list(table["contribution"]) == [6.0, 4.0, 0.0]
     assert list(table["reward_usd"]) == [55.0, 35.0, 0.0]
     assert list(table["received_usd"]) == [60.0, 30.0, 0.0]
+    # These hand-built clients hold only cash: all of it is cash, none is token value.
+    assert list(table["cash_change_usd"]) == [60.0, 30.0, 0.0]
+    assert list(table["holdings_change_usd"]) == [0.0, 0.0, 0.0]
     assert list(table["equal_payout_usd"]) == [30.0, 30.0, 30.0]
     # 100 * (60 - 30) / 30, 100 * (30 - 30) / 30, 100 * (0 - 30) / 30
     assert list(table["vs_equal_pct"]) == pytest.approx([100.0, 0.0, -100.0])

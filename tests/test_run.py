@@ -56,3 +56,17 @@ def test_a_failure_while_writing_leaves_no_folder_behind(result, tmp_path, monke
     with pytest.raises(OSError, match="disk full"):
         write_run(result, tmp_path / "run", figures=False)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_under_direct_payout_a_holding_clients_cash_change_is_its_reward(tmp_path):
+    from analysis.metrics import client_rewards
+    from analysis.runs import load_run
+
+    scenario = small_scenario(**{"rewards.policy": "direct", "clients.0.cash_out.kind": "hold"})
+    out = write_run(simulate(scenario), tmp_path / "run", figures=False)
+    table = client_rewards(load_run(out)).set_index("client")
+    # Clients never buy, and these hold: their USD changes only by the rewards paid to them.
+    for cid in ("c00", "c01", "c02", "c03"):
+        assert table.loc[cid, "cash_change_usd"] == pytest.approx(table.loc[cid, "reward_usd"])
+    total = table["cash_change_usd"] + table["holdings_change_usd"]
+    assert list(total) == pytest.approx(list(table["received_usd"]))
