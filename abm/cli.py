@@ -113,7 +113,7 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from abm.run import default_out_dir, simulate, write_run
+    from abm.run import default_out_dir, refuse_existing, simulate, write_run
 
     scenario = load_scenario(args.file)
     overrides = {}
@@ -125,11 +125,7 @@ def _run(args: argparse.Namespace) -> int:
         scenario = scenario.with_overrides(overrides, source=f"{args.file} (command line)")
     check_components(scenario, str(args.file))
     out = args.out or default_out_dir(scenario)
-    if out.exists():
-        raise FileExistsError(
-            f"{out}: the output folder already exists; runs never overwrite one. Choose "
-            f"another --out, or remove it first."
-        )
+    refuse_existing(out)  # before the run, not after minutes of simulation
     result = simulate(scenario, check=args.check, progress=True)
     write_run(result, out, figures=not args.no_figures)
     _print_summary(result.summary, out)

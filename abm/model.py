@@ -31,7 +31,7 @@ from abm.agents.strategies import make_strategy
 from abm.agents.view import MarketView
 from abm.amm import ONE, Ledger, Market, to_units
 from abm.rewards import Budget, ClientAccount, make_policy
-from abm.scenario import Scenario, ScenarioError
+from abm.scenario import Scenario, ScenarioError, check_components
 
 AGENT_TYPES = ("client", "investor", "lp", "federation")
 #: Relative data size of a `small_data` client when its group sets no `size_weight`.
@@ -110,19 +110,13 @@ class WallStreetFedsModel(mesa.Model):
     # -- construction -------------------------------------------------------------------------
 
     def _create_investors(self) -> list[Investor]:
-        out = []
-        for i, spec in enumerate(self.config.investors):
-            for _ in range(spec.count):
-                try:
-                    strategy = make_strategy(spec.strategy, **spec.params)
-                except ValueError as exc:
-                    raise ScenarioError(
-                        f"scenario {self.config.name!r}: a problem: investors[{i}].params = "
-                        f"{spec.params}: {exc}."
-                    ) from None
-                out.append(Investor(self, strategy, spec.max_trade, spec.max_position,
-                                    spec.max_slippage))
-        return out
+        # Strategy parameters are checked (with the usual message) before any agent exists.
+        check_components(self.config, f"scenario {self.config.name!r}")
+        return [
+            Investor(self, make_strategy(spec.strategy, **spec.params), spec.cash,
+                     spec.max_trade, spec.max_position, spec.max_slippage)
+            for spec in self.config.investors for _ in range(spec.count)
+        ]
 
     def _build_learning(self, groups) -> tuple[Any, Any, Any]:
         """The FL federation, the contribution method and the reward policy."""
@@ -186,16 +180,11 @@ class WallStreetFedsModel(mesa.Model):
                 pool.add_liquidity(TREASURY, pooled, pool_usd)
             else:
                 pool.add_liquidity(client.account, pooled, pool_usd)
-        for investor, spec in zip(self.investors, self._expand(self.config.investors),
-                                  strict=True):
-            mint(investor.account, "USD", to_units(spec.cash))
+        for investor in self.investors:
+            mint(investor.account, "USD", to_units(investor.start_cash))
         for lp in self.lps:
             mint(lp.account, "USD", to_units(lp.spec.cash))
         self.ledger.check()
-
-    @staticmethod
-    def _expand(groups) -> list:
-        return [g for g in groups for _ in range(g.count)]
 
     # -- the step -----------------------------------------------------------------------------
 

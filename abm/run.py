@@ -29,6 +29,7 @@ import pandas as pd
 import yaml
 from tqdm import tqdm
 
+from abm.amm import ONE
 from abm.scenario import Scenario
 
 TABLES = ("model", "agents", "rounds")
@@ -124,7 +125,7 @@ def _summary(model, tables, timings, check: bool) -> dict[str, Any]:
         "method": cfg.contribution.method,
         "final_accuracy": float(model.federation.federation.accuracy),
         "total_reward_usd": float(rounds["reward_usd"].sum()) if len(rounds) else 0.0,
-        "distribution_cost_usd": model.federation.total_cost / 1e18,
+        "distribution_cost_usd": model.federation.total_cost / ONE,
         "ledger_checked_every_step": check,
         "wall_time_s": round(timings["total"], 3),
         "steps_per_s": round(steps / timings["total"], 2) if timings["total"] else None,
@@ -148,14 +149,19 @@ class OutputExistsError(FileExistsError):
     """The run folder already exists: runs never overwrite silently."""
 
 
-def write_run(result: RunResult, out_dir: str | Path, *, figures: bool = True) -> Path:
-    """Write the run folder `out_dir` atomically; refuses an existing folder."""
-    out = Path(out_dir)
+def refuse_existing(out: Path) -> None:
+    """Raise `OutputExistsError` if `out` exists (checked before a run, and again on write)."""
     if out.exists():
         raise OutputExistsError(
             f"{out}: the output folder already exists; runs never overwrite one. Choose another "
             f"--out, or remove it first."
         )
+
+
+def write_run(result: RunResult, out_dir: str | Path, *, figures: bool = True) -> Path:
+    """Write the run folder `out_dir` atomically; refuses an existing folder."""
+    out = Path(out_dir)
+    refuse_existing(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
     if tmp.exists():

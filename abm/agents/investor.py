@@ -23,10 +23,11 @@ class Investor(Trader):
 
     agent_type = "investor"
 
-    def __init__(self, model: WallStreetFedsModel, strategy: Strategy, max_trade: float,
-                 max_position: float, max_slippage: float) -> None:
+    def __init__(self, model: WallStreetFedsModel, strategy: Strategy, cash: float,
+                 max_trade: float, max_position: float, max_slippage: float) -> None:
         super().__init__(model, "", strategy.name, max_slippage)
         self.account = f"investor:{self.unique_id}"
+        self.start_cash = cash  # USD (display units) minted to it at genesis
         self.rule = strategy
         self.max_trade = max_trade
         self.max_position = max_position
