@@ -389,10 +389,8 @@ def parse_scenario(data: dict[str, Any], *, source: str = "<scenario>") -> Scena
     """Validate a scenario mapping; `source` names it in error messages."""
     try:
         return Scenario.model_validate(data)
-    except ValidationError as exc:
+    except ValidationError as exc:  # validators' _FieldProblem arrive wrapped in here
         raise ScenarioError(format_validation_error(exc, source)) from None
-    except _FieldProblem as exc:  # pragma: no cover - pydantic wraps these; kept for safety
-        raise ScenarioError(_problem_text(source, exc.path, exc.value, exc.allowed)) from None
 
 
 def format_validation_error(exc: ValidationError, source: str) -> str:
