@@ -8,10 +8,14 @@ One step (see `step()`):
 2. The public market view is refreshed (prices after any reward flow).
 3. Market agents (clients, investors, liquidity providers) act once each, in shuffled order:
    who trades first is a modelling choice, so it is made visible here.
-4. Holdings are marked to market and the step is recorded by the DataCollector.
+4. Holdings are marked to market (spot) and to liquidation (what selling would fetch), and
+   the step is recorded by the DataCollector.
 
-One seed drives everything: Mesa's `rng`/`random`, the data split, torch (through the
-federation's private generator) and the contribution method's sampling.
+One seed drives everything, through named streams (`abm.streams`): the data split, torch,
+the contribution method's sampling, the activation order and each agent's own draws. Each
+stream depends only on the seed and its name, and no consumer's number of draws depends on
+market state, so a run and its counterfactual twin (budget zero) share their random numbers
+(docs/model.md, "Design concepts: Stochasticity").
 """
 
 from __future__ import annotations
@@ -32,8 +36,12 @@ from abm.agents.view import MarketView
 from abm.amm import ONE, Ledger, Market, to_units
 from abm.rewards import Budget, ClientAccount, make_policy
 from abm.scenario import Scenario, ScenarioError, check_components
+from abm.streams import activation, stream, stream_int
 
 AGENT_TYPES = ("client", "investor", "lp", "federation")
+#: Columns of agents.parquet besides `step` and `agent_id` (docs/architecture.md).
+AGENT_COLUMNS = ("agent_type", "strategy", "client", "usd", "token_value", "lp_value",
+                 "wealth", "wealth_if_sold", "fees_earned", "hodl_value", "zapped_usd")
 #: Relative data size of a `small_data` client when its group sets no `size_weight`.
 SMALL_DATA_WEIGHT = 0.25
 
@@ -78,13 +86,18 @@ class WallStreetFedsModel(mesa.Model):
             spec=scenario.contribution,
             behaviours=[g.behaviour for _, g in groups],
         )
+        #: USD minted at genesis, by holder type (base units): the endowments.
+        self.endowments: dict[str, int] = dict.fromkeys(AGENT_TYPES, 0)
         self._genesis()
+        # The activation order has its own stream: Mesa's shuffle would otherwise draw from
+        # the model's generator, shared with anything else that draws from it.
         self.market_agents = AgentSet([*self.clients, *self.investors, *self.lps],
-                                           random=self.random)
+                                      random=activation(seed))
+        self._by_account = {a.account: a for a in self.agents}
 
         self.view = MarketView(tokens=self.client_ids, policy=scenario.rewards.policy,
                                round_every=scenario.round_every,
-                               total_rounds=scenario.n_rounds)
+                               round_continuation=scenario.market.round_continuation)
         n = len(self.client_ids)
         # Prior of the public signal before any round: equal shares of the expected budget.
         self.view.share_signal = np.full(n, 1.0 / n)
@@ -101,9 +114,7 @@ class WallStreetFedsModel(mesa.Model):
         self._refresh()
         self.datacollector = mesa.DataCollector(
             model_reporters={k: (lambda m, k=k: m._stats[k]) for k in self._stats},
-            agent_reporters={k: k for k in ("agent_type", "strategy", "client", "usd",
-                                            "token_value", "lp_value", "wealth",
-                                            "fees_earned", "hodl_value")},
+            agent_reporters={k: k for k in AGENT_COLUMNS},
         )
         self.datacollector.collect(self)
 
@@ -133,9 +144,9 @@ class WallStreetFedsModel(mesa.Model):
 
         cfg = self.config
         fl = cfg.fl
-        data_rng = np.random.default_rng(int(self.rng.integers(2**63)))
-        fl_seed = int(self.rng.integers(2**31))
-        method_rng = np.random.default_rng(int(self.rng.integers(2**63)))
+        data_rng = stream(cfg.seed, "fl.data")
+        fl_seed = stream_int(cfg.seed, "fl.torch", bits=31)
+        method_rng = stream(cfg.seed, "contribution")
         ds = fl.dataset
         options = ({"n_features": ds.n_features, "n_classes": ds.n_classes,
                     "class_sep": ds.class_sep} if ds.name == "synthetic" else {})
@@ -162,29 +173,66 @@ class WallStreetFedsModel(mesa.Model):
         c = cfg.contribution
         with _as_scenario_error(cfg.name, "contribution.params", c.params):
             method = make_contribution_method(c.method, rng=method_rng, **c.params)
-        return federation, method, make_policy(cfg.rewards.policy)
+        policy_params = ({"usd_destination": cfg.rewards.mint_usd}
+                         if cfg.rewards.policy == "mint" else {})
+        return federation, method, make_policy(cfg.rewards.policy, **policy_params)
 
     def _genesis(self) -> None:
-        """Initial supplies, endowments and seeded pools (DESIGN.md section 5)."""
+        """Initial supplies, endowments and seeded pools (docs/model.md, "Submodels: genesis").
+
+        Every USD minted here is an endowment, booked by holder type in `endowments`; later
+        USD enters only as reward budgets. Liquidity providers entering at step 0 deposit at
+        the opening price, buying the token side from the federation (no swap).
+        """
         m = self.config.market
-        mint = self.ledger.mint
         supply, pooled = to_units(m.initial_supply), to_units(m.pool_tokens)
         pool_usd = to_units(m.pool_tokens * m.opening_price)
+
+        def endow(agent_type: str, account: str, usd: int) -> None:
+            self.ledger.mint(account, "USD", usd)
+            self.endowments[agent_type] += usd
+
         for client in self.clients:
-            mint(client.account, client.token, supply)
-            mint(client.account, "USD", to_units(m.client_cash))
+            self.ledger.mint(client.account, client.token, supply)
+            endow("client", client.account, to_units(m.client_cash))
             pool = self.market.pools[client.token]
             if m.seeded_by == "federation":
-                mint(TREASURY, client.token, pooled)
-                mint(TREASURY, "USD", pool_usd)
+                self.ledger.mint(TREASURY, client.token, pooled)
+                endow("federation", TREASURY, pool_usd)
                 pool.add_liquidity(TREASURY, pooled, pool_usd)
             else:
                 pool.add_liquidity(client.account, pooled, pool_usd)
         for investor in self.investors:
-            mint(investor.account, "USD", to_units(investor.start_cash))
+            endow("investor", investor.account, to_units(investor.start_cash))
         for lp in self.lps:
-            mint(lp.account, "USD", to_units(lp.spec.cash))
+            endow("lp", lp.account, to_units(lp.spec.cash))
+        self.genesis_token_sales = 0  # USD the LPs paid the federation for genesis tokens
+        for lp in self.lps:
+            if lp.spec.enter_step == 0:
+                before = self.ledger.balance(TREASURY, "USD")
+                lp.provide_at_genesis(TREASURY)
+                self.genesis_token_sales += self.ledger.balance(TREASURY, "USD") - before
         self.ledger.check()
+        #: USD held right after genesis (base units): by holder type, and in the pools.
+        self.usd_at_genesis = self.usd_by_holder()
+
+    def holder_type(self, account: str) -> str:
+        """`client`, `investor`, `lp`, `federation`, or `pool` (pools and the locked
+        minimum liquidity) for a ledger account."""
+        agent = self._by_account.get(account) if hasattr(self, "_by_account") else None
+        if agent is not None:
+            return agent.agent_type
+        if account == TREASURY:
+            return "federation"
+        prefix = account.split(":", 1)[0]
+        return {"client": "client", "investor": "investor", "lp": "lp"}.get(prefix, "pool")
+
+    def usd_by_holder(self) -> dict[str, int]:
+        """USD held now by each holder type and by the pools, base units (sums to all USD)."""
+        out = dict.fromkeys((*AGENT_TYPES, "pool"), 0)
+        for account, amount in self.ledger.holders("USD").items():
+            out[self.holder_type(account)] += amount
+        return out
 
     # -- the step -----------------------------------------------------------------------------
 
@@ -203,6 +251,7 @@ class WallStreetFedsModel(mesa.Model):
         self._refresh()
         if self.check_ledger:
             self.ledger.check()
+            self.check_accounting()
         self.datacollector.collect(self)
         self.timings["market"] += t1 - t0
         self.timings["collect"] += time.perf_counter() - t1
@@ -220,6 +269,31 @@ class WallStreetFedsModel(mesa.Model):
         self._step_cost = (self.federation.total_cost - cost_before) / ONE
 
     # -- measurement --------------------------------------------------------------------------
+
+    def accounting(self) -> dict[str, tuple[int, int]]:
+        """The per-step accounting identity, exact base units: `{asset: (held, sources)}`.
+
+        For USD, `held` is the USD of every account and pool and `sources` the endowments
+        plus the reward budgets paid in so far; for each client token, `held` is the sum of
+        all balances and `sources` minted minus burned. The two are equal at every step;
+        `check_accounting` raises if not.
+        """
+        out = {"USD": (sum(self.ledger.holders("USD").values()),
+                       sum(self.endowments.values()) + self.federation.budget_in)}
+        for c in self.client_ids:
+            out[c] = (sum(self.ledger.holders(c).values()),
+                      self.ledger.minted(c) - self.ledger.burned(c))
+        return out
+
+    def check_accounting(self) -> None:
+        """Raise `InvariantViolation` unless every asset's holdings equal its sources."""
+        from abm.amm import InvariantViolation
+
+        for asset, (held, sources) in self.accounting().items():
+            if held != sources:
+                raise InvariantViolation(
+                    f"{asset}: holders own {held} base units but {sources} entered the economy"
+                )
 
     def _market_arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Prices (USD/token), supplies and pooled tokens (tokens), each (n,)."""
@@ -245,12 +319,24 @@ class WallStreetFedsModel(mesa.Model):
             for c in self.client_ids
         }
         self._counters = counters
+        # Fees stay in the reserves and accrue to every holder of liquidity shares (the
+        # federation and LPs alike), pro rata to its shares at the end of the step.
+        for c, pool in self.market.pools.items():
+            total = pool.total_shares
+            if not total or not fee_values[c]:
+                continue
+            for account, shares in self.ledger.holders(pool.lp_asset).items():
+                agent = self._by_account.get(account)
+                if agent is not None:
+                    agent.fees_earned += shares / total * fee_values[c]
         for lp in self.lps:
-            lp.accrue(fee_values, prices)
+            lp.accrue(prices)
         wealth = dict.fromkeys(AGENT_TYPES, 0.0)
+        if_sold = dict.fromkeys(AGENT_TYPES, 0.0)
         for agent in self.agents:
             agent.snapshot()
             wealth[agent.agent_type] += agent.wealth
+            if_sold[agent.agent_type] += agent.wealth_if_sold
 
         s: dict[str, float] = {
             "round": float(self.federation.rounds_done),
@@ -262,8 +348,9 @@ class WallStreetFedsModel(mesa.Model):
             "distribution_cost_usd": self._step_cost,
             "federation_usd": self.ledger.balance(TREASURY, "USD") / ONE,
         }
-        for kind in ("client", "investor", "lp"):
+        for kind in AGENT_TYPES:
             s[f"wealth/{kind}"] = wealth[kind]
+            s[f"wealth_if_sold/{kind}"] = if_sold[kind]
         for c in self.client_ids:
             reserve_token, reserve_usd = self.market.pools[c].reserves
             s[f"price/{c}"] = prices[c]

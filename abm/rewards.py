@@ -1,4 +1,4 @@
-"""Reward budgets, contribution shares and the five distribution policies (DESIGN.md section 5).
+"""Reward budgets, contribution shares and the five distribution policies (docs/model.md, "Submodels: reward policies").
 
 Every round the model buyers pay the federation a budget R (USD). Each client's contribution
 c_i becomes a share s_i, and a policy turns client i's allotment s_i * R into something the
@@ -7,7 +7,8 @@ client (or its token holders) actually receives:
 =========  ==================================================================================
 equal      baseline: R / N USD paid straight to every client
 direct     baseline: s_i * R USD paid straight to client i (classic allocation, no tokens)
-mint       the federation mints client i's token worth s_i * R at the pool's spot price
+mint       the federation mints client i's token worth s_i * R at the pool's spot price; the
+           buyers' USD goes into the pool as liquidity, to the client, or stays in treasury
 buyback    the federation buys client i's token from its pool with s_i * R USD and burns it
 dividend   s_i * R USD paid pro rata to all holders of client i's token (pools excluded)
 =========  ==================================================================================
@@ -24,8 +25,8 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import ClassVar, Literal
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 
@@ -107,13 +108,27 @@ def allot(budget: int, shares: np.ndarray) -> list[int]:
 
 @dataclass
 class Payout:
-    """What one client's allotment became in one round (base units)."""
+    """What one client's allotment became in one round (base units).
+
+    Every USD unit of the allotment ends in exactly one place: `usd_to_client` (cash to the
+    client), `usd_to_pool` (into the token's pool: a buyback's purchase, or `mint`'s
+    liquidity), `usd_to_holders` (dividends, by account) or, for the rest, the treasury
+    (`reward - usd_paid`, see `usd_kept`).
+    """
 
     reward: int = 0  # USD allotted to this client by the policy (s_i * R, or R / N)
-    usd_paid: int = 0  # USD that left the treasury as cash (to the client or token holders)
+    usd_paid: int = 0  # USD that left the treasury (to the client, its pool or token holders)
+    usd_to_client: int = 0  # of which paid to the client itself as cash
+    usd_to_pool: int = 0  # of which put into the client's token pool
+    usd_to_holders: dict[str, int] = field(default_factory=dict)  # dividends, by account
     tokens_minted: int = 0  # client tokens created
     tokens_burned: int = 0  # client tokens destroyed
     cost: int = 0  # fees and slippage the federation paid to deliver the reward, in USD
+
+    @property
+    def usd_kept(self) -> int:
+        """USD of the allotment that stayed in the treasury."""
+        return self.reward - self.usd_paid
 
 
 @dataclass(frozen=True)
@@ -180,25 +195,57 @@ class DirectPolicy(RewardPolicy):
         return _pay_cash(market, treasury, clients, amounts)
 
 
+MINT_USD_DESTINATIONS = ("pool", "client", "treasury")
+
+
 class MintPolicy(RewardPolicy):
     """Mint client i's token worth s_i * R at the pool's spot price and give it to client i.
 
     The reward is paid by dilution: every other holder's tokens are worth a little less. The
-    buyers' USD is not paid to anyone under this policy and stays in the federation's treasury
-    (the modelling choice that makes `mint` the cheapest policy for the federation).
+    buyers' USD (s_i * R) goes where `usd_destination` says (docs/model.md, "Submodels:
+    reward policies"):
+
+    - `pool` (default): into client i's pool as liquidity, paired with newly minted tokens at
+      the pool's price (so the price does not move); the liquidity shares belong to the
+      federation. The pool the client will sell its minted tokens into gets deeper.
+    - `client`: paid to client i as cash, on top of the minted tokens.
+    - `treasury`: kept by the federation (the money table shows it as kept).
     """
 
     name = "mint"
 
+    def __init__(self, usd_destination: str = "pool") -> None:
+        if usd_destination not in MINT_USD_DESTINATIONS:
+            raise ValueError(
+                f"usd_destination must be one of {', '.join(MINT_USD_DESTINATIONS)}, "
+                f"got {usd_destination!r}"
+            )
+        self.usd_destination = usd_destination
+
     def deliver(self, market, treasury, clients, amounts):
+        ledger = market.ledger
         out = []
         for client, amount in zip(clients, amounts, strict=True):
-            reserve_token, reserve_base = market.pools[client.token].reserves
+            pool = market.pools[client.token]
+            reserve_token, reserve_base = pool.reserves
             # Round down: the client never receives more tokens than its allotment buys at spot.
             tokens = amount * reserve_token // reserve_base
             if tokens:
-                market.ledger.mint(client.account, client.token, tokens)
-            out.append(Payout(reward=amount, tokens_minted=tokens))
+                ledger.mint(client.account, client.token, tokens)
+            payout = Payout(reward=amount, tokens_minted=tokens)
+            if amount and self.usd_destination == "client":
+                ledger.transfer(treasury, client.account, BASE, amount)
+                payout.usd_paid = payout.usd_to_client = amount
+            elif amount and self.usd_destination == "pool":
+                paired = amount * reserve_token // reserve_base
+                if paired:
+                    ledger.mint(treasury, client.token, paired)
+                    used_token, used_base, _ = pool.add_liquidity(treasury, paired, amount)
+                    if paired > used_token:  # the router's ratio left some: unmint it
+                        ledger.burn(treasury, client.token, paired - used_token)
+                    payout.tokens_minted += used_token
+                    payout.usd_paid = payout.usd_to_pool = used_base
+            out.append(payout)
         return out
 
 
@@ -224,8 +271,8 @@ class BuybackPolicy(RewardPolicy):
             market.ledger.burn(treasury, client.token, bought)
             spot_value = bought * reserve_base // reserve_token
             out.append(
-                Payout(reward=amount, usd_paid=amount, tokens_burned=bought,
-                       cost=amount - spot_value)
+                Payout(reward=amount, usd_paid=amount, usd_to_pool=amount,
+                       tokens_burned=bought, cost=amount - spot_value)
             )
         return out
 
@@ -248,15 +295,16 @@ class DividendPolicy(RewardPolicy):
                 a: b for a, b in ledger.holders(client.token).items() if a not in excluded
             }
             total = sum(holders.values())
-            paid = 0
+            paid: dict[str, int] = {}
             if amount and total:
                 # Sorted so that the order of transfers never depends on dict history.
                 for account in sorted(holders):
                     part = amount * holders[account] // total
                     if part:
                         ledger.transfer(treasury, account, BASE, part)
-                        paid += part
-            out.append(Payout(reward=amount, usd_paid=paid))
+                        paid[account] = part
+            out.append(Payout(reward=amount, usd_paid=sum(paid.values()),
+                              usd_to_holders=paid))
         return out
 
 
@@ -267,7 +315,7 @@ def _pay_cash(
     for client, amount in zip(clients, amounts, strict=True):
         if amount:
             market.ledger.transfer(treasury, client.account, BASE, amount)
-        out.append(Payout(reward=amount, usd_paid=amount))
+        out.append(Payout(reward=amount, usd_paid=amount, usd_to_client=amount))
     return out
 
 
@@ -277,11 +325,12 @@ POLICIES: dict[str, type[RewardPolicy]] = {
 }
 
 
-def make_policy(name: str) -> RewardPolicy:
-    """The policy registered under `name`."""
+def make_policy(name: str, **params: Any) -> RewardPolicy:
+    """The policy registered under `name`, built with `params` (ValueError if invalid)."""
     try:
-        return POLICIES[name]()
+        cls = POLICIES[name]
     except KeyError:
         raise ValueError(
             f"unknown reward policy {name!r}; allowed: {', '.join(POLICIES)}"
         ) from None
+    return cls(**params)

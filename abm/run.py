@@ -9,8 +9,17 @@ Run folder:
     model.parquet    one row per step (step 0 is genesis)
     agents.parquet   one row per agent per step
     rounds.parquet   one row per client per round
-    summary.json     headline figures, time by phase
+    summary.json     headline figures, per-client outcome measures, the money table,
+                     time by phase
     figures/         PNG and PDF figures (analysis.figures)
+    counterfactual/  with `--counterfactual` (or `counterfactual: true`): the twin's run
+                     folder (same seed, reward budget 0; no figures)
+
+Outcome measures per client (summary.json `clients.<id>`, docs/model.md "Observation"):
+`allotted_usd` (what the policy allotted), `allotted_vs_equal_pct` (against what `equal` would
+have allotted), `attributable_usd` (realisable final wealth of the run minus its twin's, only
+with a twin), `attributable_vs_equal_pct`, and `mtm_change_usd` (final minus initial wealth
+marked at spot: speculation included, never a measure of reward).
 """
 
 from __future__ import annotations
@@ -21,6 +30,7 @@ import platform
 import shutil
 import time
 from dataclasses import dataclass, field
+from fractions import Fraction
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -33,11 +43,17 @@ from abm.amm import ONE
 from abm.scenario import Scenario
 
 TABLES = ("model", "agents", "rounds")
+COUNTERFACTUAL_DIR = "counterfactual"
+HOLDER_TYPES = ("client", "investor", "lp", "federation")
 
 
 @dataclass
 class RunResult:
-    """The tables of one run (display units) and its summary."""
+    """The tables of one run (display units), its summary, and its twin if one ran.
+
+    `final_if_sold` holds each account's realisable value at the last step (exact base
+    units, `Market.liquidation_value`), the basis of the run-minus-twin comparison.
+    """
 
     model: pd.DataFrame
     agents: pd.DataFrame
@@ -45,13 +61,30 @@ class RunResult:
     summary: dict[str, Any]
     config: dict[str, Any]
     timings: dict[str, float] = field(default_factory=dict)
+    final_if_sold: dict[str, int] = field(default_factory=dict)
+    twin: RunResult | None = None
 
 
-def simulate(scenario: Scenario, *, check: bool = False, progress: bool = False) -> RunResult:
+def simulate(scenario: Scenario, *, check: bool = False, progress: bool = False,
+             counterfactual: bool | None = None) -> RunResult:
     """Run `scenario` for `scenario.steps` steps and return its tables.
 
-    check: prove the ledger invariant after every step. progress: show a tqdm bar on stderr.
+    check: prove the ledger invariant and the accounting identity after every step.
+    progress: show a tqdm bar on stderr. counterfactual: also run the twin (same seed, reward
+    budget 0) and fill the summary's attributable measures; `None` follows the scenario's
+    `counterfactual` field. The twin costs as much as the run itself.
     """
+    if counterfactual is None:
+        counterfactual = scenario.counterfactual
+    result = _simulate_one(scenario, check=check, progress=progress)
+    if counterfactual:
+        twin = _simulate_one(scenario.twin(), check=check, progress=progress)
+        result.twin = twin
+        _attribute(result, twin)
+    return result
+
+
+def _simulate_one(scenario: Scenario, *, check: bool, progress: bool) -> RunResult:
     # Small tensors: one thread per process is faster and keeps parallel sweeps honest.
     import torch
 
@@ -67,11 +100,46 @@ def simulate(scenario: Scenario, *, check: bool = False, progress: bool = False)
     wall = time.perf_counter() - started
     tables = _tables(model)
     timings = {"setup": setup, **model.federation.timings, **model.timings, "total": wall}
+    final_if_sold = {a.account: model.market.liquidation_value(a.account) for a in model.agents}
     return RunResult(
         model=tables["model"], agents=tables["agents"], rounds=tables["rounds"],
         summary=_summary(model, tables, timings, check),
-        config=resolved_config(model.config), timings=timings,
+        config=resolved_config(model.config), timings=timings, final_if_sold=final_if_sold,
     )
+
+
+def _pct_vs(amount: int, reference: int) -> float | None:
+    """100 x (amount / reference - 1), computed exactly from integers; None if reference 0."""
+    if reference == 0:
+        return None
+    return float(Fraction(100 * (amount - reference), reference))
+
+
+def _attribute(result: RunResult, twin: RunResult) -> None:
+    """Fill `attributable_*` of the run's summary: realisable final value, run minus twin.
+
+    Both runs start from the same genesis, so the difference of final values is the
+    difference of outcomes. Exact integers until the final division by ONE.
+    """
+    summary = result.summary
+    equal = summary["equal_split_units"]
+    for cid, row in summary["clients"].items():
+        account = row["account"]
+        diff = result.final_if_sold[account] - twin.final_if_sold[account]
+        row["attributable_usd"] = diff / ONE
+        row["attributable_vs_equal_pct"] = _pct_vs(diff, equal)
+    by_type: dict[str, int] = dict.fromkeys(HOLDER_TYPES, 0)
+    accounts = summary["accounts"]
+    for account, agent_type in accounts.items():
+        by_type[agent_type] += result.final_if_sold[account] - twin.final_if_sold[account]
+    for kind in HOLDER_TYPES:
+        summary["holders"][kind]["attributable_usd"] = by_type[kind] / ONE
+    summary["counterfactual"] = {
+        "ran": True, "folder": COUNTERFACTUAL_DIR,
+        "twin_wall_time_s": twin.summary["wall_time_s"],
+        "note": "twin = same scenario and seed, reward budget 0; attributable = realisable "
+                "final wealth (if sold) of the run minus the twin's",
+    }
 
 
 def resolved_config(scenario: Scenario) -> dict[str, Any]:
@@ -100,37 +168,128 @@ def _tables(model) -> dict[str, pd.DataFrame]:
 
 def _summary(model, tables, timings, check: bool) -> dict[str, Any]:
     cfg = model.config
+    fed = model.federation
     rounds = tables["rounds"]
     agents = tables["agents"]
-    first = agents[agents["step"] == 0].set_index("agent_id")["wealth"]
+    first = agents[agents["step"] == 0].set_index("agent_id")
     last = agents[agents["step"] == agents["step"].max()].set_index("agent_id")
+    equal = fed.equal_reference
     clients = {}
-    for client in model.clients:
+    for i, client in enumerate(model.clients):
         mine = rounds[rounds["client"] == client.token] if len(rounds) else rounds
+        uid = client.unique_id
         clients[client.token] = {
             "behaviour": client.strategy,
+            "account": client.account,
             "contribution": float(mine["contribution"].sum()) if len(mine) else 0.0,
-            "reward_usd": float(mine["reward_usd"].sum()) if len(mine) else 0.0,
-            "received_usd": float(last.loc[client.unique_id, "wealth"]
-                                  - first.loc[client.unique_id]),
+            "allotted_usd": fed.allotted[i] / ONE,
+            "allotted_vs_equal_pct": _pct_vs(fed.allotted[i], equal),
+            "cash_paid_usd": fed.cash_to_client[i] / ONE,
+            "dividends_usd": fed.dividends_to.get(client.account, 0) / ONE,
+            "attributable_usd": None,
+            "attributable_vs_equal_pct": None,
+            "mtm_change_usd": float(last.loc[uid, "wealth"] - first.loc[uid, "wealth"]),
+            "if_sold_change_usd": float(last.loc[uid, "wealth_if_sold"]
+                                        - first.loc[uid, "wealth_if_sold"]),
             "final_price": model.market.pools[client.token].spot_price(),
         }
+    holders = {}
+    for kind in HOLDER_TYPES:
+        a, b = first[first["agent_type"] == kind], last[last["agent_type"] == kind]
+        holders[kind] = {
+            "initial_wealth_usd": float(a["wealth"].sum()),
+            "final_wealth_usd": float(b["wealth"].sum()),
+            "final_wealth_if_sold_usd": float(b["wealth_if_sold"].sum()),
+            "mtm_change_usd": float(b["wealth"].sum() - a["wealth"].sum()),
+            "if_sold_change_usd": float(b["wealth_if_sold"].sum() - a["wealth_if_sold"].sum()),
+            "attributable_usd": None,
+        }
+    handled = ("split equally among all clients" if cfg.contribution.zero_total == "equal"
+               else "withheld by the treasury")
     steps = cfg.steps
     return {
         "scenario": cfg.name,
         "seed": cfg.seed,
         "steps": steps,
-        "rounds": model.federation.rounds_done,
+        "rounds": fed.rounds_done,
         "policy": cfg.rewards.policy,
         "method": cfg.contribution.method,
-        "final_accuracy": float(model.federation.federation.accuracy),
-        "total_reward_usd": float(rounds["reward_usd"].sum()) if len(rounds) else 0.0,
-        "distribution_cost_usd": model.federation.total_cost / ONE,
+        "final_accuracy": float(fed.federation.accuracy),
+        "total_reward_usd": fed.budget_in / ONE,
+        "equal_split_usd": equal / ONE,
+        "equal_split_units": equal,
+        "distribution_cost_usd": fed.total_cost / ONE,
+        "unranked_rounds": {
+            "rounds": fed.unranked_rounds,
+            "truncated": fed.truncated_rounds,
+            "all_zero": fed.all_zero_rounds,
+            "budget_usd": fed.unranked_budget / ONE,
+            "handled": handled,
+            "note": "rounds in which no client had a positive contribution (e.g. GTG's "
+                    "between-round truncation scored all zero); their budget was "
+                    + handled,
+        },
         "ledger_checked_every_step": check,
         "wall_time_s": round(timings["total"], 3),
         "steps_per_s": round(steps / timings["total"], 2) if timings["total"] else None,
         "time_by_phase_s": {k: round(v, 3) for k, v in timings.items() if k != "total"},
         "clients": clients,
+        "holders": holders,
+        "accounts": {a.account: a.agent_type for a in model.agents},
+        "money": money_table(model),
+        "counterfactual": {"ran": False},
+    }
+
+
+def money_table(model) -> dict[str, Any]:
+    """Where the money went, from the model's exact books (USD display units).
+
+    USD enters the economy only as endowments (genesis) and reward budgets (each round); it
+    is never destroyed. `usd_by_holder` follows it per holder type and into the pools:
+    `start` (right after genesis) + `rewards` (what the budget paid it: cash, dividends, a
+    buyback's or mint's USD into a pool, the treasury's kept part) + `trading` (net USD from
+    swaps, liquidity deposits and withdrawals, genesis token sales) = `end`, and the
+    `trading` column sums to zero (trading only moves USD). `balanced` states that the end
+    column sums exactly to endowments plus budgets (base units).
+    """
+    fed = model.federation
+    ledger = model.ledger
+    paid_clients = sum(fed.cash_to_client)
+    into_pools = sum(fed.usd_to_pool)
+    dividends = dict.fromkeys(HOLDER_TYPES, 0)
+    for account, amount in fed.dividends_to.items():
+        dividends[model.holder_type(account)] += amount
+    kept = fed.budget_in - fed.usd_paid
+    rewards = dict.fromkeys((*HOLDER_TYPES, "pool"), 0)
+    for i, client in enumerate(model.clients):
+        rewards[model.holder_type(client.account)] += fed.cash_to_client[i]
+    for kind, amount in dividends.items():
+        rewards[kind] += amount
+    rewards["pool"] += into_pools
+    rewards["federation"] += kept
+    start, end = model.usd_at_genesis, model.usd_by_holder()
+    fees = dict.fromkeys(HOLDER_TYPES, 0.0)
+    for agent in model.agents:
+        fees[agent.agent_type] += agent.fees_earned
+    by_holder = {
+        kind: {"start": start[kind] / ONE, "rewards": rewards[kind] / ONE,
+               "trading": (end[kind] - start[kind] - rewards[kind]) / ONE, "end": end[kind] / ONE}
+        for kind in (*HOLDER_TYPES, "pool")
+    }
+    endowed = sum(model.endowments.values())
+    policy = model.config.rewards.policy
+    return {
+        "endowments_usd": {k: v / ONE for k, v in model.endowments.items()},
+        "budgets_paid_in_usd": fed.budget_in / ONE,
+        "to_clients_as_cash_usd": paid_clients / ONE,
+        "into_pools_by_buybacks_usd": into_pools / ONE if policy == "buyback" else 0.0,
+        "into_pools_as_mint_liquidity_usd": into_pools / ONE if policy == "mint" else 0.0,
+        "dividends_to_holders_usd": {k: v / ONE for k, v in dividends.items()},
+        "kept_by_treasury_usd": kept / ONE,
+        "genesis_token_sales_usd": model.genesis_token_sales / ONE,
+        "fees_earned_usd": fees,
+        "usd_by_holder": by_holder,
+        "balanced": sum(end.values()) == endowed + fed.budget_in == ledger.supply("USD"),
     }
 
 
@@ -158,6 +317,18 @@ def refuse_existing(out: Path) -> None:
         )
 
 
+def _write_tables(result: RunResult, folder: Path) -> None:
+    """config.yaml, the three tables and summary.json of `result` into `folder`."""
+    (folder / "config.yaml").write_text(
+        yaml.safe_dump(result.config, sort_keys=False), encoding="utf-8"
+    )
+    for name in TABLES:
+        getattr(result, name).to_parquet(folder / f"{name}.parquet", index=False)
+    (folder / "summary.json").write_text(
+        json.dumps(result.summary, indent=2, allow_nan=False) + "\n", encoding="utf-8"
+    )
+
+
 def write_run(result: RunResult, out_dir: str | Path, *, figures: bool = True) -> Path:
     """Write the run folder `out_dir` atomically; refuses an existing folder."""
     out = Path(out_dir)
@@ -168,14 +339,11 @@ def write_run(result: RunResult, out_dir: str | Path, *, figures: bool = True) -
         shutil.rmtree(tmp)
     tmp.mkdir()
     try:
-        (tmp / "config.yaml").write_text(
-            yaml.safe_dump(result.config, sort_keys=False), encoding="utf-8"
-        )
-        for name in TABLES:
-            getattr(result, name).to_parquet(tmp / f"{name}.parquet", index=False)
-        (tmp / "summary.json").write_text(
-            json.dumps(result.summary, indent=2) + "\n", encoding="utf-8"
-        )
+        _write_tables(result, tmp)
+        if result.twin is not None:
+            twin_dir = tmp / COUNTERFACTUAL_DIR
+            twin_dir.mkdir()
+            _write_tables(result.twin, twin_dir)
         if figures:
             from analysis.figures import make_figures
             from analysis.runs import load_run

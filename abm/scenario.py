@@ -120,10 +120,17 @@ class BudgetSpec(_Spec):
 
 
 class RewardsSpec(_Spec):
-    """The distribution policy (DESIGN.md section 5) and its budget."""
+    """The distribution policy (docs/model.md, "Submodels: reward policies") and its budget."""
 
     policy: Literal["equal", "direct", "mint", "buyback", "dividend"] = "buyback"
     budget: BudgetSpec = BudgetSpec()
+    mint_usd: Literal["pool", "client", "treasury"] = Field(
+        "pool",
+        description="mint only: where the buyers' USD (s_i x R per client and round) goes: "
+        "'pool' = into the client's pool as liquidity at the pool's price (the federation "
+        "owns the shares), 'client' = paid to the client as cash beside the minted tokens, "
+        "'treasury' = kept by the federation",
+    )
 
 
 class CashOutSpec(_Spec):
@@ -157,6 +164,12 @@ class MarketSpec(_Spec):
     pool_tokens: float = Field(50_000.0, gt=0, le=1e15, description="tokens seeded per pool")
     seeded_by: Literal["federation", "client"] = "federation"
     client_cash: float = Field(0.0, ge=0, le=1e15, description="USD each client starts with")
+    round_continuation: float = Field(
+        0.98, ge=0, le=0.999,
+        description="the market's belief: probability that another FL round follows each "
+        "round (per round, 0..0.999); fundamental investors expect p / (1 - p) more rounds "
+        "whatever the run's length (0.98: 49 rounds)",
+    )
 
 
 class InvestorGroup(_Spec):
@@ -177,7 +190,12 @@ class LiquidityGroup(_Spec):
     count: int = Field(..., ge=0, le=10_000)
     cash: float = Field(50_000.0, gt=0, le=1e15, description="USD each")
     allocation: float = Field(0.8, gt=0, le=1, description="share of cash put into pools")
-    enter_step: int = Field(1, ge=1)
+    enter_step: int = Field(
+        0, ge=0,
+        description="step at which it deposits (steps); 0 = at genesis, buying the token side "
+        "from the federation at the opening price (no swap, no price move); later it zaps: "
+        "swaps half of each pool's budget into the token (recorded as zapped_usd)",
+    )
     exit_rule: Literal["hold", "stop_loss", "horizon"] = "hold"
     stop_loss: float = Field(0.1, gt=0, lt=1, description="exit when PnL < -stop_loss")
     horizon: int = Field(200, ge=1, description="steps in the pools before exiting")
@@ -198,6 +216,11 @@ class Scenario(_Spec):
     clients: list[ClientGroup] = Field(default_factory=lambda: [ClientGroup(count=10)])
     investors: list[InvestorGroup] = Field(default_factory=list)
     liquidity_providers: list[LiquidityGroup] = Field(default_factory=list)
+    counterfactual: bool = Field(
+        False,
+        description="also run the twin (same scenario and seed, reward budget 0) and write "
+        "it under counterfactual/ in the run folder; doubles the run time",
+    )
 
     # -- derived -----------------------------------------------------------------------------
 
@@ -288,6 +311,17 @@ class Scenario(_Spec):
         for path, value in overrides.items():
             _set_path(data, path, value, source)
         return parse_scenario(data, source=source)
+
+    def twin(self) -> Scenario:
+        """The counterfactual twin: the same scenario and seed with a reward budget of zero.
+
+        Comparing a run with its twin attributes outcomes to the reward mechanism; the twin
+        itself never runs a twin.
+        """
+        return self.with_overrides(
+            {"rewards.budget": {"kind": "constant", "amount": 0.0}, "counterfactual": False},
+            source=f"scenario {self.name!r} (counterfactual twin)",
+        )
 
     def client_groups(self) -> list[tuple[str, ClientGroup]]:
         """Client ids (`c00`, `c01`, ...) paired with their group, in order."""

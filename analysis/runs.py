@@ -127,7 +127,7 @@ def load_run(run_dir: str | Path) -> Run:
 
 
 def _load_yaml(text: str) -> Any:
-    # Safe loader: run folders are data, never code (DESIGN.md section 9).
+    # Safe loader: run folders are data, never code (docs/architecture.md, run folders).
     return yaml.safe_load(text)
 
 

@@ -49,6 +49,21 @@ class FederationAgent(Trader):
         self.timings = {"fl": 0.0, "contribution": 0.0}
         self.rounds_done = 0
         self.total_cost = 0  # base units of fees and slippage paid delivering rewards
+        # The money book of the rewards, exact base units (docs/model.md, "Observation").
+        n = len(clients)
+        self.budget_in = 0  # USD the model buyers paid in, all rounds
+        self.equal_reference = 0  # what `equal` would have allotted each client: sum R // N
+        self.allotted = [0] * n  # per client: the policy's allotments
+        self.cash_to_client = [0] * n  # per client: USD paid to the client itself
+        self.usd_to_pool = [0] * n  # per client: USD put into its pool (buyback, mint)
+        self.dividends_to: dict[str, int] = {}  # per account: dividends received
+        self.usd_paid = 0  # USD that left the treasury as rewards, all destinations
+        # Rounds the method could not rank (no positive contribution): the shares then come
+        # from `zero_total` (split equally, or withheld).
+        self.unranked_rounds = 0
+        self.unranked_budget = 0  # base units of budget in those rounds
+        self.truncated_rounds = 0  # rounds the method truncated as a whole (GTG between-round)
+        self.all_zero_rounds = 0  # rounds whose contributions were all exactly zero
 
     def run_round(self) -> tuple[list[dict[str, Any]], np.ndarray, float]:
         """One FL round and its reward distribution.
@@ -66,6 +81,13 @@ class FederationAgent(Trader):
         shares = shares_from_contributions(
             contributions, negative=self.spec.negative, zero_total=self.spec.zero_total
         )
+        info = getattr(self.method, "info_last_round", None) or {}
+        truncated = bool(info.get("truncated_round", False))
+        all_zero = bool(np.all(contributions == 0.0))
+        # Unranked: the shares did not come from the scores (see shares_from_contributions).
+        weights = (np.maximum(contributions, 0.0) if self.spec.negative == "clip"
+                   else contributions - contributions.min())
+        unranked = not weights.sum() > 0
         budget_usd = self.budget.for_round(
             self.rounds_done, result.accuracy - result.prev_accuracy
         )
@@ -77,6 +99,20 @@ class FederationAgent(Trader):
         payouts = self.policy.distribute(market, TREASURY, self.clients, budget, shares)
         self.total_cost += sum(p.cost for p in payouts)
         self.rounds_done += 1
+        self.budget_in += budget
+        self.equal_reference += budget // len(self.clients)
+        for i, payout in enumerate(payouts):
+            self.allotted[i] += payout.reward
+            self.cash_to_client[i] += payout.usd_to_client
+            self.usd_to_pool[i] += payout.usd_to_pool
+            self.usd_paid += payout.usd_paid
+            for account, amount in payout.usd_to_holders.items():
+                self.dividends_to[account] = self.dividends_to.get(account, 0) + amount
+        if unranked:
+            self.unranked_rounds += 1
+            self.unranked_budget += budget
+        self.truncated_rounds += truncated
+        self.all_zero_rounds += all_zero
 
         sizes = self.federation.client_sizes
         evaluations = int(getattr(self.method, "evaluations_last_round", 0))
@@ -100,5 +136,11 @@ class FederationAgent(Trader):
                 "method": self.spec.method,
                 "policy": self.policy.name,
                 "cost_usd": payout.cost / ONE,
+                "usd_to_client": payout.usd_to_client / ONE,
+                "usd_to_pool": payout.usd_to_pool / ONE,
+                "usd_to_holders": sum(payout.usd_to_holders.values()) / ONE,
+                "usd_kept": payout.usd_kept / ONE,
+                "unranked": unranked,
+                "truncated": truncated,
             })
         return rows, shares, budget_usd

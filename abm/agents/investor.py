@@ -37,7 +37,7 @@ class Investor(Trader):
         ledger = self.market.ledger
         cash_units = ledger.balance(self.account, BASE)
         holdings = np.array([ledger.balance(self.account, t) / ONE for t in view.tokens])
-        orders = self.rule.decide(view, cash_units / ONE, holdings, self.model.rng)
+        orders = self.rule.decide(view, cash_units / ONE, holdings, self.stream)
         if not orders:
             return
         wealth = cash_units / ONE + float(holdings @ view.prices)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from abm.agents.trader import Trader
+from abm.agents.trader import BASE, Trader
 from abm.amm import ONE, to_units
 
 if TYPE_CHECKING:
@@ -15,10 +15,15 @@ if TYPE_CHECKING:
 class LiquidityProvider(Trader):
     """Puts `allocation` of its cash into the pools at `enter_step`, split evenly.
 
-    For each pool it swaps half of that pool's budget into the token and deposits both sides
-    (a "zap"). It keeps what it deposited so that `hodl_value` (what the deposit would be worth
-    had it held the two assets) and `fees_earned` (its share of each step's pool fees) can be
-    reported; `lp_value - hodl_value - fees_earned` is its impermanent loss.
+    At genesis (`enter_step` 0) it buys the token side of each deposit from the federation at
+    the pool's opening price (primary issuance: the federation mints the tokens, the USD goes
+    to the treasury) and deposits both sides at that price, so no price moves before any
+    signal exists (docs/model.md, "Submodels: genesis"). Entering later, it "zaps": swaps half
+    of each pool's budget into the token on the market and deposits both sides; the USD
+    swapped is recorded as `zapped_usd`, a visible decision in the agents table. It keeps what
+    it deposited so that `hodl_value` (what the deposit would be worth had it held the two
+    assets) and `fees_earned` (its share of each step's pool fees) can be reported;
+    `lp_value - hodl_value - fees_earned` is its impermanent loss.
 
     Exit rules: `hold` stays to the end; `stop_loss` withdraws everything once its wealth is
     below (1 - stop_loss) of its starting cash; `horizon` withdraws after `horizon` steps.
@@ -38,20 +43,43 @@ class LiquidityProvider(Trader):
 
     def act(self) -> None:
         step = self.model.steps
-        if not self.active and not self.exited and step >= self.spec.enter_step:
+        if (not self.active and not self.exited and not self.deposited
+                and step >= self.spec.enter_step):
             self.provide()
         elif self.active and self.should_exit(step):
             self.withdraw()
 
-    def provide(self) -> None:
-        """Zap `allocation` of the cash into every pool."""
+    def provide_at_genesis(self, issuer: str) -> None:
+        """Deposit `allocation` of the cash into every pool at its current price, buying the
+        token side from `issuer` (the federation's treasury), which mints it."""
+        ledger = self.market.ledger
         tokens = list(self.market.pools)
         per_pool = to_units(self.spec.cash * self.spec.allocation) // len(tokens)
         for token in tokens:
             pool = self.market.pools[token]
+            reserve_token, reserve_base = pool.reserves
+            usd_side = per_pool // 2
+            # Rounded down: the issuer never sells below the pool's price.
+            bought = usd_side * reserve_token // reserve_base
+            if not bought:
+                continue
+            ledger.transfer(self.account, issuer, BASE, usd_side)
+            ledger.mint(self.account, token, bought)
+            used_token, used_usd, _ = pool.add_liquidity(self.account, bought, usd_side)
+            self.deposited[token] = (used_token, used_usd)
+        self.active = bool(self.deposited)
+
+    def provide(self) -> None:
+        """Zap `allocation` of the cash into every pool (swap half, deposit both sides)."""
+        tokens = list(self.market.pools)
+        per_pool = to_units(self.spec.cash * self.spec.allocation) // len(tokens)
+        for token in tokens:
+            pool = self.market.pools[token]
+            usd_before = self.balance(BASE)
             got = self.buy(token, per_pool // 2)
             if got == 0:
                 continue
+            self.zapped_usd += (usd_before - self.balance(BASE)) / ONE
             used_token, used_usd, _ = pool.add_liquidity(
                 self.account, got, per_pool - per_pool // 2
             )
@@ -78,16 +106,13 @@ class LiquidityProvider(Trader):
         self.active = False
         self.exited = True
 
-    def accrue(self, fee_values: dict[str, float], prices: dict[str, float]) -> None:
-        """Add this step's share of pool fees (USD) and refresh `hodl_value` (USD)."""
-        ledger = self.market.ledger
+    def accrue(self, prices: dict[str, float]) -> None:
+        """Refresh `hodl_value` (USD): the deposit valued at today's spot prices.
+
+        (Fees accrue to every holder of liquidity shares, see `WallStreetFedsModel._refresh`.)
+        """
         hodl = 0.0
         for token, (dep_token, dep_usd) in self.deposited.items():
-            pool = self.market.pools[token]
-            total = pool.total_shares
-            if total:
-                share = ledger.balance(self.account, pool.lp_asset) / total
-                self.fees_earned += share * fee_values[token]
             hodl += dep_token / ONE * prices[token] + dep_usd / ONE
         self.hodl_value = hodl if self.deposited else 0.0
 

@@ -62,8 +62,8 @@ class Strategy(ABC):
 class Fundamental(Strategy):
     """Buys tokens priced below the value the remaining rewards pay holders; sells above.
 
-    Value per token comes from `MarketView.fundamental_values` (share signal x budget x rounds
-    left, spread over the supply the policy pays). `margin` is the mispricing it needs before
+    Value per token comes from `MarketView.fundamental_values` (share signal x budget x the
+    rounds the market expects still to come, spread over the supply the policy pays). `margin` is the mispricing it needs before
     acting (a band that absorbs fees); `discount` haircuts future rewards (risk, time).
     """
 
@@ -130,12 +130,16 @@ class Noise(Strategy):
     params: ClassVar = {"p_trade": (0.2, 0.0, 1.0), "trade_fraction": (0.1, 0.0, 1.0)}
 
     def decide(self, view, cash, holdings, rng):
-        if rng.random() >= self.p_trade:
+        # Always four draws per step, whatever happens next: the number of draws must not
+        # depend on holdings or prices, or a run and its counterfactual twin would drift
+        # apart in their random numbers (docs/model.md, "Design concepts: Stochasticity").
+        u_trade, u_token, u_side, u_size = rng.random(4)
+        if u_trade >= self.p_trade:
             return []
-        i = int(rng.integers(view.n))
-        if rng.random() < 0.5 or holdings[i] <= 0:
+        i = min(int(u_token * view.n), view.n - 1)
+        if u_side < 0.5 or holdings[i] <= 0:
             return [Order(i, "buy", cash * self.trade_fraction)] if cash > 0 else []
-        return [Order(i, "sell", holdings[i] * rng.uniform(0.1, 1.0))]
+        return [Order(i, "sell", holdings[i] * (0.1 + 0.9 * u_size))]
 
 
 class Manipulator(Strategy):

@@ -12,8 +12,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import mesa
+import numpy as np
 
 from abm.amm import ONE, Market, SlippageError
+from abm.streams import stream
 
 if TYPE_CHECKING:
     from abm.model import WallStreetFedsModel
@@ -36,7 +38,13 @@ class Trader(mesa.Agent):
     """A Mesa agent with a ledger account that can swap on the model's market.
 
     Attributes refreshed by `snapshot()` each step (USD display units): `usd`, `token_value`,
-    `lp_value`, `wealth`; plus `fees_earned` and `hodl_value` (non-zero for LPs only).
+    `lp_value`, `wealth` (all marked at spot) and `wealth_if_sold` (what the agent would hold
+    in USD after selling everything alone, `Market.liquidation_value`); plus `fees_earned`
+    (its cumulative share of pool fees, for any holder of liquidity shares), `hodl_value` and
+    `zapped_usd` (liquidity providers only).
+
+    `stream` is the agent's own random generator (`abm.streams`, keyed by its account), so
+    its draws never depend on other agents' or on the order they act in.
     """
 
     agent_type = "trader"
@@ -50,8 +58,10 @@ class Trader(mesa.Agent):
         self.client = client
         self.max_slippage = max_slippage
         self.usd = self.token_value = self.lp_value = self.wealth = 0.0
-        self.fees_earned = self.hodl_value = 0.0
+        self.wealth_if_sold = 0.0
+        self.fees_earned = self.hodl_value = self.zapped_usd = 0.0
         self.rejected_trades = 0
+        self._stream: np.random.Generator | None = None
 
     @property
     def market(self) -> Market:
@@ -95,13 +105,21 @@ class Trader(mesa.Agent):
         self.model.view.trade(token, reserve_base / reserve_token, reserve_token / ONE)
         return out
 
+    @property
+    def stream(self) -> np.random.Generator:
+        """This agent's random stream (created on first use, keyed by its account)."""
+        if self._stream is None:
+            self._stream = stream(self.model.config.seed, f"agent:{self.account}")
+        return self._stream
+
     def snapshot(self) -> None:
-        """Mark this agent's holdings to market (USD display units)."""
+        """Mark this agent's holdings to market and to liquidation (USD display units)."""
         parts = self.market.value_breakdown(self.account)
         self.usd = parts["usd"] / ONE
         self.token_value = parts["tokens"] / ONE
         self.lp_value = parts["lp"] / ONE
-        self.wealth = self.usd + self.token_value + self.lp_value
+        self.wealth = (parts["usd"] + parts["tokens"] + parts["lp"]) / ONE
+        self.wealth_if_sold = self.market.liquidation_value(self.account) / ONE
 
     def act(self) -> None:
         """One step of market behaviour (overridden by each agent type)."""

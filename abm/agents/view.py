@@ -26,7 +26,9 @@ class MarketView:
     tokens: list[str]
     policy: str
     round_every: int
-    total_rounds: int
+    #: The market's belief that another FL round follows each round (per round, in [0, 1)).
+    #: It is not the run's length, which no market participant can know.
+    round_continuation: float
     step: int = 0
     rounds_done: int = 0
     prices: np.ndarray = field(default_factory=lambda: np.zeros(0))  # USD per token, (n,)
@@ -53,8 +55,11 @@ class MarketView:
         return len(self._history)
 
     @property
-    def rounds_left(self) -> int:
-        return max(0, self.total_rounds - self.rounds_done)
+    def expected_rounds_left(self) -> float:
+        """Rounds the market expects still to come: p / (1 - p) under a per-round
+        continuation probability p (geometric, memoryless: the same at every step)."""
+        p = self.round_continuation
+        return p / (1.0 - p)
 
     def update(self, step: int, prices: np.ndarray, supply: np.ndarray, pooled: np.ndarray):
         """New step: record prices (USD/token) and supplies (tokens); drop cached signals."""
@@ -107,7 +112,7 @@ class MarketView:
         Two parts. The pool's USD reserve R_i backs every token in existence (S_i): selling
         tokens into a constant-product pool can never extract more than R_i, shared by all
         S_i tokens, so R_i / S_i is the liquidation floor. On top, the rewards still to come,
-        F_i = signal_i x budget x rounds left, haircut by `horizon_discount` (d):
+        F_i = signal_i x budget x expected rounds left (`expected_rounds_left`), haircut by `horizon_discount` (d):
 
         - `buyback`: F_i flows into the pool, so (R_i + d F_i) / S_i;
         - `dividend`: F_i is paid to the tokens outside the pool (O_i), so R_i / S_i + d F_i / O_i;
@@ -119,7 +124,8 @@ class MarketView:
         key = ("flow", horizon_discount)
         if key not in self._cache:
             self._cache[key] = (
-                self.share_signal * self.last_budget * self.rounds_left * horizon_discount
+                self.share_signal * self.last_budget * self.expected_rounds_left
+                * horizon_discount
             )
         flow = self._cache[key]
         reserve_usd = self.pooled * self.prices

@@ -1,10 +1,22 @@
 """The market: one pool per client token, all paired with the same base currency, all in one
-ledger; prices and mark-to-market values for agents and run tables."""
+ledger; prices, mark-to-market values and realisable (liquidation) values for agents and run
+tables.
+
+Two valuations of one account, both exact integers in base units:
+
+- `value` marks every token and LP share at the pool's spot price: what the position would be
+  worth if it could be sold without moving the price;
+- `liquidation_value` is what the account would actually hold in base currency after selling
+  everything alone, pool by pool, with fees and price impact: what it could take home.
+
+For any account `liquidation_value <= value` (a constant-product sale never fills at or above
+spot, and the fee only lowers it further).
+"""
 
 from __future__ import annotations
 
 from abm.amm.ledger import Ledger
-from abm.amm.math import DEFAULT_FEE_BPS, check_fee_bps
+from abm.amm.math import DEFAULT_FEE_BPS, check_fee_bps, get_amount_out
 from abm.amm.pool import Pool
 
 
@@ -35,6 +47,37 @@ class Market:
     def value(self, account: str) -> int:
         """Everything `account` holds, marked to market at spot, in base units."""
         return sum(self.value_breakdown(account).values())
+
+    def liquidation_value(self, account: str) -> int:
+        """Base units `account` would hold after selling everything alone, each pool on its own.
+
+        Per pool: its LP shares are burned first, pro rata and rounding down exactly as
+        `Pool.remove_liquidity` pays out (`shares * reserve // total_shares`); then its whole
+        balance of that pool's token, including what the burn returned, is sold into the
+        pool's reserves after the burn with the pool's fee (`get_amount_out`, rounding down).
+        Plus the base currency it holds. Pools are independent (each sale moves only its own
+        pool), so the order of pools does not matter. Nothing in the ledger changes.
+
+        A pool whose reserves are empty buys nothing (its tokens count 0).
+        """
+        held = self.ledger.balances(account)
+        total = held.get(self.base, 0)
+        for token, pool in self.pools.items():
+            amount, shares = held.get(token, 0), held.get(pool.lp_asset, 0)
+            if not amount and not shares:
+                continue
+            reserve_token, reserve_base = pool.reserves
+            if shares:
+                supply = pool.total_shares
+                token_out = shares * reserve_token // supply
+                base_out = shares * reserve_base // supply
+                reserve_token -= token_out
+                reserve_base -= base_out
+                amount += token_out
+                total += base_out
+            if amount and reserve_token and reserve_base:
+                total += get_amount_out(amount, reserve_token, reserve_base, pool.fee_bps)
+        return total
 
     def value_breakdown(self, account: str) -> dict[str, int]:
         """`{"usd": base held, "tokens": tokens at spot, "lp": LP shares at spot}`, base units,
