@@ -62,6 +62,9 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--check", action="store_true",
                    help="prove the ledger's conservation invariant after every step")
     r.add_argument("--no-figures", action="store_true", help="skip the figures")
+    r.add_argument("--counterfactual", action="store_true",
+                   help="also run the twin (same seed, reward budget 0) into counterfactual/ "
+                        "and report what the rewards caused (doubles the run time)")
     r.set_defaults(func=_run)
 
     rep = sub.add_parser("report", help="regenerate figures and report.md of a run or sweep")
@@ -126,7 +129,8 @@ def _run(args: argparse.Namespace) -> int:
     check_components(scenario, str(args.file))
     out = args.out or default_out_dir(scenario)
     refuse_existing(out)  # before the run, not after minutes of simulation
-    result = simulate(scenario, check=args.check, progress=True)
+    result = simulate(scenario, check=args.check, progress=True,
+                      counterfactual=args.counterfactual or scenario.counterfactual)
     write_run(result, out, figures=not args.no_figures)
     _print_summary(result.summary, out)
     return 0
@@ -135,7 +139,9 @@ def _run(args: argparse.Namespace) -> int:
 def _print_summary(summary: dict, out: Path) -> None:
     import pandas as pd
 
-    table = pd.DataFrame.from_dict(summary["clients"], orient="index")
+    table = pd.DataFrame.from_dict(summary["clients"], orient="index")[[
+        "behaviour", "contribution", "allotted_usd", "allotted_vs_equal_pct", "cash_paid_usd",
+        "attributable_usd", "attributable_vs_equal_pct", "mtm_change_usd", "final_price"]]
     table.index.name = "client"
     with pd.option_context("display.width", 120, "display.float_format", "{:,.4f}".format):
         print(table.to_string())
@@ -145,7 +151,12 @@ def _print_summary(summary: dict, out: Path) -> None:
         f"{summary['rounds']} rounds, policy {summary['policy']}, method {summary['method']}, "
         f"final accuracy {summary['final_accuracy']:.3f}\n"
         f"rewards {summary['total_reward_usd']:,.2f} USD, distribution cost "
-        f"{summary['distribution_cost_usd']:,.2f} USD\n"
+        f"{summary['distribution_cost_usd']:,.2f} USD, "
+        f"unranked rounds {summary['unranked_rounds']['rounds']}\n"
+        + ("counterfactual twin: counterfactual/ "
+           f"({summary['counterfactual']['twin_wall_time_s']:.1f} s)\n"
+           if summary["counterfactual"]["ran"] else "")
+        +
         f"{summary['wall_time_s']:.1f} s ({summary['steps_per_s']} steps/s): "
         + ", ".join(f"{k} {v:.2f} s" for k, v in t.items())
         + f"\nrun folder: {out}"

@@ -1,4 +1,6 @@
-"""Reward budgets, contribution shares and the five distribution policies (docs/model.md, "Submodels: reward policies").
+"""Reward budgets, contribution shares and the five distribution policies.
+
+See docs/model.md, "Submodels: reward policies".
 
 Every round the model buyers pay the federation a budget R (USD). Each client's contribution
 c_i becomes a share s_i, and a policy turns client i's allotment s_i * R into something the

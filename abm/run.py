@@ -123,7 +123,7 @@ def _attribute(result: RunResult, twin: RunResult) -> None:
     """
     summary = result.summary
     equal = summary["equal_split_units"]
-    for cid, row in summary["clients"].items():
+    for row in summary["clients"].values():
         account = row["account"]
         diff = result.final_if_sold[account] - twin.final_if_sold[account]
         row["attributable_usd"] = diff / ONE
@@ -204,8 +204,12 @@ def _summary(model, tables, timings, check: bool) -> dict[str, Any]:
             "if_sold_change_usd": float(b["wealth_if_sold"].sum() - a["wealth_if_sold"].sum()),
             "attributable_usd": None,
         }
-    handled = ("split equally among all clients" if cfg.contribution.zero_total == "equal"
-               else "withheld by the treasury")
+    if cfg.rewards.policy == "equal":
+        handled = "paid as R / N like every round (the equal policy ignores contributions)"
+    elif cfg.contribution.zero_total == "equal":
+        handled = "split equally among all clients"
+    else:
+        handled = "withheld by the treasury"
     steps = cfg.steps
     return {
         "scenario": cfg.name,

@@ -78,7 +78,13 @@ class FLSpec(_Spec):
     local_epochs: int = Field(1, ge=1, le=100)
     batch_size: int = Field(32, ge=1, le=4096)
     lr: float = Field(0.1, gt=0, le=10)
-    metric: Literal["accuracy", "neg_loss"] = "accuracy"
+    metric: Literal["accuracy", "neg_loss"] = Field(
+        "neg_loss",
+        description="utility of the coalition game: validation accuracy, or the negative "
+        "validation loss (default: continuous, so contribution methods can rank clients in "
+        "rounds where accuracy moves by less than one validation sample; docs/model.md, "
+        "'Submodels: contribution measurement')",
+    )
 
 
 class ContributionSpec(_Spec):
@@ -93,9 +99,11 @@ class ContributionSpec(_Spec):
     #: `clip`: s_i = max(c_i, 0) / sum (the design's default); `shift`: c_i - min(c) so the
     #: worst client gets nothing and order is kept even when every score is negative.
     negative: Literal["clip", "shift"] = "clip"
-    #: When every share is zero (e.g. a round with no improvement): split equally, or keep
-    #: the budget in the federation's treasury.
-    zero_total: Literal["equal", "withhold"] = "equal"
+    #: When no client has a positive score (a round the method could not rank, e.g. GTG's
+    #: between-round truncation): keep the budget in the federation's treasury (default: a
+    #: round that cannot tell clients apart pays nobody, misbehaving ones included), or split
+    #: it equally. The money table shows what was kept.
+    zero_total: Literal["equal", "withhold"] = "withhold"
 
 
 class BudgetSpec(_Spec):

@@ -21,10 +21,16 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import StrMethodFormatter
 
-from analysis.metrics import client_rewards, lp_decomposition
+from analysis.metrics import (
+    client_rewards,
+    lp_decomposition,
+    money_by_holder,
+    money_flows,
+)
 from analysis.runs import PRICE_PREFIX, Run
 
-FIGURE_NAMES = ("reward_vs_equal", "token_prices", "contributions", "wealth_by_type", "lp_pnl")
+FIGURE_NAMES = ("reward_vs_equal", "token_prices", "contributions", "wealth_by_type", "lp_pnl",
+                "money")
 FORMATS = ("png", "pdf")
 PNG_DPI = 150
 SIZE = (7.5, 4.2)  # inches: full text width of a paper page, legend beside the axes
@@ -44,6 +50,7 @@ def make_figures(run: Run, out_dir: str | Path | None = None) -> list[Path]:
         "contributions": plot_contributions,
         "wealth_by_type": plot_wealth_by_type,
         "lp_pnl": plot_lp_pnl,
+        "money": plot_money,
     }
     written: list[Path] = []
     with sns.axes_style("whitegrid"), sns.plotting_context("paper", font_scale=1.1):
@@ -62,21 +69,35 @@ def make_figures(run: Run, out_dir: str | Path | None = None) -> list[Path]:
 
 
 def plot_reward_vs_equal(run: Run, ax: Axes) -> None:
-    """Bars per client of `vs_equal_pct` (percent more or less than an equal split of all
-    rewards), coloured by FL behaviour, with the 0 line (= exactly an equal split)."""
+    """Per client, side by side: `allotted_vs_equal_pct` (what the policy allotted) and
+    `attributable_vs_equal_pct` (what the run delivered beyond its counterfactual twin, at
+    realisable value), both in % against the equal split, which is the labelled 0 line.
+    Without a twin only the allotment is drawn and the title says so."""
     table = client_rewards(run)
-    equal = float(table["equal_payout_usd"].iloc[0]) if len(table) else float("nan")
-    if table["vs_equal_pct"].notna().any():
-        sns.barplot(data=table, x="client", y="vs_equal_pct", hue="behaviour",
-                    palette=_behaviour_palette(table["behaviour"]), dodge=False, ax=ax)
-        _legend_outside(ax, "FL behaviour")
+    equal = float(table["equal_split_usd"].iloc[0]) if len(table) else float("nan")
+    labels = dict(zip(run.client_ids, _client_labels(run), strict=True))
+    long = table.melt(id_vars="client",
+                      value_vars=["allotted_vs_equal_pct", "attributable_vs_equal_pct"],
+                      var_name="measure", value_name="pct")
+    long["measure"] = long["measure"].map({
+        "allotted_vs_equal_pct": "allotted by the policy",
+        "attributable_vs_equal_pct": "attributable (run − twin, if sold)"})
+    long["client"] = long["client"].map(labels)
+    has_twin = table["attributable_vs_equal_pct"].notna().any()
+    if not has_twin:
+        long = long[long["measure"] == "allotted by the policy"]
+    if long["pct"].notna().any():
+        sns.barplot(data=long, x="client", y="pct", hue="measure",
+                    palette=["#2e86c1", "#e67e22"][: long["measure"].nunique()], ax=ax)
     else:
-        _no_data(ax, "no reward was distributed: the equal payout is 0")
-    ax.axhline(0.0, color="black", linewidth=0.8)
-    ax.set_xlabel("Client")
-    ax.set_ylabel("Received vs equal payout (%)")
-    ax.set_title(f"Reward received vs equal payout ({run.policy}; equal payout "
-                 f"{equal:,.2f} USD per client)")
+        _no_data(ax, "no reward was budgeted: the equal split is 0")
+    ax.axhline(0.0, color="black", linewidth=1.0, label="equal split (R / N per round)")
+    _legend_outside(ax, "Measure")
+    ax.set_xlabel("Client (behaviour)")
+    ax.set_ylabel("Difference from the equal split (%)")
+    twin = "" if has_twin else "; no counterfactual twin: attributable not measured"
+    ax.set_title(f"Reward vs equal split, % ({run.policy}; equal split "
+                 f"{equal:,.2f} USD per client{twin})")
     _rotate_if_crowded(ax, len(table))
 
 
@@ -122,16 +143,22 @@ def plot_contributions(run: Run, ax: Axes) -> None:
 
 
 def plot_wealth_by_type(run: Run, ax: Axes) -> None:
-    """Total wealth (USD: cash plus tokens and liquidity marked to market) summed over the
-    agents of each type, over steps."""
-    table = run.agents.groupby(["step", "agent_type"], as_index=False)["wealth"].sum()
-    sns.lineplot(data=table, x="step", y="wealth", hue="agent_type", estimator=None,
-                 sort=False, linewidth=1.4, ax=ax)
-    _legend_outside(ax, "Agent type")
+    """Total wealth (USD) summed over the agents of each type (the federation included), over
+    steps: solid at spot (cash plus tokens and liquidity marked at spot), dashed if sold
+    (what each agent would hold after selling everything alone)."""
+    table = (run.agents.groupby(["step", "agent_type"], as_index=False)
+             [["wealth", "wealth_if_sold"]].sum()
+             .melt(id_vars=["step", "agent_type"], var_name="valuation", value_name="usd"))
+    table["valuation"] = table["valuation"].map({"wealth": "at spot",
+                                                 "wealth_if_sold": "if sold"})
+    sns.lineplot(data=table, x="step", y="usd", hue="agent_type", style="valuation",
+                 style_order=["at spot", "if sold"], estimator=None, sort=False,
+                 linewidth=1.4, ax=ax)
+    _legend_outside(ax, "Agent type / valuation")
     ax.yaxis.set_major_formatter(StrMethodFormatter("{x:,.0f}"))
     ax.set_xlabel("Step")
     ax.set_ylabel("Total wealth (USD)")
-    ax.set_title("Wealth by agent type")
+    ax.set_title("Wealth by agent type, at spot and if sold (USD)")
 
 
 def plot_lp_pnl(run: Run, ax: Axes) -> None:
@@ -159,6 +186,38 @@ def plot_lp_pnl(run: Run, ax: Axes) -> None:
     ax.set_xlabel("Liquidity provider (exit rule)")
     ax.set_ylabel("PnL (USD)")
     ax.set_title("Liquidity providers: PnL decomposition")
+
+
+def plot_money(run: Run, ax: Axes) -> None:
+    """Where the money went (USD, run totals), a stacked bar per holder type and the pools:
+    the net change of the USD it holds, split into what the reward budget paid it
+    (`rewards`: cash, dividends, buyback or mint USD into pools, the treasury's kept part)
+    and net USD from trading (swaps, deposits, genesis token sales). Trading sums to zero
+    across the bars: it only moves USD between holders."""
+    table = money_by_holder(run)
+    if table.empty:
+        _no_data(ax, "this run has no money table (written before the books existed)")
+        ax.set_title("Where the money went (USD)")
+        return
+    x = np.arange(len(table))
+    rewards = table["rewards_usd"].to_numpy(dtype=float)
+    trading = table["trading_usd"].to_numpy(dtype=float)
+    # Stack each part away from 0 on its own side, so a negative part is never hidden.
+    base_pos = np.where(rewards > 0, rewards, 0.0)
+    base_neg = np.where(rewards < 0, rewards, 0.0)
+    ax.bar(x, rewards, color="#2e86c1", label="from the reward budget")
+    ax.bar(x, trading, bottom=np.where(trading >= 0, base_pos, base_neg), color="#e67e22",
+           label="net from trading and liquidity")
+    ax.scatter(x, rewards + trading, marker="D", color="black", zorder=3,
+               label="net change of USD held")
+    ax.axhline(0.0, color="black", linewidth=0.8)
+    ax.set_xticks(x, table["holder"], rotation=20)
+    ax.yaxis.set_major_formatter(StrMethodFormatter("{x:,.0f}"))
+    budget = money_flows(run).set_index("flow")["usd"].iloc[0]
+    ax.set_xlabel("Holder of the USD")
+    ax.set_ylabel("Change of USD held, genesis to end (USD)")
+    ax.set_title(f"Where the money went: {budget:,.0f} USD of budgets paid in (USD)")
+    _legend_outside(ax, "Part")
 
 
 def _client_labels(run: Run) -> list[str]:

@@ -2,9 +2,12 @@
 
 All money is in USD display units (floats, `1.0` == one USD). "Initial" means the first row
 of `agents.parquet` (step 0, genesis) and "final" its last step. Wealth is what the table
-records: cash plus tokens plus liquidity shares, marked to market at the pools' spot prices.
-Undefined quantities (a division by zero, a correlation of constant inputs) are `NaN`, never
-an exception, so that a sweep over many runs never stops on one degenerate run.
+records in two ways: `wealth`, cash plus tokens plus liquidity shares marked at the pools'
+spot prices, and `wealth_if_sold`, what selling everything alone would fetch (fees and price
+impact included, `abm.amm.Market.liquidation_value`). Every PnL is given on both ("at spot",
+"if sold"); a thin pool's spot mark can be far above what its tokens fetch. Undefined
+quantities (a division by zero, a correlation of constant inputs) are `NaN`, never an
+exception, so that a sweep over many runs never stops on one degenerate run.
 """
 
 from __future__ import annotations
@@ -22,27 +25,30 @@ NAN = float("nan")
 
 
 def client_rewards(run: Run) -> pd.DataFrame:
-    """Per-client reward received against an equal split (the paper's figure).
+    """Per-client outcome measures: the paper's figure, defined three ways (docs/model.md,
+    "Observation"). Never "received": each measure says what it counts.
 
-    One row per client (table order), columns:
+    One row per client (table order), columns (money in USD):
     - `client`, `behaviour` (FL behaviour; the client agent's `strategy`);
     - `contribution`: cumulative contribution, the sum over rounds of `rounds.contribution`
-      (units of the contribution method, e.g. accuracy points for Shapley values);
-    - `reward_usd`: total reward allotted to the client, sum of `rounds.reward_usd`;
-    - `initial_wealth_usd`, `final_wealth_usd`: the client agent's wealth at the first and
-      last step (cash plus tokens marked to market at spot);
-    - `received_usd` = final − initial wealth: what the client actually ended up with,
-      through rewards, token price moves and its own trades;
-    - `cash_change_usd`, `holdings_change_usd`: `received_usd` split into the change of its
-      USD balance (cash rewards, dividends, sales) and of its tokens and liquidity shares
-      marked to market (minted rewards, price moves, including those of the genesis supply
-      it still holds). Under `buyback` the reward arrives in the second part, through price;
-    - `equal_payout_usd` = total rewards distributed (all clients, all rounds) / number of
-      clients: what each would have got under an equal split;
-    - `vs_equal_pct` = 100 × (received − equal) / equal, in percent: +50 means 50 % more
-      than an equal split, −100 means nothing at all. `NaN` when no reward was distributed.
+      (units of the contribution method, e.g. accuracy or loss points for Shapley values);
+    - `allotted_usd`: what the policy allotted the client (sum of s_i R, or R / N), the sum of
+      `rounds.reward_usd`; `equal_split_usd`: what `equal` would have allotted each client
+      (sum over rounds of R / N); `allotted_vs_equal_pct` = 100 × (allotted / equal − 1):
+      pure allocation, the contribution methods compared (exactly 0 under `equal`);
+    - `cash_paid_usd`: USD the policy paid the client itself (equal, direct, mint to client);
+    - `attributable_usd`: the client's realisable final wealth (if sold) in the run minus in
+      its counterfactual twin (same seed, reward budget 0), market effects included, and
+      `attributable_vs_equal_pct` = 100 × (attributable / equal − 1); `NaN` without a twin;
+    - `mtm_change_usd` = final − initial wealth marked at spot (speculation on its genesis
+      tokens included: not a measure of reward), split into `cash_change_usd` (its USD
+      balance) and `holdings_change_usd` (tokens and liquidity at spot);
+    - `if_sold_change_usd` = final − initial realisable wealth (`wealth_if_sold`);
+    - `initial_wealth_usd`, `final_wealth_usd` (spot), `final_wealth_if_sold_usd`.
 
-    Raises `ValueError` if a client of `model.parquet` has no client agent rows.
+    The exact figures of `summary.json` (`clients.<id>`) are used where the run wrote them;
+    otherwise they are recomputed from the tables. Percentages are `NaN` when nothing was
+    budgeted. Raises `ValueError` if a client of `model.parquet` has no client agent rows.
     """
     clients = run.client_ids
     wealth = _client_wealth(run)
@@ -50,28 +56,51 @@ def client_rewards(run: Run) -> pd.DataFrame:
     if missing:
         raise ValueError(f"{run.path}: no client agent rows in agents.parquet for {missing}")
     wealth = wealth[clients]
+    if_sold = _client_series(run, "wealth_if_sold")[clients]
     per_client = run.rounds.groupby("client")[["contribution", "reward_usd"]].sum()
     per_client = per_client.reindex(clients, fill_value=0.0)
     behaviour = (run.agents.loc[run.agents["agent_type"] == "client"]
                  .drop_duplicates("client").set_index("client")["strategy"])
+    exact = run.summary.get("clients") or {}
 
-    total_reward = float(run.rounds["reward_usd"].sum())
-    equal = total_reward / len(clients) if clients else NAN
+    def from_summary(key: str, fallback: Any) -> list[float]:
+        out = []
+        for i, c in enumerate(clients):
+            value = (exact.get(c) or {}).get(key, "absent")
+            if value == "absent":
+                value = fallback[i] if not np.isscalar(fallback) else fallback
+            out.append(NAN if value is None else float(value))
+        return out
+
+    if "equal_split_usd" in run.summary:
+        equal = float(run.summary["equal_split_usd"])
+    else:
+        equal = float(run.model["reward_usd"].sum()) / len(clients) if clients else NAN
+    allotted = per_client["reward_usd"].to_numpy(dtype=float)
+    pct = (100.0 * (allotted / equal - 1.0)) if equal else np.full(len(clients), NAN)
+    cash_paid = (run.rounds.groupby("client")["usd_to_client"].sum().reindex(clients,
+                                                                            fill_value=0.0)
+                 .to_numpy(dtype=float) if "usd_to_client" in run.rounds.columns
+                 else np.full(len(clients), NAN))
     table = pd.DataFrame({
         "client": clients,
         "behaviour": [str(behaviour.get(c, "")) for c in clients],
         "contribution": per_client["contribution"].to_numpy(dtype=float),
-        "reward_usd": per_client["reward_usd"].to_numpy(dtype=float),
+        "allotted_usd": from_summary("allotted_usd", allotted),
+        "equal_split_usd": equal,
+        "allotted_vs_equal_pct": from_summary("allotted_vs_equal_pct", pct),
+        "cash_paid_usd": from_summary("cash_paid_usd", cash_paid),
+        "attributable_usd": from_summary("attributable_usd", NAN),
+        "attributable_vs_equal_pct": from_summary("attributable_vs_equal_pct", NAN),
         "initial_wealth_usd": wealth.iloc[0].to_numpy(dtype=float),
         "final_wealth_usd": wealth.iloc[-1].to_numpy(dtype=float),
+        "final_wealth_if_sold_usd": if_sold.iloc[-1].to_numpy(dtype=float),
     })
-    table["received_usd"] = table["final_wealth_usd"] - table["initial_wealth_usd"]
+    table["mtm_change_usd"] = table["final_wealth_usd"] - table["initial_wealth_usd"]
     cash = _client_series(run, "usd")[clients]
     table["cash_change_usd"] = (cash.iloc[-1] - cash.iloc[0]).to_numpy(dtype=float)
-    table["holdings_change_usd"] = table["received_usd"] - table["cash_change_usd"]
-    table["equal_payout_usd"] = equal
-    table["vs_equal_pct"] = (100.0 * (table["received_usd"] - equal) / equal
-                             if equal != 0 else NAN)
+    table["holdings_change_usd"] = table["mtm_change_usd"] - table["cash_change_usd"]
+    table["if_sold_change_usd"] = (if_sold.iloc[-1] - if_sold.iloc[0]).to_numpy(dtype=float)
     return table
 
 
@@ -155,46 +184,56 @@ def gini(values: Any) -> float:
 
 
 def reward_gini(run: Run) -> float:
-    """Gini of the clients' `received_usd` (see `client_rewards`; formula in `gini`)."""
-    return gini(client_rewards(run)["received_usd"])
+    """Gini of the clients' `allotted_usd` (see `client_rewards`; formula in `gini`): how
+    unequally the policy allotted the rewards (0 under `equal`)."""
+    return gini(client_rewards(run)["allotted_usd"])
 
 
-def investor_pnl(run: Run) -> pd.DataFrame:
-    """One row per investor: `agent_id`, `strategy`, `initial_wealth_usd`,
-    `final_wealth_usd`, `pnl_usd` (final − initial), `return_pct` (100 × pnl / initial),
-    `sharpe` (see `investor_performance`)."""
-    investors = run.agents.loc[run.agents["agent_type"] == "investor"]
-    columns = ["agent_id", "strategy", "initial_wealth_usd", "final_wealth_usd", "pnl_usd",
-               "return_pct", "sharpe"]
-    if investors.empty:
-        return pd.DataFrame(columns=columns)
-    wealth = investors.pivot_table(index="step", columns="agent_id", values="wealth",
-                                   aggfunc="sum").sort_index()
-    strategy = investors.drop_duplicates("agent_id").set_index("agent_id")["strategy"]
-    initial = wealth.iloc[0]
-    final = wealth.iloc[-1]
+def _sharpe(wealth: pd.DataFrame) -> pd.Series:
+    """Run-horizon Sharpe per column of a steps × agents wealth table (see
+    `investor_performance`)."""
     # Per-step simple returns; a non-positive previous wealth has no defined return.
     previous = wealth.shift(1).where(lambda w: w > 0)
     returns = (wealth / previous - 1.0).iloc[1:]
-    mean = returns.mean()
     std = returns.std(ddof=1)
-    periods = returns.notna().sum()
-    sharpe = (mean / std.where(std > 0)) * np.sqrt(periods)
-    table = pd.DataFrame({
-        "agent_id": wealth.columns,
-        "strategy": strategy.reindex(wealth.columns).astype(str).to_numpy(),
-        "initial_wealth_usd": initial.to_numpy(dtype=float),
-        "final_wealth_usd": final.to_numpy(dtype=float),
-    })
-    table["pnl_usd"] = table["final_wealth_usd"] - table["initial_wealth_usd"]
-    initial_pos = table["initial_wealth_usd"].where(table["initial_wealth_usd"] > 0)
-    table["return_pct"] = 100.0 * table["pnl_usd"] / initial_pos
-    table["sharpe"] = sharpe.to_numpy(dtype=float)
-    return table
+    return (returns.mean() / std.where(std > 0)) * np.sqrt(returns.notna().sum())
+
+
+def investor_pnl(run: Run) -> pd.DataFrame:
+    """One row per investor: `agent_id`, `strategy`, `initial_wealth_usd`, then at spot
+    `final_wealth_usd`, `pnl_usd` (final − initial), `return_pct` (100 × pnl / initial),
+    `sharpe`, and if sold `final_wealth_if_sold_usd`, `pnl_if_sold_usd`,
+    `return_if_sold_pct`, `sharpe_if_sold` (the same on `wealth_if_sold`; see
+    `investor_performance`). Initial wealth is cash, the same on both."""
+    investors = run.agents.loc[run.agents["agent_type"] == "investor"]
+    columns = ["agent_id", "strategy", "initial_wealth_usd", "final_wealth_usd", "pnl_usd",
+               "return_pct", "sharpe", "final_wealth_if_sold_usd", "pnl_if_sold_usd",
+               "return_if_sold_pct", "sharpe_if_sold"]
+    if investors.empty:
+        return pd.DataFrame(columns=columns)
+    strategy = investors.drop_duplicates("agent_id").set_index("agent_id")["strategy"]
+    table = None
+    for column, suffix in (("wealth", ""), ("wealth_if_sold", "_if_sold")):
+        wealth = investors.pivot_table(index="step", columns="agent_id", values=column,
+                                       aggfunc="sum").sort_index()
+        if table is None:
+            table = pd.DataFrame({
+                "agent_id": wealth.columns,
+                "strategy": strategy.reindex(wealth.columns).astype(str).to_numpy(),
+                "initial_wealth_usd": wealth.iloc[0].to_numpy(dtype=float),
+            })
+        initial = table["initial_wealth_usd"]
+        final = wealth.iloc[-1].to_numpy(dtype=float)
+        table[f"final_wealth{suffix}_usd"] = final
+        table[f"pnl{suffix}_usd"] = final - initial
+        table[f"return{suffix}_pct"] = 100.0 * (final - initial) / initial.where(initial > 0)
+        table[f"sharpe{suffix}"] = _sharpe(wealth).to_numpy(dtype=float)
+    return table[columns]
 
 
 def investor_performance(run: Run) -> pd.DataFrame:
-    """Investor results by strategy, one row per strategy (sorted by name), columns:
+    """Investor results by strategy, one row per strategy (sorted by name), at spot and if
+    sold (suffix `_if_sold`: the same figure on `wealth_if_sold`), columns:
     - `n`: number of investors;
     - `mean_pnl_usd`, `median_pnl_usd`: PnL = final − initial wealth, USD;
     - `mean_return_pct`: mean of 100 × PnL / initial wealth, percent;
@@ -206,19 +245,21 @@ def investor_performance(run: Run) -> pd.DataFrame:
     - `profitable_share`: fraction (0..1) of the strategy's investors with PnL > 0.
     """
     per_investor = investor_pnl(run)
-    columns = ["strategy", "n", "mean_pnl_usd", "median_pnl_usd", "mean_return_pct",
-               "sharpe", "profitable_share"]
+    columns = ["strategy", "n"]
+    for suffix in ("", "_if_sold"):
+        columns += [f"mean_pnl{suffix}_usd", f"median_pnl{suffix}_usd",
+                    f"mean_return{suffix}_pct", f"sharpe{suffix}", f"profitable{suffix}_share"]
     if per_investor.empty:
         return pd.DataFrame(columns=columns)
-    grouped = per_investor.assign(profitable=per_investor["pnl_usd"] > 0).groupby("strategy")
-    table = pd.DataFrame({
-        "n": grouped.size(),
-        "mean_pnl_usd": grouped["pnl_usd"].mean(),
-        "median_pnl_usd": grouped["pnl_usd"].median(),
-        "mean_return_pct": grouped["return_pct"].mean(),
-        "sharpe": grouped["sharpe"].mean(),
-        "profitable_share": grouped["profitable"].mean(),
-    })
+    grouped = per_investor.groupby("strategy")
+    table = pd.DataFrame({"n": grouped.size()})
+    for suffix in ("", "_if_sold"):
+        pnl = grouped[f"pnl{suffix}_usd"]
+        table[f"mean_pnl{suffix}_usd"] = pnl.mean()
+        table[f"median_pnl{suffix}_usd"] = pnl.median()
+        table[f"mean_return{suffix}_pct"] = grouped[f"return{suffix}_pct"].mean()
+        table[f"sharpe{suffix}"] = grouped[f"sharpe{suffix}"].mean()
+        table[f"profitable{suffix}_share"] = pnl.apply(lambda x: float((x > 0).mean()))
     return table.reset_index()[columns]
 
 
@@ -235,6 +276,8 @@ def lp_decomposition(run: Run) -> pd.DataFrame:
     - `price_effect_usd` = pnl − fees − impermanent loss: the rest of the PnL, i.e. what the
       deposited assets would have gained or lost from price moves had they been held, plus
       any change in assets kept outside the pools;
+    - `final_wealth_if_sold_usd`, `pnl_if_sold_usd`: the same PnL on `wealth_if_sold`
+      (withdrawing everything and selling the tokens alone, fees and impact included);
     - `measured_step`: the step at which fees and impermanent loss are read. It is the last
       step, unless the LP has left the pools by then; then it is the last step at which it
       still held a position (`lp_value > 0`), because after an exit its loss has been
@@ -244,7 +287,8 @@ def lp_decomposition(run: Run) -> pd.DataFrame:
     """
     lps = run.agents.loc[run.agents["agent_type"] == "lp"].sort_values(["agent_id", "step"])
     columns = ["agent_id", "strategy", "initial_wealth_usd", "final_wealth_usd", "pnl_usd",
-               "fees_earned_usd", "impermanent_loss_usd", "price_effect_usd", "measured_step"]
+               "fees_earned_usd", "impermanent_loss_usd", "price_effect_usd",
+               "final_wealth_if_sold_usd", "pnl_if_sold_usd", "measured_step"]
     rows = []
     for agent_id, history in lps.groupby("agent_id", sort=True):
         holding = history.loc[history["lp_value"] > 0]
@@ -258,12 +302,92 @@ def lp_decomposition(run: Run) -> pd.DataFrame:
         initial = float(history["wealth"].iloc[0])
         final = float(history["wealth"].iloc[-1])
         pnl = final - initial
+        if_sold = float(history["wealth_if_sold"].iloc[-1])
         rows.append({
             "agent_id": agent_id, "strategy": str(history["strategy"].iloc[0]),
             "initial_wealth_usd": initial, "final_wealth_usd": final, "pnl_usd": pnl,
             "fees_earned_usd": fees, "impermanent_loss_usd": loss,
-            "price_effect_usd": pnl - fees - loss, "measured_step": step,
+            "price_effect_usd": pnl - fees - loss, "final_wealth_if_sold_usd": if_sold,
+            "pnl_if_sold_usd": if_sold - float(history["wealth_if_sold"].iloc[0]),
+            "measured_step": step,
         })
+    return pd.DataFrame(rows, columns=columns)
+
+
+HOLDER_TYPES = ("client", "investor", "lp", "federation")
+HOLDER_LABELS = {"client": "clients", "investor": "investors", "lp": "liquidity providers",
+                 "federation": "federation", "pool": "pools (USD reserves)"}
+
+
+def holder_outcomes(run: Run) -> pd.DataFrame:
+    """Wealth per holder type (the federation included), at spot and if sold, USD.
+
+    One row per type present in `model.parquet` (`wealth/<type>`), columns: `holder`,
+    `initial_wealth_usd`, `final_wealth_usd`, `final_wealth_if_sold_usd`, `mtm_change_usd`
+    (final − initial at spot), `if_sold_change_usd` (final − initial if sold), and
+    `attributable_usd` (final if sold, run minus twin; NaN without a twin).
+    """
+    model = run.model.sort_values("step")
+    holders = (run.summary.get("holders") or {})
+    rows = []
+    for kind in HOLDER_TYPES:
+        spot, sold = f"wealth/{kind}", f"wealth_if_sold/{kind}"
+        if spot not in model.columns:
+            continue
+        sold_series = model[sold] if sold in model.columns else pd.Series([NAN] * len(model))
+        attributable = (holders.get(kind) or {}).get("attributable_usd")
+        rows.append({
+            "holder": kind,
+            "initial_wealth_usd": float(model[spot].iloc[0]),
+            "final_wealth_usd": float(model[spot].iloc[-1]),
+            "final_wealth_if_sold_usd": float(sold_series.iloc[-1]),
+            "mtm_change_usd": float(model[spot].iloc[-1] - model[spot].iloc[0]),
+            "if_sold_change_usd": float(sold_series.iloc[-1] - sold_series.iloc[0]),
+            "attributable_usd": NAN if attributable is None else float(attributable),
+        })
+    return pd.DataFrame(rows, columns=["holder", "initial_wealth_usd", "final_wealth_usd",
+                                       "final_wealth_if_sold_usd", "mtm_change_usd",
+                                       "if_sold_change_usd", "attributable_usd"])
+
+
+def money_flows(run: Run) -> pd.DataFrame:
+    """Where the reward money went, from summary.json's exact books (USD, run totals).
+
+    Rows (`flow`, `usd`): budgets paid in by model buyers; to clients as cash; into pools by
+    buybacks; into pools as mint liquidity; dividends to each holder type; kept by the
+    treasury (these destinations sum to the budgets); then, beside the rewards, USD paid to
+    the federation for genesis tokens and the pool fees earned by each holder type of
+    liquidity shares (spot value when earned). Empty when the run wrote no money table.
+    """
+    money = run.summary.get("money")
+    if not money:
+        return pd.DataFrame(columns=["flow", "usd"])
+    rows = [("budgets paid in by model buyers", money["budgets_paid_in_usd"]),
+            ("  to clients as cash", money["to_clients_as_cash_usd"]),
+            ("  into pools by buybacks", money["into_pools_by_buybacks_usd"]),
+            ("  into pools as liquidity (mint)", money["into_pools_as_mint_liquidity_usd"])]
+    for kind, usd in money["dividends_to_holders_usd"].items():
+        rows.append((f"  to {HOLDER_LABELS[kind]} as dividends", usd))
+    rows.append(("  kept by the treasury", money["kept_by_treasury_usd"]))
+    rows.append(("genesis tokens sold by the federation to LPs",
+                 money["genesis_token_sales_usd"]))
+    for kind, usd in money["fees_earned_usd"].items():
+        rows.append((f"pool fees earned by {HOLDER_LABELS[kind]}", usd))
+    return pd.DataFrame(rows, columns=["flow", "usd"])
+
+
+def money_by_holder(run: Run) -> pd.DataFrame:
+    """USD per holder type and in the pools: `start` (after genesis) + `rewards` (paid by the
+    budget) + `trading` (net USD from swaps, deposits, withdrawals, genesis token sales) =
+    `end`. The `trading` column sums to 0 and `end` to endowments plus budgets (exactly, in
+    the model's base units; here rounded to floats). Empty without a money table."""
+    money = run.summary.get("money")
+    columns = ["holder", "start_usd", "rewards_usd", "trading_usd", "end_usd"]
+    if not money:
+        return pd.DataFrame(columns=columns)
+    rows = [{"holder": HOLDER_LABELS[k], "start_usd": v["start"], "rewards_usd": v["rewards"],
+             "trading_usd": v["trading"], "end_usd": v["end"]}
+            for k, v in money["usd_by_holder"].items()]
     return pd.DataFrame(rows, columns=columns)
 
 
@@ -297,14 +421,16 @@ def summarise_run(run: Run) -> dict[str, Any]:
 
     Keys: `scenario`, `seed`, `policy`, `steps`, `rounds`, `final_accuracy` (validation
     metric of the global model at the last step, `model.accuracy`), `price_contribution_
-    spearman`, `reward_gini`, `rewards_usd`, `distribution_cost_usd`,
-    `distribution_cost_pct`, `min_vs_equal_pct`, `max_vs_equal_pct` (the extremes of
-    `client_rewards.vs_equal_pct`).
+    spearman`, `reward_gini` (of the allotments), `rewards_usd`, `distribution_cost_usd`,
+    `distribution_cost_pct`, `min_allotted_vs_equal_pct`, `max_allotted_vs_equal_pct`,
+    `min_attributable_vs_equal_pct`, `max_attributable_vs_equal_pct` (the extremes of the
+    `client_rewards` columns; NaN without a twin), `unranked_rounds` (rounds the method could
+    not rank, from summary.json; NaN if absent).
     """
     cost = distribution_cost(run)
     rewards = client_rewards(run)
     accuracy = run.model.sort_values("step")["accuracy"]
-    vs_equal = rewards["vs_equal_pct"]
+    unranked = (run.summary.get("unranked_rounds") or {}).get("rounds", NAN)
     return {
         "scenario": run.name,
         "seed": run.seed,
@@ -313,12 +439,17 @@ def summarise_run(run: Run) -> dict[str, Any]:
         "rounds": cost["rounds"],
         "final_accuracy": float(accuracy.iloc[-1]) if len(accuracy) else NAN,
         "price_contribution_spearman": price_contribution_correlation(run),
-        "reward_gini": gini(rewards["received_usd"]),
+        "reward_gini": gini(rewards["allotted_usd"]),
         "rewards_usd": cost["rewards_usd"],
         "distribution_cost_usd": cost["cost_usd"],
         "distribution_cost_pct": cost["cost_pct"],
-        "min_vs_equal_pct": _nan_extreme(vs_equal, min),
-        "max_vs_equal_pct": _nan_extreme(vs_equal, max),
+        "min_allotted_vs_equal_pct": _nan_extreme(rewards["allotted_vs_equal_pct"], min),
+        "max_allotted_vs_equal_pct": _nan_extreme(rewards["allotted_vs_equal_pct"], max),
+        "min_attributable_vs_equal_pct": _nan_extreme(rewards["attributable_vs_equal_pct"],
+                                                      min),
+        "max_attributable_vs_equal_pct": _nan_extreme(rewards["attributable_vs_equal_pct"],
+                                                      max),
+        "unranked_rounds": float(unranked),
     }
 
 

@@ -24,8 +24,11 @@ from analysis.figures import FIGURE_NAMES, make_figures
 from analysis.metrics import (
     client_rewards,
     distribution_cost,
+    holder_outcomes,
     investor_performance,
     lp_decomposition,
+    money_by_holder,
+    money_flows,
     price_contribution_correlation_by_round,
     summarise_run,
 )
@@ -73,62 +76,120 @@ def render_report(run: Run, figure_dir: Path, report_dir: Path) -> str:
         pdf = Path(os.path.relpath(figure_dir / f"{name}.pdf", report_dir)).as_posix()
         return f"![{caption}]({png})\n\n[{name}.pdf]({pdf})"
 
+    holders = holder_outcomes(run)
+    flows = money_flows(run)
+    by_holder = money_by_holder(run)
+    twin = bool((run.summary.get("counterfactual") or {}).get("ran"))
+    unranked = run.summary.get("unranked_rounds") or {}
+
     overview = pd.DataFrame([{
         "scenario": run.name, "seed": MISSING if run.seed is None else run.seed,
         "policy": cost["policy"], "steps": run.steps, "FL rounds": cost["rounds"],
         "final accuracy": headline["final_accuracy"],
+        "counterfactual twin": "yes" if twin else "no",
     }])
     numbers = pd.DataFrame({
         "metric": [
             "Spearman ρ, final token price vs cumulative contribution (across clients)",
-            "Gini of rewards received (clients' received USD)",
-            "Rewards distributed (USD)",
+            "Gini of the allotments (clients' allotted USD)",
+            "Rewards budgeted (USD)",
             "Distribution cost: fees and slippage paid by the federation (USD)",
             "Distribution cost (% of rewards)",
+            "FL rounds the method could not rank (no positive contribution)",
         ],
         "value": [_cell(headline["price_contribution_spearman"], ".3f"),
                   _cell(headline["reward_gini"], ".3f"), _cell(cost["rewards_usd"], ",.2f"),
-                  _cell(cost["cost_usd"], ",.2f"), _cell(cost["cost_pct"], ".2f")],
+                  _cell(cost["cost_usd"], ",.2f"), _cell(cost["cost_pct"], ".2f"),
+                  _unranked_text(unranked)],
     })
-    client_table = rewards.rename(columns={
-        "contribution": "cumulative contribution", "reward_usd": "reward allotted (USD)",
-        "initial_wealth_usd": "initial wealth (USD)", "final_wealth_usd": "final wealth (USD)",
-        "received_usd": "received (USD)", "cash_change_usd": "of which cash (USD)",
-        "holdings_change_usd": "of which tokens (USD)", "equal_payout_usd": "equal payout (USD)",
-        "vs_equal_pct": "vs equal payout (%)",
-    })
+    client_table = rewards[[
+        "client", "behaviour", "contribution", "allotted_usd", "allotted_vs_equal_pct",
+        "cash_paid_usd", "attributable_usd", "attributable_vs_equal_pct", "mtm_change_usd",
+        "if_sold_change_usd"]].rename(columns={
+            "contribution": "cumulative contribution", "allotted_usd": "allotted (USD)",
+            "allotted_vs_equal_pct": "allotted vs equal (%)",
+            "cash_paid_usd": "paid as cash (USD)",
+            "attributable_usd": "attributable (USD)",
+            "attributable_vs_equal_pct": "attributable vs equal (%)",
+            "mtm_change_usd": "spot-marked change (USD)",
+            "if_sold_change_usd": "if-sold change (USD)"})
+    holder_table = holders.rename(columns={
+        "holder": "holder type", "initial_wealth_usd": "initial (USD)",
+        "final_wealth_usd": "final at spot (USD)",
+        "final_wealth_if_sold_usd": "final if sold (USD)",
+        "mtm_change_usd": "change at spot (USD)", "if_sold_change_usd": "change if sold (USD)",
+        "attributable_usd": "attributable (USD)"})
     round_table = pd.DataFrame({"FL round": by_round.index.astype(int),
                                 "Spearman ρ": by_round.to_numpy()})
-    investor_table = investors.rename(columns={
-        "mean_pnl_usd": "mean PnL (USD)", "median_pnl_usd": "median PnL (USD)",
-        "mean_return_pct": "mean return (%)", "sharpe": "Sharpe (run horizon)",
-        "profitable_share": "share profitable",
-    })
+    investor_table = investors[[
+        "strategy", "n", "mean_pnl_usd", "mean_pnl_if_sold_usd", "mean_return_pct",
+        "mean_return_if_sold_pct", "sharpe", "sharpe_if_sold", "profitable_share",
+        "profitable_if_sold_share"]].rename(columns={
+            "mean_pnl_usd": "mean PnL at spot (USD)",
+            "mean_pnl_if_sold_usd": "mean PnL if sold (USD)",
+            "mean_return_pct": "return at spot (%)", "mean_return_if_sold_pct":
+            "return if sold (%)", "sharpe": "Sharpe at spot", "sharpe_if_sold": "Sharpe if sold",
+            "profitable_share": "profitable at spot",
+            "profitable_if_sold_share": "profitable if sold"})
     lp_table = lps.rename(columns={
         "agent_id": "LP", "strategy": "exit rule", "initial_wealth_usd": "initial wealth (USD)",
-        "final_wealth_usd": "final wealth (USD)", "pnl_usd": "PnL (USD)",
+        "final_wealth_usd": "final at spot (USD)", "pnl_usd": "PnL at spot (USD)",
         "fees_earned_usd": "fees earned (USD)", "impermanent_loss_usd": "impermanent loss (USD)",
-        "price_effect_usd": "price effect (USD)", "measured_step": "measured at step",
+        "price_effect_usd": "price effect (USD)", "final_wealth_if_sold_usd":
+        "final if sold (USD)", "pnl_if_sold_usd": "PnL if sold (USD)",
+        "measured_step": "measured at step",
     })
+    twin_note = (
+        "*Attributable* = the client's realisable final wealth (everything sold alone, fees "
+        "and price impact included) in this run minus in its counterfactual twin (same "
+        "scenario and seed, reward budget 0, under `counterfactual/`): what the reward "
+        "mechanism delivered, market effects included."
+        if twin else
+        "*Attributable* needs the counterfactual twin (`wsf run FILE --counterfactual`, or "
+        "`counterfactual: true` in the scenario); this run has none, so it reads n/a."
+    )
 
     sections = [
         f"# Run report: {run.name}",
-        f"Run folder `{run.path}`. All money in USD; wealth is cash plus tokens and "
-        "liquidity shares marked to market at the pools' spot prices.",
+        f"Run folder `{run.path}`. All money in USD. Every wealth figure is given two ways: "
+        "*at spot* (cash plus tokens and liquidity shares marked at the pools' spot prices) "
+        "and *if sold* (what the holder would have in USD after selling everything alone, "
+        "fees and price impact included).",
         markdown_table(overview, {"final accuracy": ".4f"}),
         "## Headline",
         markdown_table(numbers),
         "The Gini uses the mean absolute difference with losses kept (not clipped to 0): "
-        "it is the usual Gini when every client gained, and exceeds 1 when some lost.",
-        "## Reward received vs equal payout",
-        "*received* = the client's final minus initial wealth; *equal payout* = all rewards "
-        "distributed / number of clients; *vs equal payout* = 100 × (received − equal) / "
-        "equal, so 0 % is exactly an equal split and −100 % is nothing at all. *Of which "
-        "cash* is the change of its USD balance (cash rewards, dividends, sales); *of which "
-        "tokens* the change of its tokens and liquidity marked to market (minted rewards and "
-        "price moves, the genesis supply it still holds included).",
+        "it is the usual Gini when every value is non-negative.",
+        "## Reward per client: allotted, attributable, spot-marked",
+        "*Allotted* = what the policy allotted the client (Σ s_i R, or R / N under `equal`); "
+        "*vs equal* = 100 × (amount / equal split − 1) with the equal split = what `equal` "
+        "would have allotted (Σ R / N), so 0 % is exactly an equal split and −100 % is "
+        "nothing. *Paid as cash* = USD the policy paid the client itself. " + twin_note
+        + " *Spot-marked change* = final − initial wealth at spot: it includes speculation "
+        "on the client's genesis tokens and measures no reward. *If-sold change* = the same "
+        "on realisable wealth.",
         markdown_table(client_table, {"cumulative contribution": ".4f"}),
-        figure("reward_vs_equal", "Reward received vs equal payout per client"),
+        figure("reward_vs_equal", "Allotted and attributable reward vs the equal split, per "
+               "client (%)"),
+        "## Wealth by holder type",
+        "Summed over the agents of each type; the federation is the treasury and the "
+        "largest liquidity provider (it seeds the pools). *Attributable* = final if sold, "
+        "run minus twin.",
+        markdown_table(holder_table),
+        "## Where the money went",
+        "USD enters only as endowments (genesis) and reward budgets. The budget's "
+        "destinations below sum to the budgets paid in; the fees are the spot value of the "
+        "pool fees accrued to each holder type's liquidity shares.",
+        markdown_table(flows, {"usd": ",.2f"}) if len(flows)
+        else "This run has no money table.",
+        "USD held per holder type: start (after genesis) + from the reward budget + net "
+        "from trading and liquidity = end. Trading only moves USD between holders: its "
+        "column sums to 0; the end column sums to endowments plus budgets "
+        + ("(checked exactly in base units: balanced)."
+           if (run.summary.get("money") or {}).get("balanced") else "."),
+        markdown_table(by_holder, {c: ",.2f" for c in by_holder.columns if c != "holder"})
+        if len(by_holder) else "",
+        figure("money", "Where the money went: change of USD held per holder type (USD)"),
         "## Token prices and contributions",
         "Spearman ρ across clients of each token's price (at the last step before the next "
         "round) against the cumulative contribution up to that round.",
@@ -137,16 +198,18 @@ def render_report(run: Run, figure_dir: Path, report_dir: Path) -> str:
         figure("token_prices", "Token prices with FL rounds marked"),
         figure("contributions", "Contribution per client per round"),
         "## Investors by strategy",
-        "PnL = final − initial wealth; Sharpe = mean / std of an investor's per-step returns "
-        "× √steps (risk-free rate 0), averaged over the strategy's investors.",
-        markdown_table(investor_table, {"Sharpe (run horizon)": ".3f",
-                                        "share profitable": ".0%"})
+        "PnL = final − initial wealth, at spot and if sold; Sharpe = mean / std of an "
+        "investor's per-step returns × √steps (risk-free rate 0), averaged over the "
+        "strategy's investors, on each valuation.",
+        markdown_table(investor_table, {"Sharpe at spot": ".3f", "Sharpe if sold": ".3f",
+                                        "profitable at spot": ".0%",
+                                        "profitable if sold": ".0%"})
         if len(investor_table) else "No investor in this run.",
-        figure("wealth_by_type", "Total wealth by agent type"),
+        figure("wealth_by_type", "Total wealth by agent type, at spot and if sold (USD)"),
         "## Liquidity providers",
-        "PnL = fees earned + impermanent loss + price effect; impermanent loss = position "
-        "value − value of the deposit had it been held − fees, read at the last step the "
-        "LP held a position.",
+        "PnL at spot = fees earned + impermanent loss + price effect; impermanent loss = "
+        "position value − value of the deposit had it been held − fees, read at the last "
+        "step the LP held a position. PnL if sold = the same on realisable wealth.",
         markdown_table(lp_table) if len(lp_table) else "No liquidity provider in this run.",
         figure("lp_pnl", "LP PnL decomposition"),
     ]
@@ -188,6 +251,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     print(path)
     return 0
+
+
+def _unranked_text(unranked: Mapping[str, Any]) -> str:
+    """`"3 (2 truncated; budget 3,000.00 USD withheld by the treasury)"`, or n/a."""
+    if not unranked:
+        return MISSING
+    n = int(unranked.get("rounds", 0))
+    if n == 0:
+        return "0"
+    return (f"{n} ({int(unranked.get('truncated', 0))} truncated, "
+            f"{int(unranked.get('all_zero', 0))} all zero; budget "
+            f"{float(unranked.get('budget_usd', 0.0)):,.2f} USD {unranked.get('handled', '')})")
 
 
 def _cell(value: Any, spec: str) -> str:

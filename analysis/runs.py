@@ -29,7 +29,7 @@ RUN_FILES = (CONFIG_FILE, MODEL_FILE, AGENTS_FILE, ROUNDS_FILE, SUMMARY_FILE)
 MODEL_COLUMNS = ("step", "accuracy", "reward_usd", "distribution_cost_usd")
 AGENTS_COLUMNS = (
     "step", "agent_id", "agent_type", "strategy", "client", "usd", "token_value",
-    "lp_value", "wealth", "fees_earned", "hodl_value",
+    "lp_value", "wealth", "wealth_if_sold", "fees_earned", "hodl_value",
 )
 ROUNDS_COLUMNS = ("round", "step", "client", "behaviour", "contribution", "reward_usd")
 PRICE_PREFIX = "price/"

@@ -7,12 +7,15 @@ run under `<sweep>/runs/`, computes the per-run metrics of `analysis.metrics`, a
 - tables (CSV for analysis, Markdown for reading), each grouped by the grid parameters, with
   the mean over seeds and its confidence interval (Student t, level from the sweep file's
   `report.confidence`, default 95 %):
-  `runs_by_point` (headline figures of `summarise_run`), `client_rewards` (per client),
-  `distribution_cost`, `investor_returns` (per strategy), `price_contribution_correlation`;
+  `runs_by_point` (headline figures of `summarise_run`), `client_rewards` (per client:
+  allotted and attributable vs the equal split), `paired_differences` (per holder type: run
+  minus its counterfactual twin, the paired difference of each seed, when the sweep ran
+  twins), `distribution_cost`, `investor_returns` (per strategy, at spot and if sold),
+  `price_contribution_correlation`;
 - seaborn figures (PNG and PDF, or the sweep file's `report.formats`), every bar a mean over
-  seeds with the same t interval as error bar: reward received vs equal payout per client per
-  contribution method (the paper's figure), distribution cost per policy, investor returns per
-  strategy, price-contribution correlation per policy;
+  seeds with the same t interval as error bar: allotted and attributable reward vs the equal
+  split per client per contribution method (the paper's figure), distribution cost per
+  policy, investor returns per strategy, price-contribution correlation per policy;
 - `report.md` with every table and figure.
 
 Money is in USD display units, returns and shares of rewards in percent, correlations are
@@ -53,6 +56,7 @@ from abm.sweep.store import (
 from analysis.metrics import (
     client_rewards,
     distribution_cost,
+    holder_outcomes,
     investor_performance,
     summarise_run,
 )
@@ -93,12 +97,32 @@ HEADLINE = (
     "rewards_usd",
     "distribution_cost_usd",
     "distribution_cost_pct",
-    "min_vs_equal_pct",
-    "max_vs_equal_pct",
+    "min_allotted_vs_equal_pct",
+    "max_allotted_vs_equal_pct",
+    "min_attributable_vs_equal_pct",
+    "max_attributable_vs_equal_pct",
+    "unranked_rounds",
 )
-CLIENT_METRICS = ("contribution", "reward_usd", "received_usd", "equal_payout_usd", "vs_equal_pct")
+CLIENT_METRICS = (
+    "contribution",
+    "allotted_usd",
+    "equal_split_usd",
+    "allotted_vs_equal_pct",
+    "attributable_usd",
+    "attributable_vs_equal_pct",
+    "mtm_change_usd",
+)
+HOLDER_METRICS = ("attributable_usd", "mtm_change_usd", "if_sold_change_usd")
 COST_METRICS = ("rewards_usd", "cost_usd", "cost_pct")
-INVESTOR_METRICS = ("mean_return_pct", "mean_pnl_usd", "sharpe", "profitable_share")
+INVESTOR_METRICS = (
+    "mean_return_pct",
+    "mean_return_if_sold_pct",
+    "mean_pnl_usd",
+    "mean_pnl_if_sold_usd",
+    "sharpe",
+    "sharpe_if_sold",
+    "profitable_share",
+)
 
 
 @dataclass(frozen=True)
@@ -121,6 +145,7 @@ class SweepTables:
     clients: pd.DataFrame  # one row per run x client: `client_rewards`
     costs: pd.DataFrame  # one row per run: `distribution_cost`
     investors: pd.DataFrame  # one row per run x strategy: `investor_performance`
+    holders: pd.DataFrame  # one row per run x holder type: `holder_outcomes`
 
     @property
     def labels(self) -> list[str]:
@@ -156,16 +181,17 @@ def load_sweep_tables(sweep_dir: str | Path) -> SweepTables:
                 distribution_cost(run),
                 client_rewards(run),
                 investor_performance(run),
+                holder_outcomes(run),
             )
         )
     # A grid key named like a per-client or per-strategy column (a grid over the
     # `contribution` section) becomes `grid:<key>`, as in the combined tables.
     taken = {"run_id", "seed", "policy", "method", "facet"}
-    for *_, per_client, per_strategy in computed:
-        taken |= {*per_client.columns, *per_strategy.columns}
+    for *_, per_client, per_strategy, per_holder in computed:
+        taken |= {*per_client.columns, *per_strategy.columns, *per_holder.columns}
     names = label_names(params, taken)
-    runs, clients, costs, investors = [], [], [], []
-    for record, run, summary, cost, per_client, per_strategy in computed:
+    runs, clients, costs, investors, holders = [], [], [], [], []
+    for record, run, summary, cost, per_client, per_strategy, per_holder in computed:
         labels: dict[str, Any] = {"run_id": record["run_id"]}
         for key in params:
             labels[names[key]] = cells[key][canonical_json(record["params"][key])]
@@ -176,6 +202,7 @@ def load_sweep_tables(sweep_dir: str | Path) -> SweepTables:
         costs.append({**labels, **{k: v for k, v in cost.items() if k not in labels}})
         clients.append(_with_labels(per_client, labels))
         investors.append(_with_labels(per_strategy, labels))
+        holders.append(_with_labels(per_holder, labels))
     report = spec.get("report") or {}
     return SweepTables(
         path=path,
@@ -189,6 +216,7 @@ def load_sweep_tables(sweep_dir: str | Path) -> SweepTables:
         clients=pd.concat(clients, ignore_index=True),
         costs=pd.DataFrame(costs),
         investors=pd.concat(investors, ignore_index=True),
+        holders=pd.concat(holders, ignore_index=True),
     )
 
 
@@ -300,22 +328,36 @@ def _tables(tables: SweepTables) -> list[_Table]:
             "runs_by_point",
             "Headline figures per grid point",
             "Per run: `analysis.metrics.summarise_run` (accuracy of the global model, Spearman "
-            "rho of final price vs cumulative contribution, Gini of what clients received, "
-            "rewards and distribution cost in USD and % of rewards, extremes of received vs "
-            "equal payout in %).",
+            "rho of final price vs cumulative contribution, Gini of the allotments, rewards "
+            "and distribution cost in USD and % of rewards, extremes of allotted and "
+            "attributable vs the equal split in %, rounds the method could not rank).",
             summarise_over_seeds(tables.runs, by, headline, c),
             by,
             tuple(headline),
         ),
         _Table(
             "client_rewards",
-            "Reward received vs equal payout, per client",
-            "*received* = final − initial wealth of the client (USD); *equal payout* = all "
-            "rewards distributed / number of clients; *vs equal* = 100 × (received − equal) "
-            "/ equal, in %.",
+            "Reward per client: allotted, attributable, spot-marked",
+            "*allotted* = what the policy allotted (USD); *equal split* = what `equal` would "
+            "have allotted; *vs equal* = 100 × (amount / equal split − 1), in %; "
+            "*attributable* = realisable final wealth of the run minus its counterfactual "
+            "twin's (same seed, budget 0; n/a when the sweep ran no twins), i.e. the paired "
+            "difference per seed; *mtm change* = final − initial wealth at spot "
+            "(speculation included, no measure of reward).",
             summarise_over_seeds(tables.clients, [*by, "client"], CLIENT_METRICS, c),
             [*by, "client"],
             CLIENT_METRICS,
+        ),
+        _Table(
+            "paired_differences",
+            "Run minus twin per holder type (paired differences across seeds)",
+            "Per seed, the run and its counterfactual twin (same seed, reward budget 0) share "
+            "their random numbers; *attributable* = final wealth if sold, run − twin (USD). "
+            "Mean over seeds and its Student-t interval: what the reward mechanism caused per "
+            "holder type. Beside it, each run's own change at spot and if sold.",
+            summarise_over_seeds(tables.holders, [*by, "holder"], HOLDER_METRICS, c),
+            [*by, "holder"],
+            HOLDER_METRICS,
         ),
         _Table(
             "distribution_cost",
@@ -329,8 +371,9 @@ def _tables(tables: SweepTables) -> list[_Table]:
         _Table(
             "investor_returns",
             "Investor returns per strategy",
-            "Per run and strategy: mean return (%), mean PnL (USD), mean run-horizon Sharpe "
-            "ratio and the share of profitable investors (0..1).",
+            "Per run and strategy: mean return (%) and mean PnL (USD) at spot and if sold "
+            "(everything sold alone, fees and impact included), mean run-horizon Sharpe ratio "
+            "on each, and the share of investors profitable at spot (0..1).",
             summarise_over_seeds(tables.investors, [*by, "strategy"], INVESTOR_METRICS, c),
             [*by, "strategy"],
             INVESTOR_METRICS,
@@ -409,18 +452,32 @@ def make_sweep_figures(
     rest = [p for p in tables.params if p not in (POLICY_PATH, METHOD_PATH)]
     level = f"{c:.0%} CI over seeds"
     clients = _with_setting(tables.clients, rest, lead="method")
-    equal = clients.groupby("facet", sort=False)["equal_payout_usd"].mean()
+    measures = clients.melt(
+        id_vars=[c for c in clients.columns
+                 if c not in ("allotted_vs_equal_pct", "attributable_vs_equal_pct")],
+        value_vars=["allotted_vs_equal_pct", "attributable_vs_equal_pct"],
+        var_name="measure",
+        value_name="vs_equal_pct",
+    )
+    measures["measure"] = measures["measure"].map({
+        "allotted_vs_equal_pct": "allotted",
+        "attributable_vs_equal_pct": "attributable (run − twin)",
+    })
+    measures["measure"] = measures["policy"].astype(str) + ": " + measures["measure"]
+    if measures.loc[measures["measure"].str.endswith("(run − twin)"), "vs_equal_pct"].isna().all():
+        measures = measures[~measures["measure"].str.endswith("(run − twin)")]
+    zero = pd.Series(0.0, index=list(dict.fromkeys(measures["facet"])))
     figures = {
         "reward_vs_equal": _bars(
-            clients,
+            measures,
             x="client",
-            y="received_usd",
-            hue="policy",
+            y="vs_equal_pct",
+            hue="measure",
             confidence=c,
             xlabel="Client",
-            ylabel="Received (USD)",
-            title=f"Reward received vs equal payout per client and contribution method ({level})",
-            reference=("equal payout", equal),
+            ylabel="Difference from the equal split (%)",
+            title=f"Allotted and attributable reward vs the equal split, per client ({level})",
+            reference=("equal split (0 %)", zero),
         ),
         "distribution_cost": _bars(
             _with_setting(tables.costs, rest),
@@ -617,7 +674,7 @@ def _render(tables: SweepTables, summaries: list[_Table], figures: list[Path], o
     ]
     pictures = {p.stem: p for p in figures if p.suffix == ".png"}
     links = {
-        "client_rewards": ("reward_vs_equal", "Reward received vs equal payout"),
+        "client_rewards": ("reward_vs_equal", "Allotted and attributable reward vs equal split"),
         "distribution_cost": ("distribution_cost", "Distribution cost per policy"),
         "investor_returns": ("investor_returns", "Investor returns per strategy"),
         "price_contribution_correlation": (

@@ -10,19 +10,20 @@ Options compared (utility, GTG truncation tolerances, what an unranked round's b
 
 - accuracy utility, eps 0.001 (the old default, finer than one validation sample);
 - accuracy utility, eps tied to the utility's resolution: one validation sample, 1 / n_val;
-- negative-loss utility, eps 0.001;
+- negative-loss utility, eps 0.001 (the GTG default);
+- negative-loss utility, eps 0 (no truncation: every round fully sampled);
 
 each with `zero_total` `equal` (an unranked round is split equally) and `withhold` (kept by
 the treasury). Printed per option: share of the paid rewards that went to the three
 misbehaving clients (mean and 95 % t-interval over seeds), share of rounds the method could
-not rank, and the share of the budget paid at all.
+not rank, the share of the budget paid at all, coalitions evaluated per round and seconds
+of contribution measurement per round.
 """
 
 from __future__ import annotations
 
 import argparse
 
-import numpy as np
 import pandas as pd
 
 from abm.scenario import Scenario, parse_scenario
@@ -53,7 +54,7 @@ def scenario(seed: int, rounds: int, metric: str, eps: float | None, zero_total:
 def measure(seeds: int, rounds: int) -> pd.DataFrame:
     from abm.run import simulate
 
-    options = [("accuracy", 0.001), ("accuracy", None), ("neg_loss", 0.001)]
+    options = [("accuracy", 0.001), ("accuracy", None), ("neg_loss", 0.001), ("neg_loss", 0.0)]
     rows = []
     for metric, eps in options:
         for seed in range(seeds):
@@ -72,6 +73,8 @@ def measure(seeds: int, rounds: int) -> pd.DataFrame:
                     "misbehaving_share_pct": 100 * paid[bad].sum() / paid.sum(),
                     "unranked_rounds_pct": 100 * unranked.mean(),
                     "budget_paid_pct": 100 * paid.sum() / (1000 * rounds),
+                    "evaluations_per_round": r.groupby("round")["evaluations"].first().mean(),
+                    "contribution_s_per_round": result.timings["contribution"] / rounds,
                 })
     return pd.DataFrame(rows)
 
@@ -85,9 +88,11 @@ def main(argv: list[str] | None = None) -> int:
     out = []
     for key, group in frame.groupby(["utility", "eps", "zero_total"], sort=False):
         row = dict(zip(("utility", "eps", "zero_total"), key, strict=True))
-        for col in ("misbehaving_share_pct", "unranked_rounds_pct", "budget_paid_pct"):
+        for col in ("misbehaving_share_pct", "unranked_rounds_pct", "budget_paid_pct",
+                    "evaluations_per_round", "contribution_s_per_round"):
             mean, low, high = mean_ci(group[col])
-            row[col] = f"{mean:.1f} [{low:.1f}, {high:.1f}]"
+            digits = 3 if col.endswith("_s_per_round") else 1
+            row[col] = f"{mean:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
         out.append(row)
     print(f"{args.seeds} seeds x {args.rounds} rounds; mean [95 % t-interval]")
     print(markdown_table(pd.DataFrame(out)))

@@ -10,7 +10,9 @@ table schemas of docs/architecture.md. What holds by construction, and what the 
   sum of `agents.wealth` over that type;
 - `price/k == reserve_usd/k / reserve_token/k`; `supply/k` changes only by mint and burn;
 - `model.reward_usd` per step is the sum of that step's `rounds.reward_usd`;
-- an LP's `lp_value − hodl_value − fees_earned` is its impermanent loss while it holds shares.
+- an LP's `lp_value − hodl_value − fees_earned` is its impermanent loss while it holds shares;
+- `wealth_if_sold <= wealth`: withdraw the liquidity shares, then sell each token alone into
+  its pool with the fee (float constant-product arithmetic), plus the USD held.
 """
 
 from __future__ import annotations
@@ -84,6 +86,14 @@ class _Pool:
         self.usd -= out
         self.volume_step += out
         return out
+
+    def liquidation(self, owner: str, tokens_held: float) -> float:
+        """USD from burning `owner`'s shares and selling them with `tokens_held` (no change)."""
+        fraction = self.shares.get(owner, 0.0) / self.total_shares if self.total_shares else 0.0
+        tokens, usd = self.tokens * (1 - fraction), self.usd * (1 - fraction)
+        amount = tokens_held + self.tokens * fraction
+        effective = amount * (1 - FEE)
+        return self.usd * fraction + (effective * usd / (tokens + effective) if amount else 0.0)
 
     def remove(self, owner: str) -> tuple[float, float]:
         fraction = self.shares[owner] / self.total_shares
@@ -161,11 +171,14 @@ def write_fake_run(
     n_round = 0
 
     def record(step: int, reward: float, cost: float) -> None:
-        wealth_by_type = {"client": 0.0, "investor": 0.0, "lp": 0.0}
+        wealth_by_type = {"client": 0.0, "investor": 0.0, "lp": 0.0, "federation": 0.0}
+        if_sold_by_type = dict.fromkeys(wealth_by_type, 0.0)
         for a in agents:
             token_value = sum(q * pools[t].price for t, q in a.tokens.items())
             lp_value = sum(p.share_value(a.key) for p in pools.values())
             wealth = a.usd + token_value + lp_value
+            if_sold = a.usd + sum(p.liquidation(a.key, a.tokens.get(t, 0.0))
+                                  for t, p in pools.items())
             holding = a.agent_type == "lp" and lp_value > 0
             hodl = (sum(tq * pools[t].price + uq for t, (tq, uq) in a.deposit.items())
                     if holding else 0.0)
@@ -173,17 +186,19 @@ def write_fake_run(
                 "step": step, "agent_id": a.agent_id, "agent_type": a.agent_type,
                 "strategy": a.strategy, "client": a.client, "usd": a.usd,
                 "token_value": token_value, "lp_value": lp_value, "wealth": wealth,
+                "wealth_if_sold": if_sold,
                 "fees_earned": fees.get(a.key, 0.0) if a.agent_type == "lp" else 0.0,
-                "hodl_value": hodl,
+                "hodl_value": hodl, "zapped_usd": 0.0,
             })
-            if a.agent_type in wealth_by_type:
-                wealth_by_type[a.agent_type] += wealth
+            wealth_by_type[a.agent_type] += wealth
+            if_sold_by_type[a.agent_type] += if_sold
         row: dict[str, object] = {
             "step": step, "round": n_round, "accuracy": accuracy, "loss": loss,
             "reward_usd": reward, "volume_usd": sum(p.volume_step for p in pools.values()),
             "fees_usd": sum(p.fees_step for p in pools.values()),
             "distribution_cost_usd": cost, "federation_usd": by_key["federation"].usd,
             **{f"wealth/{t}": w for t, w in wealth_by_type.items()},
+            **{f"wealth_if_sold/{t}": w for t, w in if_sold_by_type.items()},
         }
         for name, value in (("price", lambda p, c: p.price), ("reserve_token", lambda p, c:
                             p.tokens), ("reserve_usd", lambda p, c: p.usd),

@@ -33,9 +33,10 @@ def _agent(agent_id: int, agent_type: str, strategy: str, wealth: list[float], *
     lp_value = lp_value or [0.0] * len(STEPS)
     hodl = hodl or [0.0] * len(STEPS)
     fees = fees or [0.0] * len(STEPS)
+    # Liquidity would fetch 90 % of its spot mark if sold; cash is worth itself.
     return [{"step": s, "agent_id": agent_id, "agent_type": agent_type, "strategy": strategy,
              "client": client, "usd": w - v, "token_value": 0.0, "lp_value": v,
-             "wealth": w, "fees_earned": f, "hodl_value": h}
+             "wealth": w, "wealth_if_sold": w - 0.1 * v, "fees_earned": f, "hodl_value": h}
             for s, w, v, h, f in zip(STEPS, wealth, lp_value, hodl, fees, strict=True)]
 
 
@@ -43,8 +44,9 @@ def hand_run(*, rewards: tuple[tuple[float, ...], ...] = ((40.0, 20.0, 0.0), (15
              final_prices: tuple[float, ...] = (3.0, 1.0, 2.0)) -> Run:
     """Three clients, steps 0..3, FL rounds at steps 1 and 2.
 
-    Cumulative contributions (6, 4, 0); rewards (55, 35, 0) by default, 90 in all, so the
-    equal payout is 30; clients' wealth goes 100 -> (160, 130, 100), received (60, 30, 0).
+    Cumulative contributions (6, 4, 0); allotments (55, 35, 0) by default, 90 in all, so the
+    equal split is 30; clients' wealth goes 100 -> (160, 130, 100), a spot-marked change of
+    (60, 30, 0). No counterfactual twin: attributable is NaN.
     Prices after round 1 (step 1): (2, 1.5, 1); final (step 3): `final_prices`.
     """
     contributions = ((4.0, 2.0, 0.0), (2.0, 2.0, 0.0))
@@ -86,31 +88,49 @@ def hand_run(*, rewards: tuple[tuple[float, ...], ...] = ((40.0, 20.0, 0.0), (15
                model=model, agents=pd.DataFrame(rows), rounds=rounds, summary={})
 
 
-def test_client_rewards_reports_received_and_percent_vs_equal_split() -> None:
+def test_client_rewards_reports_allotted_attributable_and_spot_marked_change() -> None:
     table = client_rewards(hand_run())
     assert list(table["client"]) == list(CLIENTS)
     assert list(table["behaviour"]) == ["honest", "honest", "free_rider"]
     assert list(table["contribution"]) == [6.0, 4.0, 0.0]
-    assert list(table["reward_usd"]) == [55.0, 35.0, 0.0]
-    assert list(table["received_usd"]) == [60.0, 30.0, 0.0]
+    assert list(table["allotted_usd"]) == [55.0, 35.0, 0.0]
+    assert list(table["equal_split_usd"]) == [30.0, 30.0, 30.0]
+    # 100 * (55 / 30 - 1), 100 * (35 / 30 - 1), 100 * (0 / 30 - 1)
+    assert list(table["allotted_vs_equal_pct"]) == pytest.approx([250 / 3, 50 / 3, -100.0])
+    assert table["attributable_usd"].isna().all()  # no twin in this run
+    assert table["attributable_vs_equal_pct"].isna().all()
+    assert list(table["mtm_change_usd"]) == [60.0, 30.0, 0.0]
     # These hand-built clients hold only cash: all of it is cash, none is token value.
     assert list(table["cash_change_usd"]) == [60.0, 30.0, 0.0]
     assert list(table["holdings_change_usd"]) == [0.0, 0.0, 0.0]
-    assert list(table["equal_payout_usd"]) == [30.0, 30.0, 30.0]
-    # 100 * (60 - 30) / 30, 100 * (30 - 30) / 30, 100 * (0 - 30) / 30
-    assert list(table["vs_equal_pct"]) == pytest.approx([100.0, 0.0, -100.0])
+    assert list(table["if_sold_change_usd"]) == [60.0, 30.0, 0.0]
+    assert "received_usd" not in table.columns
 
 
-def test_vs_equal_is_nan_not_an_error_when_no_reward_was_distributed() -> None:
-    table = client_rewards(hand_run(rewards=((0.0, 0.0, 0.0), (0.0, 0.0, 0.0))))
-    assert list(table["equal_payout_usd"]) == [0.0, 0.0, 0.0]
-    assert table["vs_equal_pct"].isna().all()
-    assert list(table["received_usd"]) == [60.0, 30.0, 0.0]
+def test_client_rewards_takes_the_exact_figures_from_the_summary_when_written() -> None:
+    run = hand_run()
+    exact = {"c0": {"allotted_usd": 55.0, "allotted_vs_equal_pct": 83.0,
+                    "attributable_usd": 41.5, "attributable_vs_equal_pct": 38.3,
+                    "cash_paid_usd": 55.0}}
+    table = client_rewards(Run(path=run.path, config=run.config, model=run.model,
+                               agents=run.agents, rounds=run.rounds,
+                               summary={"clients": exact, "equal_split_usd": 30.0}))
+    row = table.set_index("client").loc["c0"]
+    assert (row["allotted_vs_equal_pct"], row["attributable_usd"],
+            row["attributable_vs_equal_pct"]) == (83.0, 41.5, 38.3)
 
 
-def test_reward_gini_of_received_matches_hand_computation() -> None:
-    # received (60, 30, 0): sum over ordered pairs of |x_i - x_j| = 240, 2 n^2 mean = 540.
-    assert reward_gini(hand_run()) == pytest.approx(4 / 9)
+def test_vs_equal_is_nan_not_an_error_when_no_reward_was_budgeted() -> None:
+    run = hand_run(rewards=((0.0, 0.0, 0.0), (0.0, 0.0, 0.0)))
+    run.model["reward_usd"] = 0.0
+    table = client_rewards(run)
+    assert table["allotted_vs_equal_pct"].isna().all()
+    assert list(table["mtm_change_usd"]) == [60.0, 30.0, 0.0]
+
+
+def test_reward_gini_of_allotments_matches_hand_computation() -> None:
+    # allotted (55, 35, 0): sum over ordered pairs of |x_i - x_j| = 220, 2 n^2 mean = 540.
+    assert reward_gini(hand_run()) == pytest.approx(11 / 27)
 
 
 def test_gini_is_zero_for_equal_values_and_classical_for_one_winner() -> None:
@@ -165,6 +185,9 @@ def test_investor_performance_by_strategy_matches_hand_values() -> None:
     assert momentum["mean_return_pct"] == pytest.approx((8.9 - 10.0) / 2)
     assert momentum["sharpe"] == pytest.approx((0.5 - 1.0) / 2)
     assert momentum["profitable_share"] == 0.5
+    # Cash-only investors: if sold is the same as at spot.
+    assert momentum["mean_pnl_if_sold_usd"] == pytest.approx(momentum["mean_pnl_usd"])
+    assert momentum["sharpe_if_sold"] == pytest.approx(momentum["sharpe"])
     noise = table.loc["noise"]
     assert noise["mean_pnl_usd"] == 0.0
     assert math.isnan(noise["sharpe"])  # std 0: no Sharpe
@@ -179,6 +202,8 @@ def test_lp_decomposition_splits_pnl_and_reads_exited_lp_at_its_last_position() 
     assert stayer["impermanent_loss_usd"] == -50.0  # 900 - 920 - 30
     assert stayer["price_effect_usd"] == 70.0  # 50 - 30 - (-50)
     assert stayer["measured_step"] == 3
+    # If sold, the liquidity fetches 90 % of its mark: 1050 - 90 and 1000 - 100.
+    assert stayer["pnl_if_sold_usd"] == pytest.approx(960.0 - 900.0)
     leaver = table.loc[21]
     assert leaver["pnl_usd"] == 20.0
     assert leaver["measured_step"] == 2
@@ -205,10 +230,11 @@ def test_summarise_run_collects_the_headline_numbers() -> None:
     assert summary["steps"] == 3
     assert summary["final_accuracy"] == 0.6
     assert summary["price_contribution_spearman"] == pytest.approx(0.5)
-    assert summary["reward_gini"] == pytest.approx(4 / 9)
+    assert summary["reward_gini"] == pytest.approx(11 / 27)
     assert summary["distribution_cost_pct"] == pytest.approx(1.0)
-    assert summary["min_vs_equal_pct"] == pytest.approx(-100.0)
-    assert summary["max_vs_equal_pct"] == pytest.approx(100.0)
+    assert summary["min_allotted_vs_equal_pct"] == pytest.approx(-100.0)
+    assert summary["max_allotted_vs_equal_pct"] == pytest.approx(250 / 3)
+    assert math.isnan(summary["max_attributable_vs_equal_pct"])
 
 
 @pytest.mark.parametrize("policy", ["equal", "direct", "mint", "buyback", "dividend"])
@@ -216,15 +242,16 @@ def test_fake_run_rewards_add_up_and_only_buyback_pays_distribution_cost(
         tmp_path: Path, policy: str) -> None:
     run = load_run(write_fake_run(tmp_path / policy, policy=policy))
     table = client_rewards(run)
-    assert table["reward_usd"].sum() == pytest.approx(run.model["reward_usd"].sum())
-    assert table["equal_payout_usd"].iloc[0] == pytest.approx(table["reward_usd"].sum() / 4)
-    # Wealth is conserved apart from what the run records; received is its change.
-    assert list(table["received_usd"]) == pytest.approx(
+    assert table["allotted_usd"].sum() == pytest.approx(run.model["reward_usd"].sum())
+    assert table["equal_split_usd"].iloc[0] == pytest.approx(table["allotted_usd"].sum() / 4)
+    assert list(table["mtm_change_usd"]) == pytest.approx(
         list(table["final_wealth_usd"] - table["initial_wealth_usd"]))
+    assert (table["final_wealth_if_sold_usd"] <= table["final_wealth_usd"] + 1e-9).all()
     cost = distribution_cost(run)
     assert (cost["cost_usd"] > 0) == (policy == "buyback")
     if policy == "equal":
-        assert list(table["reward_usd"]) == pytest.approx(list(table["equal_payout_usd"]))
+        assert list(table["allotted_usd"]) == pytest.approx(list(table["equal_split_usd"]))
+        assert table["allotted_vs_equal_pct"].abs().max() < 1e-9
     lps = lp_decomposition(run)
     assert (lps["impermanent_loss_usd"] <= 0).all()  # constant product: never a gain
     assert list(lps["pnl_usd"]) == pytest.approx(list(

@@ -55,13 +55,15 @@ def test_report_is_written_with_every_table(reported: dict[str, object]) -> None
     run = load_run(Path(str(reported["run_dir"])))
     assert reported["report"] == run.path / "report.md"
     assert text.startswith(f"# Run report: {run.name}\n")
-    for heading in ("## Headline", "## Reward received vs equal payout",
+    for heading in ("## Headline", "## Reward per client: allotted, attributable, spot-marked",
+                    "## Where the money went", "## Wealth by holder type",
                     "## Investors by strategy", "## Liquidity providers"):
         assert heading in text
     assert "| client | behaviour | cumulative contribution |" in text
     rewards = client_rewards(run)
-    for client, pct in zip(rewards["client"], rewards["vs_equal_pct"], strict=True):
-        assert re.search(rf"^\| {client} \|.*\| {pct:,.2f} \|$", text, re.MULTILINE)
+    for client, pct in zip(rewards["client"], rewards["allotted_vs_equal_pct"], strict=True):
+        assert re.search(rf"^\| {client} \|.*\| {pct:,.2f} \|", text, re.MULTILINE)
+    assert "received" not in text.lower()
     for strategy in investor_performance(run)["strategy"]:
         assert re.search(rf"^\| {strategy} \| 2 \|", text, re.MULTILINE)
     assert "| LP | exit rule |" in text

@@ -119,13 +119,14 @@ def test_client_reward_table_is_mean_and_interval_over_seeds(sweep_dir: Path,
     assert set(table["n_runs"]) == {len(SEEDS)}
     row = table[(table["rewards.policy"] == "buyback")
                 & (table["contribution.method"] == "leave_one_out") & (table["client"] == "c01")]
-    received = [float(client_rewards(load_run(p)).set_index("client").loc["c01",
-                                                                          "received_usd"])
+    allotted = [float(client_rewards(load_run(p)).set_index("client").loc["c01",
+                                                                          "allotted_vs_equal_pct"])
                 for p in runs_of(sweep_dir, **{"rewards.policy": "buyback",
                                                "contribution.method": "leave_one_out"})]
-    assert len(received) == len(SEEDS)
-    expected = t_interval(received)
-    got = row[["received_usd_mean", "received_usd_ci_low", "received_usd_ci_high"]].iloc[0]
+    assert len(allotted) == len(SEEDS)
+    expected = t_interval(allotted)
+    got = row[["allotted_vs_equal_pct_mean", "allotted_vs_equal_pct_ci_low",
+               "allotted_vs_equal_pct_ci_high"]].iloc[0]
     assert tuple(got) == pytest.approx(expected)
 
 

@@ -106,7 +106,8 @@ def test_investors_trade_and_pay_fees(small):
 def test_genesis_seeds_pools_at_the_opening_price_by_federation_or_by_client():
     from abm.amm import MINIMUM_LIQUIDITY
 
-    by_fed = WallStreetFedsModel(small_scenario())
+    # Without liquidity providers (they deposit at genesis too, at the same price).
+    by_fed = WallStreetFedsModel(small_scenario(liquidity_providers=[]))
     pool = by_fed.market.pools["c00"]
     assert pool.reserves == (10_000 * ONE, 2_500 * ONE)  # 10,000 tokens at 0.25 USD
     assert by_fed.ledger.balance("client:c00", "c00") == 10_000 * ONE
@@ -115,7 +116,7 @@ def test_genesis_seeds_pools_at_the_opening_price_by_federation_or_by_client():
         MINIMUM_LIQUIDITY)
 
     by_client = WallStreetFedsModel(small_scenario(**{
-        "market.seeded_by": "client", "market.pool_tokens": 4000, "market.client_cash": 1000}))
+        "liquidity_providers": [], "market.seeded_by": "client", "market.pool_tokens": 4000, "market.client_cash": 1000}))
     pool = by_client.market.pools["c00"]
     assert pool.reserves == (4_000 * ONE, 1_000 * ONE)
     assert by_client.ledger.supply("c00") == 10_000 * ONE  # nothing minted beyond the supply

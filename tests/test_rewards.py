@@ -78,12 +78,13 @@ def test_budget_kinds():
     assert gain.for_round(1, -0.05) == 0.0
 
 
-def _distribute(name, shares, budget_usd=100):
+def _distribute(name, shares, budget_usd=100, **params):
     market, clients = _market(len(shares))
     budget = budget_usd * ONE
     market.ledger.mint(TREASURY, "USD", budget)
     before = {c.account: market.ledger.balance(c.account, "USD") for c in clients}
-    payouts = make_policy(name).distribute(market, TREASURY, clients, budget, np.array(shares))
+    payouts = make_policy(name, **params).distribute(market, TREASURY, clients, budget,
+                                                     np.array(shares))
     market.ledger.check()
     return market, clients, payouts, before
 
@@ -101,14 +102,36 @@ def test_direct_pays_usd_by_share():
 
 
 def test_mint_gives_tokens_worth_the_allotment_at_spot_price():
-    market, clients, payouts, _ = _distribute("mint", [0.5, 0.5, 0.0])
+    market, clients, payouts, _ = _distribute("mint", [0.5, 0.5, 0.0],
+                                              usd_destination="treasury")
     # 50 USD at 0.25 USD/token = 200 tokens, exactly (reserves 1000 tokens / 250 USD).
     assert payouts[0].tokens_minted == 200 * ONE
     assert market.ledger.balance(clients[0].account, "c0") == 1200 * ONE
     assert market.ledger.supply("c0") == 2200 * ONE
     assert payouts[2].tokens_minted == 0
-    # The buyers' USD stays in the treasury under mint.
+    # With `treasury`, the buyers' USD stays in the treasury, reported as kept.
     assert market.ledger.balance(TREASURY, "USD") == 100 * ONE
+    assert payouts[0].usd_kept == 50 * ONE
+
+
+def test_mint_puts_the_buyers_usd_into_the_pool_as_liquidity_at_its_price():
+    market, clients, payouts, _ = _distribute("mint", [0.5, 0.5, 0.0])  # default: pool
+    pool = market.pools["c0"]
+    # 200 tokens to the client, and 50 USD paired with 200 new tokens as liquidity.
+    assert market.ledger.balance(clients[0].account, "c0") == 1200 * ONE
+    assert pool.reserves == (1200 * ONE, 300 * ONE)
+    assert market.price("c0") == 0.25  # the price did not move
+    assert payouts[0].tokens_minted == 400 * ONE
+    assert payouts[0].usd_to_pool == payouts[0].usd_paid == 50 * ONE
+    assert market.ledger.balance(TREASURY, pool.lp_asset) > 0
+    assert market.ledger.balance(TREASURY, "USD") == 0
+
+
+def test_mint_can_pay_the_buyers_usd_to_the_client():
+    market, clients, payouts, _ = _distribute("mint", [1.0, 0.0, 0.0], usd_destination="client")
+    assert market.ledger.balance(clients[0].account, "USD") == 100 * ONE
+    assert payouts[0].usd_to_client == 100 * ONE
+    assert market.ledger.balance(clients[0].account, "c0") == 1400 * ONE
 
 
 def test_buyback_burns_what_it_buys_and_raises_the_price():

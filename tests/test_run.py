@@ -67,6 +67,7 @@ def test_under_direct_payout_a_holding_clients_cash_change_is_its_reward(tmp_pat
     table = client_rewards(load_run(out)).set_index("client")
     # Clients never buy, and these hold: their USD changes only by the rewards paid to them.
     for cid in ("c00", "c01", "c02", "c03"):
-        assert table.loc[cid, "cash_change_usd"] == pytest.approx(table.loc[cid, "reward_usd"])
+        assert table.loc[cid, "cash_change_usd"] == pytest.approx(table.loc[cid, "allotted_usd"])
+        assert table.loc[cid, "cash_paid_usd"] == table.loc[cid, "allotted_usd"]
     total = table["cash_change_usd"] + table["holdings_change_usd"]
-    assert list(total) == pytest.approx(list(table["received_usd"]))
+    assert list(total) == pytest.approx(list(table["mtm_change_usd"]))

@@ -10,7 +10,9 @@ from abm.agents.view import MarketView
 
 
 def _view(policy="buyback", prices=(1.0, 1.0, 1.0)) -> MarketView:
-    v = MarketView(tokens=["c0", "c1", "c2"], policy=policy, round_every=10, total_rounds=10)
+    # Continuation 10/11: the market expects 10 / 11 / (1 / 11) = 10 more rounds.
+    v = MarketView(tokens=["c0", "c1", "c2"], policy=policy, round_every=10,
+                   round_continuation=10 / 11)
     v.share_signal = np.full(3, 1 / 3)
     v.last_budget = 300.0
     supply = np.full(3, 1000.0)
@@ -20,7 +22,7 @@ def _view(policy="buyback", prices=(1.0, 1.0, 1.0)) -> MarketView:
 
 def test_fundamental_value_depends_on_who_the_policy_pays():
     # Each pool: 500 tokens at 1 USD (R = 500 USD) of a 1,000-token supply; the rewards still
-    # to come are F = 1/3 x 300 USD x 10 rounds = 1,000 USD per token.
+    # to come are F = 1/3 x 300 USD x 10 expected rounds = 1,000 USD per token.
     assert _view("buyback").fundamental_values(1.0).tolist() == pytest.approx([1.5] * 3)
     assert _view("dividend").fundamental_values(1.0).tolist() == pytest.approx([2.5] * 3)
     assert _view("mint").fundamental_values(1.0).tolist() == pytest.approx([0.25] * 3)

@@ -191,7 +191,7 @@ def test_page_shows_the_controls_and_every_panel(render, scenario: Scenario) -> 
         rc.find(v.Btn, children=[button]).assert_single()
     assert chart_titles(rc) == [
         "Token price per client", "Contribution signal per client",
-        "Pool liquidity (USD reserve per pool)", "Wealth change by agent type (since step 0)",
+        "Pool liquidity (USD reserve per pool)", "Wealth change by agent type since step 0, at spot and if sold",
         "Global model accuracy"]
     assert step_counter(rc) == "Time: 0.0"
 
@@ -355,8 +355,19 @@ def test_wealth_chart_shows_each_types_change_since_genesis() -> None:
     frame = table([0, 0], **{"wealth/client": [100.0, 130.0], "wealth/investor": [50.0, 40.0],
                              "wealth/lp": [10.0, 10.0]})
     source = charts.wealth_option(frame)["dataset"]["source"]
-    assert source == [["step", "clients", "investors", "liquidity providers"],
+    assert source == [["step", "clients at spot", "investors at spot",
+                       "liquidity providers at spot"],
                       [0, 0.0, 0.0, 0.0], [1, 30.0, -10.0, 0.0]]
+
+
+def test_wealth_chart_shows_spot_and_if_sold_beside_each_other() -> None:
+    frame = table([0, 0], **{"wealth/client": [100.0, 130.0],
+                             "wealth_if_sold/client": [60.0, 70.0],
+                             "wealth/federation": [50.0, 80.0],
+                             "wealth_if_sold/federation": [40.0, 45.0]})
+    source = charts.wealth_option(frame)["dataset"]["source"]
+    assert source == [["step", "clients at spot", "clients if sold", "federation at spot",
+                       "federation if sold"], [0, 0.0, 0.0, 0.0, 0.0], [1, 30.0, 10.0, 30.0, 5.0]]
 
 
 def test_round_table_formats_units_and_escapes_text() -> None:

@@ -63,8 +63,10 @@ class Fundamental(Strategy):
     """Buys tokens priced below the value the remaining rewards pay holders; sells above.
 
     Value per token comes from `MarketView.fundamental_values` (share signal x budget x the
-    rounds the market expects still to come, spread over the supply the policy pays). `margin` is the mispricing it needs before
-    acting (a band that absorbs fees); `discount` haircuts future rewards (risk, time).
+    rounds the market expects still to come, spread over the supply the policy pays). `margin`
+    is the mispricing it needs before acting (a band that absorbs fees); `discount` haircuts
+    future rewards (risk, time). The horizon is the market's belief (`market.
+    round_continuation`), never the run's length, which no trader can know.
     """
 
     name = "fundamental"

@@ -112,7 +112,8 @@ class MarketView:
         Two parts. The pool's USD reserve R_i backs every token in existence (S_i): selling
         tokens into a constant-product pool can never extract more than R_i, shared by all
         S_i tokens, so R_i / S_i is the liquidation floor. On top, the rewards still to come,
-        F_i = signal_i x budget x expected rounds left (`expected_rounds_left`), haircut by `horizon_discount` (d):
+        F_i = signal_i x budget x expected rounds left (`expected_rounds_left`), haircut by
+        `horizon_discount` (d):
 
         - `buyback`: F_i flows into the pool, so (R_i + d F_i) / S_i;
         - `dividend`: F_i is paid to the tokens outside the pool (O_i), so R_i / S_i + d F_i / O_i;

@@ -71,6 +71,10 @@ class Market:
                 supply = pool.total_shares
                 token_out = shares * reserve_token // supply
                 base_out = shares * reserve_base // supply
+                if not token_out or not base_out:
+                    # The pool refuses such a burn (InsufficientLiquidity): dust shares
+                    # cannot be redeemed, so they fetch nothing.
+                    token_out = base_out = 0
                 reserve_token -= token_out
                 reserve_base -= base_out
                 amount += token_out

@@ -14,6 +14,7 @@ vary::
         chartists: [{strategy: momentum, count: 50}]
         fundamentalists: [{strategy: fundamental, count: 50}]
     seeds: 5                        # a count n (seeds 0 .. n-1) or a list of ints
+    counterfactual: true            # optional: also run each run's twin (reward budget 0)
     report:                         # optional settings of `wsf report`
       confidence: 0.95
 
@@ -108,6 +109,12 @@ class SweepFile(BaseModel):
     overrides: dict[str, Any] = Field(default_factory=dict)
     grid: dict[str, list[Any] | dict[str, Any]] = Field(default_factory=dict)
     seeds: StrictInt | list[StrictInt]
+    counterfactual: bool = Field(
+        False,
+        description="run every run's counterfactual twin (same seed, reward budget 0) into "
+        "its counterfactual/ folder; `wsf report` then gives run − twin paired differences "
+        "across seeds. Doubles the sweep's run time",
+    )
     report: ReportSettings = Field(default_factory=ReportSettings)
 
     @field_validator("overrides", "grid")
@@ -319,8 +326,10 @@ def _expand(
     for combo in itertools.product(*(points[key] for key in keys)):
         labels = {key: label for key, (label, _) in zip(keys, combo, strict=True)}
         values = {key: value for key, (_, value) in zip(keys, combo, strict=True)}
+        overrides = ({**spec.overrides, "counterfactual": True} if spec.counterfactual
+                     else spec.overrides)
         for seed in seeds:
-            scenario = _resolve(where, base, spec.overrides, labels, values, seed)
+            scenario = _resolve(where, base, overrides, labels, values, seed)
             run = RunSpec(run_id=run_id(scenario), params=labels, seed=seed, scenario=scenario)
             if run.run_id in by_id:
                 other = by_id[run.run_id]

@@ -43,9 +43,16 @@ MAX_MARKERS = 100
 ROUND_MARKER_COLOUR = "#9e9e9e"
 #: Name of the legend entry that toggles the FL round markers.
 ROUND_MARKER_NAME = "FL round"
-#: Agent types shown in the wealth chart, with the table column that holds their total.
-WEALTH_COLUMNS = {"clients": "wealth/client", "investors": "wealth/investor",
-                  "liquidity providers": "wealth/lp"}
+#: Agent types shown in the wealth chart, with the table columns that hold their total at
+#: spot and if sold (what selling everything alone would fetch).
+WEALTH_COLUMNS = {
+    "clients at spot": "wealth/client", "clients if sold": "wealth_if_sold/client",
+    "investors at spot": "wealth/investor", "investors if sold": "wealth_if_sold/investor",
+    "liquidity providers at spot": "wealth/lp", "liquidity providers if sold":
+    "wealth_if_sold/lp",
+    "federation at spot": "wealth/federation", "federation if sold":
+    "wealth_if_sold/federation",
+}
 
 
 class ObservedModel(Protocol):
@@ -187,15 +194,17 @@ def reserves_option(frame: pd.DataFrame, clients: Sequence[str]) -> dict[str, An
 
 
 def wealth_option(frame: pd.DataFrame) -> dict[str, Any]:
-    """Wealth of each agent type, marked to market, as the change since genesis (USD).
+    """Wealth of each agent type as the change since genesis (USD), at spot and if sold.
 
     Changes rather than levels: the types start orders of magnitude apart (a few investors'
-    cash against every client's whole token supply), and who gains is the question.
+    cash against every client's whole token supply), and who gains is the question. Both
+    valuations, because a thin pool's spot mark can be far above what selling would fetch.
     """
     present = {label: col for label, col in WEALTH_COLUMNS.items() if col in frame}
     levels = frame[list(present.values())]
     change = levels - levels.iloc[0] if not levels.empty else levels
-    return line_option(change, present, title="Wealth change by agent type (since step 0)",
+    return line_option(change, present,
+                       title="Wealth change by agent type since step 0, at spot and if sold",
                        y_name="USD", markers=round_steps(frame))
 
 
@@ -220,7 +229,7 @@ def _round_markers(steps: Iterable[int]) -> dict[str, Any]:
 # -- the latest round's table -----------------------------------------------------------------
 
 #: Headers of the round table, in order (money in USD, tokens in whole tokens).
-ROUND_TABLE_HEADERS = ("client", "behaviour", "contribution", "share", "reward (USD)",
+ROUND_TABLE_HEADERS = ("client", "behaviour", "contribution", "share", "allotted (USD)",
                        "supply change (tokens)", "price (USD/token)")
 
 

@@ -1,0 +1,132 @@
+"""Market.liquidation_value: what an account would hold in USD after selling everything alone.
+
+Exact vectors worked by hand from the Uniswap V2 formulas, the identity with actually
+executing the sale on a copy of the ledger, and `liquidation_value <= value` (spot) under
+random pools and trades (hypothesis).
+"""
+
+from __future__ import annotations
+
+import copy
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from abm.amm import MINIMUM_LIQUIDITY, ONE, Ledger, Market
+
+
+def _market(pools: dict[str, tuple[int, int]], fee_bps: int = 30) -> Market:
+    """A market whose pools are seeded by account `seed` with (tokens, USD) base units."""
+    ledger = Ledger()
+    market = Market(ledger, fee_bps=fee_bps)
+    for token, (reserve_token, reserve_usd) in pools.items():
+        pool = market.create_pool(token)
+        ledger.mint("seed", token, reserve_token)
+        ledger.mint("seed", "USD", reserve_usd)
+        pool.add_liquidity("seed", reserve_token, reserve_usd)
+    return market
+
+
+def _sell_everything(market: Market, account: str) -> int:
+    """Execute what `liquidation_value` describes, on a copy: burn shares, sell tokens."""
+    market = copy.deepcopy(market)
+    ledger = market.ledger
+    for token, pool in market.pools.items():
+        shares = ledger.balance(account, pool.lp_asset)
+        reserve_token, reserve_usd = pool.reserves
+        if (shares and shares * reserve_token // pool.total_shares
+                and shares * reserve_usd // pool.total_shares):  # else the pool refuses
+            pool.remove_liquidity(account, shares)
+        amount = ledger.balance(account, token)
+        if amount and pool.quote_exact_in(token, amount):
+            pool.swap_exact_in(account, token, amount)
+    return ledger.balance(account, "USD")
+
+
+def test_cash_only_is_worth_its_cash():
+    market = _market({"A": (100 * ONE, 200 * ONE)})
+    market.ledger.mint("alice", "USD", 7 * ONE)
+    assert market.liquidation_value("alice") == 7 * ONE == market.value("alice")
+
+
+def test_tokens_fetch_get_amount_out_on_the_pool_with_its_fee():
+    # 10 tokens into (100 tokens, 200 USD) at 0.3 %: out = 10*9970*200 // (100*10000 + 10*9970)
+    # in base units = 18.132217877602982631 USD; at spot they are marked 20 USD.
+    market = _market({"A": (100 * ONE, 200 * ONE)})
+    market.ledger.mint("alice", "A", 10 * ONE)
+    expected = 10 * ONE * 9970 * 200 * ONE // (100 * ONE * 10_000 + 10 * ONE * 9970)
+    assert expected == 18_132_217_877_602_982_631
+    assert market.liquidation_value("alice") == expected
+    assert market.value("alice") == 20 * ONE
+
+
+def test_lp_shares_are_burned_first_then_the_returned_tokens_are_sold():
+    # The seed owns every share but the locked MINIMUM_LIQUIDITY: burning returns all but a
+    # sliver of each reserve; selling the tokens into the sliver fetches almost nothing.
+    market = _market({"A": (100 * ONE, 200 * ONE)})
+    pool = market.pools["A"]
+    shares = market.ledger.balance("seed", pool.lp_asset)
+    assert shares == pool.total_shares - MINIMUM_LIQUIDITY
+    token_out = shares * 100 * ONE // pool.total_shares
+    base_out = shares * 200 * ONE // pool.total_shares
+    rest_t, rest_b = 100 * ONE - token_out, 200 * ONE - base_out
+    sale = token_out * 9970 * rest_b // (rest_t * 10_000 + token_out * 9970)
+    assert market.liquidation_value("seed") == base_out + sale
+    # The spot mark of the same shares: 2 x shares x 200 USD / total (just under 400 USD).
+    assert market.value("seed") == 2 * shares * 200 * ONE // pool.total_shares
+    assert market.liquidation_value("seed") < market.value("seed")
+
+
+def test_each_pool_is_sold_on_its_own_and_nothing_changes():
+    market = _market({"A": (100 * ONE, 200 * ONE), "B": (50 * ONE, 25 * ONE)})
+    market.ledger.mint("alice", "A", 10 * ONE)
+    market.ledger.mint("alice", "B", 5 * ONE)
+    market.ledger.mint("alice", "USD", 1 * ONE)
+    a = 10 * ONE * 9970 * 200 * ONE // (100 * ONE * 10_000 + 10 * ONE * 9970)
+    b = 5 * ONE * 9970 * 25 * ONE // (50 * ONE * 10_000 + 5 * ONE * 9970)
+    before = market.ledger.balances("alice"), market.pools["A"].reserves
+    assert market.liquidation_value("alice") == ONE + a + b
+    assert (market.ledger.balances("alice"), market.pools["A"].reserves) == before
+
+
+def test_without_a_fee_a_sale_still_fills_below_spot():
+    market = _market({"A": (100 * ONE, 200 * ONE)}, fee_bps=0)
+    market.ledger.mint("alice", "A", 100 * ONE)
+    # Selling a whole reserve's worth halves the price on the way: 100 tokens fetch 100 USD.
+    assert market.liquidation_value("alice") == 100 * ONE
+    assert market.value("alice") == 200 * ONE
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    reserves=st.lists(st.tuples(st.integers(10**6, 10**27), st.integers(10**6, 10**27)),
+                      min_size=1, max_size=3),
+    fee_bps=st.sampled_from([0, 5, 30, 100]),
+    lp_fraction=st.floats(0.0, 1.0),
+    holdings=st.lists(st.integers(0, 10**27), min_size=3, max_size=3),
+    cash=st.integers(0, 10**24),
+    trades=st.lists(st.tuples(st.integers(0, 2), st.booleans(), st.integers(1, 10**26)),
+                    max_size=6),
+)
+def test_liquidation_value_is_what_selling_fetches_and_never_above_spot(
+    reserves, fee_bps, lp_fraction, holdings, cash, trades
+):
+    tokens = [f"T{i}" for i in range(len(reserves))]
+    market = _market(dict(zip(tokens, reserves, strict=True)), fee_bps=fee_bps)
+    ledger = market.ledger
+    ledger.mint("alice", "USD", cash)
+    for token, amount in zip(tokens, holdings, strict=False):
+        ledger.mint("alice", token, amount)
+        pool = market.pools[token]
+        give = int(ledger.balance("seed", pool.lp_asset) * lp_fraction)
+        if give:
+            ledger.transfer("seed", "alice", pool.lp_asset, give)
+    for index, buy, amount in trades:  # someone else moves the prices first
+        token = tokens[index % len(tokens)]
+        asset = "USD" if buy else token
+        ledger.mint("bob", asset, amount)
+        if market.pools[token].quote_exact_in(asset, amount):
+            market.pools[token].swap_exact_in("bob", asset, amount)
+    value = market.liquidation_value("alice")
+    assert value <= market.value("alice")
+    assert value == _sell_everything(market, "alice")
