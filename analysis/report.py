@@ -174,7 +174,7 @@ def render_report(run: Run, figure_dir: Path, report_dir: Path) -> str:
         "## Wealth by holder type",
         "Summed over the agents of each type; the federation is the treasury and the "
         "largest liquidity provider (it seeds the pools). *Attributable* = final if sold, "
-        "run minus twin.",
+        "run minus twin. " + _not_additive_note(holders, run.summary.get("money")),
         markdown_table(holder_table),
         "## Where the money went",
         "USD enters only as endowments (genesis) and reward budgets. The budget's "
@@ -251,6 +251,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     print(path)
     return 0
+
+
+def _not_additive_note(holders: pd.DataFrame, money: Mapping[str, Any] | None) -> str:
+    """Why the if-sold column does not add up to the USD that exists (with the numbers)."""
+    note = ("Each holder's *if sold* value is its sale alone into the current pools; the "
+            "same pool USD backs every holder's sale, so these values do not add up: no group "
+            "of holders could realise the sum at once.")
+    if not money or holders.empty:
+        return note
+    usd = sum(float(v["end"]) for v in money["usd_by_holder"].values())
+    if_sold = float(holders["final_wealth_if_sold_usd"].sum())
+    return note + (f" Here the if-sold values sum to {if_sold:,.2f} USD while {usd:,.2f} USD "
+                   "exist in the whole economy.")
 
 
 def _unranked_text(unranked: Mapping[str, Any]) -> str:

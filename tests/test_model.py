@@ -116,7 +116,8 @@ def test_genesis_seeds_pools_at_the_opening_price_by_federation_or_by_client():
         MINIMUM_LIQUIDITY)
 
     by_client = WallStreetFedsModel(small_scenario(**{
-        "liquidity_providers": [], "market.seeded_by": "client", "market.pool_tokens": 4000, "market.client_cash": 1000}))
+        "liquidity_providers": [], "market.seeded_by": "client", "market.pool_tokens": 4000,
+        "market.client_cash": 1000}))
     pool = by_client.market.pools["c00"]
     assert pool.reserves == (4_000 * ONE, 1_000 * ONE)
     assert by_client.ledger.supply("c00") == 10_000 * ONE  # nothing minted beyond the supply

@@ -191,7 +191,8 @@ def test_page_shows_the_controls_and_every_panel(render, scenario: Scenario) -> 
         rc.find(v.Btn, children=[button]).assert_single()
     assert chart_titles(rc) == [
         "Token price per client", "Contribution signal per client",
-        "Pool liquidity (USD reserve per pool)", "Wealth change by agent type since step 0, at spot and if sold",
+        "Pool liquidity (USD reserve per pool)",
+        "Wealth change by agent type since step 0, at spot and if sold",
         "Global model accuracy"]
     assert step_counter(rc) == "Time: 0.0"
 
