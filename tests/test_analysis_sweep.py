@@ -246,3 +246,34 @@ def test_report_on_folder_without_finished_runs_is_refused(tmp_path: Path) -> No
         write_sweep_report(tmp_path)
     with pytest.raises(SweepError, match="not a sweep folder"):
         write_sweep_report(tmp_path / "nothing-here")
+
+
+# -- twins: paired differences across seeds -------------------------------------------------------
+
+
+def test_a_sweep_with_twins_reports_paired_run_minus_twin_differences(tmp_path: Path) -> None:
+    (tmp_path / "small.yaml").write_text(
+        yaml.safe_dump(small_scenario().to_dict(), sort_keys=False))
+    path = tmp_path / "twins.yaml"
+    path.write_text(yaml.safe_dump({
+        "name": "twins", "base": "small.yaml", "overrides": TINY,
+        "grid": {"rewards.policy": ["equal", "buyback"]}, "seeds": [0, 1, 2],
+        "counterfactual": True}, sort_keys=False))
+    out = run_sweep(path, workers=2, out=tmp_path / "out", progress=False)
+    for folder in (out / "runs").iterdir():
+        assert (folder / "counterfactual" / "summary.json").is_file()
+    report = write_sweep_report(out)
+    paired = pd.read_csv(report.parent / "paired_differences.csv")
+    # Per grid point and holder type: mean and t interval of (run - twin) over the seeds.
+    buyback_lp = paired[(paired["rewards.policy"] == "buyback") & (paired["holder"] == "lp")]
+    diffs = [load_run(p).summary["holders"]["lp"]["attributable_usd"]
+             for p in runs_of(out, **{"rewards.policy": "buyback"})]
+    got = buyback_lp[["attributable_usd_mean", "attributable_usd_ci_low",
+                      "attributable_usd_ci_high"]].iloc[0]
+    assert tuple(got) == pytest.approx(t_interval(diffs))
+    # Under equal, every client's attributable reward is the equal split, in every seed.
+    clients = pd.read_csv(report.parent / "client_rewards.csv")
+    equal = clients[clients["rewards.policy"] == "equal"]
+    assert equal["attributable_vs_equal_pct_mean"].abs().max() < 1e-9
+    assert (equal["allotted_vs_equal_pct_mean"] == 0.0).all()
+    assert "Run minus twin per holder type" in report.read_text()
