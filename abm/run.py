@@ -62,6 +62,7 @@ class RunResult:
     config: dict[str, Any]
     timings: dict[str, float] = field(default_factory=dict)
     final_if_sold: dict[str, int] = field(default_factory=dict)
+    accounts: dict[str, str] = field(default_factory=dict)  # ledger account -> agent type
     twin: RunResult | None = None
 
 
@@ -105,6 +106,7 @@ def _simulate_one(scenario: Scenario, *, check: bool, progress: bool) -> RunResu
         model=tables["model"], agents=tables["agents"], rounds=tables["rounds"],
         summary=_summary(model, tables, timings, check),
         config=resolved_config(model.config), timings=timings, final_if_sold=final_if_sold,
+        accounts={a.account: a.agent_type for a in model.agents},
     )
 
 
@@ -129,8 +131,7 @@ def _attribute(result: RunResult, twin: RunResult) -> None:
         row["attributable_usd"] = diff / ONE
         row["attributable_vs_equal_pct"] = _pct_vs(diff, equal)
     by_type: dict[str, int] = dict.fromkeys(HOLDER_TYPES, 0)
-    accounts = summary["accounts"]
-    for account, agent_type in accounts.items():
+    for account, agent_type in result.accounts.items():
         by_type[agent_type] += result.final_if_sold[account] - twin.final_if_sold[account]
     for kind in HOLDER_TYPES:
         summary["holders"][kind]["attributable_usd"] = by_type[kind] / ONE
@@ -239,7 +240,6 @@ def _summary(model, tables, timings, check: bool) -> dict[str, Any]:
         "time_by_phase_s": {k: round(v, 3) for k, v in timings.items() if k != "total"},
         "clients": clients,
         "holders": holders,
-        "accounts": {a.account: a.agent_type for a in model.agents},
         "money": money_table(model),
         "counterfactual": {"ran": False},
     }

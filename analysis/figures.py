@@ -216,7 +216,8 @@ def plot_money(run: Run, ax: Axes) -> None:
     budget = money_flows(run).set_index("flow")["usd"].iloc[0]
     ax.set_xlabel("Holder of the USD")
     ax.set_ylabel("Change of USD held, genesis to end (USD)")
-    ax.set_title(f"Where the money went: {budget:,.0f} USD of budgets paid in (USD)")
+    ax.set_title(f"Where the money went: USD held, genesis to end ({budget:,.0f} USD of "
+                 "budgets paid in)")
     _legend_outside(ax, "Part")
 
 
