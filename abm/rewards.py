@@ -3,8 +3,8 @@
 See docs/model.md, "Submodels: reward policies".
 
 Every round the model buyers pay the federation a budget R (USD). Each client's contribution
-c_i becomes a share s_i, and a policy turns client i's allotment s_i * R into something the
-client (or its token holders) actually receives:
+c_i becomes a share s_i, and a policy turns client i's allotment s_i * R into ledger
+movements: cash to the client, tokens minted to it, a buyback, or a dividend to its holders:
 
 =========  ==================================================================================
 equal      baseline: R / N USD paid straight to every client

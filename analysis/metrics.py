@@ -166,7 +166,7 @@ def gini(values: Any) -> float:
 
     For non-negative values this is the classical Gini in [0, 1] (0: all equal). Negative
     values are kept rather than clipped: clipping would make a client that lost 100 USD look
-    the same as one that received nothing, hiding exactly the losses a distribution policy
+    the same as one that got nothing, hiding exactly the losses a distribution policy
     can cause. With negatives G may exceed 1 (spread larger than the mean). `NaN` when there
     are no values or the mean is <= 0 (the ratio is then undefined or flips sign).
     """

@@ -451,33 +451,41 @@ def make_sweep_figures(
     c = tables.confidence
     rest = [p for p in tables.params if p not in (POLICY_PATH, METHOD_PATH)]
     level = f"{c:.0%} CI over seeds"
+    # The paper's figure, two measures side by side: one row of panels per setting (method
+    # and any other varying grid key), allotted on the left, attributable on the right.
     clients = _with_setting(tables.clients, rest, lead="method")
-    measures = clients.melt(
-        id_vars=[c for c in clients.columns
-                 if c not in ("allotted_vs_equal_pct", "attributable_vs_equal_pct")],
-        value_vars=["allotted_vs_equal_pct", "attributable_vs_equal_pct"],
-        var_name="measure",
-        value_name="vs_equal_pct",
-    )
-    measures["measure"] = measures["measure"].map({
-        "allotted_vs_equal_pct": "allotted",
-        "attributable_vs_equal_pct": "attributable (run − twin)",
-    })
-    measures["measure"] = measures["policy"].astype(str) + ": " + measures["measure"]
-    if measures.loc[measures["measure"].str.endswith("(run − twin)"), "vs_equal_pct"].isna().all():
-        measures = measures[~measures["measure"].str.endswith("(run − twin)")]
+    setting = clients["facet"].where(clients["facet"] != "", "all runs")
+    measures = pd.concat(
+        [
+            clients.assign(
+                vs_equal_pct=clients[column],
+                facet=setting + " · " + label,
+                order=setting.map({s: i for i, s in enumerate(dict.fromkeys(setting))}) * 2
+                + k,
+            )
+            for k, (column, label) in enumerate((
+                ("allotted_vs_equal_pct", "allotted by the policy"),
+                ("attributable_vs_equal_pct", "attributable (run − twin, if sold)"),
+            ))
+        ],
+        ignore_index=True,
+    ).sort_values("order", kind="stable")
+    twins = measures.loc[measures["facet"].str.endswith("if sold)"), "vs_equal_pct"]
+    if twins.isna().all():  # no twins in this sweep: the allotment alone
+        measures = measures[~measures["facet"].str.endswith("if sold)")]
     zero = pd.Series(0.0, index=list(dict.fromkeys(measures["facet"])))
     figures = {
         "reward_vs_equal": _bars(
             measures,
             x="client",
             y="vs_equal_pct",
-            hue="measure",
+            hue="policy",
             confidence=c,
             xlabel="Client",
             ylabel="Difference from the equal split (%)",
             title=f"Allotted and attributable reward vs the equal split, per client ({level})",
             reference=("equal split (0 %)", zero),
+            columns=2 if twins.notna().any() else MAX_COLUMNS,
         ),
         "distribution_cost": _bars(
             _with_setting(tables.costs, rest),
@@ -557,12 +565,13 @@ def _bars(
     reference: tuple[str, pd.Series] | None = None,
     zero_line: bool = False,
     ylim: tuple[float, float] | None = None,
+    columns: int = MAX_COLUMNS,
 ) -> Figure:
-    """Bar chart of the mean of `y` per `x` and `hue`, one panel per `facet`, error bars from
-    the t interval; `reference` draws a dashed horizontal line per panel, `ylim` fixes the
-    y range."""
+    """Bar chart of the mean of `y` per `x` and `hue`, one panel per `facet` (`columns`
+    panels per row), error bars from the t interval; `reference` draws a dashed horizontal
+    line per panel, `ylim` fixes the y range."""
     facets = list(dict.fromkeys(frame["facet"])) or [""]  # an empty table: one empty panel
-    ncols = min(len(facets), MAX_COLUMNS)
+    ncols = min(len(facets), columns)
     nrows = math.ceil(len(facets) / ncols)
     figure = Figure(
         figsize=(PANEL_SIZE[0] * ncols + 1.6, PANEL_SIZE[1] * nrows + 0.6), layout="constrained"
