@@ -88,12 +88,12 @@ class WallStreetFedsModel(mesa.Model):
         )
         #: USD minted at genesis, by holder type (base units): the endowments.
         self.endowments: dict[str, int] = dict.fromkeys(AGENT_TYPES, 0)
+        self._by_account = {a.account: a for a in self.agents}
         self._genesis()
         # The activation order has its own stream: Mesa's shuffle would otherwise draw from
         # the model's generator, shared with anything else that draws from it.
         self.market_agents = AgentSet([*self.clients, *self.investors, *self.lps],
                                       random=activation(seed))
-        self._by_account = {a.account: a for a in self.agents}
 
         self.view = MarketView(tokens=self.client_ids, policy=scenario.rewards.policy,
                                round_every=scenario.round_every,
@@ -219,13 +219,8 @@ class WallStreetFedsModel(mesa.Model):
     def holder_type(self, account: str) -> str:
         """`client`, `investor`, `lp`, `federation`, or `pool` (pools and the locked
         minimum liquidity) for a ledger account."""
-        agent = self._by_account.get(account) if hasattr(self, "_by_account") else None
-        if agent is not None:
-            return agent.agent_type
-        if account == TREASURY:
-            return "federation"
-        prefix = account.split(":", 1)[0]
-        return {"client": "client", "investor": "investor", "lp": "lp"}.get(prefix, "pool")
+        agent = self._by_account.get(account)
+        return agent.agent_type if agent is not None else "pool"
 
     def usd_by_holder(self) -> dict[str, int]:
         """USD held now by each holder type and by the pools, base units (sums to all USD)."""
