@@ -323,9 +323,11 @@ def holder_outcomes(run: Run) -> pd.DataFrame:
     """Wealth per holder type (the federation included), at spot and if sold, USD.
 
     One row per type present in `model.parquet` (`wealth/<type>`), columns: `holder`,
-    `initial_wealth_usd`, `final_wealth_usd`, `final_wealth_if_sold_usd`, `mtm_change_usd`
-    (final − initial at spot), `if_sold_change_usd` (final − initial if sold), and
-    `attributable_usd` (final if sold, run minus twin; NaN without a twin).
+    `initial_wealth_usd`, `final_wealth_usd`, `final_wealth_if_sold_usd` (sum of each
+    agent's sale alone), `final_if_sold_together_usd` (the whole group selling at once, from
+    summary.json; NaN if absent), `mtm_change_usd` (final − initial at spot),
+    `if_sold_change_usd` (final − initial if sold), and `attributable_usd` (final if sold,
+    run minus twin; NaN without a twin).
     """
     model = run.model.sort_values("step")
     holders = (run.summary.get("holders") or {})
@@ -336,17 +338,20 @@ def holder_outcomes(run: Run) -> pd.DataFrame:
             continue
         sold_series = model[sold] if sold in model.columns else pd.Series([NAN] * len(model))
         attributable = (holders.get(kind) or {}).get("attributable_usd")
+        together = (holders.get(kind) or {}).get("final_if_sold_together_usd")
         rows.append({
             "holder": kind,
             "initial_wealth_usd": float(model[spot].iloc[0]),
             "final_wealth_usd": float(model[spot].iloc[-1]),
             "final_wealth_if_sold_usd": float(sold_series.iloc[-1]),
+            "final_if_sold_together_usd": NAN if together is None else float(together),
             "mtm_change_usd": float(model[spot].iloc[-1] - model[spot].iloc[0]),
             "if_sold_change_usd": float(sold_series.iloc[-1] - sold_series.iloc[0]),
             "attributable_usd": NAN if attributable is None else float(attributable),
         })
     return pd.DataFrame(rows, columns=["holder", "initial_wealth_usd", "final_wealth_usd",
-                                       "final_wealth_if_sold_usd", "mtm_change_usd",
+                                       "final_wealth_if_sold_usd",
+                                       "final_if_sold_together_usd", "mtm_change_usd",
                                        "if_sold_change_usd", "attributable_usd"])
 
 

@@ -116,7 +116,8 @@ def render_report(run: Run, figure_dir: Path, report_dir: Path) -> str:
     holder_table = holders.rename(columns={
         "holder": "holder type", "initial_wealth_usd": "initial (USD)",
         "final_wealth_usd": "final at spot (USD)",
-        "final_wealth_if_sold_usd": "final if sold (USD)",
+        "final_wealth_if_sold_usd": "final if sold, each alone (USD)",
+        "final_if_sold_together_usd": "final if all sold together (USD)",
         "mtm_change_usd": "change at spot (USD)", "if_sold_change_usd": "change if sold (USD)",
         "attributable_usd": "attributable (USD)"})
     round_table = pd.DataFrame({"FL round": by_round.index.astype(int),
@@ -257,7 +258,8 @@ def _not_additive_note(holders: pd.DataFrame, money: Mapping[str, Any] | None) -
     """Why the if-sold column does not add up to the USD that exists (with the numbers)."""
     note = ("Each holder's *if sold* value is its sale alone into the current pools; the "
             "same pool USD backs every holder's sale, so these values do not add up: no group "
-            "of holders could realise the sum at once.")
+            "of holders could realise the sum at once. *If all sold together* is what the "
+            "whole type would fetch selling at once (each pool one sale).")
     if not money or holders.empty:
         return note
     usd = sum(float(v["end"]) for v in money["usd_by_holder"].values())

@@ -112,7 +112,8 @@ CLIENT_METRICS = (
     "attributable_vs_equal_pct",
     "mtm_change_usd",
 )
-HOLDER_METRICS = ("attributable_usd", "mtm_change_usd", "if_sold_change_usd")
+HOLDER_METRICS = ("attributable_usd", "mtm_change_usd", "if_sold_change_usd",
+                  "final_if_sold_together_usd")
 COST_METRICS = ("rewards_usd", "cost_usd", "cost_pct")
 INVESTOR_METRICS = (
     "mean_return_pct",

@@ -56,6 +56,9 @@ def test_wealth_if_sold_never_exceeds_wealth_at_spot(policy, seed, fee_bps, nois
         assert (result.model[f"wealth_if_sold/{kind}"]
                 <= result.model[f"wealth/{kind}"] + 1e-6).all(), kind
     assert result.summary["money"]["balanced"]
+    for kind, holder in result.summary["holders"].items():  # selling together fetches less
+        assert (holder["final_if_sold_together_usd"]
+                <= holder["final_wealth_if_sold_usd"] + 1e-6), kind
 
 
 @pytest.mark.parametrize("policy", POLICIES)

@@ -130,3 +130,15 @@ def test_liquidation_value_is_what_selling_fetches_and_never_above_spot(
     value = market.liquidation_value("alice")
     assert value <= market.value("alice")
     assert value == _sell_everything(market, "alice")
+
+
+def test_a_group_selling_together_fetches_less_than_its_members_alone():
+    market = _market({"A": (100 * ONE, 200 * ONE)})
+    market.ledger.mint("alice", "A", 10 * ONE)
+    market.ledger.mint("bob", "A", 10 * ONE)
+    alone = 10 * ONE * 9970 * 200 * ONE // (100 * ONE * 10_000 + 10 * ONE * 9970)
+    together = 20 * ONE * 9970 * 200 * ONE // (100 * ONE * 10_000 + 20 * ONE * 9970)
+    assert market.liquidation_value("alice") == market.liquidation_value("bob") == alone
+    assert market.group_liquidation_value(["alice", "bob"]) == together < 2 * alone
+    assert market.group_liquidation_value(["alice"]) == alone
+    assert market.group_liquidation_value(["alice", "alice"]) == alone  # a set of accounts

@@ -15,6 +15,8 @@ spot, and the fee only lowers it further).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from abm.amm.ledger import Ledger
 from abm.amm.math import DEFAULT_FEE_BPS, check_fee_bps, get_amount_out
 from abm.amm.pool import Pool
@@ -55,12 +57,25 @@ class Market:
         `Pool.remove_liquidity` pays out (`shares * reserve // total_shares`); then its whole
         balance of that pool's token, including what the burn returned, is sold into the
         pool's reserves after the burn with the pool's fee (`get_amount_out`, rounding down).
-        Plus the base currency it holds. Pools are independent (each sale moves only its own
-        pool), so the order of pools does not matter. Nothing in the ledger changes.
-
-        A pool whose reserves are empty buys nothing (its tokens count 0).
+        Shares too few to pay out a base unit of each reserve cannot be burned (the pool
+        refuses) and count 0. Plus the base currency it holds. Pools are independent (each
+        sale moves only its own pool), so the order of pools does not matter. Nothing in the
+        ledger changes. A pool whose reserves are empty buys nothing (its tokens count 0).
         """
-        held = self.ledger.balances(account)
+        return self.group_liquidation_value([account])
+
+    def group_liquidation_value(self, accounts: Iterable[str]) -> int:
+        """Base units `accounts` would hold together after selling everything at once: per
+        pool, their LP shares burned together and their tokens sold in one sale (the same
+        rules as `liquidation_value`, which is the group of one).
+
+        A group's sale moves the price against all of its members, so this is at most the
+        sum of their `liquidation_value`s: each one's sale alone is not additive.
+        """
+        held: dict[str, int] = {}
+        for account in set(accounts):
+            for asset, amount in self.ledger.balances(account).items():
+                held[asset] = held.get(asset, 0) + amount
         total = held.get(self.base, 0)
         for token, pool in self.pools.items():
             amount, shares = held.get(token, 0), held.get(pool.lp_asset, 0)
