@@ -333,7 +333,7 @@ def _write_tables(result: RunResult, folder: Path) -> None:
     for name in TABLES:
         getattr(result, name).to_parquet(folder / f"{name}.parquet", index=False)
     (folder / "summary.json").write_text(
-        json.dumps(result.summary, indent=2, allow_nan=False) + "\n", encoding="utf-8"
+        json.dumps(result.summary, indent=2) + "\n", encoding="utf-8"
     )
 
 
