@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from abm.fl import CoalitionGame, Federation, load_dataset, partition, split_validation
-from abm.fl.game import coalition_keys, masks_from_keys
+from abm.fl.game import LOSS_TOLERANCE, coalition_keys, masks_from_keys
 from abm.fl.shapley import all_masks
 
 
@@ -25,18 +25,108 @@ def round_result(names, *, model="mlp", metric="accuracy", seed=0, rounds=1):
 NAMES = ["honest", "honest", "free_rider", "label_flip", "noisy_labels", "honest"]
 
 
-@pytest.mark.parametrize("model", ["logreg", "mlp"])
-@pytest.mark.parametrize("metric", ["accuracy", "loss"])
-def test_batched_values_equal_one_at_a_time(model, metric):
-    _, res = round_result(NAMES, model=model, metric=metric, rounds=2)
+def image_round_result(names, *, metric="accuracy", seed=0, rounds=1):
+    rng = np.random.default_rng(seed)
+    ds = load_dataset("digits", rng=rng, n_samples=300, image=True)
+    train, val = split_validation(ds, 0.3, rng)
+    parts = partition(train.y, len(names), scheme="iid", rng=rng)
+    fed = Federation(train, parts, val, names, model="cnn", hidden=8, metric=metric, lr=0.3,
+                     seed=seed)
+    for _ in range(rounds):
+        res = fed.run_round()
+    return fed, res
+
+
+@pytest.mark.parametrize("model", ["logreg", "mlp", "cnn"])
+@pytest.mark.parametrize("rounds", [1, 4])
+def test_first_layer_fast_path_matches_the_naive_path(model, rounds):
+    """Every coalition of free riders, label flippers, noisy and honest clients: the fast path
+    (first-layer combination) against building each coalition's model and running the plain
+    forward pass, within the stated tolerance."""
+    for metric in ("accuracy", "loss"):
+        if model == "cnn":
+            _, res = image_round_result(NAMES, metric=metric, rounds=rounds)
+        else:
+            _, res = round_result(NAMES, model=model, metric=metric, rounds=rounds)
+        masks = all_masks(len(NAMES))
+        fast = res.game(masks)
+        naive = res.game.evaluate_naive(masks)
+        assert fast.dtype == np.float64 and fast.shape == (64,)
+        if metric == "loss":
+            np.testing.assert_allclose(fast, naive, rtol=0, atol=LOSS_TOLERANCE)
+        else:  # a prediction may flip where two logits tie within float32 rounding
+            m = len(res.game.y_val)
+            assert np.all(np.abs(fast - naive) <= 1 / m + 1e-12)
+            assert np.count_nonzero(fast != naive) <= 2
+
+
+@pytest.mark.parametrize("model", ["logreg", "mlp", "cnn"])
+def test_first_layer_and_head_compose_to_the_forward_pass(model):
+    if model == "cnn":
+        fed, res = image_round_result(NAMES[:3])
+    else:
+        fed, res = round_result(NAMES[:3], model=model)
+    net, X = fed.net, fed.X_val
+    P = torch.stack([res.prev_params, res.params, res.prev_params + res.updates[0]])
+    p1 = net.p_first
+    Z = net.first_layer_batched(P[:, :p1], X)
+    assert Z.shape == (3, X.shape[0] * net.first_layer_width())
+    logits = net.head_batched(P[:, p1:], Z, X.shape[0])
+    torch.testing.assert_close(logits, net.forward_batched(P, X).transpose(1, 2),
+                               rtol=1e-5, atol=1e-5)
+    # the first layer is affine in its parameters: the combination trick's premise
+    c = torch.tensor([0.25, 0.75], dtype=torch.float64)
+    mix = net.first_layer_batched((c @ P[1:, :p1].double())[None], X.double())[0]
+    torch.testing.assert_close(mix, c @ net.first_layer_batched(P[1:, :p1].double(), X.double()))
+
+
+def test_accumulate_breaks_ties_like_argmax():
+    from abm.fl.nets import Net
+
+    rng = np.random.default_rng(0)
+    logits = torch.from_numpy(rng.integers(0, 3, size=(5, 4, 200)).astype(np.float32))
+    y = torch.from_numpy(rng.integers(0, 4, size=200))
+    correct = torch.zeros(5, dtype=torch.float64)
+    loss = torch.zeros(5, dtype=torch.float64)
+    Net.accumulate(logits, y, correct, loss)
+    expected = (logits.argmax(1) == y).sum(-1).double()
+    torch.testing.assert_close(correct, expected, rtol=0, atol=0)
+    expected_loss = torch.nn.functional.cross_entropy(
+        logits.transpose(1, 2).reshape(-1, 4).double(), y.repeat(5), reduction="none"
+    ).view(5, 200).sum(-1)
+    torch.testing.assert_close(loss, expected_loss, rtol=0, atol=1e-4)
+
+
+def test_values_do_not_depend_on_the_batch_a_coalition_came_in():
+    _, res = round_result(NAMES, metric="loss", rounds=2)
+    g = res.game
     masks = all_masks(len(NAMES))
-    batched = res.game(masks)
-    naive = res.game.evaluate_naive(masks)
-    if metric == "accuracy":
-        np.testing.assert_array_equal(batched, naive)
-    else:  # mean cross-entropy: equal up to float32 summation order
-        np.testing.assert_allclose(batched, naive, rtol=0, atol=1e-6)
-    assert batched.dtype == np.float64 and batched.shape == (64,)
+
+    def fresh():
+        return CoalitionGame(g.net, g.prev, g.updates, g.weights, g.X_val, g.y_val,
+                             metric="loss")
+
+    whole = fresh()(masks)
+    game = fresh()
+    order = np.random.default_rng(0).permutation(64)
+    parts = np.empty(64)
+    for chunk in np.array_split(order, 7):
+        parts[chunk] = game(masks[chunk])
+    np.testing.assert_allclose(parts, whole, rtol=0, atol=1e-12)
+
+
+def test_first_layer_outputs_recomputed_when_too_big_to_keep(monkeypatch):
+    import abm.fl.game as game_module
+
+    _, res = round_result(NAMES, metric="loss", rounds=2)
+    masks = all_masks(len(NAMES))
+    g = res.game
+    kept = CoalitionGame(g.net, g.prev, g.updates, g.weights, g.X_val, g.y_val,
+                         metric="loss")(masks)
+    fresh = CoalitionGame(g.net, g.prev, g.updates, g.weights, g.X_val, g.y_val, metric="loss")
+    monkeypatch.setattr(game_module, "FIRST_LAYER_CACHE_BYTES", 0)
+    np.testing.assert_array_equal(fresh(masks), kept)
+    assert fresh._first_cache is None
 
 
 def test_coalition_model_is_prev_plus_weighted_mean_of_members():

@@ -181,7 +181,9 @@ def test_gtg_between_round_truncation():
 
 
 def test_within_round_truncation_saves_evaluations():
-    """A saturating game: any 2 players reach the full value, so scans stop early."""
+    """A saturating game: any 2 players reach the full value, so scans stop early. Scanned one
+    position per call (``prefix_block=1``) the truncation saves evaluations; all prefixes in
+    one call (the default) it saves none, and the values are the same."""
     n = 8
 
     def fn(S):
@@ -190,14 +192,56 @@ def test_within_round_truncation_saves_evaluations():
     full = gtg_shapley(CountingGame(fn, n), n, rng=np.random.default_rng(0), eps_within=0.0,
                        min_permutations=64, max_permutations=64)
     trunc = gtg_shapley(CountingGame(fn, n), n, rng=np.random.default_rng(0),
-                        eps_within=0.001, min_permutations=64, max_permutations=64)
+                        eps_within=0.001, min_permutations=64, max_permutations=64,
+                        prefix_block=1)
     assert trunc.evaluations < full.evaluations
     assert trunc.evaluations <= 1 + 1 + n + n * (n - 1) // 2  # empty, full, sizes 1 and 2
     np.testing.assert_allclose(trunc.values, np.full(n, 1 / n), atol=0.08)
     np.testing.assert_allclose(trunc.values.sum(), 1.0, atol=1e-12)  # efficient per permutation
+    batched = gtg_shapley(CountingGame(fn, n), n, rng=np.random.default_rng(0),
+                          eps_within=0.001, min_permutations=64, max_permutations=64)
+    np.testing.assert_array_equal(batched.values, trunc.values)
+    assert batched.evaluations == full.evaluations
     mc = tmc_shapley(CountingGame(fn, n), n, rng=np.random.default_rng(0), truncation_tol=0.01,
-                     min_permutations=64, max_permutations=64)
+                     min_permutations=64, max_permutations=64, prefix_block=1)
     assert mc.evaluations < full.evaluations
+
+
+def _scan_one_at_a_time(fn, perms, v_all, v_empty, threshold):
+    """Reference for the batched scan: each permutation alone, prefix by prefix, stopping at
+    the first prefix within ``threshold`` of ``v_all``."""
+    b, n = perms.shape
+    marg = np.zeros((b, n))
+    for r, perm in enumerate(perms):
+        prev, S = v_empty, frozenset()
+        for j, player in enumerate(perm):
+            if threshold >= 0 and abs(v_all - prev) <= threshold:
+                break
+            S = S | {int(player)}
+            val = v_all if j == n - 1 else fn(S)
+            marg[r, player] = val - prev
+            prev = val
+    return marg
+
+
+@pytest.mark.parametrize("threshold", [-1.0, 0.0, 0.05, 0.2])
+def test_batched_scan_equals_one_permutation_at_a_time(threshold):
+    from abm.fl.shapley import _Memo, _scan
+
+    n = 7
+    rng = np.random.default_rng(1)
+    for seed in range(4):
+        fn = _random_game(n, seed=seed)
+        if seed % 2:  # a saturating game, so that truncation fires
+            base = fn
+            fn = lambda S, base=base: min(base(S), base(frozenset(range(n))))  # noqa: E731
+        v_all, v_empty = fn(frozenset(range(n))), fn(frozenset())
+        perms = np.argsort(rng.random((12, n)), axis=1)
+        expected = _scan_one_at_a_time(fn, perms, v_all, v_empty, threshold)
+        for block in (1, 2, 3, n):
+            memo = _Memo(CountingGame(fn, n), n)
+            got = _scan(memo, perms, v_all, v_empty, threshold, block)
+            np.testing.assert_array_equal(got, expected)
 
 
 def test_gtg_guided_sampling_puts_each_player_first_in_turn():

@@ -176,6 +176,10 @@ _COMMON_SAMPLING = {
         0.0, 1.0, lo_open=True,
     ),
     "last_k": Param(10, "permutations over which convergence is judged", "int", 1, 10_000),
+    "prefix_block": Param(
+        0, "permutation positions evaluated per batched call (0 = every prefix at once)", "int",
+        0, 10_000,
+    ),
 }
 
 
@@ -192,6 +196,9 @@ class ShapleyMC(ContributionMethod):
       :mod:`abm.fl.shapley`.
     - ``batch`` (0, int in [0, 10000]): permutations scanned in lockstep per batch; 0 = the
       number of clients.
+    - ``prefix_block`` (0, int in [0, 10000]): permutation positions evaluated per batched
+      game call; 0 = every prefix of the batch in one call (fastest unless truncation stops
+      most scans early; the values do not depend on it, see :func:`abm.fl.shapley._scan`).
     """
 
     name = "shapley_mc"
@@ -215,6 +222,7 @@ class ShapleyMC(ContributionMethod):
             convergence_tol=p["convergence_tol"],
             last_k=p["last_k"],
             batch=p["batch"] or None,
+            prefix_block=p["prefix_block"],
         )
         self.evaluations_last_round = est.evaluations
         self.info_last_round = {"permutations": est.n_permutations, "converged": est.converged}
@@ -235,6 +243,7 @@ class GTGShapley(ContributionMethod):
     - ``min_permutations`` (30, int in [1, 100000]): at least ``max(min, n)``.
     - ``convergence_tol`` (0.05, float in (0, 1]), ``last_k`` (10, int in [1, 10000]): see
       :mod:`abm.fl.shapley`.
+    - ``prefix_block`` (0, int in [0, 10000]): as for ``shapley_mc``.
 
     ``eps_*`` are in utility units (accuracy, or loss for ``metric="loss"``).
     """
@@ -260,6 +269,7 @@ class GTGShapley(ContributionMethod):
             max_permutations=p["max_permutations"],
             convergence_tol=p["convergence_tol"],
             last_k=p["last_k"],
+            prefix_block=p["prefix_block"],
         )
         self.evaluations_last_round = est.evaluations
         self.info_last_round = {

@@ -11,12 +11,26 @@ accuracy (``metric="accuracy"``) or the negative mean validation cross-entropy
 previous global model. The grand coalition is exactly the round's new global model.
 
 ``game(masks)`` takes a boolean matrix ``(k, n)`` (row = coalition, column = player) and
-returns ``k`` float64 utilities. Evaluation is batched: the coalitions' parameter vectors
-are stacked as ``(k, p) = coef @ U + prev`` (``coef`` = masks * weights, row-normalised;
-computed in float64 then rounded to float32, so a coalition's parameters do not depend on
-which batch it came in) and all ``k`` models are evaluated on the validation set at once
-(:meth:`abm.fl.nets.Net.evaluate_batched`). Utilities are memoised within the round, keyed
-by the coalition's bit pattern (bit ``i`` = player ``i``).
+returns ``k`` float64 utilities. Coefficients ``coef`` = masks * weights, row-normalised, are
+computed in float64.
+
+Evaluation uses the linearity of the first layer (see :mod:`abm.fl.nets`): the first layer is
+affine in its parameters, so for the coalition model ``prev + coef @ U`` its output on the
+validation set is ``Z(prev) + coef @ [Z(U_1); ...; Z(U_n)]``, where ``Z(theta)`` is the first
+layer (weights and bias) applied with parameters ``theta``. The ``n + 1`` outputs are computed
+once per round in float64 and stored as float32; a batch of ``k`` coalitions then costs one
+``(k, n) @ (n, m * width)`` GEMM for its first layer (``width`` = hidden units for the MLP,
+classes for logistic regression, ``8 * H * W`` for the CNN's first convolution) instead of
+``k`` first layers over the input dimension, and the rest of each model (its other parameters,
+``prev + coef @ U`` in float64 rounded to float32) runs batched as before. Tolerance against
+the reference path (:meth:`CoalitionGame.evaluate_naive`, which builds every coalition's
+parameter vector and runs the plain forward pass): mean losses agree within ``1e-6``
+(``LOSS_TOLERANCE``; both paths are float32 with float64 sums, they differ only in rounding
+order); accuracies agree exactly except where a validation sample's two best logits are within
+float32 rounding of each other, which flips that one prediction (``1/m`` of accuracy; the
+tests bound how often). Utilities are memoised within the round, keyed by the coalition's bit
+pattern (bit ``i`` = player ``i``), so a coalition has one value per round whichever batch
+first asked for it.
 
 ``evaluations`` counts the distinct coalitions requested through ``game(...)`` so far (each
 coalition counts once, however often it is asked for; values the federation already knew,
@@ -33,10 +47,19 @@ import torch
 
 from abm.fl.nets import Net
 
-__all__ = ["METRICS", "CoalitionGame", "coalition_keys", "masks_from_keys"]
+__all__ = ["LOSS_TOLERANCE", "METRICS", "CoalitionGame", "coalition_keys", "masks_from_keys"]
 
 #: ``loss`` and ``neg_loss`` are the same utility: the negative mean validation loss.
 METRICS = ("accuracy", "loss", "neg_loss")
+
+#: Stated agreement of the fast path with :meth:`CoalitionGame.evaluate_naive` on mean
+#: validation loss (absolute); tested on several models, rounds and behaviours.
+LOSS_TOLERANCE = 1e-6
+
+#: The per-round first-layer outputs are kept for the round when they fit in this many bytes
+#: (the CNN's first convolution on a large validation set may not); otherwise each call
+#: recomputes them chunk by chunk.
+FIRST_LAYER_CACHE_BYTES = 256 << 20
 
 
 def coalition_keys(masks: np.ndarray) -> list[int]:
@@ -94,7 +117,7 @@ class CoalitionGame:
         self.y_val = y_val
         self._prev64 = self.prev.double()
         self._U64 = self.updates.double()
-        self._w64 = torch.from_numpy(w)
+        self._first_cache: list[tuple[int, int, torch.Tensor]] | None = None
         self._acc: dict[int, float] = {}  # coalition key -> validation accuracy
         self._loss: dict[int, float] = {}  # coalition key -> mean validation loss
         self._requested: set[int] = set()
@@ -118,10 +141,11 @@ class CoalitionGame:
     def coefficients(self, masks: np.ndarray) -> torch.Tensor:
         """``(k, n)`` float64 aggregation coefficients: masks * weights, rows summing to 1
         (all zero for the empty coalition)."""
-        m = torch.from_numpy(self._masks(masks).astype(np.float64))
-        w = m * self._w64
-        s = w.sum(1, keepdim=True)
-        return torch.where(s > 0, w / torch.where(s > 0, s, 1.0), 0.0)
+        # numpy: these are small, and numpy's per-call cost is a fraction of torch's
+        w = self._masks(masks) * self.weights
+        s = w.sum(1, keepdims=True)
+        c = np.divide(w, s, out=np.zeros_like(w), where=s > 0)
+        return torch.from_numpy(c).to(self._U64.device)
 
     def coalition_params(self, masks: np.ndarray) -> torch.Tensor:
         """``(k, p)`` float32 parameters of the coalitions' aggregated models."""
@@ -129,21 +153,83 @@ class CoalitionGame:
         return torch.addmm(self._prev64, c, self._U64).to(torch.float32)
 
     # -- evaluation -------------------------------------------------------------------------
+    def _sample_chunk(self) -> int:
+        width = max(1, self.net._width())
+        return min(int(self.y_val.shape[0]), max(1, self.net.chunk_elems // width))
+
+    def _first_layer_chunks(self):
+        """Yield ``(s, e, ZA (n + 1, F))`` per chunk of validation samples ``s:e``: the first
+        layer's output for ``prev`` (row 0) and for each update (computed in float64, stored
+        float32)."""
+        if self._first_cache is not None:
+            yield from self._first_cache
+            return
+        m = int(self.y_val.shape[0])
+        ms = self._sample_chunk()
+        p1 = self.net.p_first
+        # (n + 1, p_first): prev's first layer, then each update's (an update is a delta, so its
+        # "first layer" is the delta's contribution: Z is affine in (W, b) jointly).
+        P1 = torch.cat([self._prev64[None, :p1], self._U64[:, :p1]])
+        n_bytes = (self.n_players + 1) * m * self.net.first_layer_width() * 4
+        keep = [] if n_bytes <= FIRST_LAYER_CACHE_BYTES else None
+        for s in range(0, m, ms):
+            e = min(m, s + ms)
+            Z = self.net.first_layer_batched(P1, self.X_val[s:e].double())
+            item = (s, e, Z.reshape(self.n_players + 1, -1).to(torch.float32))
+            if keep is not None:
+                keep.append(item)
+            yield item
+        if keep is not None:
+            self._first_cache = keep
+
+    @torch.no_grad()
+    def _evaluate(
+        self, masks: np.ndarray, want_acc: bool, want_loss: bool
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``(accuracy (k,), mean loss (k,))`` of coalitions through the first-layer
+        combination (module docstring); ``nan`` for what is not wanted."""
+        C = self.coefficients(masks)
+        k = C.shape[0]
+        p1 = self.net.p_first
+        # [1 | coef] @ [Z(prev); Z(U)]: prev's row rides in the GEMM (no bias broadcast copy)
+        CA = torch.ones(k, self.n_players + 1, dtype=torch.float32, device=C.device)
+        CA[:, 1:] = C
+        P2 = torch.addmm(self._prev64[p1:], C, self._U64[:, p1:]).to(torch.float32)
+        width = max(1, self.net._width())
+        dev = self._U64.device
+        correct = torch.zeros(k, dtype=torch.float64, device=dev) if want_acc else None
+        loss = torch.zeros(k, dtype=torch.float64, device=dev) if want_loss else None
+        for s, e, ZA in self._first_layer_chunks():
+            ms = e - s
+            ys = self.y_val[s:e]
+            kc = max(1, self.net.chunk_elems // (ms * width))
+            kc = -(-k // -(-k // kc))  # equal chunks: no small remainder chunk
+            for a in range(0, k, kc):
+                b = min(k, a + kc)
+                logits = self.net.head_batched(P2[a:b], CA[a:b] @ ZA, ms)  # (kc, C, ms)
+                self.net.accumulate(logits, ys, None if correct is None else correct[a:b],
+                                    None if loss is None else loss[a:b])
+        m = int(self.y_val.shape[0])
+        nan = np.full(k, np.nan)
+        acc = nan if correct is None else (correct / m).cpu().numpy()
+        return acc, (nan if loss is None else (loss / m).cpu().numpy())
+
+    # -- memo -------------------------------------------------------------------------------
     def _utility(self, key: int) -> float:
         return self._acc[key] if self.metric == "accuracy" else -self._loss[key]
 
-    def _ensure(self, keys: Iterable[int], want_loss: bool) -> None:
+    def _ensure(self, keys: Iterable[int], want_acc: bool, want_loss: bool) -> None:
         missing = [
             k
             for k in dict.fromkeys(keys)
-            if k not in self._acc or (want_loss and k not in self._loss)
+            if (want_acc and k not in self._acc) or (want_loss and k not in self._loss)
         ]
         if not missing:
             return
-        P = self.coalition_params(masks_from_keys(missing, self.n_players))
-        acc, loss = self.net.evaluate_batched(P, self.X_val, self.y_val, want_loss=want_loss)
+        acc, loss = self._evaluate(masks_from_keys(missing, self.n_players), want_acc, want_loss)
         for i, key in enumerate(missing):
-            self._acc[key] = float(acc[i])
+            if want_acc:
+                self._acc[key] = float(acc[i])
             if want_loss:
                 self._loss[key] = float(loss[i])
 
@@ -151,7 +237,7 @@ class CoalitionGame:
         """``(accuracy (k,), loss (k,))`` of coalitions, evaluated (memoised) but not
         counted in ``evaluations``; used by the federation for its own bookkeeping."""
         keys = coalition_keys(self._masks(masks))
-        self._ensure(keys, want_loss=True)
+        self._ensure(keys, want_acc=True, want_loss=True)
         return (
             np.array([self._acc[k] for k in keys], dtype=np.float64),
             np.array([self._loss[k] for k in keys], dtype=np.float64),
@@ -170,7 +256,8 @@ class CoalitionGame:
         if new:
             self._requested.update(new)
             self.evaluations += len(new)
-            self._ensure(new, want_loss=self.metric == "loss")
+            loss = self.metric == "loss"
+            self._ensure(new, want_acc=not loss, want_loss=loss)
         return np.array([self._utility(k) for k in keys], dtype=np.float64)
 
     def evaluate_naive(self, masks: np.ndarray) -> np.ndarray:

@@ -20,12 +20,14 @@ A *game* is a callable taking a boolean matrix ``(k, n)`` (rows = coalitions) an
   permutations come in cycles of ``n``, the ``g``-th of a cycle starting with player ``g``
   (the rest in random order).
 
-Both samplers scan a batch of permutations in lockstep, position by position, so each step
-is one batched game call holding the prefixes of all still-active permutations (truncation
-decisions are the same as scanning one permutation at a time). The first batch holds the
-first ``min_permutations`` (rounded up to whole batches), later batches one cycle each.
-Coalitions are memoised per call; ``evaluations`` is the number of distinct coalitions
-requested from the game.
+Both samplers evaluate a batch of permutations at once: every proper prefix of every
+permutation of the batch in one batched game call, the truncation applied per permutation
+afterwards (so the values are those of scanning one permutation at a time, while a batch costs
+one call instead of one per position). The first batch holds the first ``min_permutations``
+(rounded up to whole batches), later batches one cycle each. Coalitions are memoised per call;
+``evaluations`` is the number of distinct coalitions requested from the game, including the
+prefixes past a truncation point (they are computed in the same call, before the truncation is
+known).
 
 Convergence (both samplers): after at least ``min_permutations`` permutations, and after
 each batch, the running estimate ``phi_t`` (mean marginal contribution over the first ``t``
@@ -169,27 +171,50 @@ def _scan(
     v_all: float,
     v_empty: float,
     threshold: float,
+    block: int,
 ) -> np.ndarray:
-    """Marginal contributions ``(b, n)`` of each player in each permutation, scanning the
-    permutations in lockstep; a scan stops when ``|v_all - v(prefix)| <= threshold``
-    (``threshold < 0``: never)."""
+    """Marginal contributions ``(b, n)`` of each player in each permutation of ``perms (b, n)``.
+
+    The prefixes are evaluated ``block`` positions at a time: one batched game call holds the
+    next ``block`` prefixes of every permutation still being scanned; the truncation is then
+    applied per permutation, as a one-at-a-time scan would have: a permutation's scan stops at
+    its first prefix with ``|v_all - v(prefix)| <= threshold`` (``threshold < 0``: never), and
+    every later player gets marginal 0. Values are those of the sequential scan (tested against
+    it). ``block >= n - 1`` evaluates every prefix in one call; prefixes past a truncation point
+    inside a block are evaluated (and counted) too."""
     b, n = perms.shape
-    marg = np.zeros((b, n), dtype=np.float64)
-    prev = np.full(b, v_empty, dtype=np.float64)
-    cum = np.zeros((b, n), dtype=bool)
-    active = np.ones(b, dtype=bool)
-    rows_all = np.arange(b)
-    for j in range(n):
+    rows = np.arange(b)[:, None]
+    pos = np.empty((b, n), dtype=np.int64)
+    pos[rows, perms] = np.arange(n)  # position of each player in each permutation
+    # v[:, j] = value of the prefix of length j (0: empty, n: everyone); nan = never evaluated
+    v = np.full((b, n + 1), np.nan, dtype=np.float64)
+    v[:, 0] = v_empty
+    v[:, n] = v_all
+    alive = np.ones(b, dtype=bool)  # still scanning before the prefix length `lo`
+    lo = 1
+    while lo < n:
         if threshold >= 0:
-            active &= np.abs(v_all - prev) > threshold
-        if not active.any():
+            alive &= np.abs(v_all - v[:, lo - 1]) > threshold
+        if not alive.any():
             break
-        rows = rows_all[active]
-        players = perms[rows, j]
-        cum[rows, players] = True
-        vals = np.full(rows.size, v_all) if j == n - 1 else memo(cum[rows])
-        marg[rows, players] = vals - prev[rows]
-        prev[rows] = vals
+        hi = min(n, lo + max(1, block))  # prefix lengths lo .. hi - 1
+        live = np.flatnonzero(alive)
+        lengths = np.arange(lo, hi)
+        prefixes = pos[live, None, :] < lengths[None, :, None]  # (live, hi - lo, n)
+        vals = memo(prefixes.reshape(-1, n)).reshape(live.size, hi - lo)
+        v[live, lo:hi] = vals
+        if threshold >= 0 and hi - lo > 1:
+            # a permutation truncated inside the block stops being scanned after it
+            alive[live] &= np.all(np.abs(v_all - vals[:, :-1]) > threshold, axis=1)
+        lo = hi
+    step = np.diff(v, axis=1)  # (b, n): marginal of the player at position j
+    if threshold >= 0:
+        # position j is scanned while no prefix of length <= j was within the threshold
+        scanned = np.logical_and.accumulate(np.abs(v_all - v[:, :n]) > threshold, axis=1)
+    else:
+        scanned = np.ones((b, n), dtype=bool)
+    marg = np.zeros((b, n), dtype=np.float64)
+    marg[rows, perms] = np.where(scanned, step, 0.0)
     return marg
 
 
@@ -221,6 +246,7 @@ def _sample(
     convergence_tol: float,
     last_k: int,
     batch: int,
+    prefix_block: int,
 ) -> ShapleyEstimate:
     memo = _Memo(game, n)
     ends = np.zeros((2, n), dtype=bool)
@@ -240,15 +266,15 @@ def _sample(
     while done < max_permutations:
         size = min(first if done == 0 else batch, max_permutations - done)
         if guided:
-            firsts = (np.arange(done, done + size) % n).astype(np.int64)
-            perms = np.empty((size, n), dtype=np.int64)
-            for r, f in enumerate(firsts):
-                rest = np.delete(np.arange(n), f)
-                perms[r, 0] = f
-                perms[r, 1:] = rest[rng.permutation(n - 1)]
+            # the g-th permutation of a cycle starts with player g, the rest in random order
+            # (random sort keys; the forced first player's key is below every other)
+            firsts = np.arange(done, done + size) % n
+            keys = rng.random((size, n))
+            keys[np.arange(size), firsts] = -1.0
+            perms = np.argsort(keys, axis=1)
         else:
             perms = np.argsort(rng.random((size, n)), axis=1)
-        records.append(_scan(memo, perms, v_all, v_empty, threshold))
+        records.append(_scan(memo, perms, v_all, v_empty, threshold, prefix_block))
         done += size
         if done >= min_permutations and _converged(records, last_k, convergence_tol):
             converged = True
@@ -268,6 +294,7 @@ def tmc_shapley(
     convergence_tol: float = 0.05,
     last_k: int = 10,
     batch: int | None = None,
+    prefix_block: int = 0,
 ) -> ShapleyEstimate:
     """Truncated Monte Carlo Shapley (Ghorbani & Zou 2019). A scan stops once
     ``|v(N) - v(prefix)| <= truncation_tol * |v(N) - v(empty)|`` (0 disables truncation);
@@ -285,6 +312,7 @@ def tmc_shapley(
         convergence_tol=convergence_tol,
         last_k=last_k,
         batch=batch or n,
+        prefix_block=prefix_block or n,
     )
 
 
@@ -299,6 +327,7 @@ def gtg_shapley(
     max_permutations: int = 100,
     convergence_tol: float = 0.05,
     last_k: int = 10,
+    prefix_block: int = 0,
 ) -> ShapleyEstimate:
     """GTG-Shapley (Liu et al. 2022). ``eps_between``/``eps_within`` are absolute utility
     differences (0 disables that truncation). Permutations are scanned a guided cycle of
@@ -317,4 +346,5 @@ def gtg_shapley(
         convergence_tol=convergence_tol,
         last_k=last_k,
         batch=n,
+        prefix_block=prefix_block or n,
     )
