@@ -48,7 +48,7 @@ def test_registry_names_and_param_specs():
         assert cls.__doc__
     assert CONTRIBUTION_METHODS["gtg_shapley"].defaults() == {
         "eps_between": 0.001, "eps_within": 0.001, "max_permutations": 100,
-        "min_permutations": 30, "convergence_tol": 0.05, "last_k": 10,
+        "min_permutations": 30, "convergence_tol": 0.05, "last_k": 10, "prefix_block": 0,
     }
     assert CONTRIBUTION_METHODS["shapley_mc"].validate_params({"truncation_tol": 0})[
         "truncation_tol"] == 0.0
