@@ -167,9 +167,18 @@ class WallStreetFedsModel(mesa.Model):
             with _as_scenario_error(cfg.name, f"clients (client {i}).behaviour_params",
                                     g.behaviour_params):
                 behaviours.append(make_behaviour(g.behaviour, **g.behaviour_params))
-        federation = Federation(train, parts, val, behaviours, model=fl.model, hidden=fl.hidden,
-                                local_epochs=fl.local_epochs, batch_size=fl.batch_size,
-                                lr=fl.lr, metric=fl.metric, seed=fl_seed)
+        from abm.fl.device import resolve_device
+
+        with _as_scenario_error(cfg.name, "fl.device", repr(fl.device)):
+            device = resolve_device(fl.device)
+        # the only user-reachable Federation error left after the schema's checks
+        with _as_scenario_error(cfg.name, "fl.utility_samples", fl.utility_samples):
+            federation = Federation(
+                train, parts, val, behaviours, model=fl.model, hidden=fl.hidden,
+                local_epochs=fl.local_epochs, batch_size=fl.batch_size, lr=fl.lr,
+                metric=fl.metric, utility_samples=fl.utility_samples, device=device,
+                seed=fl_seed,
+            )
         c = cfg.contribution
         with _as_scenario_error(cfg.name, "contribution.params", c.params):
             method = make_contribution_method(c.method, rng=method_rng, **c.params)

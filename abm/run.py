@@ -105,7 +105,8 @@ def _simulate_one(scenario: Scenario, *, check: bool, progress: bool) -> RunResu
     return RunResult(
         model=tables["model"], agents=tables["agents"], rounds=tables["rounds"],
         summary=_summary(model, tables, timings, check),
-        config=resolved_config(model.config), timings=timings, final_if_sold=final_if_sold,
+        config=resolved_config(model.config, device=model.federation.federation.device),
+        timings=timings, final_if_sold=final_if_sold,
         accounts={a.account: a.agent_type for a in model.agents},
     )
 
@@ -143,15 +144,20 @@ def _attribute(result: RunResult, twin: RunResult) -> None:
     }
 
 
-def resolved_config(scenario: Scenario) -> dict[str, Any]:
-    """The scenario with every default filled in, plus the versions that produced the run."""
+def resolved_config(scenario: Scenario, *, device: str | None = None) -> dict[str, Any]:
+    """The scenario with every default filled in, plus the versions that produced the run;
+    ``device``: the device the learning core actually ran on, recorded as ``fl.device`` (so
+    ``auto`` never hides where a run ran, and re-running config.yaml asks for the same one)."""
     versions = {"python": platform.python_version()}
     for pkg in ("wallstreetfeds-abm", "mesa", "torch", "numpy", "pandas"):
         try:
             versions[pkg] = metadata.version(pkg)
         except metadata.PackageNotFoundError:
             versions[pkg] = "not installed"
-    return {**scenario.to_dict(), "versions": versions}
+    config = scenario.to_dict()
+    if device is not None:
+        config["fl"] = {**config["fl"], "device": device}
+    return {**config, "versions": versions}
 
 
 def _tables(model) -> dict[str, pd.DataFrame]:

@@ -68,7 +68,7 @@ class PartitionSpec(_Spec):
 
 
 class FLSpec(_Spec):
-    """The federated-training sub-model (FedAvg on CPU)."""
+    """The federated-training sub-model (FedAvg; CPU or CUDA)."""
 
     dataset: DatasetSpec = DatasetSpec()
     partition: PartitionSpec = PartitionSpec()
@@ -84,6 +84,18 @@ class FLSpec(_Spec):
         "validation loss (default: continuous, so contribution methods can rank clients in "
         "rounds where accuracy moves by less than one validation sample; docs/model.md, "
         "'Submodels: contribution measurement')",
+    )
+    utility_samples: int | None = Field(
+        None, ge=10, le=10_000_000,
+        description="validation samples (a stratified subset drawn once from the seed) on "
+                    "which coalition utilities are measured; null = the whole validation "
+                    "split; the global model's accuracy always uses the whole split",
+        json_schema_extra={"unit": "samples"},
+    )
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto",
+        description="where training and coalition evaluation run: auto = cuda when torch "
+                    "sees a GPU, else cpu; config.yaml records the device actually used",
     )
 
 

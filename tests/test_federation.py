@@ -216,3 +216,32 @@ def test_cnn_on_digit_images():
     with pytest.raises(ValueError, match="image input"):
         tr, va, pa = setup_digits(2)
         Federation(tr, pa, va, ["honest"] * 2, model="cnn", seed=0)
+
+
+def test_utility_subset_is_stratified_fixed_by_seed_and_used_by_the_game():
+    train, val, parts = setup_digits(4, n_samples=1000)
+    kw = {"metric": "loss", "utility_samples": 60, "seed": 5}
+    fed = Federation(train, parts, val, ["honest"] * 4, **kw)
+    again = Federation(train, parts, val, ["honest"] * 4, **kw)
+    idx = fed.utility_index
+    np.testing.assert_array_equal(idx, again.utility_index)
+    assert idx.size == 60 and np.unique(idx).size == 60
+    share = np.bincount(val.y[idx], minlength=10) / 60
+    np.testing.assert_allclose(share, np.bincount(val.y, minlength=10) / len(val), atol=1 / 60)
+    res = fed.run_round()
+    assert res.game.y_val.shape == (60,)
+    # the coalition utilities use the subset, the global model's loss the whole split
+    assert res.game(res.game.grand_mask)[0] == pytest.approx(
+        -fed.net.evaluate(res.params, fed.X_utility, fed.y_utility)[1], abs=1e-6)
+    assert res.loss == pytest.approx(fed.net.evaluate(res.params, fed.X_val, fed.y_val)[1],
+                                     abs=1e-6)
+    other = Federation(train, parts, val, ["honest"] * 4, **{**kw, "seed": 6})
+    assert not np.array_equal(other.utility_index, idx)
+
+
+def test_utility_subset_bounds():
+    train, val, parts = setup_digits(2)
+    whole = Federation(train, parts, val, ["honest"] * 2, utility_samples=len(val), seed=0)
+    assert whole.utility_index is None and whole.X_utility is whole.X_val
+    with pytest.raises(ValueError, match="smaller than the 10 classes"):
+        Federation(train, parts, val, ["honest"] * 2, utility_samples=5, seed=0)

@@ -129,7 +129,7 @@ class FreeRider(Behaviour):
             return (
                 torch.randn(global_params.shape, generator=generator, dtype=global_params.dtype)
                 * self.params["noise_scale"]
-            )
+            ).to(global_params.device)  # drawn by the CPU generator on every device
         if self.params["mode"] == "global":
             return global_params - global_params  # the global model unchanged: a zero delta
         return torch.zeros_like(global_params)

@@ -135,7 +135,7 @@ class Cosine(ContributionMethod):
         dots = U @ agg
         denom = un * an
         cos = torch.where(denom > 0, dots / torch.where(denom > 0, denom, 1.0), 0.0)
-        return cos.clamp(-1.0, 1.0).numpy()
+        return cos.clamp(-1.0, 1.0).cpu().numpy()
 
 
 class LeaveOneOut(ContributionMethod):

@@ -1,7 +1,7 @@
 """FedAvg over simulated clients.
 
 ``Federation(train, parts, val, behaviours, *, model="mlp", hidden=32, local_epochs=1,
-batch_size=32, lr=0.1, metric="accuracy", seed)``
+batch_size=32, lr=0.1, metric="accuracy", utility_samples=None, device="cpu", seed)``
 
 - ``train``/``val``: :class:`~abm.fl.data.Dataset` (the validation split is the
   federation's own, see :func:`~abm.fl.data.split_validation`); ``parts``: one index array
@@ -16,13 +16,22 @@ batch_size=32, lr=0.1, metric="accuracy", seed)``
 - ``run_round() -> RoundResult`` with the round's updates and the round's
   :class:`~abm.fl.game.CoalitionGame` (utility ``metric``: ``accuracy``, or ``loss`` /
   its alias ``neg_loss`` for the negative mean validation loss).
+- ``utility_samples``: the coalition game's utilities are measured on a stratified subset of
+  this many validation samples (drawn once, from ``seed``; per class as close to the split's
+  class shares as whole samples allow), ``None`` = the whole validation split. The global
+  model's ``accuracy``/``loss`` are always measured on the whole split. A smaller subset
+  makes every coalition evaluation proportionally cheaper and the utilities noisier (the
+  CIFAR-10 scenario's header and ``make bench`` give the measured error).
+- ``device``: ``cpu`` | ``cuda`` | ``auto`` (:func:`abm.fl.device.resolve_device`); the
+  resolved device is ``federation.device``. Training and coalition evaluation run there.
 
 Determinism: one integer ``seed`` drives everything through private generators (never
 global torch/numpy state): the initial model (torch generator from ``seed``), the label
 corruption of each client (numpy ``SeedSequence([seed, 1, i])``), and each client's batch
 order / noise in round ``r`` (torch generator seeded from ``SeedSequence([seed, 2, r, i])``,
-so a client's training does not depend on the other clients). Two federations built with the
-same arguments produce identical rounds. The library never calls
+so a client's training does not depend on the other clients), the utility subset
+(``SeedSequence([seed, 3])``). Two federations built with the same arguments on the same
+device produce identical rounds; random draws use CPU generators on every device. The library never calls
 ``torch.set_num_threads``; the caller decides.
 """
 
@@ -37,6 +46,7 @@ import torch.nn.functional as F
 
 from abm.fl.behaviours import Behaviour, make_behaviour
 from abm.fl.data import Dataset
+from abm.fl.device import make_deterministic, resolve_device
 from abm.fl.game import METRICS, CoalitionGame
 from abm.fl.nets import MODELS, make_net
 
@@ -80,6 +90,32 @@ def _seed_from(*entropy: int) -> int:
     return int(np.random.SeedSequence(list(entropy)).generate_state(2, np.uint64)[0] >> 1)
 
 
+def _stratified_subset(y: np.ndarray, size: int | None, seed: int) -> np.ndarray | None:
+    """Sorted indices of a stratified sample of ``size`` labels from ``y`` (``None``: all)."""
+    if size is None or size >= len(y):
+        return None
+    size = _check_int("utility_samples", size, 1)
+    n_classes = np.unique(y).size
+    if size < n_classes:
+        raise ValueError(
+            f"Federation: utility_samples={size} is smaller than the {n_classes} classes of the "
+            "validation split (a stratified subset needs one sample of each)"
+        )
+    from sklearn.model_selection import train_test_split
+
+    counts = np.bincount(y)
+    if counts[counts > 0].min() < 2:
+        raise ValueError(
+            f"Federation: utility_samples={size}: a class has a single validation sample, so "
+            "no stratified subset exists; use the whole split (utility_samples=None) or a "
+            "larger validation fraction"
+        )
+    idx = np.arange(len(y))
+    keep, _ = train_test_split(idx, train_size=size, stratify=y,
+                               random_state=_seed_from(seed, 3) % 2**32)
+    return np.sort(keep)
+
+
 def _check_int(name: str, value, lo: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < lo:
         raise ValueError(f"Federation: {name} must be an integer >= {lo}, got {value!r}")
@@ -102,6 +138,8 @@ class Federation:
         batch_size: int = 32,
         lr: float = 0.1,
         metric: str = "accuracy",
+        utility_samples: int | None = None,
+        device: str = "cpu",
         seed: int,
     ) -> None:
         if model not in MODELS:
@@ -137,6 +175,10 @@ class Federation:
         for b in self.behaviours:
             if not isinstance(b, Behaviour):
                 raise TypeError(f"Federation: behaviours must be Behaviour or names, got {b!r}")
+        self.device = resolve_device(device)
+        if self.device == "cuda":
+            make_deterministic()
+        dev = torch.device(self.device)
         self.n_classes = train.n_classes
         self.net = make_net(model, train.input_shape, train.n_classes, hidden=self.hidden)
 
@@ -151,16 +193,22 @@ class Federation:
                 raise ValueError(f"Federation: client {i} has indices outside the train set")
             rng = np.random.default_rng(np.random.SeedSequence([self.seed, 1, i]))
             y = b.labels(train.y[idx], train.n_classes, rng)
-            self._X.append(torch.from_numpy(np.ascontiguousarray(train.X[idx])))
-            self._y.append(torch.from_numpy(np.asarray(y, dtype=np.int64)))
+            self._X.append(torch.from_numpy(np.ascontiguousarray(train.X[idx])).to(dev))
+            self._y.append(torch.from_numpy(np.asarray(y, dtype=np.int64)).to(dev))
             sizes.append(idx.size)
         self.client_sizes = np.asarray(sizes, dtype=np.int64)
         self.weights = self.client_sizes / self.client_sizes.sum()
 
-        self.X_val = torch.from_numpy(val.X)
-        self.y_val = torch.from_numpy(val.y)
+        self.X_val = torch.from_numpy(val.X).to(dev)
+        self.y_val = torch.from_numpy(val.y).to(dev)
+        self.utility_index = _stratified_subset(val.y, utility_samples, self.seed)
+        if self.utility_index is None:
+            self.X_utility, self.y_utility = self.X_val, self.y_val
+        else:
+            where = torch.from_numpy(self.utility_index).to(dev)
+            self.X_utility, self.y_utility = self.X_val[where], self.y_val[where]
         gen = torch.Generator().manual_seed(_seed_from(self.seed, 0))
-        self.params = self.net.init_params(gen)
+        self.params = self.net.init_params(gen).to(dev)
         self.round = 0
         acc, loss = self.net.evaluate_batched(self.params[None], self.X_val, self.y_val)
         self.accuracy, self.loss = float(acc[0]), float(loss[0])
@@ -181,7 +229,7 @@ class Federation:
         w = start.clone().requires_grad_(True)
         bs = self.batch_size
         for _ in range(self.local_epochs):
-            order = torch.randperm(n, generator=gen)
+            order = torch.randperm(n, generator=gen).to(X.device)
             for s in range(0, n, bs):
                 b = order[s : s + bs]
                 loss = F.cross_entropy(self.net.forward(w, X[b]), y[b])
@@ -212,13 +260,17 @@ class Federation:
         prev = self.params
         prev_acc, prev_loss = self.accuracy, self.loss
         game = CoalitionGame(
-            self.net, prev, updates, self.weights, self.X_val, self.y_val, metric=self.metric
+            self.net, prev, updates, self.weights, self.X_utility, self.y_utility,
+            metric=self.metric,
         )
-        # The empty coalition is the previous model, whose values are already known.
-        game.seed_value(game.empty_mask, prev_acc, prev_loss)
         grand = game.grand_mask
         new_params = game.coalition_params(grand)[0]
-        acc, loss = game.peek(grand)
+        if self.utility_index is None:
+            # The empty coalition is the previous model, whose values are already known.
+            game.seed_value(game.empty_mask, prev_acc, prev_loss)
+            acc, loss = game.peek(grand)
+        else:  # the game measures on its subset; the global model is reported on the split
+            acc, loss = self.net.evaluate_batched(new_params[None], self.X_val, self.y_val)
         self.params = new_params
         self.round += 1
         self.accuracy, self.loss = float(acc[0]), float(loss[0])
@@ -236,6 +288,7 @@ class Federation:
             behaviours=tuple(b.name for b in self.behaviours),
             prev_params=prev,
             params=new_params,
-            aggregate=(torch.from_numpy(self.weights) @ updates.double()).float(),
+            aggregate=(torch.from_numpy(self.weights).to(updates.device)
+                       @ updates.double()).float(),
             train_seconds=t1 - t0,
         )
