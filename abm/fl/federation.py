@@ -30,9 +30,10 @@ global torch/numpy state): the initial model (torch generator from ``seed``), th
 corruption of each client (numpy ``SeedSequence([seed, 1, i])``), and each client's batch
 order / noise in round ``r`` (torch generator seeded from ``SeedSequence([seed, 2, r, i])``,
 so a client's training does not depend on the other clients), the utility subset
-(``SeedSequence([seed, 3])``). Two federations built with the same arguments on the same
-device produce identical rounds; random draws use CPU generators on every device. The library never calls
-``torch.set_num_threads``; the caller decides.
+(sklearn's stratified split, seeded from ``SeedSequence([seed, 3])``). Two federations built
+with the same arguments on the same device produce identical rounds; random draws use CPU
+generators on every device. The library never calls ``torch.set_num_threads``; the caller
+decides.
 """
 
 from __future__ import annotations
