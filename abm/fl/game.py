@@ -154,7 +154,7 @@ class CoalitionGame:
 
     # -- evaluation -------------------------------------------------------------------------
     def _sample_chunk(self) -> int:
-        width = max(1, self.net._width())
+        width = max(1, self.net.coalition_width()) * self.net.coalition_chunk
         return min(int(self.y_val.shape[0]), max(1, self.net.chunk_elems // width))
 
     def _first_layer_chunks(self):
@@ -174,7 +174,8 @@ class CoalitionGame:
         keep = [] if n_bytes <= FIRST_LAYER_CACHE_BYTES else None
         for s in range(0, m, ms):
             e = min(m, s + ms)
-            Z = self.net.first_layer_batched(P1, self.X_val[s:e].double())
+            dt = self.net.first_layer_dtype
+            Z = self.net.first_layer_batched(P1.to(dt), self.X_val[s:e].to(dt))
             item = (s, e, Z.reshape(self.n_players + 1, -1).to(torch.float32))
             if keep is not None:
                 keep.append(item)
@@ -195,7 +196,7 @@ class CoalitionGame:
         CA = torch.ones(k, self.n_players + 1, dtype=torch.float32, device=C.device)
         CA[:, 1:] = C
         P2 = torch.addmm(self._prev64[p1:], C, self._U64[:, p1:]).to(torch.float32)
-        width = max(1, self.net._width())
+        width = max(1, self.net.coalition_width())
         dev = self._U64.device
         correct = torch.zeros(k, dtype=torch.float64, device=dev) if want_acc else None
         loss = torch.zeros(k, dtype=torch.float64, device=dev) if want_loss else None
