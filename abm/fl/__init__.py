@@ -1,5 +1,5 @@
-"""The learning core: federated training (FedAvg, PyTorch on CPU) and per-round contribution
-measurement. A plain library: it imports neither mesa nor ``abm.amm``.
+"""The learning core: federated training (FedAvg, PyTorch on CPU or CUDA) and per-round
+contribution measurement. A plain library: it imports neither mesa nor ``abm.amm``.
 
 Contract (docs/architecture.md)::
 
