@@ -18,10 +18,12 @@ Evaluation uses the linearity of the first layer (see :mod:`abm.fl.nets`): the f
 affine in its parameters, so for the coalition model ``prev + coef @ U`` its output on the
 validation set is ``Z(prev) + coef @ [Z(U_1); ...; Z(U_n)]``, where ``Z(theta)`` is the first
 layer (weights and bias) applied with parameters ``theta``. The ``n + 1`` outputs are computed
-once per round in float64 and stored as float32; a batch of ``k`` coalitions then costs one
-``(k, n) @ (n, m * width)`` GEMM for its first layer (``width`` = hidden units for the MLP,
-classes for logistic regression, ``8 * H * W`` for the CNN's first convolution) instead of
-``k`` first layers over the input dimension, and the rest of each model (its other parameters,
+once per round (in ``net.first_layer_dtype``: float64, float32 for the CNN's convolution) and
+stored as float32; a batch of ``k`` coalitions then costs one
+``(k, n + 1) @ (n + 1, m * width)`` GEMM (``[1 | coef] @ [Z(prev); Z(U)]``) for its first
+layer (``width`` = hidden units for the MLP, classes for logistic regression, ``8 * H * W``
+for the CNN's first convolution) instead of ``k`` first layers over the input dimension, and
+the rest of each model (its other parameters,
 ``prev + coef @ U`` in float64 rounded to float32) runs batched as before. Tolerance against
 the reference path (:meth:`CoalitionGame.evaluate_naive`, which builds every coalition's
 parameter vector and runs the plain forward pass): mean losses agree within ``1e-6``
@@ -159,8 +161,8 @@ class CoalitionGame:
 
     def _first_layer_chunks(self):
         """Yield ``(s, e, ZA (n + 1, F))`` per chunk of validation samples ``s:e``: the first
-        layer's output for ``prev`` (row 0) and for each update (computed in float64, stored
-        float32)."""
+        layer's output for ``prev`` (row 0) and for each update (computed in
+        ``net.first_layer_dtype``, stored float32)."""
         if self._first_cache is not None:
             yield from self._first_cache
             return
