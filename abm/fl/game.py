@@ -23,8 +23,8 @@ stored as float32; a batch of ``k`` coalitions then costs one
 ``(k, n + 1) @ (n + 1, m * width)`` GEMM (``[1 | coef] @ [Z(prev); Z(U)]``) for its first
 layer (``width`` = hidden units for the MLP, classes for logistic regression, ``8 * H * W``
 for the CNN's first convolution) instead of ``k`` first layers over the input dimension, and
-the rest of each model (its other parameters,
-``prev + coef @ U`` in float64 rounded to float32) runs batched as before. Tolerance against
+the rest of each model (its other parameters, ``prev + coef @ U`` in float64 rounded to
+float32) runs batched. Tolerance against
 the reference path (:meth:`CoalitionGame.evaluate_naive`, which builds every coalition's
 parameter vector and runs the plain forward pass): mean losses agree within ``1e-6``
 (``LOSS_TOLERANCE``; both paths are float32 with float64 sums, they differ only in rounding
