@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from abm.scenario import Scenario, ScenarioError, load_scenario, parse_scenario
+from tests.conftest import small_scenario
 
 SCENARIOS = sorted(Path(__file__).resolve().parents[1].joinpath("scenarios").glob("*.yaml"))
 
@@ -107,3 +108,13 @@ def test_client_ids_are_zero_padded_in_group_order():
     s = parse_scenario({"clients": [{"count": 2}, {"count": 1, "behaviour": "free_rider"}]})
     assert [(cid, g.behaviour) for cid, g in s.client_groups()] == [
         ("c00", "honest"), ("c01", "honest"), ("c02", "free_rider")]
+
+
+def test_learning_device_and_utility_subset_fields_are_checked():
+    s = small_scenario()
+    assert s.fl.device == "auto" and s.fl.utility_samples is None
+    with pytest.raises(ScenarioError, match=r"fl\.device = 'gpu'.*'auto', 'cpu' or 'cuda'"):
+        small_scenario(**{"fl.device": "gpu"})
+    with pytest.raises(ScenarioError, match=r"fl\.utility_samples = 5.*greater than or equal"):
+        small_scenario(**{"fl.utility_samples": 5})
+    assert small_scenario(**{"fl.utility_samples": 40}).fl.utility_samples == 40
