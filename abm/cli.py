@@ -7,12 +7,14 @@ file, the field, the value and what is allowed, and exits with code 2 — never 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from pathlib import Path
 
-from abm.scenario import ScenarioError, check_components, load_scenario
+from abm.scenario import ScenarioError, load_scenario, read_yaml
 
 EXIT_BAD_INPUT = 2
+REFERENCE = "docs/scenario-reference.md"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -47,12 +49,20 @@ def _parser() -> argparse.ArgumentParser:
         prog="wsf",
         description="WallStreetFeds ABM: client-specific tokens as investment vehicles in "
         "federated learning.",
+        epilog=f"Every scenario field and component is described in {REFERENCE} (also printed "
+        "by `wsf schema --markdown`); the model itself in docs/model.md.",
     )
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
-    v = sub.add_parser("validate", help="check a scenario file and print its resolved form")
+    v = sub.add_parser("validate", help="check a scenario or sweep file and print it resolved")
     v.add_argument("file", type=Path)
     v.set_defaults(func=_validate)
+
+    sc = sub.add_parser("schema", help="print the scenario reference (every field and "
+                        "component)")
+    sc.add_argument("--markdown", action="store_true", required=True,
+                    help=f"as Markdown (the text of {REFERENCE})")
+    sc.set_defaults(func=_schema)
 
     r = sub.add_parser("run", help="run a scenario and write a run folder")
     r.add_argument("file", type=Path)
@@ -61,7 +71,8 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--steps", type=_pos_int, help="override the number of steps")
     r.add_argument("--check", action="store_true",
                    help="prove the ledger's conservation invariant after every step")
-    r.add_argument("--no-figures", action="store_true", help="skip the figures")
+    r.add_argument("--no-report", action="store_true",
+                   help="skip the figures and report.md (`wsf report RUN_DIR` makes them later)")
     r.add_argument("--counterfactual", action="store_true",
                    help="also run the twin (same seed, reward budget 0) into counterfactual/ "
                         "and report what the rewards caused (doubles the run time)")
@@ -107,11 +118,27 @@ def _nonneg_int(text: str) -> int:
 def _validate(args: argparse.Namespace) -> int:
     import yaml
 
+    if "base" in read_yaml(args.file, kind="scenario or sweep"):  # only sweep files have one
+        from abm.sweep import load_sweep
+
+        sweep = load_sweep(args.file)
+        record = sweep.to_record()
+        shown = {k: record[k] for k in ("name", "base", "overrides", "grid", "seeds", "report")}
+        print(yaml.safe_dump(shown, sort_keys=False), end="")
+        print(f"# {args.file}: valid sweep ({len(sweep.runs)} runs, each validated; base "
+              f"scenario {sweep.base})", file=sys.stderr)
+        return 0
     scenario = load_scenario(args.file)
-    check_components(scenario, str(args.file))
     print(yaml.safe_dump(scenario.to_dict(), sort_keys=False), end="")
     print(f"# {args.file}: valid ({scenario.n_clients} clients, {scenario.steps} steps, "
           f"{scenario.n_rounds} FL rounds)", file=sys.stderr)
+    return 0
+
+
+def _schema(args: argparse.Namespace) -> int:
+    from abm.reference import scenario_reference
+
+    print(scenario_reference(), end="")
     return 0
 
 
@@ -126,13 +153,18 @@ def _run(args: argparse.Namespace) -> int:
         overrides["steps"] = args.steps
     if overrides:
         scenario = scenario.with_overrides(overrides, source=f"{args.file} (command line)")
-    check_components(scenario, str(args.file))
     out = args.out or default_out_dir(scenario)
     refuse_existing(out)  # before the run, not after minutes of simulation
     result = simulate(scenario, check=args.check, progress=True,
                       counterfactual=args.counterfactual or scenario.counterfactual)
-    write_run(result, out, figures=not args.no_figures)
+    write_run(result, out)
     _print_summary(result.summary, out)
+    if args.no_report:
+        print(f"report: not written (--no-report); `wsf report {out}` writes it")
+    else:
+        from analysis.report import write_report
+
+        print(f"report: {write_report(out)}")
     return 0
 
 
@@ -191,10 +223,22 @@ def _viz(args: argparse.Namespace) -> int:
 
 
 def _sweep(args: argparse.Namespace) -> int:
-    from abm.sweep import run_sweep
+    from abm.sweep import SweepRunError, load_sweep, run_sweep
+    from abm.sweep.store import default_out
+    from analysis.sweep import write_sweep_report
 
-    out = run_sweep(args.file, workers=args.workers, scheduler=args.scheduler, out=args.out)
+    try:
+        out = run_sweep(args.file, workers=args.workers, scheduler=args.scheduler, out=args.out)
+    except SweepRunError:
+        # Report what finished (the failed runs are retried by running the command again).
+        from abm.sweep import SweepError
+
+        folder = Path(args.out) if args.out else default_out(load_sweep(args.file))
+        with contextlib.suppress(SweepError):  # nothing finished: nothing to report
+            print(f"report of the finished runs: {write_sweep_report(folder)}", file=sys.stderr)
+        raise
     print(f"sweep folder: {out}")
+    print(f"report: {write_sweep_report(out)}")
     return 0
 
 

@@ -1,6 +1,7 @@
 """The Mesa model: a federation, its clients' token markets, and the agents trading on them.
 
-One step (see `step()`):
+The process and its scheduling are described in docs/model.md, section 3 (Process overview
+and scheduling). One step (see `step()`):
 
 1. On a round boundary (every `round_every` steps) the federation trains one FedAvg round,
    measures each client's contribution, publishes the signal and pays the round's budget
@@ -15,12 +16,19 @@ One seed drives everything, through named streams (`abm.streams`): the data spli
 the contribution method's sampling, the activation order and each agent's own draws. Each
 stream depends only on the seed and its name, and no consumer's number of draws depends on
 market state, so a run and its counterfactual twin (budget zero) share their random numbers
-(docs/model.md, "Design concepts: Stochasticity").
+(docs/model.md, section 4.9 (Stochasticity)).
+
+Mesa's own tools drive it: `run_model()` stops after the scenario's `steps`, and the scenario's
+fields are keyword arguments (dotted paths), so that `mesa.batch_run` can sweep them::
+
+    mesa.batch_run(WallStreetFedsModel, parameters={"scenario": "scenarios/baseline.yaml",
+                   "rewards.policy": ["equal", "mint"], "steps": 30}, rng=[1, 2], max_steps=30)
 """
 
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 import mesa
@@ -31,32 +39,40 @@ from abm.agents.client import Client
 from abm.agents.federation import TREASURY, FederationAgent
 from abm.agents.investor import Investor
 from abm.agents.liquidity import LiquidityProvider
-from abm.agents.strategies import make_strategy
 from abm.agents.view import MarketView
 from abm.amm import ONE, Ledger, Market, to_units
-from abm.rewards import Budget, ClientAccount, make_policy
-from abm.scenario import Scenario, ScenarioError, check_components
+from abm.errors import ScenarioError, problem_text
+from abm.registry import build
+from abm.rewards import ClientAccount
+from abm.scenario import Scenario, load_scenario
 from abm.streams import activation, stream, stream_int
 
 AGENT_TYPES = ("client", "investor", "lp", "federation")
 #: Columns of agents.parquet besides `step` and `agent_id` (docs/architecture.md).
 AGENT_COLUMNS = ("agent_type", "strategy", "client", "usd", "token_value", "lp_value",
                  "wealth", "wealth_if_sold", "fees_earned", "hodl_value", "zapped_usd")
-#: Relative data size of a `small_data` client when its group sets no `size_weight`.
-SMALL_DATA_WEIGHT = 0.25
 
 
 class WallStreetFedsModel(mesa.Model):
     """Client-specific tokens as investment vehicles in federated learning.
 
     Args:
-        scenario: the validated scenario (`abm.scenario.load_scenario`).
-        rng: seed; `None` uses `scenario.seed`. The scenario kept as `self.config` carries the
-            seed actually used. (Mesa 3.5 reserves `model.scenario` for its own experiments.)
+        scenario: a validated `Scenario`, or the path of a scenario file.
+        rng: seed; `None` uses the scenario's seed. The scenario kept as `self.config` carries
+            the seed actually used. (Mesa 3.5 reserves `model.scenario` for its own
+            experiments.)
         check: prove the ledger's conservation invariant after every step (raises on failure).
+        **overrides: scenario fields by dotted path (``**{"rewards.policy": "mint"}``,
+            ``steps=30``), applied with `Scenario.with_overrides` (`ScenarioError` if refused).
     """
 
-    def __init__(self, scenario: Scenario, *, rng: int | None = None, check: bool = False):
+    def __init__(self, scenario: Scenario | str | Path, *, rng: int | None = None,
+                 check: bool = False, **overrides: Any):
+        if not isinstance(scenario, Scenario):
+            scenario = load_scenario(scenario)
+        if overrides:
+            scenario = scenario.with_overrides(
+                overrides, source=f"{scenario.source} (model keyword arguments)")
         seed = scenario.seed if rng is None else int(rng)
         super().__init__(rng=seed)
         self.config = scenario if seed == scenario.seed else scenario.with_overrides({"seed": seed})
@@ -72,7 +88,8 @@ class WallStreetFedsModel(mesa.Model):
 
         # Agents are created before genesis so that every balance has an owner.
         self.clients = [
-            Client(self, cid, g.behaviour, g.cash_out, g.max_slippage) for cid, g in groups
+            Client(self, cid, g.behaviour, build(g.cash_out), g.max_slippage)
+            for cid, g in groups
         ]
         self.investors = self._create_investors()
         self.lps = [
@@ -81,7 +98,7 @@ class WallStreetFedsModel(mesa.Model):
         ]
         self.federation = FederationAgent(
             self, *self._build_learning(groups),
-            budget=Budget(**scenario.rewards.budget.model_dump()),
+            budget=build(scenario.rewards.budget),
             clients=[ClientAccount(c.account, c.token) for c in self.clients],
             spec=scenario.contribution,
             behaviours=[g.behaviour for _, g in groups],
@@ -95,7 +112,7 @@ class WallStreetFedsModel(mesa.Model):
         self.market_agents = AgentSet([*self.clients, *self.investors, *self.lps],
                                       random=activation(seed))
 
-        self.view = MarketView(tokens=self.client_ids, policy=scenario.rewards.policy,
+        self.view = MarketView(tokens=self.client_ids, policy=self.federation.policy,
                                round_every=scenario.round_every,
                                round_continuation=scenario.market.round_continuation)
         n = len(self.client_ids)
@@ -121,11 +138,9 @@ class WallStreetFedsModel(mesa.Model):
     # -- construction -------------------------------------------------------------------------
 
     def _create_investors(self) -> list[Investor]:
-        # Strategy parameters are checked (with the usual message) before any agent exists.
-        check_components(self.config, f"scenario {self.config.name!r}")
         return [
-            Investor(self, make_strategy(spec.strategy, **spec.params), spec.cash,
-                     spec.max_trade, spec.max_position, spec.max_slippage)
+            Investor(self, build(spec.params), spec.cash, spec.max_trade, spec.max_position,
+                     spec.max_slippage)
             for spec in self.config.investors for _ in range(spec.count)
         ]
 
@@ -133,61 +148,38 @@ class WallStreetFedsModel(mesa.Model):
         """The FL federation, the contribution method and the reward policy."""
         # Imported here so that importing the model (e.g. by the viz app) stays light until a
         # model is built; torch loads with the first federation.
-        from abm.fl import (
-            Federation,
-            load_dataset,
-            make_behaviour,
-            make_contribution_method,
-            partition,
-            split_validation,
-        )
+        from abm.fl import Federation, partition, split_validation
 
         cfg = self.config
         fl = cfg.fl
         data_rng = stream(cfg.seed, "fl.data")
         fl_seed = stream_int(cfg.seed, "fl.torch", bits=31)
         method_rng = stream(cfg.seed, "contribution")
-        ds = fl.dataset
-        options = ({"n_features": ds.n_features, "n_classes": ds.n_classes,
-                    "class_sep": ds.class_sep} if ds.name == "synthetic" else {})
-        with _as_scenario_error(cfg.name, "fl.dataset", ds.model_dump()):
-            data = load_dataset(ds.name, rng=data_rng, path=ds.path, n_samples=ds.n_samples,
-                                **options)
+        with _as_scenario_error(cfg, "fl.dataset", fl.dataset.model_dump(mode="json")):
+            data = build(fl.dataset).load(data_rng)
             train, val = split_validation(data, fl.val_fraction, data_rng)
-        weights = [
-            g.size_weight if g.size_weight is not None
-            else (SMALL_DATA_WEIGHT if g.behaviour == "small_data" else 1.0)
-            for _, g in groups
-        ]
-        with _as_scenario_error(cfg.name, "fl.partition", fl.partition.model_dump()):
+        behaviours = [build(g.behaviour_params) for _, g in groups]
+        with _as_scenario_error(cfg, "fl.partition", fl.partition.model_dump()):
             parts = partition(train.y, len(groups), scheme=fl.partition.scheme, rng=data_rng,
-                              alpha=fl.partition.alpha, size_weights=weights)
-        behaviours = []
-        for i, (_, g) in enumerate(groups):
-            with _as_scenario_error(cfg.name, f"clients (client {i}).behaviour_params",
-                                    g.behaviour_params):
-                behaviours.append(make_behaviour(g.behaviour, **g.behaviour_params))
+                              alpha=fl.partition.alpha,
+                              size_weights=[b.size_weight for b in behaviours])
         from abm.fl.device import resolve_device
 
-        with _as_scenario_error(cfg.name, "fl.device", repr(fl.device)):
+        with _as_scenario_error(cfg, "fl.device", fl.device):
             device = resolve_device(fl.device)
         # the only user-reachable Federation error left after the schema's checks
-        with _as_scenario_error(cfg.name, "fl.utility_samples", fl.utility_samples):
+        with _as_scenario_error(cfg, "fl.utility_samples", fl.utility_samples):
             federation = Federation(
                 train, parts, val, behaviours, model=fl.model, hidden=fl.hidden,
                 local_epochs=fl.local_epochs, batch_size=fl.batch_size, lr=fl.lr,
                 metric=fl.metric, utility_samples=fl.utility_samples, device=device,
                 seed=fl_seed,
             )
-        c = cfg.contribution
-        with _as_scenario_error(cfg.name, "contribution.params", c.params):
-            method = make_contribution_method(c.method, rng=method_rng, **c.params)
-        policy_params = ({"usd_destination": cfg.rewards.mint_usd}
-                         if cfg.rewards.policy == "mint" else {})
-        return federation, method, make_policy(cfg.rewards.policy, **policy_params)
+        method = build(cfg.contribution.params, rng=method_rng)
+        return federation, method, build(cfg.rewards.params)
 
     def _genesis(self) -> None:
-        """Initial supplies, endowments and seeded pools (docs/model.md, "Submodels: genesis").
+        """Initial supplies, endowments and seeded pools (docs/model.md, section 5).
 
         Every USD minted here is an endowment, booked by holder type in `endowments`; later
         USD enters only as reward budgets. Liquidity providers entering at step 0 deposit at
@@ -240,8 +232,21 @@ class WallStreetFedsModel(mesa.Model):
 
     # -- the step -----------------------------------------------------------------------------
 
+    @property
+    def accuracy(self) -> float:
+        """Validation accuracy of the current global model (a fraction)."""
+        return float(self.federation.federation.accuracy)
+
+    @property
+    def loss(self) -> float:
+        """Validation cross-entropy loss of the current global model."""
+        return float(self.federation.federation.loss)
+
     def step(self) -> None:
-        """Round (if due) -> refreshed view -> market agents in shuffled order -> record."""
+        """Round (if due) -> refreshed view -> market agents in shuffled order -> record.
+
+        Sets `running = False` once the scenario's `steps` have run (Mesa's `run_model()`
+        and `batch_run` stop there)."""
         self.view.round_just_ran = False
         self._step_reward = self._step_cost = 0.0
         if (self.steps % self.config.round_every == 0
@@ -259,6 +264,8 @@ class WallStreetFedsModel(mesa.Model):
         self.datacollector.collect(self)
         self.timings["market"] += t1 - t0
         self.timings["collect"] += time.perf_counter() - t1
+        if self.steps >= self.config.steps:
+            self.running = False
 
     def _fl_round(self) -> None:
         cost_before = self.federation.total_cost
@@ -344,8 +351,8 @@ class WallStreetFedsModel(mesa.Model):
 
         s: dict[str, float] = {
             "round": float(self.federation.rounds_done),
-            "accuracy": float(self.federation.federation.accuracy),
-            "loss": float(self.federation.federation.loss),
+            "accuracy": self.accuracy,
+            "loss": self.loss,
             "reward_usd": self._step_reward,
             "volume_usd": sum(volume.values()),
             "fees_usd": sum(fee_values.values()),
@@ -367,10 +374,12 @@ class WallStreetFedsModel(mesa.Model):
 
 
 class _as_scenario_error:
-    """Context manager: a component's ValueError becomes a ScenarioError naming the field."""
+    """Context manager: a ValueError raised while building a part of the model (a data file
+    that cannot be read, a partition that cannot be made) becomes the usual one-paragraph
+    `ScenarioError`, naming the scenario's file and the field."""
 
-    def __init__(self, name: str, path: str, value: Any) -> None:
-        self.name, self.path, self.value = name, path, value
+    def __init__(self, scenario: Scenario, path: str, value: Any) -> None:
+        self.scenario, self.path, self.value = scenario, path, value
 
     def __enter__(self) -> None:
         return None
@@ -380,6 +389,6 @@ class _as_scenario_error:
             exc, ScenarioError
         ):
             raise ScenarioError(
-                f"scenario {self.name!r}: a problem: {self.path} = {self.value}: {exc}."
+                problem_text(self.scenario.source, self.path, self.value, str(exc))
             ) from None
         return False

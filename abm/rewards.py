@@ -1,10 +1,10 @@
-"""Reward budgets, contribution shares and the five distribution policies.
+"""Reward budgets, contribution shares and the five distribution policies (docs/model.md,
+sections 7.6 and 7.7).
 
-See docs/model.md, "Submodels: reward policies".
-
-Every round the model buyers pay the federation a budget R (USD). Each client's contribution
-c_i becomes a share s_i, and a policy turns client i's allotment s_i * R into ledger
-movements: cash to the client, tokens minted to it, a buyback, or a dividend to its holders:
+Every round the model buyers pay the federation a budget R (USD, a `Budget` component). Each
+client's contribution c_i becomes a share s_i, and a policy turns client i's allotment s_i * R
+into ledger movements: cash to the client, tokens minted to it, a buyback, or a dividend to
+its holders:
 
 =========  ==================================================================================
 equal      baseline: R / N USD paid straight to every client
@@ -19,51 +19,95 @@ Money here is integer base units (18 decimals); every movement goes through the 
 ledger's conservation check covers the policies too. Integer division leaves at most a few base
 units of dust per round; the dust stays in the federation's treasury, never disappears.
 
-A new policy is one `RewardPolicy` subclass plus one entry in `POLICIES`. This module does not
-import mesa.
+A new policy or budget is one subclass of `RewardPolicy` or `Budget` (see `abm.registry`);
+a policy also says what a holder can expect from its token (`token_value`), which fundamental
+investors use. This module imports neither mesa nor torch.
 """
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
+from abc import abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from typing import Literal
 
 import numpy as np
+from pydantic import model_validator
 
 from abm.amm import Market
+from abm.registry import Component, param
+from abm.registry import Params as _Params
 
 BASE = "USD"
 #: Shares are floats; they become integer weights with this resolution before the budget is
 #: split, so that the split itself is exact integer arithmetic (sum of allotments <= budget).
 SHARE_RESOLUTION = 2**48
+#: Largest budget a scenario may ask for per round (USD): far beyond any experiment, and
+#: small enough that 18-decimal base units stay exact.
+MAX_BUDGET_USD = 1e12
 
 
 # -- budgets and shares -------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Budget:
-    """USD paid by model buyers per round, in display units.
+class Budget(Component):
+    """USD paid by model buyers per round, in display units."""
 
-    kind: `constant` (amount every round), `schedule` (amount per round in order, the last one
-    repeating), or `accuracy_gain` (per_point USD per percentage point of validation accuracy
-    gained in the round; nothing for a round that lost accuracy).
-    """
+    kind = "budget"
 
-    kind: Literal["constant", "schedule", "accuracy_gain"] = "constant"
-    amount: float = 1000.0
-    schedule: tuple[float, ...] = ()
-    per_point: float = 100.0
-
+    @abstractmethod
     def for_round(self, round_index: int, accuracy_gain: float) -> float:
-        """Budget of round `round_index` (0-based), USD display units, >= 0."""
-        if self.kind == "constant":
-            return self.amount
-        if self.kind == "schedule":
-            return self.schedule[min(round_index, len(self.schedule) - 1)]
-        return self.per_point * max(0.0, 100.0 * accuracy_gain)
+        """Budget of round `round_index` (0-based), USD display units, >= 0.
+        `accuracy_gain` is the round's change of validation accuracy (a fraction)."""
+
+
+class ConstantBudget(Budget):
+    """The same amount every round."""
+
+    name = "constant"
+
+    class Params(_Params):
+        amount: float = param(1000.0, "paid every round", unit="USD per round", ge=0,
+                              le=MAX_BUDGET_USD)
+
+    def for_round(self, round_index, accuracy_gain):
+        return self.params.amount
+
+
+class ScheduleBudget(Budget):
+    """A list of amounts, one per round in order; the last one repeats."""
+
+    name = "schedule"
+
+    class Params(_Params):
+        schedule: list[float] = param(
+            ..., "amount of each round, in order; the last value repeats",
+            unit="USD per round", min_length=1,
+        )
+
+        @model_validator(mode="after")
+        def _in_range(self):
+            if any(not 0 <= x <= MAX_BUDGET_USD for x in self.schedule):
+                raise ValueError(f"every amount must lie in [0, {MAX_BUDGET_USD:g}] USD")
+            return self
+
+    def for_round(self, round_index, accuracy_gain):
+        schedule = self.params.schedule
+        return schedule[min(round_index, len(schedule) - 1)]
+
+
+class AccuracyGainBudget(Budget):
+    """Pays per percentage point of validation accuracy the round gained; a round that lost
+    accuracy pays nothing."""
+
+    name = "accuracy_gain"
+
+    class Params(_Params):
+        per_point: float = param(100.0, "paid per accuracy point gained in the round",
+                                 unit="USD per percentage point", ge=0, le=MAX_BUDGET_USD)
+
+    def for_round(self, round_index, accuracy_gain):
+        return self.params.per_point * max(0.0, 100.0 * accuracy_gain)
 
 
 def shares_from_contributions(
@@ -141,12 +185,22 @@ class ClientAccount:
     token: str
 
 
-class RewardPolicy(ABC):
+class RewardPolicy(Component):
     """Turns allotments (USD base units per client) into ledger movements."""
 
-    name: ClassVar[str]
-    #: Whether the policy moves value through the token markets (False for the baselines).
-    uses_tokens: ClassVar[bool] = True
+    kind = "policy"
+
+    def token_value(self, reserve_usd: np.ndarray, supply: np.ndarray, pooled: np.ndarray,
+                    prices: np.ndarray, flow: np.ndarray) -> np.ndarray:
+        """USD per token a holder can expect from each token under this policy, (n,).
+
+        `reserve_usd` (USD), `supply` and `pooled` (tokens) and `prices` (USD per token) are
+        per token; `flow` (USD) is the discounted reward still to come to each client. The
+        pool's USD reserve backs every token in existence: selling into a constant-product
+        pool can never extract more than it, so R / S is the liquidation floor. This default
+        is for policies that pay token holders nothing: R / S (docs/model.md, section 7.7).
+        """
+        return reserve_usd / np.maximum(supply, 1e-18)
 
     def allot(self, budget: int, shares: np.ndarray) -> list[int]:
         """Per-client allotments in USD base units (proportional to shares by default)."""
@@ -178,7 +232,6 @@ class EqualPolicy(RewardPolicy):
     """Baseline: R / N USD to every client, whatever it contributed."""
 
     name = "equal"
-    uses_tokens = False
 
     def allot(self, budget: int, shares: np.ndarray) -> list[int]:
         return [budget // len(shares)] * len(shares)
@@ -191,21 +244,17 @@ class DirectPolicy(RewardPolicy):
     """Baseline: s_i * R USD to client i (classic allocation, no tokens involved)."""
 
     name = "direct"
-    uses_tokens = False
 
     def deliver(self, market, treasury, clients, amounts):
         return _pay_cash(market, treasury, clients, amounts)
-
-
-MINT_USD_DESTINATIONS = ("pool", "client", "treasury")
 
 
 class MintPolicy(RewardPolicy):
     """Mint client i's token worth s_i * R at the pool's spot price and give it to client i.
 
     The reward is paid by dilution: every other holder's tokens are worth a little less. The
-    buyers' USD (s_i * R) goes where `usd_destination` says (docs/model.md, "Submodels:
-    reward policies"):
+    buyers' USD (s_i * R) goes where its parameter `usd_destination` says (docs/model.md,
+    section 7.7):
 
     - `pool` (default): into client i's pool as liquidity, paired with newly minted tokens at
       the pool's price (so the price does not move); the liquidity shares belong to the
@@ -216,13 +265,16 @@ class MintPolicy(RewardPolicy):
 
     name = "mint"
 
-    def __init__(self, usd_destination: str = "pool") -> None:
-        if usd_destination not in MINT_USD_DESTINATIONS:
-            raise ValueError(
-                f"usd_destination must be one of {', '.join(MINT_USD_DESTINATIONS)}, "
-                f"got {usd_destination!r}"
-            )
-        self.usd_destination = usd_destination
+    class Params(_Params):
+        usd_destination: Literal["pool", "client", "treasury"] = param(
+            "pool", "where the buyers' USD (s_i x R per client and round) goes: into the "
+            "client's pool as liquidity at the pool's price (the federation owns the shares), "
+            "to the client as cash beside the minted tokens, or kept by the treasury"
+        )
+
+    def token_value(self, reserve_usd, supply, pooled, prices, flow):
+        """The flow arrives as new tokens, which dilute: R / (S + F / price)."""
+        return reserve_usd / (np.maximum(supply, 1e-18) + flow / prices)
 
     def deliver(self, market, treasury, clients, amounts):
         ledger = market.ledger
@@ -235,10 +287,11 @@ class MintPolicy(RewardPolicy):
             if tokens:
                 ledger.mint(client.account, client.token, tokens)
             payout = Payout(reward=amount, tokens_minted=tokens)
-            if amount and self.usd_destination == "client":
+            destination = self.params.usd_destination
+            if amount and destination == "client":
                 ledger.transfer(treasury, client.account, BASE, amount)
                 payout.usd_paid = payout.usd_to_client = amount
-            elif amount and self.usd_destination == "pool":
+            elif amount and destination == "pool":
                 paired = amount * reserve_token // reserve_base
                 if paired:
                     ledger.mint(treasury, client.token, paired)
@@ -260,6 +313,10 @@ class BuybackPolicy(RewardPolicy):
     """
 
     name = "buyback"
+
+    def token_value(self, reserve_usd, supply, pooled, prices, flow):
+        """The flow is spent buying from the pool, so it backs every token: (R + F) / S."""
+        return (reserve_usd + flow) / np.maximum(supply, 1e-18)
 
     def deliver(self, market, treasury, clients, amounts):
         out = []
@@ -287,6 +344,11 @@ class DividendPolicy(RewardPolicy):
     """
 
     name = "dividend"
+
+    def token_value(self, reserve_usd, supply, pooled, prices, flow):
+        """The flow is paid to the tokens outside the pool (O): R / S + F / O."""
+        outside = np.maximum(supply - pooled, 1e-18)
+        return reserve_usd / np.maximum(supply, 1e-18) + flow / outside
 
     def deliver(self, market, treasury, clients, amounts):
         ledger = market.ledger
@@ -321,18 +383,3 @@ def _pay_cash(
     return out
 
 
-POLICIES: dict[str, type[RewardPolicy]] = {
-    cls.name: cls
-    for cls in (EqualPolicy, DirectPolicy, MintPolicy, BuybackPolicy, DividendPolicy)
-}
-
-
-def make_policy(name: str, **params: Any) -> RewardPolicy:
-    """The policy registered under `name`, built with `params` (ValueError if invalid)."""
-    try:
-        cls = POLICIES[name]
-    except KeyError:
-        raise ValueError(
-            f"unknown reward policy {name!r}; allowed: {', '.join(POLICIES)}"
-        ) from None
-    return cls(**params)

@@ -11,11 +11,13 @@ Run folder:
     rounds.parquet   one row per client per round
     summary.json     headline figures, per-client outcome measures, the money table,
                      time by phase
-    figures/         PNG and PDF figures (analysis.figures)
     counterfactual/  with `--counterfactual` (or `counterfactual: true`): the twin's run
-                     folder (same seed, reward budget 0; no figures)
+                     folder (same seed, reward budget 0)
 
-Outcome measures per client (summary.json `clients.<id>`, docs/model.md "Observation"):
+The figures and `report.md` are derived from these tables by `analysis` (`wsf run` ends by
+writing them; `wsf report RUN_DIR` rewrites them). `abm` never imports `analysis`.
+
+Outcome measures per client (summary.json `clients.<id>`, docs/model.md section 4.11 (Observation)):
 `allotted_usd` (what the policy allotted), `allotted_vs_equal_pct` (against what `equal` would
 have allotted), `attributable_usd` (realisable final wealth of the run minus its twin's, only
 with a twin), `attributable_vs_equal_pct`, and `mtm_change_usd` (final minus initial wealth
@@ -229,7 +231,7 @@ def _summary(model, tables, timings, check: bool) -> dict[str, Any]:
         "rounds": fed.rounds_done,
         "policy": cfg.rewards.policy,
         "method": cfg.contribution.method,
-        "final_accuracy": float(fed.federation.accuracy),
+        "final_accuracy": model.accuracy,
         "total_reward_usd": fed.budget_in / ONE,
         "equal_split_usd": equal / ONE,
         "equal_split_units": equal,
@@ -343,7 +345,7 @@ def _write_tables(result: RunResult, folder: Path) -> None:
     )
 
 
-def write_run(result: RunResult, out_dir: str | Path, *, figures: bool = True) -> Path:
+def write_run(result: RunResult, out_dir: str | Path) -> Path:
     """Write the run folder `out_dir` atomically; refuses an existing folder."""
     out = Path(out_dir)
     refuse_existing(out)
@@ -358,11 +360,6 @@ def write_run(result: RunResult, out_dir: str | Path, *, figures: bool = True) -
             twin_dir = tmp / COUNTERFACTUAL_DIR
             twin_dir.mkdir()
             _write_tables(result.twin, twin_dir)
-        if figures:
-            from analysis.figures import make_figures
-            from analysis.runs import load_run
-
-            make_figures(load_run(tmp), tmp / "figures")
         os.rename(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

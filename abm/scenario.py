@@ -19,71 +19,160 @@ import copy
 import json
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    PrivateAttr,
+    SerializationInfo,
+    SerializeAsAny,
+    ValidationError,
+    model_validator,
+)
 
-DATASET_NAMES = ("digits", "breast_cancer", "wine", "synthetic", "cifar10")
-BEHAVIOURS = ("honest", "free_rider", "noisy_labels", "label_flip", "small_data")
-METHODS = ("data_size", "leave_one_out", "shapley_exact", "shapley_mc", "gtg_shapley", "cosine")
-POLICIES = ("equal", "direct", "mint", "buyback", "dividend")
-STRATEGIES = ("fundamental", "momentum", "mean_reversion", "noise", "manipulator")
+from abm import registry
+from abm.errors import FieldProblem, ScenarioError, format_validation_error, problem_text
+from abm.registry import KINDS, Params, param
 
-#: Exact Shapley evaluates all 2^n coalitions; 2^16 = 65,536 models per round is the most
-#: that stays practical on a CPU.
-MAX_EXACT_SHAPLEY_CLIENTS = 16
+__all__ = [
+    "MIN_SAMPLES_PER_CLIENT",
+    "ClientGroup",
+    "ContributionSpec",
+    "FLSpec",
+    "InvestorGroup",
+    "LiquidityGroup",
+    "MarketSpec",
+    "PartitionSpec",
+    "RewardsSpec",
+    "Scenario",
+    "ScenarioError",
+    "load_scenario",
+    "parse_scenario",
+    "read_yaml",
+]
+
 #: Each client must hold at least this many training samples (a local epoch on fewer is noise).
 MIN_SAMPLES_PER_CLIENT = 8
-#: Training-set sizes of the bundled datasets (before the validation split).
-BUNDLED_SIZES = {"digits": 1797, "breast_cancer": 569, "wine": 178}
-
-
-class ScenarioError(ValueError):
-    """A scenario or sweep file that cannot be run; `str()` is the user-facing paragraph."""
+#: Largest money or token amount a scenario may give (display units): far beyond any
+#: experiment, and small enough that 18-decimal base units stay exact integers.
+MAX_AMOUNT = 1e15
 
 
 class _Spec(BaseModel):
     """Base of every section: unknown keys are errors (they are almost always typos)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
-class DatasetSpec(_Spec):
-    """Which data the federation trains on (offline only: bundled, synthetic or a local file)."""
+# -- component slots ----------------------------------------------------------------------------
+# Where a scenario names a registered component (`abm.registry`). Names and parameters are
+# checked against the registry when a file is validated, so a component declared anywhere
+# (including by a test) is accepted at once, with its own parameters.
 
-    name: Literal["digits", "breast_cancer", "wine", "synthetic", "cifar10"] = "digits"
-    path: str | None = Field(None, description="local CIFAR-10 copy (directory or .tar.gz)")
-    n_samples: int | None = Field(None, ge=50, description="subsample to this many samples")
-    n_features: int = Field(20, ge=2, le=4096, description="synthetic only")
-    n_classes: int = Field(4, ge=2, le=100, description="synthetic only")
-    class_sep: float = Field(1.0, gt=0, le=10, description="synthetic only: larger is easier")
+
+def _nested(kind: str, data: Any) -> Any:
+    """Before-validator of a section naming a `kind` component in `tag` with its parameters
+    in `params_key`: replaces the parameter mapping by the component's validated `Params`."""
+    k = KINDS[kind]
+    if not isinstance(data, dict):
+        return data  # pydantic reports the type
+    name = data.get(k.tag, k.default)
+    if name is None:
+        return data  # pydantic reports the missing name
+    cls = registry.get(kind, name)
+    raw = data.get(k.params_key)
+    if isinstance(raw, Params) and registry.component_of(raw) is cls:
+        return data
+    if isinstance(raw, Params):
+        raw = raw.model_dump()  # the name changed; keep what applies (refused otherwise)
+    return {**data, k.params_key: cls.validate(raw, prefix=f"{k.params_key}.")}
+
+
+def _flat(kind: str) -> Any:
+    """Type of a field holding a flat `kind` component: ``{tag: name, **params}``."""
+    k = KINDS[kind]
+
+    def validate(value: Any) -> Any:
+        if isinstance(value, Params):
+            return value
+        if not isinstance(value, dict):
+            raise FieldProblem("", value, f"expected a mapping with `{k.tag}` and the "
+                               f"{k.title.lower()}'s parameters")
+        name = value.get(k.tag, k.default)
+        return registry.get(kind, name).validate({**value, k.tag: name}, spec=True)
+
+    def dump(value: Params, info: SerializationInfo) -> dict[str, Any]:
+        data = value.model_dump(mode=info.mode)
+        return {k.tag: data.pop(k.tag), **data}  # the name first, as a reader expects
+
+    return Annotated[Params, BeforeValidator(validate), PlainSerializer(dump)]
+
+
+def _default(kind: str) -> Any:
+    """Field of a flat slot: the default component with default parameters."""
+    k = KINDS[kind]
+    return Field(default_factory=lambda: registry.get(kind, k.default).Spec(),
+                 description=f"the {k.title.lower()}: `{k.tag}` names it, its parameters "
+                 "sit beside it")
+
+
+def component_name(params: Params) -> str:
+    """The name of the component a validated parameter set belongs to."""
+    return registry.component_of(params).name
+
+
+class _Named(_Spec):
+    """A section naming a component of `kind` with its parameters in a sibling mapping."""
+
+    kind: ClassVar[str]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _component(cls, data: Any) -> Any:
+        return _nested(cls.kind, data)
+
+
+# -- sections -----------------------------------------------------------------------------------
 
 
 class PartitionSpec(_Spec):
     """How the training data is split among clients."""
 
-    scheme: Literal["iid", "dirichlet", "quantity_skew"] = "dirichlet"
-    alpha: float = Field(0.5, gt=0, le=1000, description="Dirichlet concentration")
+    scheme: Literal["iid", "dirichlet", "quantity_skew"] = param(
+        "dirichlet", "iid: random equal shares; dirichlet: label skew, each class spread by "
+        "Dirichlet(alpha) proportions; quantity_skew: sizes drawn from Dirichlet(alpha)"
+    )
+    alpha: float = param(0.5, "Dirichlet concentration (smaller: more unequal); dirichlet and "
+                         "quantity_skew only", gt=0, le=1000)
 
 
 class FLSpec(_Spec):
     """The federated-training sub-model (FedAvg; CPU or CUDA)."""
 
-    dataset: DatasetSpec = DatasetSpec()
-    partition: PartitionSpec = PartitionSpec()
-    val_fraction: float = Field(0.2, ge=0.05, le=0.5)
-    model: Literal["logreg", "mlp", "cnn"] = "mlp"
-    hidden: int = Field(32, ge=1, le=4096)
-    local_epochs: int = Field(1, ge=1, le=100)
-    batch_size: int = Field(32, ge=1, le=4096)
-    lr: float = Field(0.1, gt=0, le=10)
-    metric: Literal["accuracy", "neg_loss"] = Field(
-        "neg_loss",
-        description="utility of the coalition game: validation accuracy, or the negative "
-        "validation loss (default: continuous, so contribution methods can rank clients in "
-        "rounds where accuracy moves by less than one validation sample; docs/model.md, "
-        "'Submodels: contribution measurement')",
+    dataset: _flat("dataset") = _default("dataset")  # type: ignore[valid-type]
+    partition: PartitionSpec = param(PartitionSpec(), "how the training data is split")
+    val_fraction: float = param(0.2, "share of the data held out by the federation to "
+                                "evaluate models (accuracy, coalition utilities)",
+                                unit="fraction", ge=0.05, le=0.5)
+    model: Literal["logreg", "mlp", "cnn"] = param(
+        "mlp", "logreg: softmax regression; mlp: one hidden layer; cnn: a small convolutional "
+        "net for 32x32 colour images (cifar10)"
+    )
+    hidden: int = param(32, "units of the MLP's hidden layer", ge=1, le=4096)
+    local_epochs: int = param(1, "passes over its data each client makes per round",
+                              unit="epochs", ge=1, le=100)
+    batch_size: int = param(32, "local SGD mini-batch", unit="samples", ge=1, le=4096)
+    lr: float = param(0.1, "local SGD learning rate", gt=0, le=10)
+    metric: Literal["accuracy", "neg_loss"] = param(
+        "neg_loss", "utility of a coalition model on the validation split: accuracy, or minus "
+        "the cross-entropy loss (the default: continuous, so contribution methods can rank "
+        "clients in rounds where accuracy moves by less than one validation sample; "
+        "docs/model.md, section 7.5)"
     )
     utility_samples: int | None = Field(
         None, ge=10, le=10_000_000,
@@ -99,148 +188,151 @@ class FLSpec(_Spec):
     )
 
 
-class ContributionSpec(_Spec):
+class ContributionSpec(_Named):
     """How each round's contributions are measured and turned into reward shares."""
 
-    method: Literal[
-        "data_size", "leave_one_out", "shapley_exact", "shapley_mc", "gtg_shapley", "cosine"
-    ] = "gtg_shapley"
-    params: dict[str, float | int | str | bool] = Field(
-        default_factory=dict, description="method-specific parameters (checked by the method)"
+    kind: ClassVar[str] = "method"
+
+    method: str = param("gtg_shapley", "the contribution method (a registered component)")
+    params: SerializeAsAny[Params] = param(Params(), "the method's parameters")
+    negative: Literal["clip", "shift"] = param(
+        "clip", "clip: s_i = max(c_i, 0) / sum, a client that hurt the model earns nothing; "
+        "shift: s_i proportional to c_i - min(c), keeps the order when every score is negative"
     )
-    #: `clip`: s_i = max(c_i, 0) / sum (the design's default); `shift`: c_i - min(c) so the
-    #: worst client gets nothing and order is kept even when every score is negative.
-    negative: Literal["clip", "shift"] = "clip"
-    #: When no client has a positive score (a round the method could not rank, e.g. GTG's
-    #: between-round truncation): keep the budget in the federation's treasury (default: a
-    #: round that cannot tell clients apart pays nobody, misbehaving ones included), or split
-    #: it equally. The money table shows what was kept.
-    zero_total: Literal["equal", "withhold"] = "withhold"
-
-
-class BudgetSpec(_Spec):
-    """USD paid by model buyers per round (display units)."""
-
-    kind: Literal["constant", "schedule", "accuracy_gain"] = "constant"
-    amount: float = Field(1000.0, ge=0, description="USD per round (constant)")
-    schedule: list[float] = Field(
-        default_factory=list, description="USD per round, in order; the last value repeats"
-    )
-    per_point: float = Field(
-        100.0, ge=0, description="USD per accuracy point gained in the round (accuracy_gain)"
-    )
-
-    @model_validator(mode="after")
-    def _schedule_given(self) -> BudgetSpec:
-        if self.kind == "schedule" and not self.schedule:
-            raise ValueError("kind 'schedule' needs a non-empty 'schedule' list of USD amounts")
-        if any(x < 0 for x in self.schedule):
-            raise ValueError("schedule amounts must be >= 0 USD")
-        return self
-
-
-class RewardsSpec(_Spec):
-    """The distribution policy (docs/model.md, "Submodels: reward policies") and its budget."""
-
-    policy: Literal["equal", "direct", "mint", "buyback", "dividend"] = "buyback"
-    budget: BudgetSpec = BudgetSpec()
-    mint_usd: Literal["pool", "client", "treasury"] = Field(
-        "pool",
-        description="mint only: where the buyers' USD (s_i x R per client and round) goes: "
-        "'pool' = into the client's pool as liquidity at the pool's price (the federation "
-        "owns the shares), 'client' = paid to the client as cash beside the minted tokens, "
-        "'treasury' = kept by the federation",
+    zero_total: Literal["equal", "withhold"] = param(
+        "withhold", "when no client has a positive score (a round the method could not rank, "
+        "e.g. GTG's between-round truncation): keep the budget in the federation's treasury "
+        "(a round that cannot tell clients apart pays nobody), or split it equally; the money "
+        "table shows what was kept"
     )
 
 
-class CashOutSpec(_Spec):
-    """When an FL client sells its own token for USD."""
+class RewardsSpec(_Named):
+    """The distribution policy (docs/model.md, section 7.7) and its budget."""
 
-    kind: Literal["hold", "sell_fraction", "usd_target"] = "hold"
-    fraction: float = Field(0.1, gt=0, le=1, description="share of holdings sold per round")
-    target_usd: float = Field(1000.0, ge=0, description="sell until USD balance reaches this")
+    kind: ClassVar[str] = "policy"
+
+    policy: str = param("buyback", "the reward policy (a registered component)")
+    params: SerializeAsAny[Params] = param(Params(), "the policy's parameters")
+    budget: _flat("budget") = _default("budget")  # type: ignore[valid-type]
 
 
-class ClientGroup(_Spec):
-    """A group of FL clients with the same behaviour."""
+class ClientGroup(_Named):
+    """A group of FL clients with the same behaviour and cash-out rule."""
 
-    count: int = Field(..., ge=1, le=1000)
-    behaviour: Literal["honest", "free_rider", "noisy_labels", "label_flip", "small_data"] = (
-        "honest"
-    )
-    behaviour_params: dict[str, float | int | str | bool] = Field(default_factory=dict)
-    #: Relative size of each client's data partition (small_data clients default to 0.25).
-    size_weight: float | None = Field(None, gt=0, le=100)
-    cash_out: CashOutSpec = CashOutSpec()
-    max_slippage: float = Field(0.02, gt=0, le=1, description="max price impact per sale")
+    kind: ClassVar[str] = "behaviour"
+
+    count: int = param(..., "clients in the group", ge=1, le=1000)
+    behaviour: str = param("honest", "how they train (a registered component)")
+    behaviour_params: SerializeAsAny[Params] = param(Params(), "the behaviour's parameters")
+    cash_out: _flat("cash_out") = _default("cash_out")  # type: ignore[valid-type]
+    max_slippage: float = param(0.02, "largest price impact of one of its sales",
+                                unit="fraction", gt=0, le=1)
 
 
 class MarketSpec(_Spec):
     """Genesis of the token markets (display units)."""
 
-    fee_bps: int = Field(30, ge=0, le=1000, description="swap fee in basis points")
-    opening_price: float = Field(1.0, gt=0, le=1e9, description="USD per token at genesis")
-    initial_supply: float = Field(100_000.0, gt=0, le=1e15, description="tokens per client")
-    pool_tokens: float = Field(50_000.0, gt=0, le=1e15, description="tokens seeded per pool")
-    seeded_by: Literal["federation", "client"] = "federation"
-    client_cash: float = Field(0.0, ge=0, le=1e15, description="USD each client starts with")
-    round_continuation: float = Field(
-        0.98, ge=0, le=0.999,
-        description="the market's belief: probability that another FL round follows each "
-        "round (per round, 0..0.999); fundamental investors expect p / (1 - p) more rounds "
-        "whatever the run's length (0.98: 49 rounds)",
+    fee_bps: int = param(30, "swap fee of every pool (30 = 0.3 %, Uniswap V2)",
+                         unit="basis points", ge=0, le=1000)
+    opening_price: float = param(0.25, "spot price of every token at genesis",
+                                 unit="USD per token", ge=1e-6, le=1e9)
+    initial_supply: float = param(10_000.0, "tokens each client holds at genesis",
+                                  unit="tokens", gt=0, le=MAX_AMOUNT)
+    pool_tokens: float = param(10_000.0, "tokens seeded into each pool at genesis (with "
+                               "pool_tokens x opening_price USD)", unit="tokens", gt=0,
+                               le=MAX_AMOUNT)
+    seeded_by: Literal["federation", "client"] = param(
+        "federation", "who seeds each pool: the federation mints the tokens and USD, or the "
+        "client deposits from its own supply and cash"
+    )
+    client_cash: float = param(0.0, "USD each client holds at genesis", unit="USD", ge=0,
+                               le=MAX_AMOUNT)
+    round_continuation: float = param(
+        0.98, "the market's belief: probability that another FL round follows each round; "
+        "fundamental investors expect p / (1 - p) more rounds whatever the run's length "
+        "(0.98: 49 rounds)", unit="probability per round", ge=0, le=0.999,
     )
 
 
-class InvestorGroup(_Spec):
+class InvestorGroup(_Named):
     """A group of third-party investors sharing one strategy."""
 
-    strategy: Literal["fundamental", "momentum", "mean_reversion", "noise", "manipulator"]
-    count: int = Field(..., ge=0, le=100_000)
-    cash: float = Field(10_000.0, gt=0, le=1e15, description="USD each")
-    params: dict[str, float | int | str | bool] = Field(default_factory=dict)
-    max_position: float = Field(0.5, gt=0, le=1, description="max share of wealth in one token")
-    max_trade: float = Field(0.2, gt=0, le=1, description="max share of cash per buy")
-    max_slippage: float = Field(0.02, gt=0, le=1, description="max price impact per trade")
+    kind: ClassVar[str] = "strategy"
+
+    strategy: str = param(..., "how they trade (a registered component)")
+    count: int = param(..., "investors in the group", ge=0, le=100_000)
+    cash: float = param(500.0, "USD each holds at genesis", unit="USD", gt=0, le=MAX_AMOUNT)
+    params: SerializeAsAny[Params] = param(Params(), "the strategy's parameters")
+    max_position: float = param(0.5, "largest share of its wealth held in one token",
+                                unit="fraction", gt=0, le=1)
+    max_trade: float = param(0.2, "largest share of its cash spent on one buy",
+                             unit="fraction", gt=0, le=1)
+    max_slippage: float = param(0.02, "largest price impact of one of its trades",
+                                unit="fraction", gt=0, le=1)
 
 
 class LiquidityGroup(_Spec):
     """A group of liquidity providers."""
 
-    count: int = Field(..., ge=0, le=10_000)
-    cash: float = Field(50_000.0, gt=0, le=1e15, description="USD each")
-    allocation: float = Field(0.8, gt=0, le=1, description="share of cash put into pools")
-    enter_step: int = Field(
-        0, ge=0,
-        description="step at which it deposits (steps); 0 = at genesis, buying the token side "
-        "from the federation at the opening price (no swap, no price move); later it zaps: "
-        "swaps half of each pool's budget into the token (recorded as zapped_usd)",
+    count: int = param(..., "liquidity providers in the group", ge=0, le=10_000)
+    cash: float = param(5000.0, "USD each holds at genesis", unit="USD", gt=0, le=MAX_AMOUNT)
+    allocation: float = param(0.8, "share of its cash put into the pools, split evenly",
+                              unit="fraction", gt=0, le=1)
+    enter_step: int = param(
+        0, "step at which it deposits; 0 = at genesis, buying the token side from the "
+        "federation at the opening price (no swap, no price move); later it zaps: swaps half "
+        "of each pool's budget into the token (recorded as zapped_usd)", unit="step", ge=0,
+        le=10**6,
     )
-    exit_rule: Literal["hold", "stop_loss", "horizon"] = "hold"
-    stop_loss: float = Field(0.1, gt=0, lt=1, description="exit when PnL < -stop_loss")
-    horizon: int = Field(200, ge=1, description="steps in the pools before exiting")
+    exit: _flat("lp_exit") = _default("lp_exit")  # type: ignore[valid-type]
 
 
 class Scenario(_Spec):
     """One simulation: the federation, the clients, the market and who trades on it."""
 
-    name: str = Field("scenario", min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.-]+$")
-    description: str = ""
-    seed: int = Field(0, ge=0, le=2**32 - 1)
-    steps: int = Field(500, ge=1, le=1_000_000)
-    round_every: int = Field(10, ge=1, le=100_000)
-    fl: FLSpec = FLSpec()
-    contribution: ContributionSpec = ContributionSpec()
-    rewards: RewardsSpec = RewardsSpec()
-    market: MarketSpec = MarketSpec()
-    clients: list[ClientGroup] = Field(default_factory=lambda: [ClientGroup(count=10)])
-    investors: list[InvestorGroup] = Field(default_factory=list)
-    liquidity_providers: list[LiquidityGroup] = Field(default_factory=list)
-    counterfactual: bool = Field(
-        False,
-        description="also run the twin (same scenario and seed, reward budget 0) and write "
-        "it under counterfactual/ in the run folder; doubles the run time",
+    name: str = param("scenario", "names the run folder", min_length=1, max_length=100,
+                      pattern=r"^[A-Za-z0-9_.-]+$")
+    description: str = param("", "free text")
+    seed: int = param(0, "drives every random source of the run", ge=0, le=2**32 - 1)
+    steps: int = param(500, "market steps to simulate", unit="steps", ge=1, le=1_000_000)
+    round_every: int = param(10, "an FL round runs every this many steps", unit="steps",
+                             ge=1, le=100_000)
+    fl: FLSpec = param(FLSpec(), "the federated training")
+    contribution: ContributionSpec = param(ContributionSpec(), "how contributions are "
+                                           "measured")
+    rewards: RewardsSpec = param(RewardsSpec(), "what the buyers pay and how it is paid out")
+    market: MarketSpec = param(MarketSpec(), "genesis of the token markets")
+    clients: list[ClientGroup] = param([ClientGroup(count=10)], "the FL clients, in groups "
+                                       "(ids c00, c01, ... in order)", min_length=1)
+    investors: list[InvestorGroup] = param([], "third-party investors, in groups")
+    liquidity_providers: list[LiquidityGroup] = param([], "liquidity providers, in groups")
+    counterfactual: bool = param(
+        False, "also run the twin (same scenario and seed, reward budget 0) and write it under "
+        "counterfactual/ in the run folder; doubles the run time"
     )
+
+    #: The mapping the scenario was validated from: overrides apply to it, so that a value
+    #: left to its default stays a default (switching `contribution.method` does not carry
+    #: the previous method's filled-in parameters along).
+    _input: dict[str, Any] = PrivateAttr(default_factory=dict)
+    #: Where the scenario came from (a file path, "overrides", ...), for later messages.
+    _source: str = PrivateAttr("<scenario>")
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _keep_input(cls, data: Any, handler: Any) -> Scenario:
+        scenario = handler(data)
+        if isinstance(data, dict):
+            scenario._input = copy.deepcopy(data)
+        return scenario
+
+    def __eq__(self, other: object) -> bool:
+        # What the scenario is, not how it was written (`_input`, `_source`).
+        return isinstance(other, Scenario) and self.to_dict() == other.to_dict()
+
+    def __hash__(self) -> int:
+        return hash(json.dumps(self.to_dict(), sort_keys=True))
 
     # -- derived -----------------------------------------------------------------------------
 
@@ -258,57 +350,51 @@ class Scenario(_Spec):
     @model_validator(mode="after")
     def _feasible(self) -> Scenario:
         n = self.n_clients
-        if self.contribution.method == "shapley_exact" and n > MAX_EXACT_SHAPLEY_CLIENTS:
-            raise _FieldProblem(
-                "contribution.method", "shapley_exact",
-                f"exact Shapley evaluates all 2^n coalitions and is limited to "
-                f"{MAX_EXACT_SHAPLEY_CLIENTS} clients; this scenario has {n} clients "
-                f"(use gtg_shapley or shapley_mc)",
+        method = registry.get("method", self.contribution.method)
+        if method.max_clients is not None and n > method.max_clients:
+            raise FieldProblem(
+                "contribution.method", self.contribution.method,
+                f"{method.name} is limited to {method.max_clients} clients; this scenario has "
+                f"{n} clients (use gtg_shapley or shapley_mc)",
             )
-        ds = self.fl.dataset
-        size = ds.n_samples or BUNDLED_SIZES.get(ds.name)
+        source = registry.build(self.fl.dataset)
+        size = source.expected_size()
         if size is not None:
             train = int(size * (1 - self.fl.val_fraction))
             if train < n * MIN_SAMPLES_PER_CLIENT:
-                raise _FieldProblem(
+                raise FieldProblem(
                     "clients", n,
                     f"{n} clients need at least {n * MIN_SAMPLES_PER_CLIENT} training samples "
-                    f"({MIN_SAMPLES_PER_CLIENT} each) but {ds.name} leaves {train} after the "
-                    f"validation split",
+                    f"({MIN_SAMPLES_PER_CLIENT} each) but {source.name} leaves {train} after "
+                    f"the validation split",
                 )
-        if ds.name == "cifar10" and not ds.path:
-            raise _FieldProblem(
-                "fl.dataset.path", None,
-                "cifar10 needs a local copy: set fl.dataset.path to the CIFAR-10 directory or "
-                "its .tar.gz archive (binary or python version); nothing is downloaded",
-            )
-        if ds.name == "cifar10" and not Path(ds.path).exists():
-            raise _FieldProblem(
-                "fl.dataset.path", ds.path,
-                "no such file or folder (a relative path is taken from the current directory); "
-                "CIFAR-10 is never downloaded: point this field to a local copy of the python "
-                "or binary version (the folder or its .tar.gz archive)",
-            )
-        if self.fl.model == "cnn" and ds.name != "cifar10":
-            raise _FieldProblem(
+        for section, groups, key in (("clients", self.clients, "behaviour_params"),
+                                     ("investors", self.investors, "params")):
+            for i, group in enumerate(groups):
+                params = getattr(group, key)
+                problem = registry.component_of(params).check_in(params, self)
+                if problem:
+                    raise FieldProblem(f"{section}[{i}].{key}", params.model_dump(), problem)
+        if self.fl.model == "cnn" and source.image_shape != (3, 32, 32):
+            raise FieldProblem(
                 "fl.model", "cnn", "the CNN expects 32x32 colour images: use it with cifar10"
             )
         m = self.market
         if m.pool_tokens > m.initial_supply and m.seeded_by == "client":
-            raise _FieldProblem(
+            raise FieldProblem(
                 "market.pool_tokens", m.pool_tokens,
                 f"a client seeding its own pool cannot deposit more than its initial supply "
                 f"({m.initial_supply})",
             )
         need = m.pool_tokens * m.opening_price
         if m.seeded_by == "client" and m.client_cash < need:
-            raise _FieldProblem(
+            raise FieldProblem(
                 "market.client_cash", m.client_cash,
                 f"clients seed their pools with pool_tokens x opening_price = {need:g} USD, "
                 f"so client_cash must be at least that",
             )
         if self.steps < self.round_every:
-            raise _FieldProblem(
+            raise FieldProblem(
                 "steps", self.steps,
                 f"at least one FL round must run: steps must be >= round_every "
                 f"({self.round_every})",
@@ -316,6 +402,11 @@ class Scenario(_Spec):
         return self
 
     # -- use ------------------------------------------------------------------------------------
+
+    @property
+    def source(self) -> str:
+        """The file (or other origin) the scenario was read from; messages name it."""
+        return self._source
 
     def to_dict(self) -> dict[str, Any]:
         """The resolved scenario (every default filled in), JSON-safe."""
@@ -325,12 +416,22 @@ class Scenario(_Spec):
         """A new, revalidated scenario with dotted-path values replaced.
 
         Paths use dots for fields and integers for list items:
-        ``{"rewards.policy": "mint", "investors.0.count": 50, "seed": 3}``.
+        ``{"rewards.policy": "mint", "investors.0.count": 50, "seed": 3}``. A path must name
+        a field of the resolved scenario (or a parameter inside a parameter mapping); the
+        value replaces what the file said there, and every field the file left to its
+        default keeps its default. Parameters belong to their component: an override that
+        switches a component (``contribution.method``, ``rewards.budget.kind``, ...) drops
+        the parameters given for the previous one, except those the overrides set.
         """
-        data = self.to_dict()
+        resolved = self.to_dict()
+        data = copy.deepcopy(self._input) if self._input else copy.deepcopy(resolved)
         for path, value in overrides.items():
-            _set_path(data, path, value, source)
-        return parse_scenario(data, source=source)
+            _set_path(data, resolved, path, value, source)
+        for path, value in overrides.items():
+            _reset_switched_params(data, resolved, path, value, overrides)
+        scenario = parse_scenario(data, source=source)
+        scenario._source = self._source
+        return scenario
 
     def twin(self) -> Scenario:
         """The counterfactual twin: the same scenario and seed with a reward budget of zero.
@@ -351,14 +452,6 @@ class Scenario(_Spec):
             for _ in range(group.count):
                 out.append((f"c{len(out):0{width}d}", group))
         return out
-
-
-class _FieldProblem(ValueError):
-    """Raised inside validators to name a field path other than the one being validated."""
-
-    def __init__(self, path: str, value: Any, allowed: str) -> None:
-        super().__init__(allowed)
-        self.path, self.value, self.allowed = path, value, allowed
 
 
 # -- loading ----------------------------------------------------------------------------------
@@ -417,23 +510,6 @@ def read_yaml(path: str | Path, *, kind: str = "scenario") -> dict[str, Any]:
     return data
 
 
-def check_components(scenario: Scenario, source: str) -> None:
-    """Build what the schema cannot check alone: each investor group's strategy parameters.
-
-    Raises `ScenarioError` naming `source` and the field. (Imported lazily: the strategies
-    live with the agents, and validating a file should not need more than this.)
-    """
-    from abm.agents.strategies import make_strategy
-
-    for i, group in enumerate(scenario.investors):
-        try:
-            make_strategy(group.strategy, **group.params)
-        except ValueError as exc:
-            raise ScenarioError(
-                _problem_text(source, f"investors[{i}].params", group.params, str(exc))
-            ) from None
-
-
 def load_scenario(path: str | Path) -> Scenario:
     """Load and validate a scenario file. Raises `ScenarioError` with a one-paragraph message."""
     return parse_scenario(read_yaml(path), source=str(path))
@@ -442,102 +518,88 @@ def load_scenario(path: str | Path) -> Scenario:
 def parse_scenario(data: dict[str, Any], *, source: str = "<scenario>") -> Scenario:
     """Validate a scenario mapping; `source` names it in error messages."""
     try:
-        return Scenario.model_validate(data)
-    except ValidationError as exc:  # validators' _FieldProblem arrive wrapped in here
-        raise ScenarioError(format_validation_error(exc, source)) from None
+        scenario = Scenario.model_validate(data)
+    except ValidationError as exc:  # validators' FieldProblems arrive wrapped in here
+        raise ScenarioError(format_validation_error(exc, source, Scenario)) from None
+    scenario._source = source
+    return scenario
 
 
-def format_validation_error(exc: ValidationError, source: str) -> str:
-    """Turn pydantic's error list into one paragraph: file, field path, value, allowed."""
-    parts = []
-    for err in exc.errors(include_url=False):
-        ctx_err = (err.get("ctx") or {}).get("error")
-        if isinstance(ctx_err, _FieldProblem):
-            parts.append(_part(ctx_err.path, ctx_err.value, ctx_err.allowed))
-            continue
-        path = _loc_to_path(err["loc"])
-        value = err.get("input")
-        if err["type"] == "extra_forbidden":
-            parts.append(f"unknown field {path!s} (check the spelling; unknown keys are refused)")
-            continue
-        if err["type"] == "missing":
-            parts.append(f"{path} is required")
-            continue
-        allowed = _allowed_text(err)
-        parts.append(_part(path, value, allowed))
-    n = len(parts)
-    head = f"{source}: {'a problem' if n == 1 else f'{n} problems'}: "
-    return head + "; ".join(parts) + "."
+_FREEFORM = tuple({k.params_key for k in KINDS.values() if k.params_key})
+_FLAT_SECTIONS = {k.section for k in KINDS.values() if k.params_key is None}
+#: "clients[i].behaviour" -> its kind, for every key that names a component.
+_NAMING_KEYS = {f"{k.section}.{k.tag}": k for k in KINDS.values()}
 
 
-def _problem_text(source: str, path: str, value: Any, allowed: str) -> str:
-    return f"{source}: a problem: {_part(path, value, allowed)}."
-
-
-def _part(path: str, value: Any, allowed: str) -> str:
-    if isinstance(value, dict | list):
-        shown = json.dumps(value, default=str)
-        if len(shown) > 80:
-            shown = shown[:77] + "..."
-    else:
-        shown = repr(value)
-    return f"{path or '(top level)'} = {shown}: {allowed}"
-
-
-def _allowed_text(err: dict[str, Any]) -> str:
-    msg = err["msg"]
-    if err["type"] == "literal_error":
-        expected = (err.get("ctx") or {}).get("expected", "")
-        return f"allowed values are {expected}"
-    msg = re.sub(r"^Value error, ", "", msg)
-    return msg[0].lower() + msg[1:] if msg else msg
-
-
-def _loc_to_path(loc: tuple[Any, ...]) -> str:
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        elif part in ("function-after", "function-before") or str(part).startswith(
-            ("function-", "literal[")
-        ):
-            continue
+def _reset_switched_params(data: dict[str, Any], resolved: dict[str, Any], path: str,
+                           value: Any, overrides: dict[str, Any]) -> None:
+    """After `path` switched a component to `value`, drop the previous one's parameters
+    from `data` unless an override sets them."""
+    keys = path.split(".")
+    kind = _NAMING_KEYS.get(re.sub(r"\.\d+(?=\.|$)", "[i]", path))
+    if kind is None:
+        return
+    old: Any = resolved
+    node: Any = data
+    for key in keys[:-1]:
+        k: Any = int(key) if key.isdigit() else key
+        old, node = old[k], node[k]
+    if old.get(kind.tag) == value:
+        return  # not a switch
+    prefix = ".".join(keys[:-1])
+    kept = {p.removeprefix(f"{prefix}.") for p in overrides if p.startswith(f"{prefix}.")}
+    if kind.params_key is not None:
+        given = node.get(kind.params_key)
+        if kind.params_key in kept:
+            return  # the overrides give the new component's parameters
+        if isinstance(given, dict):
+            node[kind.params_key] = {
+                name: v for name, v in given.items() if f"{kind.params_key}.{name}" in kept
+            }
         else:
-            out += ("." if out else "") + str(part)
-    return out
+            node.pop(kind.params_key, None)
+    else:
+        for name in [n for n in node if n != kind.tag and n not in kept]:
+            del node[name]
 
 
-_FREEFORM = ("params", "behaviour_params")
-
-
-def _set_path(data: dict[str, Any], path: str, value: Any, source: str) -> None:
-    """Set `a.b.0.c` inside nested dicts/lists, refusing paths that do not exist."""
+def _set_path(data: dict[str, Any], resolved: dict[str, Any], path: str, value: Any,
+              source: str) -> None:
+    """Set `a.b.0.c` in `data` (the mapping as written), checking the path against
+    `resolved` (every field filled in) so that only existing fields can be set."""
     keys = path.split(".")
     node: Any = data
+    full: Any = resolved
     for i, key in enumerate(keys):
         last = i == len(keys) - 1
         here = ".".join(keys[: i + 1])
-        if isinstance(node, list):
-            if not key.isdigit() or int(key) >= len(node):
-                raise ScenarioError(
-                    f"{source}: a problem: {path} does not exist: {here} needs a list index "
-                    f"from 0 to {len(node) - 1}."
-                )
+        if isinstance(full, list):
+            if not key.isdigit() or int(key) >= len(full):
+                raise ScenarioError(problem_text(
+                    source, path, ..., f"does not exist: {here} needs a list index from 0 to "
+                    f"{len(full) - 1}"))
             k: Any = int(key)
-        elif isinstance(node, dict):
-            # Free-form parameter mappings accept new keys; the component checks them.
-            if key not in node and not (last and i > 0 and keys[i - 1] in _FREEFORM):
-                raise ScenarioError(
-                    f"{source}: a problem: {path} does not exist in the scenario: {here!r} is "
-                    f"not one of {sorted(node)}."
-                )
+        elif isinstance(full, dict):
+            # Parameter mappings (and flat components) accept new keys; the component's
+            # Params checks them.
+            parent = re.sub(r"\.\d+(?=\.|$)", "[i]", ".".join(keys[:i]))
+            free = i > 0 and (keys[i - 1] in _FREEFORM or parent in _FLAT_SECTIONS)
+            if key not in full and not (last and free):
+                raise ScenarioError(problem_text(
+                    source, path, ..., f"does not exist in the scenario: {here!r} is not one "
+                    f"of {sorted(full)}"))
             k = key
         else:
-            raise ScenarioError(
-                f"{source}: a problem: {path} does not exist: {'.'.join(keys[:i])} is a value, "
-                f"not a section."
-            )
+            raise ScenarioError(problem_text(
+                source, path, ..., f"does not exist: {'.'.join(keys[:i])} is a value, not a "
+                "section"))
         if last:
             node[k] = copy.deepcopy(value)
-        else:
-            node = node[k]
+            return
+        if isinstance(node, dict) and k not in node:
+            # Left to its default in the file: a section starts empty (its fields keep their
+            # defaults), a list starts as the resolved list.
+            node[k] = copy.deepcopy(full[k]) if isinstance(full[k], list) else {}
+        if isinstance(node[k], BaseModel):  # a scenario built in Python holds these
+            node[k] = node[k].model_dump()
+        node, full = node[k], full[k]

@@ -1,7 +1,7 @@
 """Named random streams: common random numbers for a run and its counterfactual twin.
 
 Every stochastic component of a run draws from its own generator, derived from the scenario
-seed and a stable name (docs/model.md, "Design concepts: Stochasticity"):
+seed and a stable name (docs/model.md, section 4.9 (Stochasticity)):
 
     stream(seed, "fl.data")          dataset subsample, validation split, partition
     stream(seed, "fl.torch")         the torch seed of the federation (weights, batches)

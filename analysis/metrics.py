@@ -26,7 +26,7 @@ NAN = float("nan")
 
 def client_rewards(run: Run) -> pd.DataFrame:
     """Per-client outcome measures: the paper's figure, defined three ways (docs/model.md,
-    "Observation"). Never "received": each measure says what it counts.
+    section 4.11 (Observation)). Never "received": each measure says what it counts.
 
     One row per client (table order), columns (money in USD):
     - `client`, `behaviour` (FL behaviour; the client agent's `strategy`);

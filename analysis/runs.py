@@ -127,7 +127,8 @@ def load_run(run_dir: str | Path) -> Run:
 
 
 def _load_yaml(text: str) -> Any:
-    # Safe loader: run folders are data, never code (docs/architecture.md, run folders).
+    # Safe loader: a run folder is data and may come from anyone, so no YAML tag may build
+    # an object from it.
     return yaml.safe_load(text)
 
 

@@ -14,8 +14,9 @@ Runs one sweep of N = 6 runs of `scenarios/baseline.yaml` (same configuration, s
    the workers' statistical profiler off (`DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED=False`
    when starting `dask worker`), which these pure-Python runs feel.
 
-Times are end to end (`run_sweep` wall time: worker pool start-up, simulation, atomic writes
-and the combined tables), in seconds, after a one-run warm-up that starts the forkserver.
+Times are end to end (`run_sweep` wall time: worker pool start-up, simulation, atomic writes;
+then `analysis.sweep.combine`, the combined tables, as `wsf sweep` does), in seconds, after a
+one-run warm-up that starts the forkserver.
 
     python -m bench.sweep [--runs N] [--steps S] [--repeat R] [--no-dask]
 """
@@ -32,6 +33,7 @@ from pathlib import Path
 import yaml
 
 from abm.sweep import run_sweep
+from analysis.sweep import combine
 
 BASELINE = Path(__file__).resolve().parents[1] / "scenarios" / "baseline.yaml"
 TARGET_EFFICIENCY = 0.85
@@ -69,6 +71,7 @@ def _warm_worker() -> None:
 def _timed(path: Path, out: Path, **kwargs: object) -> float:
     started = time.perf_counter()
     run_sweep(path, out=out, progress=False, **kwargs)  # type: ignore[arg-type]
+    combine(out)
     return time.perf_counter() - started
 
 

@@ -1,8 +1,8 @@
 """Which default keeps GTG-Shapley from paying misbehaving clients for rounds it cannot score?
 
 `python -m bench.utility_choice [--seeds N] [--rounds N]` (not part of `make bench`: it is a
-measurement behind a modelling choice, documented in docs/model.md, "Submodels: contribution
-measurement"). Setting: 8 breast_cancer clients (5 honest, 2 free riders, 1 label flipper),
+measurement behind a modelling choice, documented in docs/model.md, section 7.5).
+Setting: 8 breast_cancer clients (5 honest, 2 free riders, 1 label flipper),
 the schema's default learning set-up, GTG-Shapley, one FL round per step, `direct` rewards
 (the share s_i of each round's budget, paid as cash: pure allocation, no market).
 

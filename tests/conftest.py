@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
+import json
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -10,6 +14,7 @@ import torch
 from abm.scenario import Scenario, parse_scenario
 
 ROOT = Path(__file__).resolve().parents[1]
+_RUN_CACHE: dict[str, Path] = {}
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -49,8 +54,8 @@ def small_scenario(**overrides) -> Scenario:
         ] + [{"strategy": "manipulator", "count": 1, "cash": 2000, "max_position": 1.0,
               "params": {"pump_start": 5, "pump_steps": 5, "dump_step": 20}}],
         "liquidity_providers": [
-            {"count": 1, "cash": 2000, "exit_rule": "horizon", "horizon": 15},
-            {"count": 1, "cash": 2000, "exit_rule": "hold"},
+            {"count": 1, "cash": 2000, "exit": {"kind": "horizon", "horizon": 15}},
+            {"count": 1, "cash": 2000, "exit": {"kind": "hold"}},
         ],
     }
     scenario = parse_scenario(data, source="tests/conftest.py")
@@ -60,3 +65,20 @@ def small_scenario(**overrides) -> Scenario:
 @pytest.fixture
 def small() -> Scenario:
     return small_scenario()
+
+
+def write_real_run(folder: Path, **overrides) -> Path:
+    """A real run folder (`abm.run.write_run`) of `small_scenario(**overrides)` at `folder`.
+
+    Each configuration is simulated once per test session and copied, so tests may alter
+    their copy (drop a file, break a table) without paying for a new run.
+    """
+    from abm.run import simulate, write_run
+
+    key = json.dumps(overrides, sort_keys=True, default=str)
+    if key not in _RUN_CACHE:
+        root = Path(tempfile.mkdtemp(prefix="wsf-runs-"))
+        atexit.register(shutil.rmtree, root, True)
+        _RUN_CACHE[key] = write_run(simulate(small_scenario(**overrides)), root / "run")
+    shutil.copytree(_RUN_CACHE[key], folder)
+    return folder

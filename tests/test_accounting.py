@@ -45,8 +45,10 @@ def test_usd_held_equals_endowments_plus_budgets_and_tokens_minted_minus_burned(
        enter_step=st.sampled_from([0, 3]))
 def test_wealth_if_sold_never_exceeds_wealth_at_spot(policy, seed, fee_bps, noise, momentum,
                                                      mint_usd, enter_step):
+    # Where mint's USD goes is a parameter of the mint policy only.
+    mint = {"rewards.params.usd_destination": mint_usd} if policy == "mint" else {}
     scenario = small_scenario(steps=20, seed=seed, **{
-        "rewards.policy": policy, "rewards.mint_usd": mint_usd, "market.fee_bps": fee_bps,
+        "rewards.policy": policy, **mint, "market.fee_bps": fee_bps,
         "investors.1.count": momentum, "investors.3.count": noise,
         "liquidity_providers.1.enter_step": enter_step})
     result = simulate(scenario, check=True)
@@ -98,7 +100,7 @@ def test_genesis_liquidity_goes_in_at_the_pools_price_and_a_late_lp_zaps_visibly
 @pytest.mark.parametrize("destination", ["pool", "client", "treasury"])
 def test_mint_puts_the_buyers_usd_where_the_scenario_says(destination):
     scenario = small_scenario(steps=10, **{"rewards.policy": "mint",
-                                           "rewards.mint_usd": destination})
+                                           "rewards.params.usd_destination": destination})
     result = simulate(scenario)
     money, rounds = result.summary["money"], result.rounds
     budget = money["budgets_paid_in_usd"]

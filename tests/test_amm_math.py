@@ -5,7 +5,6 @@ v2-periphery `test/UniswapV2Router02.spec.ts` (quote, getAmountOut, getAmountIn)
 """
 
 from decimal import Decimal
-from fractions import Fraction
 
 import pytest
 
@@ -14,7 +13,6 @@ from abm.amm import (
     InsufficientInputAmount,
     InsufficientLiquidity,
     InsufficientOutputAmount,
-    amount_in_for_ratio,
     get_amount_in,
     get_amount_out,
     k_holds,
@@ -157,31 +155,3 @@ def test_to_units_is_exact_and_rounds_down():
 def test_to_units_refuses_non_numbers(bad):
     with pytest.raises(ValueError):
         to_units(bad)
-
-
-def _ratio_after(reserve_in, reserve_out, amount_in, fee_bps=30):
-    out = get_amount_out(amount_in, reserve_in, reserve_out, fee_bps) if amount_in else 0
-    return Fraction(reserve_in + amount_in, reserve_out - out)
-
-
-@pytest.mark.parametrize(
-    ("reserve_in", "reserve_out", "ratio", "fee_bps"),
-    [
-        (10 * E18, 1000 * E18, Fraction(1, 90), 30),
-        (1000 * E18, 10 * E18, Fraction(110), 30),
-        (10**6, 10**6, Fraction(4), 0),
-        (1000, 3, Fraction(10**6), 30),  # one unit of output moves the ratio a lot
-        (3, 10**24, Fraction(1, 10**20), 9999),
-    ],
-)
-def test_amount_in_for_ratio_is_the_closest_integer(reserve_in, reserve_out, ratio, fee_bps):
-    a = amount_in_for_ratio(reserve_in, reserve_out, ratio, fee_bps)
-    assert a > 0
-    error = abs(_ratio_after(reserve_in, reserve_out, a, fee_bps) - ratio)
-    assert error <= abs(_ratio_after(reserve_in, reserve_out, a + 1, fee_bps) - ratio)
-    assert error <= abs(_ratio_after(reserve_in, reserve_out, a - 1, fee_bps) - ratio)
-
-
-def test_amount_in_for_ratio_is_zero_when_selling_moves_away_from_the_target():
-    assert amount_in_for_ratio(100, 100, Fraction(1, 2)) == 0
-    assert amount_in_for_ratio(100, 100, 1) == 0

@@ -8,7 +8,6 @@ that was refused changed no balance, no supply and no counter.
 """
 
 from contextlib import suppress
-from fractions import Fraction
 
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
@@ -27,7 +26,6 @@ from abm.amm import (
     LedgerError,
     Market,
     PoolError,
-    amount_in_for_ratio,
     get_amount_in,
     get_amount_out,
     k_holds,
@@ -153,16 +151,6 @@ class MarketMachine(RuleBasedStateMachine):
         if cost is not None and max_in is not None:
             assert cost <= max_in
 
-    @rule(token=tokens, trader=accounts, factor=st.fractions(Fraction(1, 1000), 1000))
-    def move_to_price(self, token, trader, factor):
-        pool = self.market.pools[token]
-        reserve_token, reserve_base = pool.reserves
-        asset, amount = pool.amount_to_price(Fraction(reserve_base, reserve_token) * factor)
-        if amount:
-            self.swap_checked(
-                token, "move_to_price", lambda: pool.swap_exact_in(trader, asset, amount)
-            )
-
     @rule(token=tokens, provider=accounts, token_amount=amounts, base_amount=amounts, slip=slack)
     def add_liquidity(self, token, provider, token_amount, base_amount, slip):
         pool = self.market.pools[token]
@@ -280,29 +268,3 @@ def test_get_amount_in_buys_at_least_the_output_and_no_less_would(
     assert amount_in <= 2 or get_amount_out(amount_in - 2, reserve_in, reserve_out, fee) < (
         amount_out
     )
-
-
-@settings(max_examples=800, deadline=None)
-@given(
-    reserve_in=st.integers(1, 10**27),
-    reserve_out=st.integers(1, 10**27),
-    ratio=st.fractions(Fraction(1, 10**12), 10**12),
-    fee=fees,
-    inverse=st.booleans(),
-)
-def test_amount_in_for_ratio_lands_closest_to_the_target(
-    reserve_in, reserve_out, ratio, fee, inverse
-):
-    amount = amount_in_for_ratio(reserve_in, reserve_out, ratio, fee, inverse=inverse)
-
-    def error(a):
-        out = get_amount_out(a, reserve_in, reserve_out, fee) if a else 0
-        after = Fraction(reserve_in + a, reserve_out - out)
-        return abs(1 / after - 1 / ratio) if inverse else abs(after - ratio)
-
-    assert amount >= 0
-    assert error(amount) <= error(amount + 1)
-    if amount:
-        assert error(amount) <= error(amount - 1)
-    else:
-        assert Fraction(reserve_in, reserve_out) >= ratio or error(0) <= error(1)

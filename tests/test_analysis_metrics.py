@@ -1,4 +1,4 @@
-"""Metrics on hand-built tables whose results are worked out by hand, and on fake runs."""
+"""Metrics on hand-built tables whose results are worked out by hand, and on real runs."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from fake_run import write_fake_run
 
 from analysis.metrics import (
     client_rewards,
@@ -22,6 +21,7 @@ from analysis.metrics import (
     summarise_run,
 )
 from analysis.runs import Run, load_run
+from tests.conftest import write_real_run
 
 CLIENTS = ("c0", "c1", "c2")
 STEPS = (0, 1, 2, 3)
@@ -238,9 +238,9 @@ def test_summarise_run_collects_the_headline_numbers() -> None:
 
 
 @pytest.mark.parametrize("policy", ["equal", "direct", "mint", "buyback", "dividend"])
-def test_fake_run_rewards_add_up_and_only_buyback_pays_distribution_cost(
+def test_real_run_rewards_add_up_and_only_buyback_pays_distribution_cost(
         tmp_path: Path, policy: str) -> None:
-    run = load_run(write_fake_run(tmp_path / policy, policy=policy))
+    run = load_run(write_real_run(tmp_path / policy, **{"rewards.policy": policy}))
     table = client_rewards(run)
     assert table["allotted_usd"].sum() == pytest.approx(run.model["reward_usd"].sum())
     assert table["equal_split_usd"].iloc[0] == pytest.approx(table["allotted_usd"].sum() / 4)

@@ -10,20 +10,20 @@ import matplotlib
 import numpy as np
 import pandas as pd
 import pytest
-from fake_run import write_fake_run
 
 from analysis.figures import FIGURE_NAMES, make_figures
 from analysis.metrics import client_rewards, investor_performance
 from analysis.report import main, markdown_table, write_report
 from analysis.runs import RunFolderError, load_run
+from tests.conftest import write_real_run
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.fixture(scope="module")
 def reported(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
-    """The default fake run, reported once for the tests that read the outcome."""
-    run_dir = write_fake_run(tmp_path_factory.mktemp("runs") / "fake")
+    """The small test scenario's run, reported once for the tests that read the outcome."""
+    run_dir = write_real_run(tmp_path_factory.mktemp("runs") / "small")
     rc_before = dict(matplotlib.rcParams)
     report = write_report(run_dir)
     return {"run_dir": run_dir, "report": report, "text": report.read_text(encoding="utf-8"),
@@ -42,11 +42,11 @@ def test_markdown_table_formats_each_column_and_escapes_pipes() -> None:
 
 
 def test_load_run_reads_every_table_and_the_run_identity(tmp_path: Path) -> None:
-    run = load_run(write_fake_run(tmp_path / "r", policy="mint", seed=3))
+    run = load_run(write_real_run(tmp_path / "r", **{"rewards.policy": "mint", "seed": 3}))
     assert run.client_ids == ["c00", "c01", "c02", "c03"]
     assert (run.name, run.seed, run.policy, run.steps, run.n_rounds) == (
-        "fake-mint", 3, "mint", 30, 3)
-    assert len(run.agents) == 31 * (1 + 4 + 8 + 2)  # steps 0..30, every agent each step
+        "small", 3, "mint", 30, 3)
+    assert len(run.agents) == 31 * (1 + 4 + 13 + 2)  # steps 0..30, every agent each step
     assert len(run.rounds) == 3 * 4
 
 
@@ -64,8 +64,10 @@ def test_report_is_written_with_every_table(reported: dict[str, object]) -> None
     for client, pct in zip(rewards["client"], rewards["allotted_vs_equal_pct"], strict=True):
         assert re.search(rf"^\| {client} \|.*\| {pct:,.2f} \|", text, re.MULTILINE)
     assert "received" not in text.lower()
+    investors = run.agents[(run.agents["agent_type"] == "investor") & (run.agents["step"] == 0)]
     for strategy in investor_performance(run)["strategy"]:
-        assert re.search(rf"^\| {strategy} \| 2 \|", text, re.MULTILINE)
+        n = int((investors["strategy"] == strategy).sum())
+        assert re.search(rf"^\| {strategy} \| {n} \|", text, re.MULTILINE)
     assert "| LP | exit rule |" in text
 
 
@@ -92,18 +94,31 @@ def test_making_figures_leaves_matplotlib_state_alone(reported: dict[str, object
     assert plt.get_fignums() == []
 
 
-def test_report_of_a_run_without_rounds_says_so(tmp_path: Path) -> None:
-    report = write_report(write_fake_run(tmp_path / "short", n_steps=5, round_every=10))
+def test_report_of_a_run_without_rewards_says_so(tmp_path: Path) -> None:
+    report = write_report(write_real_run(tmp_path / "unpaid", **{"rewards.budget.amount": 0}))
     text = report.read_text(encoding="utf-8")
-    assert "No FL round in this run." in text
     assert "| n/a |" in text  # vs equal payout is undefined with no reward
-    assert (tmp_path / "short" / "figures" / "contributions.png").stat().st_size > 0
+    assert (tmp_path / "unpaid" / "figures" / "contributions.png").stat().st_size > 0
+
+
+def test_report_of_a_folder_without_rounds_says_so(tmp_path: Path) -> None:
+    # A valid scenario always runs a round; a folder whose rounds table is empty (written by
+    # hand, or cut short) is still reported.
+    run_dir = write_real_run(tmp_path / "short")
+    rounds = pd.read_parquet(run_dir / "rounds.parquet")
+    rounds.iloc[:0].to_parquet(run_dir / "rounds.parquet")
+    text = write_report(run_dir).read_text(encoding="utf-8")
+    assert "No FL round in this run." in text
 
 
 def test_figures_of_a_500_step_run_with_110_agents_take_under_10_seconds(
         tmp_path: Path) -> None:
-    run = load_run(write_fake_run(tmp_path / "big", n_clients=10, n_steps=500,
-                                  investors_per_strategy=24))
+    big = {"steps": 500, "round_every": 50, "fl.dataset": {"name": "wine"},
+           "contribution.method": "data_size", "clients": [{"count": 10}],
+           "investors": [{"strategy": s, "count": 24, "cash": 500}
+                         for s in ("fundamental", "momentum", "mean_reversion", "noise")],
+           "liquidity_providers": [{"count": 2, "cash": 2000}]}
+    run = load_run(write_real_run(tmp_path / "big", **big))
     assert run.agents["agent_id"].nunique() == 1 + 10 + 96 + 2
     started = time.perf_counter()
     written = make_figures(run, tmp_path / "figs")
@@ -112,7 +127,7 @@ def test_figures_of_a_500_step_run_with_110_agents_take_under_10_seconds(
 
 
 def test_load_run_names_the_missing_file(tmp_path: Path) -> None:
-    run_dir = write_fake_run(tmp_path / "r")
+    run_dir = write_real_run(tmp_path / "r")
     (run_dir / "rounds.parquet").unlink()
     with pytest.raises(RunFolderError, match=r"missing rounds\.parquet"):
         load_run(run_dir)
@@ -124,7 +139,7 @@ def test_load_run_refuses_a_folder_that_does_not_exist(tmp_path: Path) -> None:
 
 
 def test_load_run_refuses_a_table_without_a_needed_column(tmp_path: Path) -> None:
-    run_dir = write_fake_run(tmp_path / "r")
+    run_dir = write_real_run(tmp_path / "r")
     agents = pd.read_parquet(run_dir / "agents.parquet").drop(columns="hodl_value")
     agents.to_parquet(run_dir / "agents.parquet")
     with pytest.raises(RunFolderError, match=r"agents\.parquet: missing column\(s\) hodl_value"):
@@ -132,14 +147,14 @@ def test_load_run_refuses_a_table_without_a_needed_column(tmp_path: Path) -> Non
 
 
 def test_load_run_refuses_config_that_is_not_a_mapping(tmp_path: Path) -> None:
-    run_dir = write_fake_run(tmp_path / "r")
+    run_dir = write_real_run(tmp_path / "r")
     (run_dir / "config.yaml").write_text("- just\n- a list\n", encoding="utf-8")
     with pytest.raises(RunFolderError, match=r"config\.yaml: expected a mapping"):
         load_run(run_dir)
 
 
 def test_load_run_refuses_unsafe_yaml_tags(tmp_path: Path) -> None:
-    run_dir = write_fake_run(tmp_path / "r")
+    run_dir = write_real_run(tmp_path / "r")
     (run_dir / "config.yaml").write_text("x: !!python/object/apply:os.system ['true']\n",
                                          encoding="utf-8")
     with pytest.raises(RunFolderError, match=r"config\.yaml: unreadable"):

@@ -18,6 +18,7 @@ from analysis.metrics import client_rewards, investor_performance, price_contrib
 from analysis.runs import load_run
 from analysis.sweep import (
     FIGURE_NAMES,
+    combine,
     load_sweep_tables,
     make_sweep_figures,
     mean_ci,
@@ -135,7 +136,7 @@ def test_distribution_cost_is_zero_for_direct_payouts(report: Path) -> None:
     assert list(table.columns[:3]) == ["rewards.policy", "contribution.method", "n_runs"]
     direct = table[table["rewards.policy"] == "direct"]
     assert len(direct) == 2
-    assert (direct["cost_usd_mean"] == 0).all()  # `direct` pays USD without trading
+    assert (direct["distribution_cost_usd_mean"] == 0).all()  # `direct` pays USD without trading
     assert (table["rewards_usd_mean"] > 0).all()
 
 
@@ -226,6 +227,7 @@ def test_grid_key_named_like_a_table_column_gets_a_grid_prefix(tmp_path: Path) -
                                   "size": {"method": "data_size"}}},
     }))
     out = run_sweep(path, workers=2, out=tmp_path / "out", progress=False)
+    combine(out)
     rounds = pd.read_parquet(out / "combined" / "rounds.parquet")
     assert list(rounds.columns[:3]) == ["run_id", "grid:contribution", "seed"]
     assert set(rounds["grid:contribution"]) == {"loo", "size"}

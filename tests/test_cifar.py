@@ -257,7 +257,7 @@ def test_load_dataset_cifar10_and_a_cnn_round(tmp_path):
     assert abs(float(ds.X.mean())) < 1e-4  # standardised per channel
     sub = load_dataset("cifar10", rng=rng, path=str(folder), n_samples=10, standardize=False)
     assert len(sub) == 10 and sub.X.min() >= 0 and sub.X.max() <= 1
-    with pytest.raises(ValueError, match="needs path"):
+    with pytest.raises(ValueError, match="path: required"):
         load_dataset("cifar10", rng=rng)
 
     train, val = split_validation(ds, 0.25, rng)

@@ -23,10 +23,28 @@ def _scenario_file(tmp_path: Path, **overrides) -> Path:
     return path
 
 
-def test_help_lists_every_subcommand():
+def test_help_lists_every_subcommand_and_points_to_the_reference():
     out = wsf("--help").stdout
-    for cmd in ("validate", "run", "report", "viz", "sweep"):
+    for cmd in ("validate", "schema", "run", "report", "viz", "sweep"):
         assert cmd in out
+    assert "docs/scenario-reference.md" in out
+
+
+def test_validate_recognises_a_sweep_file_and_checks_every_run():
+    proc = wsf("validate", "scenarios/sweeps/policy_by_method.yaml")
+    assert proc.returncode == 0, proc.stderr
+    assert "valid sweep (150 runs, each validated" in proc.stderr
+    assert yaml.safe_load(proc.stdout)["grid"]["rewards.policy"][0] == "equal"
+
+
+def test_validate_refuses_a_sweep_whose_grid_breaks_the_scenario(tmp_path):
+    base = _scenario_file(tmp_path)
+    sweep = tmp_path / "sweep.yaml"
+    sweep.write_text(yaml.safe_dump({"base": base.name, "seeds": 1,
+                                     "grid": {"contribution.params": [{"eps_betwen": 0.1}]}}))
+    proc = wsf("validate", str(sweep))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "contribution.params.eps_betwen = 0.1: unknown parameter" in proc.stderr
 
 
 def test_bad_file_gets_one_paragraph_and_exit_code_2(tmp_path):
@@ -58,6 +76,16 @@ def test_run_writes_a_folder_and_prints_a_summary(tmp_path):
     assert "run folder:" in proc.stdout and "c00" in proc.stdout
     assert (out / "model.parquet").is_file()
     assert sorted(p.name for p in (out / "figures").glob("*.png"))
+    assert f"report: {out / 'report.md'}" in proc.stdout and (out / "report.md").is_file()
+
+
+def test_run_without_report_says_how_to_get_it(tmp_path):
+    out = tmp_path / "run"
+    proc = wsf("run", str(_scenario_file(tmp_path)), "--out", str(out), "--steps", "10",
+               "--no-report")
+    assert proc.returncode == 0, proc.stderr
+    assert f"`wsf report {out}` writes it" in proc.stdout
+    assert not (out / "report.md").exists() and not (out / "figures").exists()
 
 
 def test_run_refuses_an_existing_output_folder(tmp_path):
@@ -90,6 +118,8 @@ def test_sweep_then_report_through_the_command_line(tmp_path):
     proc = wsf("sweep", str(sweep), "--workers", "2", "--out", str(out))
     assert proc.returncode == 0, proc.stderr
     assert len(list((out / "runs").iterdir())) == 2
+    assert f"report: {out / 'report' / 'report.md'}" in proc.stdout
+    assert (out / "combined" / "runs.parquet").is_file()
     proc = wsf("report", str(out))
     assert proc.returncode == 0, proc.stderr
     assert (out / "report" / "report.md").is_file()

@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+import textwrap
+
 import numpy as np
 import pandas as pd
 import pytest
 
+from abm import registry
 from abm.amm import ONE
 from abm.model import WallStreetFedsModel
-from abm.rewards import POLICIES
 from abm.run import simulate
-from tests.conftest import small_scenario
+from abm.scenario import ScenarioError
+from tests.conftest import ROOT, small_scenario
+
+POLICIES = registry.names("policy")
 
 
 @pytest.mark.parametrize("policy", sorted(POLICIES))
@@ -124,3 +132,56 @@ def test_genesis_seeds_pools_at_the_opening_price_by_federation_or_by_client():
     assert by_client.ledger.balance("client:c00", "c00") == 6_000 * ONE
     assert by_client.ledger.balance("client:c00", "USD") == 0
     assert by_client.ledger.balance("client:c00", pool.lp_asset) > 0
+
+
+def test_run_model_stops_after_the_scenarios_steps():
+    model = WallStreetFedsModel(small_scenario(steps=12))
+    model.run_model()
+    assert model.steps == 12 and model.running is False
+    assert len(model.datacollector.get_model_vars_dataframe()) == 13  # genesis + 12 steps
+    assert model.accuracy == model.datacollector.get_model_vars_dataframe()["accuracy"].iloc[-1]
+
+
+def test_the_model_takes_a_file_and_dotted_overrides_as_keywords():
+    model = WallStreetFedsModel(ROOT / "scenarios" / "baseline.yaml", rng=7, steps=20,
+                                **{"rewards.policy": "mint", "investors.0.count": 2})
+    assert (model.config.steps, model.config.rewards.policy, model.config.seed) == (20, "mint", 7)
+    assert sum(a.strategy == "fundamental" for a in model.investors) == 2
+    with pytest.raises(ScenarioError, match=r"baseline.yaml \(model keyword arguments\): a "
+                       r"problem: rewards.polcy: does not exist"):
+        WallStreetFedsModel(ROOT / "scenarios" / "baseline.yaml", **{"rewards.polcy": "mint"})
+
+
+def test_mesa_batch_run_sweeps_scenario_fields():
+    # The exact call of the documentation, in a fresh interpreter: batch_run switches
+    # multiprocessing to "spawn" for the whole process.
+    code = textwrap.dedent("""
+        import json, mesa
+        from abm.model import WallStreetFedsModel
+        rows = mesa.batch_run(WallStreetFedsModel, parameters={
+            "scenario": "scenarios/baseline.yaml", "rewards.policy": ["equal", "mint"],
+            "steps": 30}, rng=[1, 2], max_steps=30, display_progress=False)
+        print(json.dumps(sorted({(r["rewards.policy"], r["iteration"], r["Step"],
+                                  r["reward_usd"] > 0) for r in rows})))
+    """)
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    # Every policy and seed, collected at its last step (30: the run stopped by itself), the
+    # step of the third round, which paid its budget.
+    assert seen == [[p, i, 30, True] for p in ("equal", "mint") for i in (0, 1)]
+
+
+def test_a_small_data_clients_size_weight_is_the_one_used():
+    # The bug of issue 10: the parameter was accepted and ignored.
+    scenario = small_scenario(clients=[
+        {"count": 3, "behaviour": "honest"},
+        {"count": 1, "behaviour": "small_data", "behaviour_params": {"size_weight": 0.1}},
+    ])
+    sizes = WallStreetFedsModel(scenario).federation.federation.client_sizes
+    assert sizes[3] / np.mean(sizes[:3]) == pytest.approx(0.1, abs=0.02)
+    default = WallStreetFedsModel(small_scenario(clients=[
+        {"count": 3}, {"count": 1, "behaviour": "small_data"}])).federation.federation
+    assert default.client_sizes[3] / np.mean(default.client_sizes[:3]) == pytest.approx(
+        0.25, abs=0.02)

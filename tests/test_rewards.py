@@ -7,15 +7,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from abm import registry
 from abm.amm import ONE, Ledger, Market
-from abm.rewards import (
-    POLICIES,
-    Budget,
-    ClientAccount,
-    allot,
-    make_policy,
-    shares_from_contributions,
-)
+from abm.rewards import ClientAccount, allot, shares_from_contributions
+
+POLICIES = registry.names("policy")
+
+
+def make_policy(name, **params):
+    return registry.create("policy", name, **params)
 
 TREASURY = "federation"
 
@@ -70,10 +70,10 @@ def test_allotment_never_exceeds_the_budget_and_loses_at_most_n_units(budget, sh
 
 
 def test_budget_kinds():
-    assert Budget("constant", amount=500).for_round(7, -0.1) == 500
-    sched = Budget("schedule", schedule=(100.0, 200.0))
+    assert registry.create("budget", "constant", amount=500).for_round(7, -0.1) == 500
+    sched = registry.create("budget", "schedule", schedule=[100.0, 200.0])
     assert [sched.for_round(i, 0) for i in range(4)] == [100.0, 200.0, 200.0, 200.0]
-    gain = Budget("accuracy_gain", per_point=50)
+    gain = registry.create("budget", "accuracy_gain", per_point=50)
     assert gain.for_round(0, 0.02) == pytest.approx(100.0)
     assert gain.for_round(1, -0.05) == 0.0
 
@@ -174,5 +174,6 @@ def test_every_policy_conserves_every_asset_and_never_overspends(name):
 
 
 def test_unknown_policy_names_the_allowed_ones():
-    with pytest.raises(ValueError, match="allowed: equal, direct, mint, buyback, dividend"):
+    with pytest.raises(ValueError, match="allowed values are 'equal', 'direct', 'mint', "
+                       "'buyback' or 'dividend'"):
         make_policy("airdrop")

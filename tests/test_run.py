@@ -19,7 +19,7 @@ def result():
 
 
 def test_run_folder_holds_resolved_config_tables_summary(result, tmp_path):
-    out = write_run(result, tmp_path / "run", figures=False)
+    out = write_run(result, tmp_path / "run")
     for name in FILES:
         assert (out / name).is_file(), name
     config = yaml.safe_load((out / "config.yaml").read_text())
@@ -33,8 +33,8 @@ def test_run_folder_holds_resolved_config_tables_summary(result, tmp_path):
 
 def test_same_seed_and_config_give_byte_identical_tables(result, tmp_path):
     again = simulate(small_scenario(steps=20))
-    a = write_run(result, tmp_path / "a", figures=False)
-    b = write_run(again, tmp_path / "b", figures=False)
+    a = write_run(result, tmp_path / "a")
+    b = write_run(again, tmp_path / "b")
     for name in ("model.parquet", "agents.parquet", "rounds.parquet", "config.yaml"):
         assert (a / name).read_bytes() == (b / name).read_bytes(), name
 
@@ -44,7 +44,7 @@ def test_existing_folder_is_refused_and_left_untouched(result, tmp_path):
     out.mkdir()
     (out / "keep.txt").write_text("mine")
     with pytest.raises(OutputExistsError, match="never overwrite"):
-        write_run(result, out, figures=False)
+        write_run(result, out)
     assert [p.name for p in out.iterdir()] == ["keep.txt"]
 
 
@@ -54,7 +54,7 @@ def test_a_failure_while_writing_leaves_no_folder_behind(result, tmp_path, monke
 
     monkeypatch.setattr(type(result.rounds), "to_parquet", boom)
     with pytest.raises(OSError, match="disk full"):
-        write_run(result, tmp_path / "run", figures=False)
+        write_run(result, tmp_path / "run")
     assert list(tmp_path.iterdir()) == []
 
 
@@ -63,7 +63,7 @@ def test_under_direct_payout_a_holding_clients_cash_change_is_its_reward(tmp_pat
     from analysis.runs import load_run
 
     scenario = small_scenario(**{"rewards.policy": "direct", "clients.0.cash_out.kind": "hold"})
-    out = write_run(simulate(scenario), tmp_path / "run", figures=False)
+    out = write_run(simulate(scenario), tmp_path / "run")
     table = client_rewards(load_run(out)).set_index("client")
     # Clients never buy, and these hold: their USD changes only by the rewards paid to them.
     for cid in ("c00", "c01", "c02", "c03"):

@@ -90,10 +90,13 @@ def test_cifar10_without_a_local_copy_says_what_to_do():
 def test_overrides_revalidate_and_refuse_unknown_paths():
     s = Scenario()
     t = s.with_overrides({"rewards.policy": "mint", "clients.0.count": 4,
-                          "contribution.params.eps": 0.01})
-    assert (t.rewards.policy, t.n_clients, t.contribution.params) == ("mint", 4, {"eps": 0.01})
+                          "contribution.params.eps_within": 0.01})
+    assert (t.rewards.policy, t.n_clients, t.contribution.params.eps_within) == ("mint", 4, 0.01)
     assert s.rewards.policy == "buyback"  # the original is unchanged (frozen)
-    with pytest.raises(ScenarioError, match=r"rewards\.polcy does not exist"):
+    with pytest.raises(ScenarioError, match=r"contribution\.params\.eps = 0.01: unknown "
+                       r"parameter of method 'gtg_shapley'"):
+        s.with_overrides({"contribution.params.eps": 0.01})
+    with pytest.raises(ScenarioError, match=r"rewards\.polcy: does not exist"):
         s.with_overrides({"rewards.polcy": "mint"})
     with pytest.raises(ScenarioError, match="allowed values"):
         s.with_overrides({"rewards.policy": "airdrop"})

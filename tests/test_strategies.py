@@ -5,14 +5,21 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from abm.agents.strategies import STRATEGIES, Order, make_strategy
+from abm import registry
+from abm.agents.strategies import Order
 from abm.agents.view import MarketView
+
+STRATEGIES = registry.names("strategy")
+
+
+def make_strategy(name, **params):
+    return registry.create("strategy", name, **params)
 
 
 def _view(policy="buyback", prices=(1.0, 1.0, 1.0)) -> MarketView:
     # Continuation 10/11: the market expects 10 / 11 / (1 / 11) = 10 more rounds.
-    v = MarketView(tokens=["c0", "c1", "c2"], policy=policy, round_every=10,
-                   round_continuation=10 / 11)
+    v = MarketView(tokens=["c0", "c1", "c2"], policy=registry.create("policy", policy),
+                   round_every=10, round_continuation=10 / 11)
     v.share_signal = np.full(3, 1 / 3)
     v.last_budget = 300.0
     supply = np.full(3, 1000.0)
@@ -84,10 +91,11 @@ def test_manipulator_pumps_then_dumps_its_target():
 
 @pytest.mark.parametrize("name", sorted(STRATEGIES))
 def test_unknown_or_out_of_range_parameters_are_refused(name):
-    with pytest.raises(ValueError, match="unknown parameter"):
+    with pytest.raises(ValueError, match=f"unknown parameter of strategy '{name}'"):
         make_strategy(name, lookbak=3)
-    key, (_, low, _) = next(iter(STRATEGIES[name].params.items()))
-    with pytest.raises(ValueError, match=f"{key} must be between"):
+    key, info = next(iter(registry.get("strategy", name).Params.model_fields.items()))
+    low = next(m.ge for m in info.metadata if hasattr(m, "ge"))
+    with pytest.raises(ValueError, match=f"{key} = {low - 1}: input should be greater than"):
         make_strategy(name, **{key: low - 1})
 
 

@@ -20,12 +20,17 @@ import pandas as pd
 import pytest
 import yaml
 
+from abm import registry
 from abm.run import simulate
-from abm.scenario import METHODS, POLICIES, ScenarioError
+from abm.scenario import ScenarioError
 from abm.sweep import SweepError, SweepRunError, finished_run_ids, load_sweep, run_id, run_sweep
 from abm.sweep.spec import canonical_json
-from abm.sweep.store import PARAMS_FILE, STAGING_DIR, combine, open_folder
+from abm.sweep.store import PARAMS_FILE, STAGING_DIR, open_folder
+from analysis.sweep import combine
 from tests.conftest import ROOT, small_scenario
+
+POLICIES = registry.names("policy")
+METHODS = registry.names("method")
 
 # Two rounds of FL on 3 clients and a handful of agents: about a second per run.
 TINY = {
@@ -47,6 +52,13 @@ def base_file(tmp_path: Path) -> Path:
     path.parent.mkdir()
     path.write_text(yaml.safe_dump(small_scenario().to_dict(), sort_keys=False))
     return path
+
+
+def sweep_and_combine(*args, **kwargs) -> Path:
+    """`wsf sweep` in two calls: the runs (abm), then the combined tables (analysis)."""
+    out = run_sweep(*args, **kwargs)
+    combine(out)
+    return out
 
 
 def write_sweep(folder: Path, text: str, name: str = "sweep.yaml") -> Path:
@@ -152,7 +164,7 @@ def test_bad_grid_value_fails_before_any_run_naming_file_and_key(base_file: Path
     path = tiny_sweep(base_file, grid={"rewards.policy": ["mint", "airdrop"]}, seeds=2)
     out = tmp_path / "out"
     with pytest.raises(ScenarioError) as err:
-        run_sweep(path, workers=1, out=out, progress=False)
+        sweep_and_combine(path, workers=1, out=out, progress=False)
     message = str(err.value)
     assert str(path) in message
     assert "grid key 'rewards.policy'" in message
@@ -175,7 +187,7 @@ def test_value_valid_alone_but_not_in_combination_names_the_grid_point(base_file
     ("text", "expected"),
     [
         ("base: scenarios/small.yaml\nseeds: 2\ngird: {rewards.policy: [mint]}\n",
-         "unknown key 'gird'"),
+         "gird: unknown field (allowed here: base, grid, name, overrides, report, seeds"),
         ("base: scenarios/small.yaml\nseeds: 0\n", "seed count must be at least 1"),
         ("base: scenarios/small.yaml\nseeds: [1, 1]\n", "repeats a seed"),
         ("base: scenarios/small.yaml\nseeds: 2\ngrid: {seed: [1, 2]}\n", "`seeds:` field"),
@@ -186,9 +198,12 @@ def test_value_valid_alone_but_not_in_combination_names_the_grid_point(base_file
         ("base: scenarios/small.yaml\nseeds: 2\nseeds: 3\n", "duplicate key 'seeds'"),
         ("base: !!python/object/apply:os.getcwd []\nseeds: 1\n", "object tags"),
         ("base: scenarios/missing.yaml\nseeds: 1\n", "no scenario file"),
-        ("seeds: 1\n", "field 'base' is missing"),
+        ("seeds: 1\n", "base: required"),
         ("base: scenarios/small.yaml\nseeds: 1\nreport: {confidence: 2}\n",
-         "field 'report.confidence' = 2"),
+         "report.confidence = 2: input should be less than 1"),
+        ("base: scenarios/small.yaml\nseeds: two\n", "seeds = 'two': give a seed count"),
+        ("base: scenarios/small.yaml\nseeds: 1\ngrid: {rewards.policy: mint}\n",
+         "grid key 'rewards.policy' = 'mint': give a list of values"),
     ],
 )
 def test_malformed_sweep_files_are_refused_with_one_paragraph(
@@ -215,7 +230,7 @@ def test_local_sweep_stores_each_run_once_and_combines_tables(base_file: Path,
                                                               tmp_path: Path) -> None:
     path = tiny_sweep(base_file, grid={"rewards.policy": ["direct", "mint"]}, seeds=2)
     sweep = load_sweep(path)
-    out = run_sweep(path, workers=2, out=tmp_path / "out", progress=False)
+    out = sweep_and_combine(path, workers=2, out=tmp_path / "out", progress=False)
 
     assert out == (tmp_path / "out").resolve()
     assert finished_run_ids(out) == {r.run_id for r in sweep.runs}
@@ -249,7 +264,7 @@ def test_local_sweep_stores_each_run_once_and_combines_tables(base_file: Path,
 def test_sweep_runs_equal_running_each_config_alone(base_file: Path, tmp_path: Path) -> None:
     path = tiny_sweep(base_file, grid={"rewards.policy": ["buyback", "dividend"]}, seeds=[5])
     sweep = load_sweep(path)
-    out = run_sweep(path, workers=2, out=tmp_path / "out", progress=False)
+    out = sweep_and_combine(path, workers=2, out=tmp_path / "out", progress=False)
     combined = pd.read_parquet(out / "combined" / "model.parquet")
     base = small_scenario().with_overrides(TINY)
     for run in sweep.runs:
@@ -259,19 +274,19 @@ def test_sweep_runs_equal_running_each_config_alone(base_file: Path, tmp_path: P
             pd.testing.assert_frame_equal(pd.read_parquet(folder / f"{table}.parquet"),
                                           getattr(alone, table))
         mine = combined[combined["run_id"] == run.run_id].drop(
-            columns=["run_id", "rewards.policy", "seed"]).reset_index(drop=True)
+            columns=["run_id", "rewards.policy", "seed", "policy", "method"]).reset_index(drop=True)
         pd.testing.assert_frame_equal(mine, alone.model)
 
 
 def test_rerun_on_same_folder_skips_finished_runs(base_file: Path, tmp_path: Path,
                                                   capsys: pytest.CaptureFixture[str]) -> None:
     path = tiny_sweep(base_file, grid={"rewards.policy": ["equal"]}, seeds=2)
-    out = run_sweep(path, workers=1, out=tmp_path / "out", progress=False)
+    out = sweep_and_combine(path, workers=1, out=tmp_path / "out", progress=False)
     before = stored(out)
     combined_before = pd.read_parquet(out / "combined" / "model.parquet")
 
     started = time.perf_counter()
-    again = run_sweep(path, workers=1, out=tmp_path / "out", progress=True)
+    again = sweep_and_combine(path, workers=1, out=tmp_path / "out", progress=True)
     elapsed = time.perf_counter() - started
 
     assert again == out
@@ -285,11 +300,11 @@ def test_rerun_on_same_folder_skips_finished_runs(base_file: Path, tmp_path: Pat
 def test_folder_of_another_sweep_is_refused_and_left_untouched(base_file: Path,
                                                                tmp_path: Path) -> None:
     out = tmp_path / "out"
-    run_sweep(tiny_sweep(base_file, grid={}, seeds=1), workers=1, out=out, progress=False)
+    sweep_and_combine(tiny_sweep(base_file, grid={}, seeds=1), workers=1, out=out, progress=False)
     before = stored(out)
     other = tiny_sweep(base_file, grid={}, seeds=2, name="other")
     with pytest.raises(SweepError) as err:
-        run_sweep(other, workers=1, out=out, progress=False)
+        sweep_and_combine(other, workers=1, out=out, progress=False)
     assert str(out) in str(err.value) and "different sweep" in str(err.value)
     assert stored(out) == before
 
@@ -310,7 +325,7 @@ def test_second_driver_on_a_folder_in_use_is_refused(base_file: Path, tmp_path: 
     with open_folder(load_sweep(path), out), pytest.raises(
         SweepError, match="another `wsf sweep` driver is running"
     ):
-        run_sweep(path, workers=1, out=out, progress=False)
+        sweep_and_combine(path, workers=1, out=out, progress=False)
     assert finished_run_ids(out) == set()
     run_sweep(path, workers=1, out=out, progress=False)  # free again once that driver is gone
     assert len(finished_run_ids(out)) == 1
@@ -319,34 +334,38 @@ def test_second_driver_on_a_folder_in_use_is_refused(base_file: Path, tmp_path: 
 def test_default_folder_is_sweeps_out_slash_name(base_file: Path, tmp_path: Path,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
-    out = run_sweep(tiny_sweep(base_file, grid={}, seeds=1, name="named-sweep"), workers=1,
+    out = sweep_and_combine(tiny_sweep(base_file, grid={}, seeds=1, name="named-sweep"), workers=1,
                     progress=False)
     assert out == (tmp_path / "sweeps-out" / "named-sweep").resolve()
     assert len(finished_run_ids(out)) == 1
 
 
 def test_failing_runs_are_reported_and_the_others_kept(base_file: Path, tmp_path: Path) -> None:
-    # An unknown contribution-method parameter passes the schema (parameters are free-form)
-    # and fails when the model builds the method: a real run-time failure in a worker.
-    path = tiny_sweep(base_file, grid={"contribution.params": {"none": {},
-                                                               "bad": {"bogus_parameter": 1}}},
-                      seeds=1, name="failing")
+    # A CIFAR-10 folder whose batch file is garbage passes the schema (only reading the data
+    # finds out) and fails when the model loads it: a real run-time failure in a worker.
+    garbage = tmp_path / "cifar"
+    garbage.mkdir()
+    (garbage / "data_batch_1.bin").write_bytes(bytes(range(256)) * 20)
+    path = tiny_sweep(base_file, grid={"fl.dataset": {
+        "digits": {"name": "digits", "n_samples": 400},
+        "broken": {"name": "cifar10", "path": str(garbage)}}}, seeds=1, name="failing")
     good, bad = (run.run_id for run in load_sweep(path).runs)
     out = tmp_path / "out"
     with pytest.raises(SweepRunError) as err:
         run_sweep(path, workers=2, out=out, progress=False)
-    assert bad in str(err.value) and "bogus_parameter" in str(err.value)
+    assert bad in str(err.value) and "3073-byte CIFAR-10 binary record" in str(err.value)
     assert set(err.value.failed) == {bad}
-    assert "bogus_parameter" in (out / "errors" / f"{bad}.txt").read_text()
+    assert "3073-byte" in (out / "errors" / f"{bad}.txt").read_text()
     assert finished_run_ids(out) == {good}
+    combine(out)
     runs = pd.read_parquet(out / "combined" / "runs.parquet")
     assert list(runs["run_id"]) == [good]
-    assert list(runs["contribution.params"]) == ["none"]
+    assert list(runs["fl.dataset"]) == ["digits"]
 
 
 def test_combine_is_idempotent(base_file: Path, tmp_path: Path) -> None:
     path = tiny_sweep(base_file, grid={"rewards.policy": ["equal", "mint"]}, seeds=1)
-    out = run_sweep(path, workers=2, out=tmp_path / "out", progress=False)
+    out = sweep_and_combine(path, workers=2, out=tmp_path / "out", progress=False)
     first = {n: pd.read_parquet(out / "combined" / f"{n}.parquet")
              for n in ("model", "rounds", "runs")}
     combine(out)
@@ -384,7 +403,7 @@ def test_interrupted_sweep_resumes_without_redoing_or_losing_runs(base_file: Pat
     survived = stored(out)
     assert 1 <= len(survived) < len(sweep.runs)
 
-    run_sweep(path, workers=2, out=out, progress=False)
+    sweep_and_combine(path, workers=2, out=out, progress=False)
 
     after = stored(out)
     assert set(after) == {r.run_id for r in sweep.runs}

@@ -25,6 +25,7 @@ import yaml
 from abm.run import simulate
 from abm.sweep import finished_run_ids, load_sweep, run_sweep
 from abm.sweep.store import PARAMS_FILE, STAGING_DIR
+from analysis.sweep import combine
 from tests.conftest import small_scenario
 
 pytestmark = [pytest.mark.dask, pytest.mark.timeout(180)]
@@ -151,6 +152,7 @@ def test_sweep_on_dask_survives_a_killed_worker_with_every_run_once(
     for run in sweep.runs:
         assert (out / "runs" / run.run_id / PARAMS_FILE).is_file()
     assert not (out / STAGING_DIR).exists()
+    combine(out)  # what `wsf sweep` does next
     runs = pd.read_parquet(out / "combined" / "runs.parquet")
     assert sorted(runs["run_id"]) == expected  # each run exactly once
     model = pd.read_parquet(out / "combined" / "model.parquet")

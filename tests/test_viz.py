@@ -3,7 +3,6 @@ the chart data (pure functions) and the launcher's safety settings."""
 
 from __future__ import annotations
 
-import inspect
 import math
 import socket
 import statistics
@@ -17,8 +16,11 @@ import pytest
 import solara
 from mesa.visualization import Slider
 
-from abm.scenario import STRATEGIES, Scenario, load_scenario
+from abm import registry
+from abm.scenario import Scenario, load_scenario
 from abm.viz import SCENARIO_ENV, app, charts, server
+
+STRATEGIES = registry.names("strategy")
 
 SCENARIO = """\
 name: viz-unit
@@ -115,9 +117,14 @@ def test_controls_start_at_the_scenario_values(scenario: Scenario) -> None:
 
 
 def test_every_control_is_a_keyword_of_the_viz_model(scenario: Scenario) -> None:
-    accepted = inspect.signature(app.VizModel.__init__).parameters
-    assert set(app.model_params(scenario)) <= set(accepted)
-    assert {app.investor_knob(s) for s in STRATEGIES} <= set(accepted)
+    # One control per registered strategy, policy and method: derived from the registry.
+    params = app.model_params(scenario)
+    assert {app.investor_knob(s) for s in STRATEGIES} <= set(params)
+    assert params["policy"]["values"] == list(registry.names("policy"))
+    knobs = {k: None for k in params if k != "base"}
+    assert isinstance(app.VizModel(scenario, **knobs), app.VizModel)
+    with pytest.raises(TypeError, match="unknown control"):
+        app.VizModel(scenario, investors_astrologer=3)
 
 
 def test_exact_shapley_is_offered_only_up_to_16_clients(scenario: Scenario) -> None:
@@ -266,12 +273,14 @@ def test_page_without_a_scenario_explains_how_to_start(render, monkeypatch) -> N
     assert SCENARIO_ENV in str(alert.children) and "wsf viz FILE" in str(alert.children)
 
 
-def test_a_scenario_the_model_refuses_is_explained_on_the_page(render, scenario) -> None:
-    # Strategy parameters are free-form in the schema and checked when the model builds.
-    refused = scenario.with_overrides({"investors.0.params": {"no_such_parameter": 1}})
+def test_a_scenario_the_model_refuses_is_explained_on_the_page(render, scenario,
+                                                               tmp_path) -> None:
+    # A garbage CIFAR-10 batch file is found only when the model reads the data.
+    (tmp_path / "data_batch_1.bin").write_bytes(b"not an image" * 100)
+    refused = scenario.with_overrides({"fl.dataset": {"name": "cifar10", "path": str(tmp_path)}})
     rc = render(app.ScenarioApp(refused))
     alert = str(rc.find(v.Alert).widget.children)
-    assert "investors[0].params" in alert
+    assert "fl.dataset" in alert and "CIFAR-10 binary record" in alert
     rc.find(v.Btn, children=["Step"]).assert_empty()
 
 

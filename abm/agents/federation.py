@@ -49,7 +49,7 @@ class FederationAgent(Trader):
         self.timings = {"fl": 0.0, "contribution": 0.0}
         self.rounds_done = 0
         self.total_cost = 0  # base units of fees and slippage paid delivering rewards
-        # The money book of the rewards, exact base units (docs/model.md, "Observation").
+        # The money book of the rewards, exact base units (docs/model.md, section 4.11).
         n = len(clients)
         self.budget_in = 0  # USD the model buyers paid in, all rounds
         self.equal_reference = 0  # what `equal` would have allotted each client: sum R // N

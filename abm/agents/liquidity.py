@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 from abm.agents.trader import BASE, Trader
 from abm.amm import ONE, to_units
+from abm.registry import build
 
 if TYPE_CHECKING:
     from abm.model import WallStreetFedsModel
@@ -18,24 +19,25 @@ class LiquidityProvider(Trader):
     At genesis (`enter_step` 0) it buys the token side of each deposit from the federation at
     the pool's opening price (primary issuance: the federation mints the tokens, the USD goes
     to the treasury) and deposits both sides at that price, so no price moves before any
-    signal exists (docs/model.md, "Submodels: genesis"). Entering later, it "zaps": swaps half
+    signal exists (docs/model.md, section 5 (Initialization)). Entering later, it "zaps": swaps half
     of each pool's budget into the token on the market and deposits both sides; the USD
     swapped is recorded as `zapped_usd`, a visible decision in the agents table. It keeps what
     it deposited so that `hodl_value` (what the deposit would be worth had it held the two
     assets) and `fees_earned` (its share of each step's pool fees) can be reported;
     `lp_value - hodl_value - fees_earned` is its impermanent loss.
 
-    Exit rules: `hold` stays to the end; `stop_loss` withdraws everything once its wealth is
-    below (1 - stop_loss) of its starting cash; `horizon` withdraws after `horizon` steps.
-    On exit it removes its liquidity and sells the tokens back (within its impact limit).
+    Its exit rule (`abm.agents.lp_exit`) is asked every step once it is in the pools. On exit
+    it removes its liquidity and sells the tokens back (within its impact limit).
     """
 
     agent_type = "lp"
 
     def __init__(self, model: WallStreetFedsModel, spec: LiquidityGroup) -> None:
-        super().__init__(model, "", spec.exit_rule, max_slippage=0.05)
+        exit_rule = build(spec.exit)
+        super().__init__(model, "", exit_rule.name, max_slippage=0.05)
         self.account = f"lp:{self.unique_id}"
         self.spec = spec
+        self.exit_rule = exit_rule
         self.start_cash = spec.cash
         self.deposited: dict[str, tuple[int, int]] = {}  # token -> (tokens, USD), base units
         self.active = False
@@ -46,7 +48,7 @@ class LiquidityProvider(Trader):
         if (not self.active and not self.exited and not self.deposited
                 and step >= self.spec.enter_step):
             self.provide()
-        elif self.active and self.should_exit(step):
+        elif self.active and self.exit_rule.should_exit(self, step):
             self.withdraw()
 
     def provide_at_genesis(self, issuer: str) -> None:
@@ -85,14 +87,6 @@ class LiquidityProvider(Trader):
             )
             self.deposited[token] = (used_token, used_usd)
         self.active = bool(self.deposited)
-
-    def should_exit(self, step: int) -> bool:
-        rule = self.spec.exit_rule
-        if rule == "stop_loss":
-            return self.wealth < (1.0 - self.spec.stop_loss) * self.start_cash
-        if rule == "horizon":
-            return step >= self.spec.enter_step + self.spec.horizon
-        return False
 
     def withdraw(self) -> None:
         """Remove all liquidity and sell the tokens back for USD."""

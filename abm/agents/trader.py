@@ -4,7 +4,8 @@ Trades go through the pools with two limits chosen by the agent's scenario group
 a price-impact cap (an order is shrunk until executing it moves the price less than
 `max_slippage`) and a minimum-out guard derived from the spot price, so a swap that would fill
 worse than spot by more than the fee plus `max_slippage` is refused by the pool and changes
-nothing. Agents only ever spend what their ledger account holds.
+nothing (docs/model.md, section 7.12). Agents only ever spend what their ledger account
+holds.
 """
 
 from __future__ import annotations
@@ -60,7 +61,6 @@ class Trader(mesa.Agent):
         self.usd = self.token_value = self.lp_value = self.wealth = 0.0
         self.wealth_if_sold = 0.0
         self.fees_earned = self.hodl_value = self.zapped_usd = 0.0
-        self.rejected_trades = 0
         self._stream: np.random.Generator | None = None
 
     @property
@@ -99,8 +99,7 @@ class Trader(mesa.Agent):
         try:
             out = pool.swap_exact_in(self.account, asset_in, amount, min_out)
         except SlippageError:
-            self.rejected_trades += 1
-            return 0
+            return 0  # the guard refused a fill worse than the agent accepts
         reserve_token, reserve_base = pool.reserves
         self.model.view.trade(token, reserve_base / reserve_token, reserve_token / ONE)
         return out

@@ -8,15 +8,19 @@ signal overshoots together and prices oscillate step to step. The parts of deriv
 that only need past steps (the price `lookback` steps ago, the sum of a window) are computed
 once per step and cached, so 100 investors cost one numpy computation, not 100.
 
-All figures are floats in display units: prices in USD per token, supplies in tokens, budgets
-in USD per round.
+The signal is described in docs/model.md, section 7.8. All figures are floats in display
+units: prices in USD per token, supplies in tokens, budgets in USD per round.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from abm.rewards import RewardPolicy
 
 
 @dataclass
@@ -24,7 +28,7 @@ class MarketView:
     """Read-only market and contribution state at the current step (display units)."""
 
     tokens: list[str]
-    policy: str
+    policy: RewardPolicy  # says what holders can expect from a token (`token_value`)
     round_every: int
     #: The market's belief that another FL round follows each round (per round, in [0, 1)).
     #: It is not the run's length, which no market participant can know.
@@ -109,17 +113,10 @@ class MarketView:
     def fundamental_values(self, horizon_discount: float) -> np.ndarray:
         """USD per token a holder can expect to get out of token i, (n,).
 
-        Two parts. The pool's USD reserve R_i backs every token in existence (S_i): selling
-        tokens into a constant-product pool can never extract more than R_i, shared by all
-        S_i tokens, so R_i / S_i is the liquidation floor. On top, the rewards still to come,
-        F_i = signal_i x budget x expected rounds left (`expected_rounds_left`), haircut by
-        `horizon_discount` (d):
-
-        - `buyback`: F_i flows into the pool, so (R_i + d F_i) / S_i;
-        - `dividend`: F_i is paid to the tokens outside the pool (O_i), so R_i / S_i + d F_i / O_i;
-        - `mint`: F_i is paid in new tokens, which dilute: R_i / (S_i + d F_i / price_i);
-        - `equal`, `direct`: token holders receive nothing: R_i / S_i.
-
+        The rewards still to come, F_i = signal_i x budget x expected rounds left
+        (`expected_rounds_left`), haircut by `horizon_discount`, valued by the reward policy
+        (`RewardPolicy.token_value`: what the policy pays holders, on top of the pool's USD
+        reserve R_i backing the S_i tokens).
         R_i uses live prices (`pooled x price`); the flows are cached per step.
         """
         key = ("flow", horizon_discount)
@@ -128,14 +125,6 @@ class MarketView:
                 self.share_signal * self.last_budget * self.expected_rounds_left
                 * horizon_discount
             )
-        flow = self._cache[key]
         reserve_usd = self.pooled * self.prices
-        supply = np.maximum(self.supply, 1e-18)
-        if self.policy == "buyback":
-            return (reserve_usd + flow) / supply
-        if self.policy == "dividend":
-            outside = np.maximum(self.supply - self.pooled, 1e-18)
-            return reserve_usd / supply + flow / outside
-        if self.policy == "mint":
-            return reserve_usd / (supply + flow / self.prices)
-        return reserve_usd / supply
+        return self.policy.token_value(reserve_usd, self.supply, self.pooled, self.prices,
+                                       self._cache[key])

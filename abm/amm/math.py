@@ -13,8 +13,6 @@ moves a pool to a target price.
 from __future__ import annotations
 
 from decimal import ROUND_FLOOR, Decimal, InvalidOperation
-from fractions import Fraction
-from math import isqrt
 
 ONE = 10**18
 """One display unit (1 USD, 1 token) in base units: 18 decimals, like on-chain tokens."""
@@ -167,74 +165,3 @@ def k_holds(
     return (balance0 * BPS - amount0_in * fee_bps) * (balance1 * BPS - amount1_in * fee_bps) >= (
         reserve0 * reserve1 * BPS * BPS
     )
-
-
-def amount_in_for_ratio(
-    reserve_in: int,
-    reserve_out: int,
-    ratio: Fraction | int,
-    fee_bps: int = DEFAULT_FEE_BPS,
-    *,
-    inverse: bool = False,
-) -> int:
-    """Input amount whose exact swap leaves `reserve_in / reserve_out` closest to `ratio`.
-
-    Selling `a` into the pool raises `f(a) = (R_in + a) / (R_out - get_amount_out(a))`
-    strictly. With `g = (BPS - fee) / BPS` and the real-valued output `a*g*R_out/(R_in + a*g)`,
-    `f(a) = ratio` is the quadratic `g*a**2 + (1+g)*R_in*a + R_in**2 - ratio*R_in*R_out = 0`,
-    whose positive root, scaled to integers (`n = BPS - fee`, `d = BPS`, `ratio = p/q`), is
-
-        a = (isqrt(((d-n)**2 * R_in**2 * q + 4*n*d*R_in*R_out*p) * q) - (d+n)*R_in*q) // (2*n*q)
-
-    The integer swap floors its output, so the root is only a start: a galloping search over
-    the exact `f` then brackets the target between `a` and `a + 1` and returns whichever lands
-    closer (the smaller on a tie). Closeness is measured on `f`, or on `1/f` (the price of the
-    input asset) with `inverse=True`. Returns 0 when `f(0) >= ratio` (selling this asset cannot
-    move the ratio towards the target).
-    """
-    _check_reserves(reserve_in, reserve_out)
-    n = BPS - check_fee_bps(fee_bps)
-    ratio = Fraction(ratio)
-    p, q = ratio.numerator, ratio.denominator
-    if p <= 0:
-        raise ValueError(f"ratio must be > 0, got {ratio}")
-    if reserve_in * q >= p * reserve_out:
-        return 0
-
-    def reserves_after(a: int) -> tuple[int, int]:
-        x = a * n
-        return reserve_in + a, reserve_out - x * reserve_out // (reserve_in * BPS + x)
-
-    def at_or_below(a: int) -> bool:
-        r_in, r_out = reserves_after(a)
-        return r_in * q <= p * r_out
-
-    disc = ((BPS - n) ** 2 * reserve_in**2 * q + 4 * n * BPS * reserve_in * reserve_out * p) * q
-    a = max((isqrt(disc) - (BPS + n) * reserve_in * q) // (2 * n * q), 0)
-    # Gallop from the closed form to a bracket lo < hi with f(lo) <= ratio < f(hi), then
-    # bisect. f(0) < ratio, and f grows without bound, so both ends exist.
-    step = 1
-    if at_or_below(a):
-        lo, hi = a, a + 1
-        while at_or_below(hi):
-            lo, hi, step = hi, hi + step, step * 2
-    else:
-        lo, hi = max(a - 1, 0), a
-        while not at_or_below(lo):
-            hi, lo, step = lo, max(lo - step, 0), step * 2
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        if at_or_below(mid):
-            lo = mid
-        else:
-            hi = mid
-    # Compare |f(lo) - ratio| with |f(hi) - ratio| (or the same on 1/f) in exact integers.
-    lo_in, lo_out = reserves_after(lo)
-    hi_in, hi_out = reserves_after(hi)
-    if inverse:  # |1/f - 1/ratio| = |f - ratio| / (f * ratio)
-        err_lo = (p * lo_out - lo_in * q) * hi_in
-        err_hi = (hi_in * q - p * hi_out) * lo_in
-    else:
-        err_lo = (p * lo_out - lo_in * q) * hi_out
-        err_hi = (hi_in * q - p * hi_out) * lo_out
-    return lo if err_lo <= err_hi else hi

@@ -13,7 +13,6 @@ price oracle accumulators are left out: the simulator has no use for them.
 
 from __future__ import annotations
 
-from fractions import Fraction
 from math import isqrt
 from typing import NoReturn
 
@@ -27,7 +26,6 @@ from abm.amm.math import (
     InsufficientOutputAmount,
     PoolError,
     SlippageError,
-    amount_in_for_ratio,
     check_amount,
     check_fee_bps,
     get_amount_in,
@@ -363,37 +361,3 @@ class Pool:
         """Marginal price before fees, base per token (`reserve_base / reserve_token`)."""
         r_t, r_b = self._route(self.token)
         return r_b / r_t
-
-    def price_impact(self, asset_in: str, amount_in: int) -> float:
-        """Relative cost of selling `amount_in` of `asset_in` now, against the spot price.
-
-        Both prices are read as `asset_in` paid per unit of the other asset received: spot
-        `R_in / R_out`, execution `amount_in / amount_out`. The result is
-        `execution / spot - 1`, which is >= 0 in both directions and includes the fee (a tiny
-        trade costs about `fee_bps / BPS`); `inf` when the trade buys nothing.
-        """
-        r_in, r_out = self._route(asset_in)
-        amount_out = get_amount_out(amount_in, r_in, r_out, self.fee_bps)
-        if not amount_out:
-            return float("inf")
-        return (amount_in * r_out - amount_out * r_in) / (amount_out * r_in)
-
-    def amount_to_price(self, target: float) -> tuple[str, int]:
-        """`(asset, amount)` to sell into the pool so that the spot price after the swap is as
-        close as possible to `target` (base per token).
-
-        Above the spot price, sell base (buying tokens raises the price); below it, sell token.
-        The amount is exact: the closed-form root of the constant-product-with-fee quadratic
-        (see `amount_in_for_ratio`), refined against the integer swap formula. `amount` is 0
-        when the target is the spot price, or when no whole base unit gets closer.
-        """
-        try:
-            price = Fraction(target)  # exact: a float's binary value, a str's decimal one
-        except (TypeError, ValueError, OverflowError):
-            raise ValueError(f"target must be a finite price, got {target!r}") from None
-        if price <= 0:
-            raise ValueError(f"target must be > 0, got {target!r}")
-        r_t, r_b = self._route(self.token)
-        if price * r_t > r_b:
-            return self.base, amount_in_for_ratio(r_b, r_t, price, self.fee_bps)
-        return self.token, amount_in_for_ratio(r_t, r_b, 1 / price, self.fee_bps, inverse=True)

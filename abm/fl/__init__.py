@@ -4,8 +4,8 @@ contribution measurement. A plain library: it imports neither mesa nor ``abm.amm
 Contract (docs/architecture.md)::
 
     from abm.fl import (Dataset, load_dataset, split_validation, partition, apply_label_noise,
-                        Federation, RoundResult, CoalitionGame, make_behaviour, BEHAVIOURS,
-                        CONTRIBUTION_METHODS, make_contribution_method, ContributionMethod)
+                        Federation, RoundResult, CoalitionGame, make_behaviour,
+                        make_contribution_method, ContributionMethod)
     from abm.fl.shapley import exact_shapley
 
 Typical use::
@@ -23,42 +23,45 @@ Typical use::
         contributions = method(result)          # (n,) numpy array
         cost = method.evaluations_last_round
 
-Registries: ``BEHAVIOURS`` and ``CONTRIBUTION_METHODS`` (name -> class). Each class lists its
-parameters in ``PARAMS`` (``data.Param``: default, doc, allowed range) and offers the
-classmethods ``param_names()``, ``defaults()`` and ``validate_params(params) -> dict``
-(``ValueError`` naming the parameter and the allowed range).
+Datasets, behaviours and contribution methods are components of `abm.registry` (one class
+each, with a pydantic ``Params`` model). Their modules import torch only where they compute;
+the torch-bound names (``Federation``, ``RoundResult``, ``CoalitionGame``, ``MODELS``) are
+imported on first use (PEP 562), so that `wsf validate` reads the parameters without torch.
 """
 
-from abm.fl.behaviours import BEHAVIOURS, Behaviour, make_behaviour, size_weights
-from abm.fl.contribution import (
-    CONTRIBUTION_METHODS,
-    ContributionMethod,
-    make_contribution_method,
-)
-from abm.fl.data import DATASETS, Dataset, Param, load_dataset, split_validation
-from abm.fl.federation import Federation, RoundResult
-from abm.fl.game import CoalitionGame
-from abm.fl.nets import MODELS
+from importlib import import_module
+from typing import Any
+
+from abm.fl.behaviours import Behaviour, make_behaviour, size_weights
+from abm.fl.contribution import ContributionMethod, make_contribution_method
+from abm.fl.data import Dataset, DatasetSource, load_dataset, split_validation
 from abm.fl.partition import SCHEMES, apply_label_noise, partition
 
+_WHERE = {
+    "Federation": "abm.fl.federation",
+    "RoundResult": "abm.fl.federation",
+    "CoalitionGame": "abm.fl.game",
+    "MODELS": "abm.fl.nets",
+}
+
 __all__ = [
-    "BEHAVIOURS",
-    "CONTRIBUTION_METHODS",
-    "DATASETS",
-    "MODELS",
-    "SCHEMES",
-    "Behaviour",
-    "CoalitionGame",
-    "ContributionMethod",
-    "Dataset",
-    "Federation",
-    "Param",
-    "RoundResult",
-    "apply_label_noise",
-    "load_dataset",
-    "make_behaviour",
-    "make_contribution_method",
-    "partition",
-    "size_weights",
-    "split_validation",
+    "Behaviour", "make_behaviour", "size_weights",
+    "ContributionMethod", "make_contribution_method",
+    "Dataset", "DatasetSource", "load_dataset", "split_validation",
+    "SCHEMES", "apply_label_noise", "partition",
+    *_WHERE,
 ]
+
+
+def __getattr__(name: str) -> Any:
+    try:
+        module = _WHERE[name]
+    except KeyError:
+        raise AttributeError(f"module 'abm.fl' has no attribute {name!r}") from None
+    value = getattr(import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__

@@ -1,10 +1,9 @@
 """Client behaviours: how a client turns the global model into the update it sends.
 
-``make_behaviour(name, **params)`` builds one; ``BEHAVIOURS`` maps names to classes. A new
-behaviour is one :class:`Behaviour` subclass plus one registry entry. Each class declares its
-parameters in ``PARAMS`` (defaults, documented ranges); ``cls.param_names()``,
-``cls.defaults()`` and ``cls.validate_params(params)`` let a schema check params without
-building anything (``ValueError`` naming the parameter and its allowed range).
+``make_behaviour(name, **params)`` builds one. A behaviour is a registered component
+(`abm.registry`, kind ``behaviour``): a new one is one :class:`Behaviour` subclass with a
+``name`` and a ``Params`` model, nothing else. This module imports torch only when an update
+is computed, so the scenario schema can read the parameters without loading torch.
 
 A behaviour acts at two points, both seeded by the :class:`~abm.fl.federation.Federation`:
 
@@ -14,35 +13,27 @@ A behaviour acts at two points, both seeded by the :class:`~abm.fl.federation.Fe
   global model) it sends; ``train()`` runs honest local SGD on the client's data and returns
   the delta.
 
-Names:
-
-- ``honest``: trains on its data.
-- ``free_rider``: does not train. ``mode``: ``zero`` sends a zero update; ``global`` sends
-  the global model back unchanged, which is the same zero delta (kept separate for
-  reporting); ``noise`` sends small Gaussian noise (``noise_scale`` std per coordinate) to
-  disguise itself as a trainer.
-- ``noisy_labels``: a ``fraction`` of its labels replaced by labels drawn uniformly at random
-  (see :func:`abm.fl.partition.apply_label_noise`), then trains honestly.
-- ``label_flip`` (malicious): relabels ``y -> n_classes - 1 - y`` (or ``permutation[y]``)
-  on a ``fraction`` of its samples (all by default), then trains.
-- ``small_data``: trains honestly; it differs only by its share of the data.
-  ``size_weight`` (default 0.25) is its relative size for ``partition(size_weights=...)``;
-  every other behaviour has ``size_weight == 1.0``. :func:`size_weights` collects them.
+The built-in behaviours are the classes below (each docstring is its description in
+``docs/scenario-reference.md``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-import torch
+from pydantic import field_validator
 
-from abm.fl.data import Param, ParamsMixin
+from abm import registry
 from abm.fl.partition import apply_label_noise
+from abm.registry import Component, param
+from abm.registry import Params as _Params
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = [
-    "BEHAVIOURS",
     "Behaviour",
     "FreeRider",
     "Honest",
@@ -54,19 +45,14 @@ __all__ = [
 ]
 
 
-class Behaviour(ParamsMixin):
+class Behaviour(Component):
     """Base class: honest training. Subclasses override ``labels`` and/or ``update``."""
 
-    name: ClassVar[str] = "honest"
-    PARAMS: ClassVar[dict[str, Param]] = {}
-    #: whether ``update`` calls ``train`` (False: no local SGD is run for this client)
-    trains: ClassVar[bool] = True
-
-    def __init__(self, **params: Any) -> None:
-        self.params = self.validate_params(params)
+    kind = "behaviour"
 
     @property
     def size_weight(self) -> float:
+        """Relative size of this client's data partition (1.0 unless a parameter says)."""
         return 1.0
 
     def labels(self, y: np.ndarray, n_classes: int, rng: np.random.Generator) -> np.ndarray:
@@ -80,115 +66,84 @@ class Behaviour(ParamsMixin):
     ) -> torch.Tensor:
         return train()
 
-    def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.params.items())
-        return f"{type(self).__name__}({args})"
-
 
 class Honest(Behaviour):
-    """Trains honestly on its own data. No parameters."""
+    """Trains honestly on its own data with local SGD. No parameters."""
 
     name = "honest"
 
 
-class SmallData(Behaviour):
-    """Trains honestly; gets less data through the partition.
-
-    Params: ``size_weight`` (float in (0, 1], default 0.25): relative data size, for
-    ``partition(size_weights=...)`` (honest clients weigh 1.0).
-    """
-
-    name = "small_data"
-    PARAMS: ClassVar[dict[str, Param]] = {
-        "size_weight": Param(0.25, "relative data size", "float", 0.0, 1.0, lo_open=True),
-    }
-
-    @property
-    def size_weight(self) -> float:
-        return float(self.params["size_weight"])
-
-
 class FreeRider(Behaviour):
-    """Sends an update without training.
-
-    Params: ``mode`` (``zero`` | ``global`` | ``noise``, default ``zero``): zero update; the
-    global model back (also a zero delta); or Gaussian noise to look like a trainer.
-    ``noise_scale`` (float in [0, 1], default 0.01): the noise's standard deviation per
-    coordinate in ``noise`` mode.
-    """
+    """Sends an update without training: a zero update, the global model back unchanged (the
+    same zero delta, reported apart), or small Gaussian noise to look like a trainer."""
 
     name = "free_rider"
-    trains = False
-    PARAMS: ClassVar[dict[str, Param]] = {
-        "mode": Param("zero", "what is sent", "choice", choices=("zero", "global", "noise")),
-        "noise_scale": Param(0.01, "noise std per coordinate", "float", 0.0, 1.0),
-    }
+
+    class Params(_Params):
+        mode: Literal["zero", "global", "noise"] = param("zero", "what it sends instead of an "
+                                                         "update")
+        noise_scale: float = param(0.01, "noise standard deviation per coordinate (mode "
+                                   "noise)", unit="model parameter units", ge=0, le=1)
 
     def update(self, train, global_params, generator):
-        if self.params["mode"] == "noise":
+        import torch
+
+        if self.params.mode == "noise":
             return (
                 torch.randn(global_params.shape, generator=generator, dtype=global_params.dtype)
-                * self.params["noise_scale"]
+                * self.params.noise_scale
             ).to(global_params.device)  # drawn by the CPU generator on every device
-        if self.params["mode"] == "global":
+        if self.params.mode == "global":
             return global_params - global_params  # the global model unchanged: a zero delta
         return torch.zeros_like(global_params)
 
 
 class NoisyLabels(Behaviour):
-    """Trains on labels of which a fraction were replaced at random (once, seeded).
-
-    Params: ``fraction`` (float in [0, 1], default 0.5): share of labels redrawn uniformly
-    over all classes.
-    """
+    """Trains on labels of which a fraction were redrawn uniformly at random over all classes
+    (once, when the federation is built)."""
 
     name = "noisy_labels"
-    PARAMS: ClassVar[dict[str, Param]] = {
-        "fraction": Param(0.5, "share of labels redrawn", "float", 0.0, 1.0),
-    }
+
+    class Params(_Params):
+        fraction: float = param(0.5, "share of its labels redrawn", unit="fraction", ge=0,
+                                le=1)
 
     def labels(self, y, n_classes, rng):
-        return apply_label_noise(y, self.params["fraction"], n_classes, rng)
-
-
-def _check_permutation(owner: str, value: Any) -> tuple[int, ...] | None:
-    if value is None:
-        return None
-    try:
-        perm = tuple(int(v) for v in value)
-    except (TypeError, ValueError):
-        perm = ()
-    if len(perm) < 2 or sorted(perm) != list(range(len(perm))):
-        raise ValueError(
-            f"{owner}: parameter 'permutation' must be None or a permutation of "
-            f"0..n_classes-1 (a list of distinct ints), got {value!r}"
-        )
-    return perm
+        return apply_label_noise(y, self.params.fraction, n_classes, rng)
 
 
 class LabelFlip(Behaviour):
-    """Malicious: trains on flipped labels.
-
-    Params: ``fraction`` (float in [0, 1], default 1.0): share of its samples relabelled;
-    ``permutation`` (None or a list: a permutation of ``0..n_classes-1``, default None =
-    ``y -> n_classes - 1 - y``).
-    """
+    """Malicious: trains on flipped labels, y -> n_classes - 1 - y (or a given permutation),
+    on a fraction of its samples (all by default)."""
 
     name = "label_flip"
-    PARAMS: ClassVar[dict[str, Param]] = {
-        "fraction": Param(1.0, "share of samples relabelled", "float", 0.0, 1.0),
-        "permutation": Param(
-            None, "None or a permutation of 0..n_classes-1 (list of ints)", "any",
-            allow_none=True,
-        ),
-    }
+
+    class Params(_Params):
+        fraction: float = param(1.0, "share of its samples relabelled", unit="fraction", ge=0,
+                                le=1)
+        permutation: list[int] | None = param(
+            None, "label map as a permutation of 0..n_classes-1; none: y -> n_classes - 1 - y"
+        )
+
+        @field_validator("permutation")
+        @classmethod
+        def _is_permutation(cls, value: list[int] | None) -> list[int] | None:
+            if value is not None and (len(value) < 2 or sorted(value) != list(range(len(value)))):
+                raise ValueError("must be a permutation of 0..n_classes-1 (distinct ints)")
+            return value
 
     @classmethod
-    def _check_together(cls, params):
-        params["permutation"] = _check_permutation(cls.name, params["permutation"])
+    def check_in(cls, params, scenario):
+        from abm.registry import build
+
+        classes = build(scenario.fl.dataset).n_classes()
+        if params.permutation is not None and classes and len(params.permutation) != classes:
+            return (f"the permutation maps {len(params.permutation)} labels but "
+                    f"{scenario.fl.dataset.name} has {classes} classes")
+        return None
 
     def labels(self, y, n_classes, rng):
-        perm = self.params["permutation"]
+        perm = self.params.permutation
         if perm is None:
             mapping = np.arange(n_classes - 1, -1, -1, dtype=np.int64)
         else:
@@ -199,7 +154,7 @@ class LabelFlip(Behaviour):
                 )
             mapping = np.asarray(perm, dtype=np.int64)
         y = np.array(y, dtype=np.int64, copy=True)
-        frac = self.params["fraction"]
+        frac = self.params.fraction
         if frac >= 1.0:
             return mapping[y]
         k = round(frac * y.size)
@@ -208,27 +163,29 @@ class LabelFlip(Behaviour):
         return y
 
 
-BEHAVIOURS: dict[str, type[Behaviour]] = {
-    cls.name: cls for cls in (Honest, FreeRider, NoisyLabels, LabelFlip, SmallData)
-}
+class SmallData(Behaviour):
+    """Trains honestly but holds less data: its partition is `size_weight` times the size an
+    honest client gets (the partition scheme spreads the data by these relative sizes)."""
+
+    name = "small_data"
+
+    class Params(_Params):
+        size_weight: float = param(0.25, "relative size of its data partition (honest: 1)",
+                                   unit="fraction", gt=0, le=1)
+
+    @property
+    def size_weight(self) -> float:
+        return float(self.params.size_weight)
 
 
 def make_behaviour(name: str, **params: Any) -> Behaviour:
-    """Build a registered behaviour (``ValueError`` for an unknown name or bad params)."""
-    try:
-        cls = BEHAVIOURS[name]
-    except (KeyError, TypeError):
-        raise ValueError(
-            f"unknown behaviour {name!r}; expected one of {', '.join(BEHAVIOURS)}"
-        ) from None
-    return cls(**params)
+    """Build a registered behaviour (``ComponentError``, a ``ValueError``, for an unknown name
+    or refused params)."""
+    return registry.create("behaviour", name, **params)
 
 
 def size_weights(behaviours: Sequence[Behaviour | str]) -> list[float]:
     """Relative client sizes for ``partition(size_weights=...)``: each behaviour's
     ``size_weight`` (``small_data``: its parameter; all others 1.0)."""
-    out = []
-    for b in behaviours:
-        b = make_behaviour(b) if isinstance(b, str) else b
-        out.append(float(b.size_weight))
-    return out
+    return [float((make_behaviour(b) if isinstance(b, str) else b).size_weight)
+            for b in behaviours]

@@ -3,25 +3,11 @@
 ``make_contribution_method(name, *, rng, **params) -> ContributionMethod``;
 ``method(result: RoundResult) -> np.ndarray (n,)``; ``method.evaluations_last_round`` is the
 number of distinct coalitions the last call requested from the round's game (0 for methods
-that need none). ``CONTRIBUTION_METHODS`` maps names to classes; a new method is one
-:class:`ContributionMethod` subclass plus one registry entry.
-
-Parameters: every class declares ``PARAMS: dict[str, Param]`` (default, documentation,
-allowed range). A schema validates ``contribution.params`` without building anything with
-``CONTRIBUTION_METHODS[name].validate_params(params)`` (returns the complete params with
-defaults filled in; ``ValueError`` naming the parameter and its allowed range);
-``param_names()`` and ``defaults()`` list them.
-
-Names:
-
-- ``data_size``: each client's share of the round's data (``n_i / sum n``). No params.
-- ``cosine``: cosine similarity between each client's update and the aggregate update
-  ``sum_i w_i U_i`` (0 for a zero update). No params.
-- ``leave_one_out``: ``v(N) - v(N minus i)``. No params.
-- ``shapley_exact``: exact Shapley over all ``2**n`` coalitions; refuses ``n > 16``.
-- ``shapley_mc``: truncated Monte Carlo (Ghorbani & Zou 2019), see
-  :func:`abm.fl.shapley.tmc_shapley`.
-- ``gtg_shapley``: GTG-Shapley (Liu et al. 2022), see :func:`abm.fl.shapley.gtg_shapley`.
+that need none). A method is a registered component (`abm.registry`, kind ``method``): a new
+one is one :class:`ContributionMethod` subclass with a ``name``, a ``Params`` model and
+``compute``, nothing else. The numerics (torch, :mod:`abm.fl.shapley`) are imported where a
+method computes, so the scenario schema reads the parameters without loading torch. The
+methods and their modelling choices are described in docs/model.md, section 7.5.
 
 The utility ``v`` is the round's :class:`~abm.fl.game.CoalitionGame` (validation accuracy of
 the aggregated coalition model, or negative loss, as the federation's ``metric`` says).
@@ -40,24 +26,23 @@ Notes from the tests and the benchmark (digits, MLP):
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
-import torch
 
-from abm.fl.data import Param, ParamsMixin
-from abm.fl.federation import RoundResult
-from abm.fl.shapley import (
-    MAX_EXACT_PLAYERS,
-    all_masks,
-    gtg_shapley,
-    leave_one_out,
-    shapley_from_values,
-    tmc_shapley,
-)
+from abm import registry
+from abm.registry import Component, param
+from abm.registry import Params as _Params
+
+if TYPE_CHECKING:
+    from abm.fl.federation import RoundResult
+
+#: Exact Shapley evaluates all 2^n coalitions; 2^16 = 65,536 models per round is the most
+#: that stays practical on a CPU (the scenario schema refuses more clients).
+MAX_EXACT_PLAYERS = 16
 
 __all__ = [
-    "CONTRIBUTION_METHODS",
+    "MAX_EXACT_PLAYERS",
     "ContributionMethod",
     "Cosine",
     "DataSize",
@@ -69,16 +54,16 @@ __all__ = [
 ]
 
 
-class ContributionMethod(ParamsMixin):
-    """Base class. Subclasses set ``name``, ``PARAMS`` and implement ``compute``."""
+class ContributionMethod(Component):
+    """Base class. Subclasses set ``name``, ``Params`` and implement ``compute``."""
 
-    name: ClassVar[str] = ""
-    PARAMS: ClassVar[dict[str, Param]] = {}
-    #: whether the method evaluates coalitions (uses the round's game)
-    uses_game: ClassVar[bool] = False
+    kind = "method"
+    #: most clients the method accepts (None: no limit); the scenario schema checks it
+    max_clients: ClassVar[int | None] = None
 
-    def __init__(self, *, rng: np.random.Generator | None = None, **params: Any) -> None:
-        self.params = self.validate_params(params)
+    def __init__(self, params: _Params | None = None, /, *,
+                 rng: np.random.Generator | None = None, **values: Any) -> None:
+        super().__init__(params, **values)
         if rng is not None and not isinstance(rng, np.random.Generator):
             raise TypeError(f"{self.name}: rng must be a numpy.random.Generator")
         self.rng = rng if rng is not None else np.random.default_rng(0)
@@ -98,13 +83,10 @@ class ContributionMethod(ParamsMixin):
     def compute(self, result: RoundResult) -> np.ndarray:
         raise NotImplementedError
 
-    def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.params.items())
-        return f"{type(self).__name__}({args})"
-
 
 class DataSize(ContributionMethod):
-    """Each client's share of the data: ``n_i / sum_j n_j``. No params, no evaluations."""
+    """Each client's share of the round's data, n_i / sum_j n_j: no coalition is evaluated,
+    and a client is paid for holding data whatever it did with it."""
 
     name = "data_size"
 
@@ -116,14 +98,150 @@ class DataSize(ContributionMethod):
         return n / n.sum()
 
 
+class LeaveOneOut(ContributionMethod):
+    """Leave-one-out: v(N) - v(N minus i), the utility lost without client i; n + 1
+    coalitions per round in one batched call."""
+
+    name = "leave_one_out"
+
+    def compute(self, result):
+        from abm.fl.shapley import leave_one_out
+
+        est = leave_one_out(result.game, result.n_clients)
+        self.evaluations_last_round = est.evaluations
+        return est.values
+
+
+class ShapleyExact(ContributionMethod):
+    """Exact Shapley values over all 2^n coalitions of the round's game in one batched call;
+    limited to 16 clients (65,536 coalition models per round)."""
+
+    name = "shapley_exact"
+    max_clients = MAX_EXACT_PLAYERS
+
+    def compute(self, result):
+        from abm.fl.shapley import all_masks, shapley_from_values
+
+        n = result.n_clients
+        if n > MAX_EXACT_PLAYERS:
+            raise ValueError(
+                f"shapley_exact: {n} clients exceed the limit of {MAX_EXACT_PLAYERS} "
+                f"({2**n} coalitions per round); use shapley_mc or gtg_shapley"
+            )
+        v = np.asarray(result.game(all_masks(n)), dtype=np.float64)
+        self.evaluations_last_round = 2**n
+        return shapley_from_values(v, n)
+
+
+class _SamplingParams(_Params):
+    """Convergence settings shared by the permutation samplers (see :mod:`abm.fl.shapley`)."""
+
+    min_permutations: int = param(30, "permutations sampled before convergence is checked",
+                                  ge=1, le=100_000)
+    convergence_tol: float = param(
+        0.05, "relative change of the running estimate that counts as converged",
+        unit="fraction", gt=0, le=1,
+    )
+    last_k: int = param(10, "permutations over which convergence is judged", ge=1, le=10_000)
+    prefix_block: int = param(
+        0, "permutation positions evaluated per batched game call; 0: every prefix of the "
+        "batch in one call (fastest unless truncation stops most scans early; the values do "
+        "not depend on it, see abm.fl.shapley._scan)", ge=0, le=10_000,
+    )
+
+
+class ShapleyMC(ContributionMethod):
+    """Truncated Monte Carlo Shapley (Ghorbani & Zou 2019): sampled permutations, each scan
+    stopped once the prefix's utility is within a share of the round's gain of the grand
+    coalition's, until the estimate converges or a cap is reached."""
+
+    name = "shapley_mc"
+
+    class Params(_SamplingParams):
+        truncation_tol: float = param(
+            0.01, "a scan stops once |v(N) - v(prefix)| <= truncation_tol x |v(N) - v(empty)| "
+            "(a share of the round's gain); 0: never", unit="fraction", ge=0, le=1,
+        )
+        max_permutations: int = param(200, "cap on sampled permutations per round", ge=1,
+                                      le=100_000)
+        batch: int = param(0, "permutations scanned in lockstep per batch; 0: the number of "
+                           "clients", ge=0, le=10_000)
+
+    def compute(self, result):
+        from abm.fl.shapley import tmc_shapley
+
+        p = self.params
+        est = tmc_shapley(
+            result.game,
+            result.n_clients,
+            rng=self.rng,
+            truncation_tol=p.truncation_tol,
+            min_permutations=p.min_permutations,
+            max_permutations=p.max_permutations,
+            convergence_tol=p.convergence_tol,
+            last_k=p.last_k,
+            batch=p.batch or None,
+            prefix_block=p.prefix_block,
+        )
+        self.evaluations_last_round = est.evaluations
+        self.info_last_round = {"permutations": est.n_permutations, "converged": est.converged}
+        return est.values
+
+
+class GTGShapley(ContributionMethod):
+    """GTG-Shapley (Liu et al. 2022): guided permutation sampling with two truncations, a
+    round whose model barely moved pays nobody, and a scan stops once the prefix's utility is
+    within eps_within of the grand coalition's. Thresholds are in utility units (accuracy, or
+    loss for the neg_loss metric)."""
+
+    name = "gtg_shapley"
+
+    class Params(_SamplingParams):
+        eps_between: float = param(
+            0.001, "if |v(N) - v(empty)| <= eps_between every contribution is 0 this round "
+            "(2 coalitions evaluated); 0: never", unit="utility", ge=0, le=1,
+        )
+        eps_within: float = param(
+            0.001, "a scan stops once |v(N) - v(prefix)| <= eps_within; 0: never",
+            unit="utility", ge=0, le=1,
+        )
+        max_permutations: int = param(100, "cap on sampled permutations per round", ge=1,
+                                      le=100_000)
+
+    def compute(self, result):
+        from abm.fl.shapley import gtg_shapley
+
+        p = self.params
+        est = gtg_shapley(
+            result.game,
+            result.n_clients,
+            rng=self.rng,
+            eps_between=p.eps_between,
+            eps_within=p.eps_within,
+            min_permutations=p.min_permutations,
+            max_permutations=p.max_permutations,
+            convergence_tol=p.convergence_tol,
+            last_k=p.last_k,
+            prefix_block=p.prefix_block,
+        )
+        self.evaluations_last_round = est.evaluations
+        self.info_last_round = {
+            "permutations": est.n_permutations,
+            "converged": est.converged,
+            "truncated_round": est.truncated_round,
+        }
+        return est.values
+
+
 class Cosine(ContributionMethod):
     """Cosine similarity between each client's update and the aggregate update
-    ``sum_i w_i U_i``; a zero update (or a zero aggregate) scores 0. No params, no
-    evaluations."""
+    sum_i w_i U_i (a zero update, or a zero aggregate, scores 0): no coalition is evaluated."""
 
     name = "cosine"
 
     def compute(self, result):
+        import torch
+
         self.evaluations_last_round = 0
         U = result.updates.double()
         if result.aggregate is not None:
@@ -138,164 +256,9 @@ class Cosine(ContributionMethod):
         return cos.clamp(-1.0, 1.0).cpu().numpy()
 
 
-class LeaveOneOut(ContributionMethod):
-    """``v(N) - v(N minus i)``: ``n + 1`` coalitions in one batched call. No params."""
-
-    name = "leave_one_out"
-    uses_game = True
-
-    def compute(self, result):
-        est = leave_one_out(result.game, result.n_clients)
-        self.evaluations_last_round = est.evaluations
-        return est.values
-
-
-class ShapleyExact(ContributionMethod):
-    """Exact Shapley values over all ``2**n`` coalitions of the round's game (one batched
-    call). No params. Raises ``ValueError`` for more than 16 clients."""
-
-    name = "shapley_exact"
-    uses_game = True
-
-    def compute(self, result):
-        n = result.n_clients
-        if n > MAX_EXACT_PLAYERS:
-            raise ValueError(
-                f"shapley_exact: {n} clients exceed the limit of {MAX_EXACT_PLAYERS} "
-                f"({2**n} coalitions per round); use shapley_mc or gtg_shapley"
-            )
-        v = np.asarray(result.game(all_masks(n)), dtype=np.float64)
-        self.evaluations_last_round = 2**n
-        return shapley_from_values(v, n)
-
-
-_COMMON_SAMPLING = {
-    "min_permutations": Param(30, "permutations before convergence is checked", "int", 1, 100_000),
-    "convergence_tol": Param(
-        0.05, "relative change of the running estimate that counts as converged", "float",
-        0.0, 1.0, lo_open=True,
-    ),
-    "last_k": Param(10, "permutations over which convergence is judged", "int", 1, 10_000),
-    "prefix_block": Param(
-        0, "permutation positions evaluated per batched call (0 = every prefix at once)", "int",
-        0, 10_000,
-    ),
-}
-
-
-class ShapleyMC(ContributionMethod):
-    """Truncated Monte Carlo Shapley (Ghorbani & Zou 2019), permutation sampling.
-
-    Params (defaults):
-
-    - ``truncation_tol`` (0.01, float in [0, 1]): a permutation's scan stops once
-      ``|v(N) - v(prefix)| <= truncation_tol * |v(N)|``; 0 disables truncation.
-    - ``max_permutations`` (200, int in [1, 100000]).
-    - ``min_permutations`` (30, int in [1, 100000]): before convergence is checked.
-    - ``convergence_tol`` (0.05, float in (0, 1]), ``last_k`` (10, int in [1, 10000]): see
-      :mod:`abm.fl.shapley`.
-    - ``batch`` (0, int in [0, 10000]): permutations scanned in lockstep per batch; 0 = the
-      number of clients.
-    - ``prefix_block`` (0, int in [0, 10000]): permutation positions evaluated per batched
-      game call; 0 = every prefix of the batch in one call (fastest unless truncation stops
-      most scans early; the values do not depend on it, see :func:`abm.fl.shapley._scan`).
-    """
-
-    name = "shapley_mc"
-    uses_game = True
-    PARAMS: ClassVar[dict[str, Param]] = {
-        "truncation_tol": Param(0.01, "relative truncation tolerance", "float", 0.0, 1.0),
-        "max_permutations": Param(200, "cap on sampled permutations", "int", 1, 100_000),
-        **_COMMON_SAMPLING,
-        "batch": Param(0, "permutations per lockstep batch (0 = n clients)", "int", 0, 10_000),
-    }
-
-    def compute(self, result):
-        p = self.params
-        est = tmc_shapley(
-            result.game,
-            result.n_clients,
-            rng=self.rng,
-            truncation_tol=p["truncation_tol"],
-            min_permutations=p["min_permutations"],
-            max_permutations=p["max_permutations"],
-            convergence_tol=p["convergence_tol"],
-            last_k=p["last_k"],
-            batch=p["batch"] or None,
-            prefix_block=p["prefix_block"],
-        )
-        self.evaluations_last_round = est.evaluations
-        self.info_last_round = {"permutations": est.n_permutations, "converged": est.converged}
-        return est.values
-
-
-class GTGShapley(ContributionMethod):
-    """GTG-Shapley (Liu et al. 2022): guided, truncated permutation sampling.
-
-    Params (defaults):
-
-    - ``eps_between`` (0.001, float in [0, 1]): between-round truncation: if
-      ``|v(N) - v(empty)| <= eps_between`` every contribution is 0 this round (only those 2
-      coalitions are evaluated); 0 disables.
-    - ``eps_within`` (0.001, float in [0, 1]): within-round truncation: a permutation's scan
-      stops once ``|v(N) - v(prefix)| <= eps_within``; 0 disables.
-    - ``max_permutations`` (100, int in [1, 100000]).
-    - ``min_permutations`` (30, int in [1, 100000]): at least ``max(min, n)``.
-    - ``convergence_tol`` (0.05, float in (0, 1]), ``last_k`` (10, int in [1, 10000]): see
-      :mod:`abm.fl.shapley`.
-    - ``prefix_block`` (0, int in [0, 10000]): as for ``shapley_mc``.
-
-    ``eps_*`` are in utility units (accuracy, or loss for ``metric="loss"``).
-    """
-
-    name = "gtg_shapley"
-    uses_game = True
-    PARAMS: ClassVar[dict[str, Param]] = {
-        "eps_between": Param(0.001, "between-round truncation threshold", "float", 0.0, 1.0),
-        "eps_within": Param(0.001, "within-round truncation threshold", "float", 0.0, 1.0),
-        "max_permutations": Param(100, "cap on sampled permutations", "int", 1, 100_000),
-        **_COMMON_SAMPLING,
-    }
-
-    def compute(self, result):
-        p = self.params
-        est = gtg_shapley(
-            result.game,
-            result.n_clients,
-            rng=self.rng,
-            eps_between=p["eps_between"],
-            eps_within=p["eps_within"],
-            min_permutations=p["min_permutations"],
-            max_permutations=p["max_permutations"],
-            convergence_tol=p["convergence_tol"],
-            last_k=p["last_k"],
-            prefix_block=p["prefix_block"],
-        )
-        self.evaluations_last_round = est.evaluations
-        self.info_last_round = {
-            "permutations": est.n_permutations,
-            "converged": est.converged,
-            "truncated_round": est.truncated_round,
-        }
-        return est.values
-
-
-CONTRIBUTION_METHODS: dict[str, type[ContributionMethod]] = {
-    cls.name: cls
-    for cls in (DataSize, LeaveOneOut, ShapleyExact, ShapleyMC, GTGShapley, Cosine)
-}
-
-
 def make_contribution_method(
     name: str, *, rng: np.random.Generator, **params: Any
 ) -> ContributionMethod:
-    """Build a registered contribution method (``ValueError`` for an unknown name or bad
-    params)."""
-    try:
-        cls = CONTRIBUTION_METHODS[name]
-    except (KeyError, TypeError):
-        raise ValueError(
-            f"unknown contribution method {name!r}; expected one of "
-            f"{', '.join(CONTRIBUTION_METHODS)}"
-        ) from None
-    return cls(rng=rng, **params)
+    """Build a registered contribution method (``ComponentError``, a ``ValueError``, for an
+    unknown name or refused params)."""
+    return registry.get("method", name)(rng=rng, **params)

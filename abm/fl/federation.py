@@ -213,7 +213,6 @@ class Federation:
         self.round = 0
         acc, loss = self.net.evaluate_batched(self.params[None], self.X_val, self.y_val)
         self.accuracy, self.loss = float(acc[0]), float(loss[0])
-        self.history: list[tuple[int, float, float]] = [(0, self.accuracy, self.loss)]
 
     @property
     def n_clients(self) -> int:
@@ -275,7 +274,6 @@ class Federation:
         self.params = new_params
         self.round += 1
         self.accuracy, self.loss = float(acc[0]), float(loss[0])
-        self.history.append((self.round, self.accuracy, self.loss))
         return RoundResult(
             round=self.round,
             updates=updates,

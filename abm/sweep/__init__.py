@@ -4,13 +4,14 @@
     sweep_dir = run_sweep("scenarios/sweeps/policy_by_method.yaml", workers=2)
 
 Modules: `spec` (sweep-file schema, grid expansion, run ids), `store` (sweep folder layout,
-atomic run storage, resume, combined Parquet tables), `execute` (local process pool and
-Dask execution, progress). See each module's docstring.
+atomic run storage, resume), `execute` (local process pool and Dask execution, progress).
+The combined tables and the report over a sweep folder are `analysis.sweep`'s (`wsf sweep`
+calls both). See each module's docstring.
 """
 
 from abm.sweep.execute import RunOutcome, RunTask, SweepRunError, execute_run, run_sweep
 from abm.sweep.spec import ReportSettings, RunSpec, Sweep, SweepFile, load_sweep, run_id
-from abm.sweep.store import SweepError, combine, finished_run_ids, read_spec
+from abm.sweep.store import SweepError, finished_run_ids, read_spec
 
 __all__ = [
     "ReportSettings",
@@ -21,7 +22,6 @@ __all__ = [
     "SweepError",
     "SweepFile",
     "SweepRunError",
-    "combine",
     "execute_run",
     "finished_run_ids",
     "load_sweep",

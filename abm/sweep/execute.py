@@ -3,8 +3,8 @@
 The driver (`run_sweep`) loads and validates the sweep, takes the sweep folder, skips the
 runs already stored there, hands every other run to the workers and records completions.
 Each worker simulates its run and stores it itself (`store.publish_run`, atomic), so a dead
-driver or worker never costs a finished run; the driver only counts. At the end the
-combined tables are rebuilt from every finished run.
+driver or worker never costs a finished run; the driver only counts. The combined tables and
+the report are then built by `analysis.sweep` (`wsf sweep` does it).
 """
 
 from __future__ import annotations
@@ -54,7 +54,6 @@ class RunTask:
     sweep_dir: str  # absolute; on a cluster, the same path must exist on every worker
     record: dict[str, Any]  # RunSpec.record(): run_id, params, seed
     scenario: Scenario
-    figures: bool = False
 
 
 @dataclass(frozen=True)
@@ -120,9 +119,7 @@ def execute_run(task: RunTask) -> RunOutcome:
     staging = store.begin_run(Path(task.sweep_dir), task.record["run_id"])
     try:
         result = simulate(task.scenario, check=False, progress=False)
-        stored = store.publish_run(
-            result, Path(task.sweep_dir), staging, task.record, figures=task.figures
-        )
+        stored = store.publish_run(result, Path(task.sweep_dir), staging, task.record)
     finally:
         store.discard(staging)
     return RunOutcome(task.record["run_id"], stored, time.perf_counter() - start, worker)
@@ -154,8 +151,8 @@ def run_sweep(
     `if __name__ == "__main__":` guard.
 
     Raises ScenarioError for a bad sweep file, SweepError (a ScenarioError) for an unusable
-    folder or unreachable scheduler, SweepRunError when runs raised (all others are stored
-    and combined). Stops with KeyboardInterrupt on Ctrl-C; finished runs are kept.
+    folder or unreachable scheduler, SweepRunError when runs raised (all others are
+    stored). Stops with KeyboardInterrupt on Ctrl-C; finished runs are kept.
     """
     if workers is not None and workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
@@ -184,8 +181,6 @@ def run_sweep(
                     _run_local(tasks, workers or os.cpu_count() or 1, recorder)
         finally:
             bar.close()
-        if todo or not store.combined_is_current(sweep_dir):
-            store.combine(sweep_dir)
         store.clean_staging(sweep_dir)
     if failed:
         raise _failure(sweep, sweep_dir, failed)
@@ -311,7 +306,7 @@ def _failure(sweep: Sweep, sweep_dir: Path, failed: dict[str, str]) -> SweepRunE
     return SweepRunError(
         f"{len(failed)} of {len(sweep.runs)} runs of sweep '{sweep.name}' failed (first: run "
         f"{first_id}, params {first.params}, seed {first.seed}: {first_error}). Tracebacks are "
-        f"in {sweep_dir / store.ERRORS_DIR}; the other runs are stored and combined. Run the "
+        f"in {sweep_dir / store.ERRORS_DIR}; the other runs are stored. Run the "
         "same command again to retry the failed runs only.",
         failed,
     )

@@ -39,9 +39,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from abm.scenario import Scenario, ScenarioError, check_components, load_scenario, read_yaml
+from abm.errors import ScenarioError, format_validation_error, shown
+from abm.scenario import Scenario, load_scenario, read_yaml
 
 __all__ = [
     "RUN_ID_LENGTH",
@@ -106,9 +107,12 @@ class SweepFile(BaseModel):
         description="sweep name (default: the file's stem); names the default output folder",
     )
     base: str = Field(min_length=1, description="scenario file, relative to the sweep file")
-    overrides: dict[str, Any] = Field(default_factory=dict)
-    grid: dict[str, list[Any] | dict[str, Any]] = Field(default_factory=dict)
-    seeds: StrictInt | list[StrictInt]
+    overrides: dict[str, Any] = Field(
+        default_factory=dict, description="dotted path -> value, applied to every run")
+    grid: dict[str, Any] = Field(
+        default_factory=dict, description="dotted path -> list of values, or mapping from "
+        "labels to values; the runs are the cartesian product")
+    seeds: Any = Field(description="a seed count n (seeds 0..n-1) or a list of distinct seeds")
     counterfactual: bool = Field(
         False,
         description="run every run's counterfactual twin (same seed, reward budget 0) into "
@@ -134,6 +138,9 @@ class SweepFile(BaseModel):
         cls, grid: dict[str, list[Any] | dict[str, Any]]
     ) -> dict[str, list[Any] | dict[str, Any]]:
         for key, values in grid.items():
+            if not isinstance(values, list | dict):
+                raise ValueError(f"grid key '{key}' = {shown(values)}: give a list of values, "
+                                 "or a mapping from labels to values")
             if key in RESERVED_KEYS:
                 raise ValueError(
                     f"'{key}' names a column of the result tables; it cannot be a grid key"
@@ -157,7 +164,13 @@ class SweepFile(BaseModel):
 
     @field_validator("seeds")
     @classmethod
-    def _seed_values(cls, seeds: int | list[int]) -> int | list[int]:
+    def _seed_values(cls, seeds: Any) -> int | list[int]:
+        def is_int(x: Any) -> bool:
+            return isinstance(x, int) and not isinstance(x, bool)
+
+        if not is_int(seeds) and not (isinstance(seeds, list) and all(map(is_int, seeds))):
+            raise ValueError("give a seed count (an integer >= 1, meaning seeds 0..count-1) "
+                             "or a list of distinct integer seeds >= 0")
         if isinstance(seeds, int):
             if seeds < 1:
                 raise ValueError("a seed count must be at least 1")
@@ -272,7 +285,9 @@ def load_sweep(path: str | Path) -> Sweep:
     try:
         spec = SweepFile.model_validate(raw)
     except ValidationError as exc:
-        raise ScenarioError(_validation_message(source, exc, raw)) from None
+        raise ScenarioError(
+            format_validation_error(exc, f"{source}: invalid sweep file", SweepFile)
+        ) from None
 
     base_path = (source.parent / spec.base).resolve()
     if not base_path.is_file():
@@ -340,7 +355,6 @@ def _expand(
                 )
             by_id[run.run_id] = run
             runs.append(run)
-        check_components(scenario, where.at(f"grid point {labels}"))
     return runs
 
 
@@ -397,67 +411,5 @@ def _blame(
     )
 
 
-def _validation_message(source: Path, exc: ValidationError, raw: dict[str, Any]) -> str:
-    """One paragraph for pydantic's errors: file, field path, value, what is allowed."""
-    parts: list[str] = []
-    said: set[str] = set()
-    for error in exc.errors():
-        head = error["loc"][0] if error["loc"] else ""
-        if head == "seeds" or (head == "grid" and len(error["loc"]) > 1):
-            # Union fields: pydantic reports one error per alternative; say what is allowed once.
-            loc = _format_loc(error["loc"][:2] if head == "grid" else error["loc"][:1])
-            if loc in said:
-                continue
-            said.add(loc)
-            if error["type"] == "value_error":
-                parts.append(f"field '{loc}': {error['msg'].removeprefix('Value error, ')}")
-            elif head == "seeds":
-                parts.append(
-                    f"field 'seeds' = {_short(raw.get('seeds'))}: give a seed count "
-                    "(an integer >= 1, meaning seeds 0..count-1) or a list of distinct integer "
-                    "seeds >= 0"
-                )
-            else:
-                parts.append(
-                    f"field '{loc}' = {_short(raw['grid'][error['loc'][1]])}: give a "
-                    "list of values, or a mapping from labels to values"
-                )
-            continue
-        loc = _format_loc(error["loc"])
-        if error["type"] == "extra_forbidden":
-            allowed = _allowed_keys(error["loc"])
-            parts.append(f"unknown key '{loc}' (allowed here: {', '.join(allowed)})")
-        elif error["type"] == "missing":
-            parts.append(f"field '{loc}' is missing")
-        else:
-            message = error["msg"].removeprefix("Value error, ")
-            parts.append(f"field '{loc}' = {_short(error.get('input'))}: {message}")
-    return f"{source}: invalid sweep file: " + "; ".join(parts) + "."
-
-
-def _allowed_keys(loc: tuple[int | str, ...]) -> list[str]:
-    model: type[BaseModel] = (
-        ReportSettings if loc and loc[0] == "report" and len(loc) > 1 else SweepFile
-    )
-    return sorted(model.model_fields)
-
-
-def _format_loc(loc: tuple[int | str, ...]) -> str:
-    # Grid keys contain dots themselves, so they are quoted to keep the path readable.
-    text = ""
-    for part in loc:
-        if isinstance(part, int):
-            text += f"[{part}]"
-        elif "." in part:
-            text += f'["{part}"]'
-        elif part in ("int", "list[int]"):
-            continue  # pydantic's union branch names, not part of the user's path
-        else:
-            text += f".{part}" if text else part
-    return text
-
-
-def _short(value: Any, limit: int = 80) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
+def _short(value: Any) -> str:
+    return shown(value)

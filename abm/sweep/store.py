@@ -6,9 +6,7 @@ Layout of a sweep folder::
     runs/<run_id>/        one finished run: the `abm.run.write_run` folder + params.json
     tmp/                  runs being written (staging); removed when a driver starts/ends
     errors/<run_id>.txt   traceback of a run that failed (removed once it succeeds)
-    combined/model.parquet   one row per (run, step)
-    combined/rounds.parquet  one row per (run, client, round)
-    combined/runs.parquet    one row per run: parameters + `summarise_run` headline figures
+    combined/             the tables over all finished runs, built by `analysis.sweep`
     .lock                 held (flock) by the driver while it runs
 
 A run counts as finished only when `runs/<run_id>/` exists. It appears by a single
@@ -36,7 +34,6 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 import yaml
 
 from abm.scenario import ScenarioError
@@ -55,8 +52,6 @@ __all__ = [
     "STAGING_DIR",
     "SweepError",
     "begin_run",
-    "combine",
-    "combined_is_current",
     "default_out",
     "discard",
     "finished_run_ids",
@@ -216,9 +211,7 @@ def discard(staging: Path) -> None:
     shutil.rmtree(staging, ignore_errors=True)
 
 
-def publish_run(
-    result: Any, sweep_dir: Path, staging: Path, record: dict[str, Any], *, figures: bool
-) -> bool:
+def publish_run(result: Any, sweep_dir: Path, staging: Path, record: dict[str, Any]) -> bool:
     """Store a run's result as `runs/<run_id>/`, atomically; runs in the worker.
 
     `result` is an `abm.run.RunResult`, `staging` the folder from `begin_run`, `record` the
@@ -232,7 +225,7 @@ def publish_run(
     if (target / PARAMS_FILE).is_file():
         return False
     folder = staging / record["run_id"]
-    write_run(result, folder, figures=figures)
+    write_run(result, folder)
     (folder / PARAMS_FILE).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
     target.parent.mkdir(parents=True, exist_ok=True)
     try:
@@ -279,102 +272,11 @@ def _kind(value: Any) -> str:
     return "structure"
 
 
-def combine(sweep_dir: str | Path) -> dict[str, Path]:
-    """(Re)build `combined/*.parquet` from the finished runs. Idempotent.
-
-    Rows are in the order of the runs in `sweep.yaml`. Each row starts with `run_id`, one
-    column per grid key and `seed`. A grid key's column is named by its dotted path, or
-    `grid:<path>` in every table when a run table already has a column of that name.
-    `runs.parquet` adds the flattened `summarise_run` figures (nested keys joined by `/`);
-    where one has a grid key's name the grid column wins. Returns {table name: path}; empty
-    when no run finished.
-    """
-    from analysis.metrics import summarise_run
-    from analysis.runs import load_run
-
-    sweep_dir = Path(sweep_dir)
-    spec = read_spec(sweep_dir)
-    grid: dict[str, list[Any] | dict[str, Any]] = spec.get("grid") or {}
-    cells = param_columns(grid)
-    done = finished_run_ids(sweep_dir)
-    loaded = [
-        (record, load_run(run_folder(sweep_dir, record["run_id"])))
-        for record in spec["runs"]
-        if record["run_id"] in done
-    ]
-    if not loaded:
-        return {}
-    taken = {column for _, run in loaded for column in (*run.model.columns, *run.rounds.columns)}
-    names = label_names(grid, taken)
-    tables: dict[str, list[pd.DataFrame]] = {"model": [], "rounds": []}
-    rows: list[dict[str, Any]] = []
-    for record, run in loaded:
-        labels = {"run_id": record["run_id"]}
-        for key in grid:
-            labels[names[key]] = cells[key][canonical_json(record["params"][key])]
-        labels["seed"] = record["seed"]
-        tables["model"].append(_labelled(run.model, labels))
-        tables["rounds"].append(_labelled(run.rounds, labels))
-        figures = _flatten(summarise_run(run))
-        rows.append({**labels, **{k: v for k, v in figures.items() if k not in labels}})
-    out = sweep_dir / COMBINED_DIR
-    out.mkdir(exist_ok=True)
-    written = {}
-    for name, frames in tables.items():
-        written[name] = _write_parquet_atomic(
-            pd.concat(frames, ignore_index=True), out / f"{name}.parquet"
-        )
-    written["runs"] = _write_parquet_atomic(pd.DataFrame(rows), out / "runs.parquet")
-    return written
-
-
 def label_names(keys: Iterable[str], taken: set[str]) -> dict[str, str]:
     """Column name of each grid key in result tables: its dotted path, or `grid:<path>` when
     a table already has a column of that name (say, a grid over the `contribution` section
     next to the per-client `contribution` column)."""
     return {key: f"grid:{key}" if key in taken else key for key in keys}
-
-
-def combined_is_current(sweep_dir: str | Path) -> bool:
-    """True when `combined/` holds exactly the finished runs (nothing to rebuild)."""
-    sweep_dir = Path(sweep_dir)
-    files = [sweep_dir / COMBINED_DIR / f"{name}.parquet" for name in ("model", "rounds", "runs")]
-    if not all(file.is_file() for file in files):
-        return False
-    try:
-        ids = pd.read_parquet(files[-1], columns=["run_id"])["run_id"]
-    except (OSError, ValueError, KeyError):
-        return False
-    return len(ids) == len(set(ids)) and set(ids) == finished_run_ids(sweep_dir)
-
-
-def _labelled(table: pd.DataFrame, labels: dict[str, Any]) -> pd.DataFrame:
-    frame = table.reset_index(drop=True)
-    front = pd.DataFrame(
-        {key: [value] * len(frame) for key, value in labels.items()}, index=frame.index
-    )
-    return pd.concat([front, frame], axis=1)
-
-
-def _flatten(summary: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Nested headline figures as flat columns (`a/b`); lists become JSON text."""
-    flat: dict[str, Any] = {}
-    for key, value in summary.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            flat.update(_flatten(value, f"{name}/"))
-        elif isinstance(value, list | tuple):
-            flat[name] = json.dumps(value)
-        else:
-            flat[name] = value
-    return flat
-
-
-def _write_parquet_atomic(frame: pd.DataFrame, path: Path) -> Path:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    frame.to_parquet(tmp, index=False)
-    os.replace(tmp, path)
-    return path
 
 
 def _write_text_atomic(path: Path, text: str) -> None:

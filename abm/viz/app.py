@@ -18,16 +18,9 @@ from typing import Any
 import solara
 from mesa.visualization import Slider, SolaraViz
 
+from abm import registry
 from abm.model import WallStreetFedsModel
-from abm.scenario import (
-    MAX_EXACT_SHAPLEY_CLIENTS,
-    METHODS,
-    POLICIES,
-    STRATEGIES,
-    Scenario,
-    ScenarioError,
-    load_scenario,
-)
+from abm.scenario import Scenario, ScenarioError, load_scenario
 from abm.viz import SCENARIO_ENV, charts
 
 #: Slider maxima never go below these, so a scenario with few investors can still add some.
@@ -44,7 +37,7 @@ def investor_knob(strategy: str) -> str:
 
 def investor_counts(scenario: Scenario) -> dict[str, int]:
     """Number of investors per strategy (0 for strategies the scenario does not use)."""
-    counts = dict.fromkeys(STRATEGIES, 0)
+    counts = dict.fromkeys(registry.names("strategy"), 0)
     for group in scenario.investors:
         counts[group.strategy] += group.count
     return counts
@@ -53,15 +46,17 @@ def investor_counts(scenario: Scenario) -> dict[str, int]:
 def budget_knob(scenario: Scenario) -> tuple[str, str, float]:
     """(scenario field, control label, current value) of the reward-budget control.
 
-    The knob follows the scenario's budget kind: USD per round for `constant`, USD per
-    accuracy point for `accuracy_gain`, and a multiplier of the whole schedule for `schedule`.
+    The knob is the budget's first parameter, whatever its kind (a registered component):
+    its value for a number (`constant`: USD per round; `accuracy_gain`: USD per percentage
+    point), a multiplier of the whole list for a list of amounts (`schedule`).
     """
     budget = scenario.rewards.budget
-    if budget.kind == "accuracy_gain":
-        return "rewards.budget.per_point", "Reward per accuracy point (USD)", budget.per_point
-    if budget.kind == "schedule":
-        return "rewards.budget.schedule", "Reward schedule (× file values)", 1.0
-    return "rewards.budget.amount", "Reward budget (USD per round)", budget.amount
+    name, info = next((n, i) for n, i in budget.model_fields.items() if n != "kind")
+    path = f"rewards.budget.{name}"
+    if isinstance(getattr(budget, name), list):
+        return path, f"Reward {name} (× file values)", 1.0
+    unit = (info.json_schema_extra or {}).get("unit", "USD")  # type: ignore[union-attr]
+    return path, f"Reward budget ({unit})", float(getattr(budget, name))
 
 
 def knob_overrides(scenario: Scenario, knobs: dict[str, Any]) -> dict[str, Any]:
@@ -80,9 +75,9 @@ def knob_overrides(scenario: Scenario, knobs: dict[str, Any]) -> dict[str, Any]:
     if knobs.get("budget") is not None:
         path, _, _ = budget_knob(scenario)
         value = float(knobs["budget"])
-        out[path] = ([x * value for x in scenario.rewards.budget.schedule]
-                     if path.endswith("schedule") else value)
-    wanted = {s: knobs.get(investor_knob(s)) for s in STRATEGIES}
+        current = getattr(scenario.rewards.budget, path.rsplit(".", 1)[1])
+        out[path] = [x * value for x in current] if isinstance(current, list) else value
+    wanted = {s: knobs.get(investor_knob(s)) for s in registry.names("strategy")}
     if any(n is not None and n != have
            for n, have in zip(wanted.values(), investor_counts(scenario).values(), strict=True)):
         out["investors"] = _investor_groups(scenario, wanted)
@@ -120,14 +115,15 @@ def apply_knobs(scenario: Scenario, **knobs: Any) -> Scenario:
 def model_params(scenario: Scenario) -> dict[str, Any]:
     """SolaraViz controls for the scenario's main knobs, starting at the file's values.
 
-    Exact Shapley is offered only when the scenario has at most 16 clients (the schema refuses
-    it otherwise). The seed is a slider: a text input crashes SolaraViz's Reset (mesa #3516).
+    Policies, methods and strategies are the registered components; a method is offered only
+    when the scenario's clients are within its limit (exact Shapley: 16; the schema refuses it
+    otherwise). The seed is a slider: a text input crashes SolaraViz's Reset (mesa #3516).
     """
     counts = investor_counts(scenario)
-    methods = [m for m in METHODS
-               if m != "shapley_exact" or scenario.n_clients <= MAX_EXACT_SHAPLEY_CLIENTS]
+    methods = [name for name, cls in registry.components("method").items()
+               if cls.max_clients is None or scenario.n_clients <= cls.max_clients]
     _, budget_label, budget_value = budget_knob(scenario)
-    if scenario.rewards.budget.kind == "schedule":
+    if budget_label.endswith("(× file values)"):
         budget = Slider(budget_label, value=1.0, min=0.0, max=5.0, step=0.1)
     else:
         top = max(MIN_MAX_BUDGET_USD, 4 * budget_value)
@@ -137,11 +133,11 @@ def model_params(scenario: Scenario) -> dict[str, Any]:
     params: dict[str, Any] = {
         "base": scenario,
         "policy": {"type": "Select", "label": "Reward policy", "value": scenario.rewards.policy,
-                   "values": list(POLICIES)},
+                   "values": list(registry.names("policy"))},
         "method": {"type": "Select", "label": "Contribution method",
                    "value": scenario.contribution.method, "values": methods},
     }
-    for strategy in STRATEGIES:
+    for strategy in registry.names("strategy"):
         params[investor_knob(strategy)] = Slider(
             f"Investors: {strategy.replace('_', ' ')}", value=counts[strategy], min=0,
             max=max(MIN_MAX_INVESTORS, 2 * counts[strategy]), step=1)
@@ -156,37 +152,20 @@ def model_params(scenario: Scenario) -> dict[str, Any]:
 class VizModel(WallStreetFedsModel):
     """The model one browser session watches: the scenario with the controls' values applied.
 
-    Stops (`running = False`) after the scenario's `steps`, like `wsf run`. Keyword arguments
-    are the `model_params` controls; `None` keeps the scenario's value.
+    Keyword arguments are the `model_params` controls (`policy`, `method`, `budget`,
+    `fee_bps`, `seed` and one `investors_<strategy>` per registered strategy); `None` keeps
+    the scenario's value. It stops after the scenario's `steps`, like every model.
     """
 
-    def __init__(
-        self,
-        base: Scenario,
-        *,
-        policy: str | None = None,
-        method: str | None = None,
-        investors_fundamental: int | None = None,
-        investors_momentum: int | None = None,
-        investors_mean_reversion: int | None = None,
-        investors_noise: int | None = None,
-        investors_manipulator: int | None = None,
-        budget: float | None = None,
-        fee_bps: int | None = None,
-        seed: int | None = None,
-    ) -> None:
-        super().__init__(apply_knobs(
-            base, policy=policy, method=method, budget=budget, fee_bps=fee_bps, seed=seed,
-            investors_fundamental=investors_fundamental, investors_momentum=investors_momentum,
-            investors_mean_reversion=investors_mean_reversion, investors_noise=investors_noise,
-            investors_manipulator=investors_manipulator,
-        ))
-
-    def step(self) -> None:
-        """One market step (a round every `round_every` steps); stops at the scenario's end."""
-        super().step()
-        if self.steps >= self.config.steps:
-            self.running = False
+    def __init__(self, base: Scenario, scenario: Any = None, **knobs: Any) -> None:
+        # `scenario` is Mesa's own experiment object, which SolaraViz's Reset passes to a
+        # model that takes keyword arguments; the scenario here is `base`.
+        known = {"policy", "method", "budget", "fee_bps", "seed",
+                 *(investor_knob(s) for s in registry.names("strategy"))}
+        unknown = sorted(set(knobs) - known)
+        if unknown:
+            raise TypeError(f"VizModel: unknown control(s) {', '.join(unknown)}")
+        super().__init__(apply_knobs(base, **knobs))
 
 
 def scenario_path() -> Path:

@@ -289,12 +289,11 @@ def round_caption(model: ObservedModel) -> str:
 def settings_caption(config: Any) -> str:
     """The knobs the running model was built with (the controls apply on Reset)."""
     budget = config.rewards.budget
-    if budget.kind == "accuracy_gain":
-        paid = f"{budget.per_point:,.0f} USD per accuracy point"
-    elif budget.kind == "schedule":
-        paid = f"scheduled budget ({len(budget.schedule)} amounts, USD)"
-    else:
-        paid = f"{budget.amount:,.0f} USD per round"
+    name, info = next((n, i) for n, i in budget.model_fields.items() if n != "kind")
+    value = getattr(budget, name)
+    unit = (info.json_schema_extra or {}).get("unit", "USD")
+    paid = (f"{budget.kind} budget ({len(value)} amounts, {unit})" if isinstance(value, list)
+            else f"{value:,.0f} {unit}")
     counts: dict[str, int] = {}
     for group in config.investors:
         counts[group.strategy] = counts.get(group.strategy, 0) + group.count

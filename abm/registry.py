@@ -1,0 +1,296 @@
+"""The component registry: every pluggable part of a scenario, declared once.
+
+A *component* is one class: a subclass of one kind's base class (below) with
+
+- ``name``: the word a scenario file uses (``rewards.policy: buyback``);
+- a docstring whose first paragraph is its one-paragraph description (the scenario reference
+  prints it);
+- ``Params``: a pydantic model of its parameters, each declared with :func:`param` (default,
+  allowed range, unit and a one-line meaning); ``Params`` may add cross-parameter checks as
+  pydantic validators.
+
+Defining the class registers it (``__init_subclass__``): nothing else names it. The scenario
+schema (`abm.scenario`), `wsf validate`, a sweep's up-front check, the browser app's controls
+and `docs/scenario-reference.md` all read this registry, so none of them can drift from the
+components.
+
+Why pydantic for the parameters: the scenario schema is pydantic already, so a component's
+parameters are checked, defaulted, serialised into the resolved config and described in the
+reference by the very machinery that handles the rest of the file; one mechanism, with the
+same error paths (``clients[0].behaviour_params.mode``) and strict types everywhere.
+
+Kinds (base class, module, where a scenario names the component):
+
+==========  ======================================  ====================================
+kind        base class                              scenario field
+==========  ======================================  ====================================
+policy      ``abm.rewards.RewardPolicy``            ``rewards.policy`` + ``rewards.params``
+budget      ``abm.rewards.Budget``                  ``rewards.budget.kind`` (flat)
+strategy    ``abm.agents.strategies.Strategy``      ``investors[i].strategy`` + ``params``
+behaviour   ``abm.fl.behaviours.Behaviour``         ``clients[i].behaviour`` + ``behaviour_params``
+cash_out    ``abm.agents.cash_out.CashOutRule``     ``clients[i].cash_out.kind`` (flat)
+method      ``abm.fl.contribution.ContributionMethod``  ``contribution.method`` + ``params``
+dataset     ``abm.fl.data.DatasetSource``           ``fl.dataset.name`` (flat)
+lp_exit     ``abm.agents.lp_exit.ExitRule``         ``liquidity_providers[i].exit.kind`` (flat)
+==========  ======================================  ====================================
+
+"Flat" components take their parameters next to the naming key (``cash_out: {kind:
+sell_fraction, fraction: 0.05}``); the others in a separate mapping.
+
+This module imports neither torch nor mesa (`wsf validate` must stay fast). The modules that
+declare the built-in components import torch only where they compute, never at import time
+(tests/test_registry.py checks it in a fresh interpreter).
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from abc import ABC
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+
+from abm.errors import FieldProblem
+
+__all__ = [
+    "BUILTIN_MODULES",
+    "KINDS",
+    "Component",
+    "ComponentError",
+    "Kind",
+    "Params",
+    "build",
+    "component_of",
+    "components",
+    "create",
+    "get",
+    "load_builtins",
+    "names",
+    "or_list",
+    "param",
+]
+
+
+class Params(BaseModel):
+    """Base of every component's parameters: unknown keys are errors, types are strict
+    (``"0.3"`` is not a number, ``true`` is not 1), NaN and infinities are refused."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
+
+
+def param(default: Any, doc: str, *, unit: str = "", **constraints: Any) -> Any:
+    """Declare one parameter: default, one-line meaning, unit and range (pydantic's ``ge``,
+    ``gt``, ``le``, ``lt``, ``min_length``...). ``default=...`` makes it required."""
+    extra = {"unit": unit} if unit else None
+    return Field(default, description=doc, json_schema_extra=extra, **constraints)
+
+
+@dataclass(frozen=True)
+class Kind:
+    """One pluggable kind: how a scenario names its components and passes their parameters."""
+
+    name: str  # registry key
+    title: str  # for the reference and messages
+    section: str  # the scenario field holding the component, e.g. "clients[i]"
+    tag: str  # the key naming the component inside `section`
+    params_key: str | None  # key of the parameter mapping; None: flat, next to `tag`
+    default: str | None  # the component used when `tag` is omitted (None: required)
+
+
+KINDS: dict[str, Kind] = {
+    kind.name: kind
+    for kind in (
+        Kind("policy", "Reward policy", "rewards", "policy", "params", "buyback"),
+        Kind("budget", "Budget", "rewards.budget", "kind", None, "constant"),
+        Kind("method", "Contribution method", "contribution", "method", "params", "gtg_shapley"),
+        Kind("dataset", "Dataset", "fl.dataset", "name", None, "digits"),
+        Kind("behaviour", "Client behaviour", "clients[i]", "behaviour", "behaviour_params",
+             "honest"),
+        Kind("cash_out", "Cash-out rule", "clients[i].cash_out", "kind", None, "hold"),
+        Kind("strategy", "Investor strategy", "investors[i]", "strategy", "params", None),
+        Kind("lp_exit", "Liquidity-provider exit rule", "liquidity_providers[i].exit", "kind",
+             None, "hold"),
+    )
+}
+
+#: The modules that declare the built-in components (imported by `load_builtins`).
+BUILTIN_MODULES = (
+    "abm.rewards",
+    "abm.fl.contribution",
+    "abm.fl.data",
+    "abm.fl.behaviours",
+    "abm.agents.cash_out",
+    "abm.agents.strategies",
+    "abm.agents.lp_exit",
+)
+
+_COMPONENTS: dict[str, dict[str, type[Component]]] = {kind: {} for kind in KINDS}
+_OWNERS: dict[type[Params], type[Component]] = {}
+
+
+class ComponentError(FieldProblem):
+    """An unknown component name, or parameters its `Params` refuses.
+
+    `problems` lists ``(path, value, allowed)`` with paths relative to where the component is
+    named (``"behaviour"``, ``"behaviour_params.mode"``), so that the scenario's formatter can
+    prefix the section's path.
+    """
+
+    def __init__(self, problems: list[tuple[str, Any, str]]) -> None:
+        super().__init__("", problems=problems)
+
+    def __str__(self) -> str:
+        return "; ".join(f"{p or '(parameters)'}{'' if v is ... else f' = {v!r}'}: {a}"
+                         for p, v, a in self.problems)
+
+
+class Component(ABC):
+    """Base of every kind's base class. Subclasses with a `name` register themselves.
+
+    Build one with ``Cls(**values)`` (checked against `Params`; `ComponentError` naming the
+    parameter otherwise) or ``Cls(params)`` with an already validated `Params` instance; the
+    parameters are then ``self.params`` (frozen).
+    """
+
+    kind: ClassVar[str] = ""
+    name: ClassVar[str] = ""
+    Params: ClassVar[type[Params]] = Params
+    #: Flat kinds only (set on registration): `Params` plus the naming key, e.g.
+    #: ``kind: Literal["sell_fraction"]``, which is what the scenario holds.
+    Spec: ClassVar[type[Params]]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "name" in cls.__dict__ and cls.name:
+            _register(cls)
+
+    def __init__(self, params: Params | None = None, /, **values: Any) -> None:
+        if params is None:
+            params = self.validate(values)
+        elif values or not isinstance(params, self.Params):
+            raise TypeError(f"{self.name}: pass either a {self.Params.__name__} or keywords")
+        self.params = params
+
+    @classmethod
+    def validate(cls, values: Mapping[str, Any] | None = None, *, prefix: str = "",
+                 spec: bool = False) -> Params:
+        """The complete parameters (defaults filled in) or `ComponentError`; paths in its
+        problems start with `prefix` (e.g. ``"params."``). `spec`: validate the flat form
+        (`Spec`, the naming key included)."""
+        values = {} if values is None else values
+        if not isinstance(values, Mapping):
+            raise ComponentError([(prefix.rstrip("."), values,
+                                   "expected a mapping of parameter names to values")])
+        try:
+            return (cls.Spec if spec else cls.Params).model_validate(dict(values))
+        except ValidationError as exc:
+            raise ComponentError(_problems(cls, exc, prefix)) from None
+
+    @classmethod
+    def check_in(cls, params: Params, scenario: Any) -> str | None:
+        """What makes `params` impossible in `scenario` (a `abm.scenario.Scenario`), or None.
+
+        For checks a parameter cannot make alone (a client index against the number of
+        clients, a label map against the dataset's classes); the schema calls it, so that a
+        scenario is never valid and then fails at run time. Override where needed.
+        """
+        return None
+
+    @classmethod
+    def describe(cls) -> str:
+        """The one-paragraph description: the first paragraph of the docstring."""
+        doc = inspect.getdoc(cls) or ""
+        return " ".join(doc.split("\n\n")[0].split())
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.params.model_dump().items())
+        return f"{type(self).__name__}({args})"
+
+
+def _register(cls: type[Component]) -> None:
+    if cls.kind not in KINDS:
+        raise TypeError(f"{cls.__name__}: kind {cls.kind!r} is not one of {sorted(KINDS)}")
+    if cls.Params in _OWNERS or "Params" not in cls.__dict__:
+        # Inherited parameters: give the class its own Params so that a parameter set always
+        # tells which component it belongs to (the resolved config names it).
+        cls.Params = type("Params", (cls.Params,), {
+            "__doc__": cls.Params.__doc__, "__module__": cls.__module__,
+            "__qualname__": f"{cls.__qualname__}.Params",  # so that pickle finds it
+        })
+    _COMPONENTS[cls.kind][cls.name] = cls
+    _OWNERS[cls.Params] = cls
+    tag = KINDS[cls.kind].tag
+    if KINDS[cls.kind].params_key is None:
+        cls.Spec = create_model("Spec", __base__=cls.Params, __module__=cls.__module__,
+                                **{tag: (Literal[cls.name], cls.name)})
+        cls.Spec.__qualname__ = f"{cls.__qualname__}.Spec"
+        _OWNERS[cls.Spec] = cls
+
+
+def _problems(cls: type[Component], exc: ValidationError, prefix: str) -> list[tuple]:
+    out = []
+    for err in exc.errors(include_url=False):
+        path = prefix + ".".join(str(p) for p in err["loc"])
+        if err["type"] == "missing":
+            out.append((path, ..., "required"))
+            continue
+        if err["type"] == "extra_forbidden":
+            allowed = ", ".join(cls.Params.model_fields) or "none"
+            out.append((path, err.get("input"),
+                        f"unknown parameter of {cls.kind} {cls.name!r} (allowed: {allowed})"))
+            continue
+        msg = err["msg"].removeprefix("Value error, ")
+        out.append((path.rstrip("."), err.get("input"), msg[:1].lower() + msg[1:]))
+    return out
+
+
+def load_builtins() -> None:
+    """Import the modules declaring the built-in components (idempotent, torch-free)."""
+    for module in BUILTIN_MODULES:
+        importlib.import_module(module)
+
+
+def components(kind: str) -> dict[str, type[Component]]:
+    """Name -> class of every registered component of `kind`, in registration order."""
+    load_builtins()
+    return dict(_COMPONENTS[kind])
+
+
+def names(kind: str) -> tuple[str, ...]:
+    return tuple(components(kind))
+
+
+def get(kind: str, name: Any) -> type[Component]:
+    """The class registered as `name`, or `ComponentError` listing the allowed names."""
+    found = components(kind)
+    if isinstance(name, str) and name in found:
+        return found[name]
+    raise ComponentError([(KINDS[kind].tag, name, "allowed values are " + or_list(found))])
+
+
+def create(kind: str, name: Any, **values: Any) -> Any:
+    """Build the `kind` component registered as `name` with parameter `values`
+    (`ComponentError` for an unknown name or refused parameters)."""
+    return get(kind, name)(**values)
+
+
+def component_of(params: Params) -> type[Component]:
+    """The component a validated parameter set belongs to."""
+    return _OWNERS[type(params)]
+
+
+def build(params: Params, **extra: Any) -> Any:
+    """An instance of the component that `params` belongs to (``extra``: constructor
+    arguments beyond the parameters, e.g. ``rng``)."""
+    return component_of(params)(params, **extra)
+
+
+def or_list(values: Any) -> str:
+    """``'a', 'b' or 'c'``: how messages list allowed values."""
+    quoted = [repr(v) for v in values]
+    if len(quoted) < 2:
+        return "".join(quoted) or "none"
+    return ", ".join(quoted[:-1]) + " or " + quoted[-1]

@@ -1,0 +1,184 @@
+"""The sweep report's tables: means over seeds with confidence intervals, per grid point."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from analysis.report import markdown_table
+from analysis.sweep.loading import SweepTables
+from analysis.sweep.statistics import summarise_over_seeds
+
+__all__ = ["HEADLINE", "METHOD_PATH", "POLICY_PATH", "SummaryTable", "summary_tables",
+           "sweep_summary_tables"]
+
+# Grid keys that the policy and method columns (read from each run's config) already show.
+POLICY_PATH = "rewards.policy"
+METHOD_PATH = "contribution.method"
+
+HEADLINE = (
+    "final_accuracy",
+    "price_contribution_spearman",
+    "reward_gini",
+    "rewards_usd",
+    "distribution_cost_usd",
+    "distribution_cost_pct",
+    "min_allotted_vs_equal_pct",
+    "max_allotted_vs_equal_pct",
+    "min_attributable_vs_equal_pct",
+    "max_attributable_vs_equal_pct",
+    "unranked_rounds",
+)
+CLIENT_METRICS = (
+    "contribution",
+    "allotted_usd",
+    "equal_split_usd",
+    "allotted_vs_equal_pct",
+    "attributable_usd",
+    "attributable_vs_equal_pct",
+    "mtm_change_usd",
+)
+HOLDER_METRICS = ("attributable_usd", "mtm_change_usd", "if_sold_change_usd",
+                  "final_if_sold_together_usd")
+COST_METRICS = ("rewards_usd", "distribution_cost_usd", "distribution_cost_pct")
+INVESTOR_METRICS = (
+    "mean_return_pct",
+    "mean_return_if_sold_pct",
+    "mean_pnl_usd",
+    "mean_pnl_if_sold_usd",
+    "sharpe",
+    "sharpe_if_sold",
+    "profitable_share",
+)
+
+
+@dataclass(frozen=True)
+class SummaryTable:
+    name: str
+    title: str
+    note: str
+    frame: pd.DataFrame  # summarise_over_seeds output
+    by: list[str]
+    values: tuple[str, ...]
+
+
+def sweep_summary_tables(tables: SweepTables) -> dict[str, pd.DataFrame]:
+    """The report's tables ({name: summarise_over_seeds frame}), grouped by grid parameters."""
+    return {t.name: t.frame for t in summary_tables(tables)}
+
+
+def summary_tables(tables: SweepTables) -> list[SummaryTable]:
+    by, c = tables.params, tables.confidence
+    headline = [v for v in HEADLINE if v in tables.runs.columns]
+    return [
+        SummaryTable(
+            "runs_by_point",
+            "Headline figures per grid point",
+            "Per run: `analysis.metrics.summarise_run` (accuracy of the global model, Spearman "
+            "rho of final price vs cumulative contribution, Gini of the allotments, rewards "
+            "and distribution cost in USD and % of rewards, extremes of allotted and "
+            "attributable vs the equal split in %, rounds the method could not rank).",
+            summarise_over_seeds(tables.runs, by, headline, c),
+            by,
+            tuple(headline),
+        ),
+        SummaryTable(
+            "client_rewards",
+            "Reward per client: allotted, attributable, spot-marked",
+            "*allotted* = what the policy allotted (USD); *equal split* = what `equal` would "
+            "have allotted; *vs equal* = 100 × (amount / equal split − 1), in %; "
+            "*attributable* = realisable final wealth of the run minus its counterfactual "
+            "twin's (same seed, budget 0; n/a when the sweep ran no twins), i.e. the paired "
+            "difference per seed; *mtm change* = final − initial wealth at spot "
+            "(speculation included, no measure of reward).",
+            summarise_over_seeds(tables.clients, [*by, "client"], CLIENT_METRICS, c),
+            [*by, "client"],
+            CLIENT_METRICS,
+        ),
+        SummaryTable(
+            "paired_differences",
+            "Run minus twin per holder type (paired differences across seeds)",
+            "Per seed, the run and its counterfactual twin (same seed, reward budget 0) share "
+            "their random numbers; *attributable* = final wealth if sold, run − twin (USD). "
+            "Mean over seeds and its Student-t interval: what the reward mechanism caused per "
+            "holder type. Beside it, each run's own change at spot and if sold.",
+            summarise_over_seeds(tables.holders, [*by, "holder"], HOLDER_METRICS, c),
+            [*by, "holder"],
+            HOLDER_METRICS,
+        ),
+        SummaryTable(
+            "distribution_cost",
+            "Distribution cost",
+            "Fees and slippage the federation paid to distribute the rewards (USD, and % of "
+            "the rewards distributed).",
+            summarise_over_seeds(tables.runs, [*by, *_unless(by, "policy")], COST_METRICS, c),
+            [*by, *_unless(by, "policy")],
+            COST_METRICS,
+        ),
+        SummaryTable(
+            "investor_returns",
+            "Investor returns per strategy",
+            "Per run and strategy: mean return (%) and mean PnL (USD) at spot and if sold "
+            "(everything sold alone, fees and impact included), mean run-horizon Sharpe ratio "
+            "on each, and the share of investors profitable at spot (0..1).",
+            summarise_over_seeds(tables.investors, [*by, "strategy"], INVESTOR_METRICS, c),
+            [*by, "strategy"],
+            INVESTOR_METRICS,
+        ),
+        SummaryTable(
+            "price_contribution_correlation",
+            "Price-contribution correlation",
+            "Spearman rho across clients of the final token price against the cumulative "
+            "contribution (+1: the market ranks clients as the contribution method does).",
+            summarise_over_seeds(
+                tables.runs,
+                [*by, *_unless(by, "policy")],
+                ("price_contribution_spearman",),
+                c,
+            ),
+            [*by, *_unless(by, "policy")],
+            ("price_contribution_spearman",),
+        ),
+    ]
+
+
+def _unless(by: Sequence[str], column: str) -> list[str]:
+    """`column` as an extra grouping column unless the grid already varies it."""
+    path = {"policy": POLICY_PATH, "method": METHOD_PATH}[column]
+    return [] if path in by else [column]
+
+
+def markdown(table: SummaryTable, confidence: float) -> str:
+    """Markdown of a summary table: one 'mean [low, high]' cell per metric."""
+    shown = table.frame[[*table.by, "n_runs"]].copy()
+    for value in table.values:
+        spec = _format_of(value)
+        shown[value] = [
+            _interval_text(m, lo, hi, spec)
+            for m, lo, hi in zip(
+                table.frame[f"{value}_mean"],
+                table.frame[f"{value}_ci_low"],
+                table.frame[f"{value}_ci_high"],
+                strict=True,
+            )
+        ]
+    return markdown_table(shown.rename(columns={"n_runs": "seeds"}))
+
+
+def _format_of(metric: str) -> str:
+    if metric.endswith(("_usd", "_pct")):
+        return ",.2f"
+    if metric in ("final_accuracy", "contribution"):
+        return ".4f"
+    return ".3f"
+
+
+def _interval_text(mean: float, low: float, high: float, spec: str) -> str:
+    if not np.isfinite(mean):
+        return "n/a"
+    if not (np.isfinite(low) and np.isfinite(high)):
+        return format(mean, spec)
+    return f"{format(mean, spec)} [{format(low, spec)}, {format(high, spec)}]"

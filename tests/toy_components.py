@@ -1,0 +1,140 @@
+"""One toy component of every kind, each one class and nothing else (tests/test_registry.py).
+
+Importing this module is all it takes for a scenario to use them: the classes register
+themselves, and the schema, `wsf validate`, the browser controls and the scenario reference
+see them at once. Kept out of the test modules' namespace (imported only in a subprocess), so
+that the other tests see the built-in registry.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from abm.agents.cash_out import CashOutRule
+from abm.agents.lp_exit import ExitRule
+from abm.agents.strategies import Order, Strategy
+from abm.fl.behaviours import Behaviour
+from abm.fl.contribution import ContributionMethod
+from abm.fl.data import Dataset, DatasetSource
+from abm.registry import Params, param
+from abm.rewards import Budget, DirectPolicy, RewardPolicy
+
+
+class ToyPolicy(RewardPolicy):
+    """Pays every allotment in cash, like `direct`, and tells holders their token is worth
+    a fixed amount."""
+
+    name = "toy_policy"
+
+    class Params(Params):
+        holder_value: float = param(0.5, "what a holder expects per token", unit="USD", ge=0)
+
+    def token_value(self, reserve_usd, supply, pooled, prices, flow):
+        return np.full(len(supply), self.params.holder_value)
+
+    def deliver(self, market, treasury, clients, amounts):
+        return DirectPolicy().deliver(market, treasury, clients, amounts)
+
+
+class EvenRoundsBudget(Budget):
+    """Pays a fixed amount on even rounds (0, 2, ...) and nothing on odd ones."""
+
+    name = "even_rounds"
+
+    class Params(Params):
+        amount: float = param(300.0, "paid on even rounds", unit="USD per round", ge=0)
+
+    def for_round(self, round_index, accuracy_gain):
+        return self.params.amount if round_index % 2 == 0 else 0.0
+
+
+class FavouriteMethod(ContributionMethod):
+    """Gives the whole contribution to one client."""
+
+    name = "favourite"
+
+    class Params(Params):
+        favourite: int = param(0, "index of the client credited", ge=0)
+
+    def compute(self, result):
+        c = np.zeros(result.n_clients)
+        c[self.params.favourite] = 1.0
+        return c
+
+
+class Blobs(DatasetSource):
+    """Two Gaussian blobs in the plane, one per class."""
+
+    name = "blobs"
+    size = 400
+
+    class Params(DatasetSource.Params):
+        spread: float = param(0.5, "standard deviation of each blob", gt=0, le=10)
+
+    def load(self, rng):
+        n = self.expected_size()
+        y = np.arange(n) % 2
+        X = rng.normal(0.0, self.params.spread, size=(n, 2)) + 2.0 * y[:, None]
+        return Dataset(X.astype(np.float32), y, 2, self.name)
+
+
+class Halfhearted(Behaviour):
+    """Trains honestly and sends a scaled-down update."""
+
+    name = "halfhearted"
+
+    class Params(Params):
+        scale: float = param(0.5, "factor applied to its update", ge=0, le=1)
+
+    def update(self, train, global_params, generator):
+        return train() * self.params.scale
+
+
+class SellAll(CashOutRule):
+    """Offers every token it holds after each round."""
+
+    name = "sell_all"
+
+    def tokens_to_sell(self, client):
+        return client.balance(client.token)
+
+
+class BuyFirst(Strategy):
+    """Buys the first client's token every step."""
+
+    name = "buy_first"
+
+    class Params(Params):
+        fraction: float = param(0.1, "share of cash per buy", ge=0, le=1)
+
+    def decide(self, view, cash, holdings, rng):
+        return [Order(0, "buy", cash * self.params.fraction)] if cash > 0 else []
+
+
+class LeaveAt(ExitRule):
+    """Leaves the pools at a given step."""
+
+    name = "leave_at"
+
+    class Params(Params):
+        step: int = param(4, "step at which it leaves", unit="step", ge=1)
+
+    def should_exit(self, lp, step):
+        return step >= self.params.step
+
+
+SCENARIO = {
+    "name": "toys",
+    "seed": 3,
+    "steps": 6,
+    "round_every": 2,
+    "fl": {"dataset": {"name": "blobs", "spread": 0.4}, "model": "logreg",
+           "partition": {"scheme": "iid"}},
+    "contribution": {"method": "favourite", "params": {"favourite": 1}},
+    "rewards": {"policy": "toy_policy", "params": {"holder_value": 0.3},
+                "budget": {"kind": "even_rounds", "amount": 200}},
+    "clients": [{"count": 2, "cash_out": {"kind": "sell_all"}},
+                {"count": 1, "behaviour": "halfhearted", "behaviour_params": {"scale": 0.2}}],
+    "investors": [{"strategy": "buy_first", "count": 2, "params": {"fraction": 0.2}}],
+    "liquidity_providers": [{"count": 1, "exit": {"kind": "leave_at", "step": 3}}],
+}
