@@ -98,7 +98,7 @@ def test_wsf_run_counterfactual_writes_the_twin_inside_the_run_folder(policy, tm
     path = tmp_path / "s.yaml"
     path.write_text(json.dumps(scenario.to_dict()), encoding="utf-8")
     out = tmp_path / "run"
-    figures = [] if policy == "buyback" else ["--no-figures"]
+    figures = [] if policy == "buyback" else ["--no-report"]
     assert main(["run", str(path), "--out", str(out), "--counterfactual", *figures]) == 0
     twin = out / COUNTERFACTUAL_DIR
     for name in ("config.yaml", "model.parquet", "agents.parquet", "rounds.parquet",
@@ -123,5 +123,5 @@ def test_the_scenario_field_turns_the_twin_on(tmp_path):
     path = tmp_path / "s.yaml"
     path.write_text(json.dumps(scenario.to_dict()), encoding="utf-8")
     assert load_scenario(path).counterfactual is True
-    assert main(["run", str(path), "--out", str(tmp_path / "run"), "--no-figures"]) == 0
+    assert main(["run", str(path), "--out", str(tmp_path / "run"), "--no-report"]) == 0
     assert (tmp_path / "run" / COUNTERFACTUAL_DIR / "summary.json").is_file()

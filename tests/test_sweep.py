@@ -187,7 +187,8 @@ def test_value_valid_alone_but_not_in_combination_names_the_grid_point(base_file
     ("text", "expected"),
     [
         ("base: scenarios/small.yaml\nseeds: 2\ngird: {rewards.policy: [mint]}\n",
-         "gird: unknown field (allowed here: base, grid, name, overrides, report, seeds"),
+         "gird: unknown field (allowed here: base, counterfactual, grid, name, overrides, report, "
+         "seeds"),
         ("base: scenarios/small.yaml\nseeds: 0\n", "seed count must be at least 1"),
         ("base: scenarios/small.yaml\nseeds: [1, 1]\n", "repeats a seed"),
         ("base: scenarios/small.yaml\nseeds: 2\ngrid: {seed: [1, 2]}\n", "`seeds:` field"),

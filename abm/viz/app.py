@@ -51,7 +51,7 @@ def budget_knob(scenario: Scenario) -> tuple[str, str, float]:
     point), a multiplier of the whole list for a list of amounts (`schedule`).
     """
     budget = scenario.rewards.budget
-    name, info = next((n, i) for n, i in budget.model_fields.items() if n != "kind")
+    name, info = next((n, i) for n, i in type(budget).model_fields.items() if n != "kind")
     path = f"rewards.budget.{name}"
     if isinstance(getattr(budget, name), list):
         return path, f"Reward {name} (× file values)", 1.0

@@ -289,7 +289,7 @@ def round_caption(model: ObservedModel) -> str:
 def settings_caption(config: Any) -> str:
     """The knobs the running model was built with (the controls apply on Reset)."""
     budget = config.rewards.budget
-    name, info = next((n, i) for n, i in budget.model_fields.items() if n != "kind")
+    name, info = next((n, i) for n, i in type(budget).model_fields.items() if n != "kind")
     value = getattr(budget, name)
     unit = (info.json_schema_extra or {}).get("unit", "USD")
     paid = (f"{budget.kind} budget ({len(value)} amounts, {unit})" if isinstance(value, list)
