@@ -210,7 +210,7 @@ def _summary(model, tables, timings, check: bool) -> dict[str, Any]:
             "final_wealth_usd": float(b["wealth"].sum()),
             "final_wealth_if_sold_usd": float(b["wealth_if_sold"].sum()),
             # What the whole group would fetch selling together: below the sum of its
-            # members' sales alone, which are not additive (docs/model.md, "Observation").
+            # members' sales alone, which are not additive (docs/model.md, section 4.11).
             "final_if_sold_together_usd": model.market.group_liquidation_value(
                 [x.account for x in model.agents if x.agent_type == kind]) / ONE,
             "mtm_change_usd": float(b["wealth"].sum() - a["wealth"].sum()),
