@@ -57,7 +57,7 @@ def test_every_method_builds_with_its_declared_defaults():
     ("data_size", {"alpha": 1}, r"alpha = 1: unknown parameter of method 'data_size' "
      r"\(allowed: none\)"),
     ("shapley_mc", {"eps": 1}, r"allowed: min_permutations, convergence_tol, last_k, "
-     r"truncation_tol, max_permutations, batch"),
+     r"prefix_block, truncation_tol, max_permutations, batch"),
 ])
 def test_bad_params_are_refused_up_front(name, params, match):
     with pytest.raises(ValueError, match=match):
