@@ -1,20 +1,48 @@
 """The `wsf` command: validate, run, report, viz and sweep scenario files.
 
-Bad input (a wrong scenario file, an existing output folder) prints one paragraph naming the
-file, the field, the value and what is allowed, and exits with code 2 — never a traceback.
+Exit codes, the same for every subcommand:
+
+- 0: done.
+- 1: a sweep finished but some of its runs failed (their tracebacks are in the sweep folder).
+- 2: bad input (a wrong scenario or sweep file, an unusable output folder, a bad option): one
+  paragraph naming the file, the field, the value and what is allowed — never a traceback.
+- 70: an internal error, i.e. a bug: one line saying so and naming the file that holds the
+  traceback (in the system's temporary folder), for a bug report.
+- 130 / 143: stopped by Ctrl-C (SIGINT) / SIGTERM. Both are handled alike: nothing partial
+  is kept (a sweep keeps its finished runs and stops its workers).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import os
+import platform
+import signal
 import sys
+import tempfile
+import time
+import traceback
 from pathlib import Path
 
+from abm.errors import shown
 from abm.scenario import ScenarioError, load_scenario, read_yaml
+from abm.viz.server import port_number
 
 EXIT_BAD_INPUT = 2
+EXIT_BUG = 70  # EX_SOFTWARE of sysexits.h
+EXIT_SIGINT = 128 + signal.SIGINT
+EXIT_SIGTERM = 128 + signal.SIGTERM
 REFERENCE = "docs/scenario-reference.md"
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C's KeyboardInterrupt so that the same cleanup runs (a run's
+    temporary folder removed, a sweep's workers stopped)."""
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    raise Terminated
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -23,25 +51,59 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return EXIT_BAD_INPUT
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        return _dispatch(args)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    """Run the subcommand; turn every way it can end into an exit code and one paragraph."""
+    command = f"wsf {args.command}"
     try:
         return args.func(args)
     except (ScenarioError, FileExistsError, FileNotFoundError) as exc:
-        print(f"wsf {args.command}: {exc}", file=sys.stderr)
+        print(f"{command}: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    except RuntimeError as exc:
-        # A sweep whose runs failed at run time: the others are stored, the tracebacks are in
-        # the sweep folder, and re-running retries only the failed ones.
-        from abm.sweep import SweepRunError
-
-        if not isinstance(exc, SweepRunError):
-            raise
-        print(f"wsf {args.command}: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         kept = ("finished runs are kept; run the same command again to resume"
                 if args.command == "sweep" else "nothing partial was kept")
-        print(f"wsf {args.command}: interrupted; {kept}.", file=sys.stderr)
-        return 130
+        how = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"
+        print(f"{command}: {how}; {kept}.", file=sys.stderr)
+        return EXIT_SIGTERM if isinstance(exc, Terminated) else EXIT_SIGINT
+    except Exception as exc:  # anything else is a bug in wsf, never the user's fault
+        execute = sys.modules.get("abm.sweep.execute")  # loaded if a sweep ran
+        if execute is not None and isinstance(exc, execute.SweepRunError):
+            # A sweep whose runs failed at run time: the others are stored, the tracebacks are
+            # in the sweep folder, and re-running retries only the failed ones.
+            print(f"{command}: {exc}", file=sys.stderr)
+            return 1
+        report = _save_bug_report(args, exc)
+        where = (f"the traceback is in {report}; please attach that file to a bug report"
+                 if report else "the traceback follows")
+        print(f"{command}: internal error ({type(exc).__name__}: "
+              f"{str(exc)[:200]}); this is a bug in wsf, not a problem "
+              f"with your input; {where}.", file=sys.stderr)
+        if report is None:
+            traceback.print_exception(exc, file=sys.stderr)
+        return EXIT_BUG
+
+
+def _save_bug_report(args: argparse.Namespace, exc: BaseException) -> Path | None:
+    """Write the traceback and what was run to `wsf-bug-*.txt` in the temporary folder."""
+    try:
+        fd, name = tempfile.mkstemp(prefix=f"wsf-{args.command}-bug-", suffix=".txt")
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(f"wsf {args.command} internal error, "
+                      f"{time.strftime('%Y-%m-%d %H:%M:%S %Z')}\n")
+            out.write(f"command line: {sys.argv!r}\n")
+            out.write(f"python {platform.python_version()} on {platform.platform()}\n")
+            out.write(f"working directory: {os.getcwd()}\n\n")
+            out.write("".join(traceback.format_exception(exc)))
+        return Path(name)
+    except OSError:
+        return None
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -84,7 +146,8 @@ def _parser() -> argparse.ArgumentParser:
 
     vz = sub.add_parser("viz", help="open the browser app for a scenario (127.0.0.1)")
     vz.add_argument("file", type=Path)
-    vz.add_argument("--port", type=_pos_int, default=None)
+    vz.add_argument("--port", type=port_number, default=None,
+                    help="TCP port on 127.0.0.1 (default 8765; 0 = any free port)")
     vz.set_defaults(func=_viz)
 
     sw = sub.add_parser("sweep", help="run a parameter sweep (local processes or Dask)")
@@ -93,25 +156,46 @@ def _parser() -> argparse.ArgumentParser:
                     help="local worker processes (default: CPU count)")
     sw.add_argument("--scheduler", default=None,
                     help="address of an existing Dask scheduler, e.g. tcp://10.0.0.5:8786")
+    sw.add_argument("--connect-timeout", type=_pos_float, default=None, metavar="SECONDS",
+                    help="give up reaching --scheduler after this long (default 5)")
+    sw.add_argument("--max-runs", type=_pos_int, default=None, metavar="N",
+                    help="refuse a sweep of more than N runs (default: the ceiling "
+                         "MAX_RUNS = 10,000; raise it for a bigger sweep)")
     sw.add_argument("--out", type=Path, default=None, help="sweep folder (resumes if it exists)")
     sw.set_defaults(func=_sweep)
     return p
 
 
 def _pos_int(text: str) -> int:
-    value = _nonneg_int(text)
+    value = _int(text)
     if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}")
     return value
 
 
 def _nonneg_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
+    value = _int(text)
     if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text!r}")
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {text!r}")
+    return value
+
+
+def _int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"must be an integer, got {shown(text, 40)}"
+        ) from None
+
+
+def _pos_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number > 0, got {shown(text, 40)}")
     return value
 
 
@@ -123,8 +207,8 @@ def _validate(args: argparse.Namespace) -> int:
 
         sweep = load_sweep(args.file)
         record = sweep.to_record()
-        shown = {k: record[k] for k in ("name", "base", "overrides", "grid", "seeds", "report")}
-        print(yaml.safe_dump(shown, sort_keys=False), end="")
+        resolved = {k: record[k] for k in ("name", "base", "overrides", "grid", "seeds", "report")}
+        print(yaml.safe_dump(resolved, sort_keys=False), end="")
         print(f"# {args.file}: valid sweep ({len(sweep.runs)} runs, each validated; base "
               f"scenario {sweep.base})", file=sys.stderr)
         return 0
@@ -143,7 +227,7 @@ def _schema(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from abm.run import default_out_dir, refuse_existing, simulate, write_run
+    from abm.run import default_out_dir, prepare_output, simulate, write_run
 
     scenario = load_scenario(args.file)
     overrides = {}
@@ -154,7 +238,7 @@ def _run(args: argparse.Namespace) -> int:
     if overrides:
         scenario = scenario.with_overrides(overrides, source=f"{args.file} (command line)")
     out = args.out or default_out_dir(scenario)
-    refuse_existing(out)  # before the run, not after minutes of simulation
+    prepare_output(out)  # before the run, not after minutes of simulation
     result = simulate(scenario, check=args.check, progress=True,
                       counterfactual=args.counterfactual or scenario.counterfactual)
     write_run(result, out)
@@ -198,7 +282,8 @@ def _print_summary(summary: dict, out: Path) -> None:
 def _report(args: argparse.Namespace) -> int:
     folder: Path = args.folder
     if not folder.is_dir():
-        raise FileNotFoundError(f"{folder}: no such folder (expected a run or sweep folder)")
+        what = "a file, not a folder" if folder.exists() else "no such folder"
+        raise FileNotFoundError(f"{folder}: {what} (expected a run or sweep folder)")
     if (folder / "sweep.yaml").is_file():
         from analysis.sweep import write_sweep_report
 
@@ -218,22 +303,29 @@ def _report(args: argparse.Namespace) -> int:
 def _viz(args: argparse.Namespace) -> int:
     from abm.viz.server import launch
 
-    load_scenario(args.file)  # fail fast, with the usual message, before starting a server
+    # Fail fast, with the usual message, before starting a server.
+    load_scenario(args.file)
     return launch(args.file, port=args.port)
 
 
 def _sweep(args: argparse.Namespace) -> int:
     from abm.sweep import SweepRunError, load_sweep, run_sweep
+    from abm.sweep.execute import CONNECT_TIMEOUT_S
+    from abm.sweep.spec import MAX_RUNS
     from abm.sweep.store import default_out
     from analysis.sweep import write_sweep_report
 
+    max_runs = args.max_runs or MAX_RUNS
     try:
-        out = run_sweep(args.file, workers=args.workers, scheduler=args.scheduler, out=args.out)
+        out = run_sweep(args.file, workers=args.workers, scheduler=args.scheduler, out=args.out,
+                        connect_timeout=args.connect_timeout or CONNECT_TIMEOUT_S,
+                        max_runs=max_runs)
     except SweepRunError:
         # Report what finished (the failed runs are retried by running the command again).
         from abm.sweep import SweepError
 
-        folder = Path(args.out) if args.out else default_out(load_sweep(args.file))
+        folder = (Path(args.out) if args.out
+                  else default_out(load_sweep(args.file, max_runs=max_runs)))
         with contextlib.suppress(SweepError):  # nothing finished: nothing to report
             print(f"report of the finished runs: {write_sweep_report(folder)}", file=sys.stderr)
         raise

@@ -10,6 +10,7 @@ The CLI prints `ScenarioError` texts and exits with code 2.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from collections.abc import Iterable, Sequence
@@ -21,6 +22,7 @@ __all__ = [
     "MAX_SHOWN",
     "FieldProblem",
     "ScenarioError",
+    "allowed_text",
     "format_problems",
     "format_validation_error",
     "join_path",
@@ -49,18 +51,59 @@ class FieldProblem(ValueError):
         super().__init__("; ".join(a for _, _, a in self.problems))
 
 
-def shown(value: Any) -> str:
-    """A short, readable excerpt of a value (JSON for mappings and lists, repr otherwise)."""
-    if isinstance(value, dict | list | tuple):
-        try:
-            text = json.dumps(value, default=str)
-        except (TypeError, ValueError, RecursionError):
-            text = repr(type(value))
-    elif isinstance(value, str) and len(value) > MAX_SHOWN:
-        text = repr(value[:MAX_SHOWN])
-    else:
-        text = repr(value)
-    return text if len(text) <= MAX_SHOWN else text[: MAX_SHOWN - 3] + "..."
+def shown(value: Any, limit: int = MAX_SHOWN) -> str:
+    """A short, readable excerpt of a value: JSON for mappings and lists, repr otherwise; at
+    most `limit` characters, ending in "..." when cut.
+
+    Never builds the whole text of a large value: containers are walked only until `limit`
+    characters are out (a value reached through YAML aliases may stand for millions), long
+    strings are cut before they are quoted, and integers too long to print (repr refuses
+    more than 4,300 digits) are described by their size.
+    """
+    out: list[str] = []
+    room = limit + 1
+
+    class _Full(Exception):
+        pass
+
+    def emit(text: str) -> None:
+        nonlocal room
+        out.append(text[:room])
+        room -= len(text)
+        if room <= 0:
+            raise _Full
+
+    def scalar(v: Any, inside: bool) -> str:
+        if isinstance(v, str):
+            v = v[: limit + 1]
+            return json.dumps(v) if inside else repr(v)
+        if isinstance(v, int) and not isinstance(v, bool) and v.bit_length() > 128:
+            return f"<an integer of about {int(v.bit_length() * 0.30103) + 1} digits>"
+        if inside and (v is None or isinstance(v, bool | int | float)):
+            return json.dumps(v)
+        return repr(v) if not inside else json.dumps(str(v))
+
+    def walk(v: Any, inside: bool) -> None:
+        if isinstance(v, dict):
+            emit("{")
+            for i, (k, x) in enumerate(v.items()):
+                emit(", " if i else "")
+                emit(json.dumps(str(k)) + ": ")
+                walk(x, True)
+            emit("}")
+        elif isinstance(v, list | tuple):
+            emit("[")
+            for i, x in enumerate(v):
+                emit(", " if i else "")
+                walk(x, True)
+            emit("]")
+        else:
+            emit(scalar(v, inside))
+
+    with contextlib.suppress(_Full):
+        walk(value, False)
+    text = "".join(out)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def join_path(*parts: Any) -> str:
@@ -120,19 +163,32 @@ def format_validation_error(exc: ValidationError, source: str,
         elif err["type"] == "missing":
             problems.append((path, ..., "required"))
         else:
-            problems.append((path, err.get("input"), _allowed_text(err)))
+            problems.append((path, err.get("input"), allowed_text(err)))
     return format_problems(source, problems)
 
 
-def _allowed_text(err: dict[str, Any]) -> str:
+def allowed_text(err: dict[str, Any]) -> str:
+    """What pydantic's error `err` says is allowed, in the words of these messages."""
     if err["type"] == "literal_error":
         return f"allowed values are {(err.get('ctx') or {}).get('expected', '')}"
     if err["type"] in ("finite_number", "float_parsing") or (
         isinstance(err.get("input"), float) and err["input"] != err["input"]
     ):
         return "not a finite number"
+    if err["type"] in _BOUNDS:
+        # pydantic prints 1e15 as 1000000000000000 and 1e-9 as 0.000000001.
+        key, words = _BOUNDS[err["type"]]
+        bound = (err.get("ctx") or {}).get(key)
+        text = f"{bound:g}" if isinstance(bound, float) else str(bound)
+        return f"input should be {words} {text}"
     msg = re.sub(r"^(Value|Assertion) error, ", "", err["msg"])
     return msg[:1].lower() + msg[1:]
+
+
+_BOUNDS = {"greater_than": ("gt", "greater than"),
+           "greater_than_equal": ("ge", "greater than or equal to"),
+           "less_than": ("lt", "less than"),
+           "less_than_equal": ("le", "less than or equal to")}
 
 
 #: Parts of pydantic's locations that name its own machinery, not the user's keys.

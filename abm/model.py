@@ -44,7 +44,7 @@ from abm.amm import ONE, Ledger, Market, to_units
 from abm.errors import ScenarioError, problem_text
 from abm.registry import build
 from abm.rewards import ClientAccount
-from abm.scenario import Scenario, load_scenario
+from abm.scenario import MIN_SAMPLES_PER_CLIENT, Scenario, load_scenario
 from abm.streams import activation, stream, stream_int
 
 AGENT_TYPES = ("client", "investor", "lp", "federation")
@@ -157,12 +157,31 @@ class WallStreetFedsModel(mesa.Model):
         method_rng = stream(cfg.seed, "contribution")
         with _as_scenario_error(cfg, "fl.dataset", fl.dataset.model_dump(mode="json")):
             data = build(fl.dataset).load(data_rng)
+            wanted = getattr(fl.dataset, "n_samples", None)
+            if wanted is not None and len(data) < wanted:
+                # The resolved config must not claim samples that were not used (a partial
+                # CIFAR-10 copy; the bundled sizes are checked by the schema).
+                raise ValueError(
+                    f"n_samples is {wanted} but the data holds {len(data)} samples; give at "
+                    f"most {len(data)}"
+                )
             train, val = split_validation(data, fl.val_fraction, data_rng)
         behaviours = [build(g.behaviour_params) for _, g in groups]
         with _as_scenario_error(cfg, "fl.partition", fl.partition.model_dump()):
+            # The partitioner enforces the minimum (redrawing Dirichlet proportions, topping up
+            # small clients from the largest); checked again on what it produced.
             parts = partition(train.y, len(groups), scheme=fl.partition.scheme, rng=data_rng,
                               alpha=fl.partition.alpha,
-                              size_weights=[b.size_weight for b in behaviours])
+                              size_weights=[b.size_weight for b in behaviours],
+                              min_size=MIN_SAMPLES_PER_CLIENT)
+        for (cid, g), part in zip(groups, parts, strict=True):
+            if len(part) < MIN_SAMPLES_PER_CLIENT:
+                raise ScenarioError(
+                    f"{cfg.source}: a problem: client {cid} (behaviour {g.behaviour}) gets "
+                    f"{len(part)} training samples of {len(train)}; every client needs at "
+                    f"least {MIN_SAMPLES_PER_CLIENT}: use fewer clients, more samples, or a "
+                    f"larger size_weight or partition alpha."
+                )
         from abm.fl.device import resolve_device
 
         with _as_scenario_error(cfg, "fl.device", fl.device):
@@ -374,9 +393,10 @@ class WallStreetFedsModel(mesa.Model):
 
 
 class _as_scenario_error:
-    """Context manager: a ValueError raised while building a part of the model (a data file
-    that cannot be read, a partition that cannot be made) becomes the usual one-paragraph
-    `ScenarioError`, naming the scenario's file and the field."""
+    """Context manager: a ValueError (a data file that is not what it should be, a partition
+    that cannot be made) or OSError (a data file that cannot be read) raised while building
+    a part of the model becomes the usual one-paragraph `ScenarioError`, naming the
+    scenario's file and the field."""
 
     def __init__(self, scenario: Scenario, path: str, value: Any) -> None:
         self.scenario, self.path, self.value = scenario, path, value
@@ -385,10 +405,11 @@ class _as_scenario_error:
         return None
 
     def __exit__(self, kind, exc, tb) -> bool:
-        if kind is not None and issubclass(kind, ValueError) and not isinstance(
+        if kind is not None and issubclass(kind, ValueError | OSError) and not isinstance(
             exc, ScenarioError
         ):
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
             raise ScenarioError(
-                problem_text(self.scenario.source, self.path, self.value, str(exc))
+                problem_text(self.scenario.source, self.path, self.value, reason[:400])
             ) from None
         return False

@@ -53,7 +53,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
-from abm.errors import FieldProblem
+from abm.errors import FieldProblem, allowed_text, join_path
 
 __all__ = [
     "BUILTIN_MODULES",
@@ -233,7 +233,7 @@ def _register(cls: type[Component]) -> None:
 def _problems(cls: type[Component], exc: ValidationError, prefix: str) -> list[tuple]:
     out = []
     for err in exc.errors(include_url=False):
-        path = prefix + ".".join(str(p) for p in err["loc"])
+        path = prefix + join_path(*err["loc"])
         if err["type"] == "missing":
             out.append((path, ..., "required"))
             continue
@@ -242,8 +242,7 @@ def _problems(cls: type[Component], exc: ValidationError, prefix: str) -> list[t
             out.append((path, err.get("input"),
                         f"unknown parameter of {cls.kind} {cls.name!r} (allowed: {allowed})"))
             continue
-        msg = err["msg"].removeprefix("Value error, ")
-        out.append((path.rstrip("."), err.get("input"), msg[:1].lower() + msg[1:]))
+        out.append((path.rstrip("."), err.get("input"), allowed_text(err)))
     return out
 
 

@@ -3,6 +3,10 @@
 `simulate` runs a model and returns its tables (no files); `write_run` writes a run folder
 atomically: everything is written into a hidden temporary folder beside the target, which is
 renamed into place only once complete, so a crash or Ctrl-C never leaves a half-written run.
+`prepare_output` checks before a simulation that the folder can be created (minutes of
+results are never lost to a read-only disk). A temporary folder left by a process that was
+killed outright (SIGKILL, power loss) is named for its host and process, and removed by the
+next `write_run` into the same parent folder once that process is gone.
 
 Run folder:
     config.yaml      the resolved scenario (every default filled in), seed, package versions
@@ -26,10 +30,13 @@ marked at spot: speculation included, never a measure of reward).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
+import re
 import shutil
+import socket
 import time
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -42,7 +49,7 @@ import yaml
 from tqdm import tqdm
 
 from abm.amm import ONE
-from abm.scenario import Scenario
+from abm.scenario import Scenario, ScenarioError
 
 TABLES = ("model", "agents", "rounds")
 COUNTERFACTUAL_DIR = "counterfactual"
@@ -333,6 +340,82 @@ def refuse_existing(out: Path) -> None:
         )
 
 
+class OutputFolderError(ScenarioError):
+    """The run folder cannot be created there (permission, a file in the path, read-only)."""
+
+
+#: `.<run folder name>.wsf-tmp-<host>-<pid>`: the temporary folder of a run being written.
+_TMP = re.compile(r"^\..+\.wsf-tmp-(?P<host>[^/]+)-(?P<pid>\d+)$")
+
+
+def _tmp_dir(out: Path) -> Path:
+    return out.parent / f".{out.name}.wsf-tmp-{socket.gethostname()}-{os.getpid()}"
+
+
+def prepare_output(out: Path) -> None:
+    """Check, before a run, that `write_run` will be able to create `out`.
+
+    Refuses an existing folder (`OutputExistsError`) and a place where no folder can be
+    made (`OutputFolderError`: permission denied, a path under a file, a read-only file
+    system), by creating the temporary folder (and any missing parent) and removing them
+    again, so that nothing is left behind if the run fails. Also removes stale temporary
+    folders of this tool there.
+    """
+    out = Path(out)
+    refuse_existing(out)
+    tmp = _tmp_dir(out)
+    missing = [p for p in (out.parent, *out.parent.parents) if not p.exists()]
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp.mkdir()
+        tmp.rmdir()
+    except OSError as exc:
+        raise OutputFolderError(
+            f"{out}: cannot create the run folder there ({exc.strerror or exc}"
+            f"{f': {exc.filename}' if exc.filename else ''}); nothing was run. Choose another "
+            f"--out in a writable place."
+        ) from None
+    finally:
+        for folder in missing:  # innermost first; only the empty ones this call created
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+    if out.parent.exists():
+        clean_stale_tmp(out.parent)
+
+
+def clean_stale_tmp(parent: Path) -> list[Path]:
+    """Remove temporary run folders in `parent` whose writing process on this host is gone.
+
+    Only folders named by `write_run` are touched, and only those of this host (on a shared
+    file system another host's process may still be writing). Returns what was removed.
+    """
+    host = socket.gethostname()
+    removed = []
+    try:
+        entries = list(Path(parent).iterdir())
+    except OSError:
+        return removed
+    for entry in entries:
+        match = _TMP.match(entry.name)
+        if not match or match["host"] != host or _alive(int(match["pid"])):
+            continue
+        shutil.rmtree(entry, ignore_errors=True)
+        removed.append(entry)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: alive, and not ours to clean
+        return True
+    return True
+
+
 def _write_tables(result: RunResult, folder: Path) -> None:
     """config.yaml, the three tables and summary.json of `result` into `folder`."""
     (folder / "config.yaml").write_text(
@@ -346,11 +429,17 @@ def _write_tables(result: RunResult, folder: Path) -> None:
 
 
 def write_run(result: RunResult, out_dir: str | Path) -> Path:
-    """Write the run folder `out_dir` atomically; refuses an existing folder."""
+    """Write the run folder `out_dir` atomically; refuses an existing folder.
+
+    Written into a temporary folder beside `out_dir`, renamed into place when complete; on
+    any exception, Ctrl-C or (through the CLI's handler) SIGTERM the temporary folder is
+    removed.
+    """
     out = Path(out_dir)
     refuse_existing(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
+    clean_stale_tmp(out.parent)
+    tmp = _tmp_dir(out)
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir()

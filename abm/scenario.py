@@ -18,11 +18,13 @@ from __future__ import annotations
 import copy
 import json
 import re
+from math import isqrt
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -36,7 +38,14 @@ from pydantic import (
 )
 
 from abm import registry
-from abm.errors import FieldProblem, ScenarioError, format_validation_error, problem_text
+from abm.amm import MINIMUM_LIQUIDITY, to_units
+from abm.errors import (
+    FieldProblem,
+    ScenarioError,
+    format_validation_error,
+    problem_text,
+    shown,
+)
 from abm.registry import KINDS, Params, param
 
 __all__ = [
@@ -61,12 +70,34 @@ MIN_SAMPLES_PER_CLIENT = 8
 #: Largest money or token amount a scenario may give (display units): far beyond any
 #: experiment, and small enough that 18-decimal base units stay exact integers.
 MAX_AMOUNT = 1e15
+#: Most clients, investors and liquidity providers in one scenario (over all groups).
+MAX_CLIENTS = 1000
+MAX_INVESTORS = 100_000
+MAX_LPS = 10_000
+
+
+def _whole_base_units(x: float) -> float:
+    # Balances are integers of 10^-18 (to_units rounds down): 1e-30 USD would silently be 0.
+    if x > 0 and to_units(x) == 0:
+        raise ValueError(
+            f"{x!r} is less than one base unit (1e-18) and would be 0 in the ledger; an "
+            f"amount must be 0 or at least 1e-18"
+        )
+    return x
+
+
+#: USD or tokens (display units) that the ledger holds exactly enough: never a positive
+#: amount that rounds to 0 base units. The range comes with each field.
+Amount = Annotated[float, AfterValidator(_whole_base_units)]
 
 
 class _Spec(BaseModel):
-    """Base of every section: unknown keys are errors (they are almost always typos)."""
+    """Base of every section: unknown keys are errors (they are almost always typos), types
+    are strict (`"30"` is not a number, `true` is not 1, `30.0` is not an integer) and floats
+    must be finite (NaN and infinities are refused with that reason), as in every
+    component's parameters (`abm.registry.Params`)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 
 # -- component slots ----------------------------------------------------------------------------
@@ -237,16 +268,16 @@ class MarketSpec(_Spec):
                          unit="basis points", ge=0, le=1000)
     opening_price: float = param(0.25, "spot price of every token at genesis",
                                  unit="USD per token", ge=1e-6, le=1e9)
-    initial_supply: float = param(10_000.0, "tokens each client holds at genesis",
+    initial_supply: Amount = param(10_000.0, "tokens each client holds at genesis",
                                   unit="tokens", gt=0, le=MAX_AMOUNT)
-    pool_tokens: float = param(10_000.0, "tokens seeded into each pool at genesis (with "
+    pool_tokens: Amount = param(10_000.0, "tokens seeded into each pool at genesis (with "
                                "pool_tokens x opening_price USD)", unit="tokens", gt=0,
                                le=MAX_AMOUNT)
     seeded_by: Literal["federation", "client"] = param(
         "federation", "who seeds each pool: the federation mints the tokens and USD, or the "
         "client deposits from its own supply and cash"
     )
-    client_cash: float = param(0.0, "USD each client holds at genesis", unit="USD", ge=0,
+    client_cash: Amount = param(0.0, "USD each client holds at genesis", unit="USD", ge=0,
                                le=MAX_AMOUNT)
     round_continuation: float = param(
         0.98, "the market's belief: probability that another FL round follows each round; "
@@ -262,7 +293,7 @@ class InvestorGroup(_Named):
 
     strategy: str = param(..., "how they trade (a registered component)")
     count: int = param(..., "investors in the group", ge=0, le=100_000)
-    cash: float = param(500.0, "USD each holds at genesis", unit="USD", gt=0, le=MAX_AMOUNT)
+    cash: Amount = param(500.0, "USD each holds at genesis", unit="USD", gt=0, le=MAX_AMOUNT)
     params: SerializeAsAny[Params] = param(Params(), "the strategy's parameters")
     max_position: float = param(0.5, "largest share of its wealth held in one token",
                                 unit="fraction", gt=0, le=1)
@@ -276,7 +307,7 @@ class LiquidityGroup(_Spec):
     """A group of liquidity providers."""
 
     count: int = param(..., "liquidity providers in the group", ge=0, le=10_000)
-    cash: float = param(5000.0, "USD each holds at genesis", unit="USD", gt=0, le=MAX_AMOUNT)
+    cash: Amount = param(5000.0, "USD each holds at genesis", unit="USD", gt=0, le=MAX_AMOUNT)
     allocation: float = param(0.8, "share of its cash put into the pools, split evenly",
                               unit="fraction", gt=0, le=1)
     enter_step: int = param(
@@ -304,9 +335,12 @@ class Scenario(_Spec):
     rewards: RewardsSpec = param(RewardsSpec(), "what the buyers pay and how it is paid out")
     market: MarketSpec = param(MarketSpec(), "genesis of the token markets")
     clients: list[ClientGroup] = param([ClientGroup(count=10)], "the FL clients, in groups "
-                                       "(ids c00, c01, ... in order)", min_length=1)
-    investors: list[InvestorGroup] = param([], "third-party investors, in groups")
-    liquidity_providers: list[LiquidityGroup] = param([], "liquidity providers, in groups")
+                                       "(ids c00, c01, ... in order)", min_length=1,
+                                       max_length=MAX_CLIENTS)
+    investors: list[InvestorGroup] = param([], "third-party investors, in groups",
+                                           max_length=1000)
+    liquidity_providers: list[LiquidityGroup] = param([], "liquidity providers, in groups",
+                                                      max_length=1000)
     counterfactual: bool = param(
         False, "also run the twin (same scenario and seed, reward budget 0) and write it under "
         "counterfactual/ in the run folder; doubles the run time"
@@ -357,10 +391,26 @@ class Scenario(_Spec):
                 f"{method.name} is limited to {method.max_clients} clients; this scenario has "
                 f"{n} clients (use gtg_shapley or shapley_mc)",
             )
+        for field, total, most in (("clients", n, MAX_CLIENTS),
+                                   ("investors", sum(g.count for g in self.investors),
+                                    MAX_INVESTORS),
+                                   ("liquidity_providers",
+                                    sum(g.count for g in self.liquidity_providers), MAX_LPS)):
+            if total > most:
+                raise FieldProblem(field, f"{total} in all groups",
+                                   f"at most {most:,} in one scenario")
         source = registry.build(self.fl.dataset)
+        wanted = getattr(source.params, "n_samples", None)
+        if wanted is not None and source.size is not None and wanted > source.size:
+            # The resolved config must never claim samples that were not used.
+            raise FieldProblem(
+                "fl.dataset.n_samples", wanted,
+                f"{source.name} has {source.size} samples; give at most that, or leave "
+                f"n_samples out to use them all",
+            )
         size = source.expected_size()
         if size is not None:
-            train = int(size * (1 - self.fl.val_fraction))
+            train = size - round(size * self.fl.val_fraction)
             if train < n * MIN_SAMPLES_PER_CLIENT:
                 raise FieldProblem(
                     "clients", n,
@@ -386,7 +436,16 @@ class Scenario(_Spec):
                 f"a client seeding its own pool cannot deposit more than its initial supply "
                 f"({m.initial_supply})",
             )
-        need = m.pool_tokens * m.opening_price
+        pool_usd = m.pool_tokens * m.opening_price
+        if isqrt(to_units(m.pool_tokens) * to_units(pool_usd)) <= MINIMUM_LIQUIDITY:
+            raise FieldProblem(
+                "market.opening_price", m.opening_price,
+                f"a pool of {m.pool_tokens:g} tokens at this price holds {pool_usd:g} USD, too "
+                f"little to seed it (the first deposit must exceed MINIMUM_LIQUIDITY: "
+                f"sqrt(tokens x USD) > {MINIMUM_LIQUIDITY} base units); raise the price or "
+                f"market.pool_tokens",
+            )
+        need = pool_usd
         if m.seeded_by == "client" and m.client_cash < need:
             raise FieldProblem(
                 "market.client_cash", m.client_cash,
@@ -457,6 +516,17 @@ class Scenario(_Spec):
 # -- loading ----------------------------------------------------------------------------------
 
 
+#: Bounds on what a scenario or sweep file may expand to, checked on the parser's event stream
+#: before anything is built. Real files are a few kilobytes, a few hundred values and a few
+#: levels deep; a "billion laughs" file (nested aliases) of 400 bytes would expand to 10^9
+#: values, and tens of thousands of `[` would exhaust the recursive composer.
+MAX_YAML_BYTES = 1 << 20
+#: Values (mappings, lists and scalars) after expanding every alias.
+MAX_YAML_NODES = 100_000
+#: Levels of nested mappings and lists.
+MAX_YAML_DEPTH = 50
+
+
 class _StrictSafeLoader(yaml.SafeLoader):
     """SafeLoader that also refuses duplicate keys (the later one would silently win)."""
 
@@ -465,9 +535,14 @@ def _no_duplicates(loader: _StrictSafeLoader, node: yaml.MappingNode, deep: bool
     seen: set[Any] = set()
     for key_node, _ in node.value:
         key = loader.construct_object(key_node, deep=deep)
+        if isinstance(key, list | dict):
+            raise yaml.constructor.ConstructorError(
+                None, None, "a mapping key must be a plain value, not a list or mapping",
+                key_node.start_mark,
+            )
         if key in seen:
             raise yaml.constructor.ConstructorError(
-                None, None, f"duplicate key {key!r}", key_node.start_mark
+                None, None, f"duplicate key {shown(key)}", key_node.start_mark
             )
         seen.add(key)
     return loader.construct_mapping(node, deep=deep)
@@ -478,30 +553,133 @@ _StrictSafeLoader.add_constructor(
 )
 
 
-def read_yaml(path: str | Path, *, kind: str = "scenario") -> dict[str, Any]:
-    """Read a YAML mapping safely (no object tags, no duplicate keys).
+class _TooBig(Exception):
+    """The document exceeds a bound; `str()` says which one and where."""
+
+
+def _check_expansion(text: str, max_nodes: int = MAX_YAML_NODES) -> None:
+    """Refuse a document that would expand beyond `max_nodes` values or MAX_YAML_DEPTH.
+
+    Works on the parser's events, which are produced without recursion and without building
+    anything: each collection counts the values it would hold with every alias expanded (an
+    alias counts as the size of the value it names), so a bomb is caught after reading a
+    few hundred bytes, in constant memory. Raises `_TooBig`, or `yaml.YAMLError` for text
+    that is not YAML.
+    """
+    open_sizes: list[int] = []  # values counted so far in each open collection
+    open_anchors: list[str | None] = []
+    sizes: dict[str, int] = {}  # anchor -> expanded size of the value it names
+    total = 0
+
+    def add(n: int, mark: Any) -> None:
+        nonlocal total
+        if open_sizes:
+            open_sizes[-1] += n
+            size = open_sizes[-1]
+        else:
+            total += n
+            size = total
+        if size > max_nodes:
+            raise _TooBig(
+                f"expands to more than {max_nodes:,} values{_at(mark)} (aliases are "
+                f"counted as copies of what they name); a real file holds a few hundred"
+            )
+
+    for event in yaml.parse(text, Loader=_StrictSafeLoader):
+        if isinstance(event, yaml.CollectionStartEvent):
+            if len(open_sizes) >= MAX_YAML_DEPTH:
+                raise _TooBig(
+                    f"nests lists and mappings more than {MAX_YAML_DEPTH} levels "
+                    f"deep{_at(event.start_mark)}"
+                )
+            open_sizes.append(1)
+            open_anchors.append(event.anchor)
+        elif isinstance(event, yaml.CollectionEndEvent):
+            size = open_sizes.pop()
+            anchor = open_anchors.pop()
+            if anchor is not None:
+                sizes[anchor] = size
+            add(size, event.start_mark)
+        elif isinstance(event, yaml.ScalarEvent):
+            if event.anchor is not None:
+                sizes[event.anchor] = 1
+            add(1, event.start_mark)
+        elif isinstance(event, yaml.AliasEvent):
+            if event.anchor in open_anchors:
+                raise _TooBig(
+                    f"holds an alias *{event.anchor} inside the value it names (a cycle)"
+                    f"{_at(event.start_mark)}"
+                )
+            add(sizes.get(event.anchor, 1), event.start_mark)
+
+
+def _at(mark: Any) -> str:
+    return "" if mark is None else f" at line {mark.line + 1}, column {mark.column + 1}"
+
+
+def read_yaml(
+    path: str | Path,
+    *,
+    kind: str = "scenario",
+    max_bytes: int = MAX_YAML_BYTES,
+    max_nodes: int = MAX_YAML_NODES,
+) -> dict[str, Any]:
+    """Read a YAML mapping safely (no object tags, no duplicate keys, bounded expansion).
 
     Every failure is a `ScenarioError` naming the file; `kind` ("scenario", "sweep") names
-    what the file was meant to be.
+    what the file was meant to be. Files over `max_bytes`, nested deeper than
+    MAX_YAML_DEPTH or expanding (through aliases) to more than `max_nodes` values are
+    refused before any value is built (files the tool writes itself, such as a sweep
+    folder's `sweep.yaml`, may be read with larger bounds).
     """
     p = Path(path)
+    if p.is_dir():
+        raise ScenarioError(f"{p}: is a folder, not a file. Pass the path of a {kind} YAML file.")
     if not p.is_file():
         raise ScenarioError(f"{p}: no such file. Pass the path of a {kind} YAML file.")
+    plain = (
+        f"{kind.capitalize()} files are plain YAML data (mappings, lists, numbers, strings); "
+        f"object tags and duplicate keys are refused."
+    )
     try:
-        data = yaml.load(p.read_text(encoding="utf-8"), Loader=_StrictSafeLoader)
+        with p.open("rb") as handle:
+            raw = handle.read(max_bytes + 1)
+        if len(raw) > max_bytes:
+            raise ScenarioError(
+                f"{p}: is larger than {max_bytes // 1024:,} KiB, more than a {kind} file "
+                f"holds. Is this the right file?"
+            )
+        text = raw.decode("utf-8")
+        _check_expansion(text, max_nodes)
+        data = yaml.load(text, Loader=_StrictSafeLoader)
+    except _TooBig as exc:
+        raise ScenarioError(
+            f"{p}: not a usable {kind} file: it {exc}. {kind.capitalize()} files are plain "
+            f"YAML data of at most {max_bytes // 1024:,} KiB, {MAX_YAML_DEPTH} levels of "
+            f"nesting and {max_nodes:,} values with aliases expanded."
+        ) from None
     except yaml.YAMLError as exc:
         where = ""
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
         if mark is not None:
-            where = f" at line {mark.line + 1}, column {mark.column + 1}"
+            where = _at(mark)
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise ScenarioError(
-            f"{p}: not a valid {kind} file{where}: {problem}. {kind.capitalize()} files are "
-            f"plain YAML data (mappings, lists, numbers, strings); object tags and duplicate "
-            f"keys are refused."
+            f"{p}: not a valid {kind} file{where}: {str(problem)[:200]}. "
+            f"{plain}"
         ) from None
-    except (UnicodeDecodeError, OSError) as exc:
-        raise ScenarioError(f"{p}: cannot read it as UTF-8 text ({exc}).") from None
+    except UnicodeDecodeError as exc:
+        raise ScenarioError(f"{p}: cannot read it as UTF-8 text ({exc.reason} at byte "
+                            f"{exc.start}).") from None
+    except OSError as exc:
+        raise ScenarioError(f"{p}: cannot read it ({exc.strerror or exc}).") from None
+    except ValueError as exc:
+        # A scalar the safe constructor cannot build: an integer of more than 4,300 digits
+        # (Python's limit on int(str)), a date such as 2024-13-45.
+        raise ScenarioError(
+            f"{p}: not a valid {kind} file: a value cannot be read "
+            f"({str(exc)[:120]}). {plain}"
+        ) from None
     if not isinstance(data, dict):
         raise ScenarioError(
             f"{p}: the top level of a {kind} file must be a mapping of fields, "

@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import yaml
+
+from abm.scenario import ScenarioError, read_yaml
 
 CONFIG_FILE = "config.yaml"
 MODEL_FILE = "model.parquet"
@@ -33,6 +34,8 @@ AGENTS_COLUMNS = (
 )
 ROUNDS_COLUMNS = ("round", "step", "client", "behaviour", "contribution", "reward_usd")
 PRICE_PREFIX = "price/"
+#: summary.json holds headline figures and one entry per client: well under a megabyte.
+MAX_SUMMARY_BYTES = 16 << 20
 
 
 class RunFolderError(ValueError):
@@ -126,21 +129,26 @@ def load_run(run_dir: str | Path) -> Run:
                summary=summary)
 
 
-def _load_yaml(text: str) -> Any:
-    # Safe loader: a run folder is data and may come from anyone, so no YAML tag may build
-    # an object from it.
-    return yaml.safe_load(text)
+def _load_yaml(file: Path) -> Any:
+    # The scenario loader: run folders are data, never code, and a hostile config.yaml (an
+    # alias bomb, deep nesting) is refused in bounded time and memory.
+    try:
+        return read_yaml(file, kind="run config")
+    except ScenarioError as exc:
+        raise RunFolderError(str(exc)) from None
 
 
-def _load_json(text: str) -> Any:
-    return json.loads(text)
+def _load_json(file: Path) -> Any:
+    if file.stat().st_size > MAX_SUMMARY_BYTES:
+        raise RunFolderError(f"{file}: larger than {MAX_SUMMARY_BYTES >> 20} MiB, not a summary")
+    return json.loads(file.read_text(encoding="utf-8"))
 
 
 def _read_mapping(file: Path, parse: Any) -> dict[str, Any]:
     try:
-        data = parse(file.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError, json.JSONDecodeError) as exc:
-        raise RunFolderError(f"{file}: unreadable ({exc})") from exc
+        data = parse(file)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise RunFolderError(f"{file}: unreadable ({str(exc)[:200]})") from None
     if not isinstance(data, dict):
         raise RunFolderError(f"{file}: expected a mapping at the top level, "
                              f"got {type(data).__name__}")

@@ -271,3 +271,24 @@ def test_load_dataset_cifar10_and_a_cnn_round(tmp_path):
     masks = all_masks(3)
     np.testing.assert_array_equal(res.game(masks), res.game.evaluate_naive(masks))
     assert torch.all(res.updates[1] == 0)
+
+
+def test_batch_files_larger_than_a_batch_are_refused_before_reading(tmp_path):
+    from abm.fl.cifar import MAX_BATCH_BYTES, RECORD_BYTES, CifarDataError
+
+    d = tmp_path / "cifar-10-batches-bin"
+    d.mkdir()
+    with open(d / "data_batch_1.bin", "wb") as f:  # sparse: nothing is written or read
+        f.truncate(MAX_BATCH_BYTES + RECORD_BYTES)
+    with pytest.raises(CifarFormatError, match="more than a CIFAR-10 batch"):
+        load_cifar10(tmp_path)
+    assert issubclass(UnsafePickleError, CifarDataError)
+    assert issubclass(CifarDataError, ValueError)
+
+
+def test_a_corrupt_pickle_is_a_format_error_naming_the_file(tmp_path):
+    d = tmp_path / "cifar-10-batches-py"
+    d.mkdir()
+    (d / "test_batch").write_bytes(b"\x80\x02}q\x00(X\x04")  # cut short
+    with pytest.raises(CifarFormatError, match=r"test_batch: not a readable pickle"):
+        load_cifar10(tmp_path, split="test")

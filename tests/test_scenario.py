@@ -121,3 +121,56 @@ def test_learning_device_and_utility_subset_fields_are_checked():
     with pytest.raises(ScenarioError, match=r"fl\.utility_samples = 5.*greater than or equal"):
         small_scenario(**{"fl.utility_samples": 5})
     assert small_scenario(**{"fl.utility_samples": 40}).fl.utility_samples == 40
+
+
+def test_shown_never_builds_the_whole_text_of_a_large_value():
+    from abm.errors import shown as excerpt
+
+    shared = ["lol"] * 9
+    for _ in range(8):  # 9^9 strings reached through shared references, like YAML aliases
+        shared = [shared] * 9
+    text = excerpt(shared, 60)
+    assert len(text) == 60 and text.endswith("...") and text.startswith("[[[[")
+    assert excerpt("x" * 10**6, 20) == "'xxxxxxxxxxxxxxxx..."
+    assert excerpt(10**5000) == "<an integer of about 5001 digits>"
+    assert excerpt({"a": 1, "b": [True, None, "x"]}) == '{"a": 1, "b": [true, null, "x"]}'
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("a: &a [1, 2]\nb: [*a, *a]\n", None),  # small aliases are fine
+        ("x: " + "[" * 51 + "]" * 51 + "\n", "more than 50 levels deep"),
+        ("x: " + "[" * 49 + "]" * 49 + "\n", None),  # the mapping is level 1
+        ("a: &a [" + ", ".join(["1"] * 1000) + "]\nb: [" + ", ".join(["*a"] * 101) + "]\n",
+         "expands to more than 100,000 values"),
+        ("x: " + "9" * 5000 + "\n", "a value cannot be read"),
+    ],
+)
+def test_the_loader_bounds_nesting_and_alias_expansion(tmp_path, text, expected):
+    path = _write(tmp_path, text)
+    if expected is None:
+        from abm.scenario import read_yaml
+
+        assert isinstance(read_yaml(path), dict)
+    else:
+        with pytest.raises(ScenarioError, match=expected):
+            load_scenario(path)
+
+
+def test_the_loader_refuses_oversized_files_and_folders(tmp_path):
+    from abm.scenario import MAX_YAML_BYTES
+
+    big = _write(tmp_path, "description: '" + "x" * MAX_YAML_BYTES + "'\n")
+    with pytest.raises(ScenarioError, match="larger than 1,024 KiB"):
+        load_scenario(big)
+    with pytest.raises(ScenarioError, match="is a folder, not a file"):
+        load_scenario(tmp_path)
+
+
+def test_the_source_file_is_kept_through_overrides_but_not_compared(tmp_path):
+    p = _write(tmp_path, "seed: 3\n")
+    s = load_scenario(p)
+    assert s.source == str(p) and s.with_overrides({"seed": 4}).source == str(p)
+    assert s == parse_scenario({"seed": 3}) and "source" not in s.to_dict()
+    assert Scenario().source == "<scenario>"

@@ -219,7 +219,7 @@ def test_malformed_sweep_files_are_refused_with_one_paragraph(
 
 
 def test_grid_values_that_resolve_to_one_scenario_are_refused(base_file: Path) -> None:
-    path = tiny_sweep(base_file, grid={"steps": [12, 12.0]}, seeds=1)
+    path = tiny_sweep(base_file, grid={"rewards.budget.amount": [500, 500.0]}, seeds=1)
     with pytest.raises(ScenarioError, match="resolve to the same scenario"):
         load_sweep(path)
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import mesa
 import numpy as np
 
-from abm.amm import ONE, Market, SlippageError
+from abm.amm import ONE, InsufficientOutputAmount, Market, SlippageError
 from abm.streams import stream
 
 if TYPE_CHECKING:
@@ -98,8 +98,10 @@ class Trader(mesa.Agent):
         min_out = int(spot_out * fee_kept // 10_000 * (1.0 - s))
         try:
             out = pool.swap_exact_in(self.account, asset_in, amount, min_out)
-        except SlippageError:
-            return 0  # the guard refused a fill worse than the agent accepts
+        except (SlippageError, InsufficientOutputAmount):
+            # The guard refused a fill worse than the agent accepts, or the order is too
+            # small to buy one base unit (a nearly drained side of the pool): not filled.
+            return 0
         reserve_token, reserve_base = pool.reserves
         self.model.view.trade(token, reserve_base / reserve_token, reserve_token / ONE)
         return out

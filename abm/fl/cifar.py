@@ -23,16 +23,27 @@ Formats:
 
 ``load_cifar10(path, split="train")`` returns ``(images uint8 (n, 3, 32, 32), labels int64)``.
 ``split`` is ``train`` (every ``data_batch_*`` present, in order), ``test`` or ``all``.
+
+Every way a copy can be unusable raises a :class:`CifarDataError` (a ``ValueError``) whose
+message names the file: a refused pickle (:class:`UnsafePickleError`), an unsafe archive
+(:class:`UnsafeArchiveError`), or anything else (:class:`CifarFormatError`: a corrupt pickle,
+a truncated or corrupt archive, a file of the wrong size). Sizes are checked before anything
+is read: a batch file or archive member larger than a CIFAR-10 batch can be
+(:data:`MAX_BATCH_BYTES`), or an archive whose members add up to more than the whole set
+(:data:`MAX_ARCHIVE_BYTES`), is refused, so a small archive that would unpack to gigabytes
+costs nothing.
 """
 
 from __future__ import annotations
 
 import io
+import lzma
 import os
 import pickle
 import posixpath
 import re
 import tarfile
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -47,6 +58,9 @@ except ImportError:  # pragma: no cover - numpy 1.x
     from numpy.core.numeric import _frombuffer as _np_frombuffer
 
 __all__ = [
+    "MAX_ARCHIVE_BYTES",
+    "MAX_BATCH_BYTES",
+    "CifarDataError",
     "CifarFormatError",
     "RestrictedUnpickler",
     "UnsafeArchiveError",
@@ -54,6 +68,7 @@ __all__ = [
     "load_cifar10",
     "parse_binary_batch",
     "parse_python_batch",
+    "path_problem",
     "safe_pickle_loads",
 ]
 
@@ -63,6 +78,15 @@ PY_DIR = "cifar-10-batches-py"
 TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
 TEST_BATCH = "test_batch"
 SPLITS = ("train", "test", "all")
+#: A published batch holds 10,000 images: 10,000 x 3073 = 30,730,000 bytes in the binary
+#: version, ~31.0 MB pickled in the python version (pixels, labels and file names). A
+#: larger batch file or archive member is refused before it is read.
+MAX_BATCH_BYTES = 32_000_000
+#: The whole set unpacks to ~185 MB in either version (6 batches plus metadata); an archive
+#: whose members declare more is refused while its headers are read.
+MAX_ARCHIVE_BYTES = 256_000_000
+#: Members an archive may list (the published ones hold 8).
+MAX_ARCHIVE_MEMBERS = 10_000
 
 EXPECTED = (
     "expected CIFAR-10 in one of the published formats: a directory holding "
@@ -72,16 +96,21 @@ EXPECTED = (
 )
 
 
-class UnsafePickleError(pickle.UnpicklingError):
+class CifarDataError(ValueError):
+    """A local CIFAR-10 copy cannot be used; the message names the file and why."""
+
+
+class UnsafePickleError(pickle.UnpicklingError, CifarDataError):
     """A pickle asked for a global that the CIFAR-10 python format does not need."""
 
 
-class UnsafeArchiveError(ValueError):
+class UnsafeArchiveError(CifarDataError):
     """A tar archive has a member path that could escape its folder, or a linked batch."""
 
 
-class CifarFormatError(ValueError):
-    """A file does not hold what the CIFAR-10 format says it should."""
+class CifarFormatError(CifarDataError):
+    """A file does not hold what the CIFAR-10 format says it should (corrupt, truncated,
+    too large)."""
 
 
 # ------------------------------------------------------------------------------------------
@@ -185,7 +214,14 @@ def _get(d: dict, key: str) -> Any:
 def parse_python_batch(data: bytes, source: str = "<bytes>") -> tuple[np.ndarray, np.ndarray]:
     """A pickled python-version batch -> ``(images (n,3,32,32) uint8, labels int64)``,
     loaded with the restricted unpickler."""
-    obj = safe_pickle_loads(data)
+    try:
+        obj = safe_pickle_loads(data)
+    except UnsafePickleError as e:
+        raise UnsafePickleError(f"{source}: {e}") from None
+    except Exception as e:  # a corrupt pickle can raise almost any exception type
+        raise CifarFormatError(
+            f"{source}: not a readable pickle ({type(e).__name__}: {str(e)[:200]})"
+        ) from None
     if not isinstance(obj, dict):
         raise CifarFormatError(f"{source}: expected a pickled dict, got {type(obj).__name__}")
     try:
@@ -246,15 +282,46 @@ def _check_member_name(name: str) -> None:
         raise UnsafeArchiveError(f"archive member {name!r} escapes its folder; refusing")
 
 
+#: What a truncated or corrupt (compressed) archive raises while it is read.
+_ARCHIVE_ERRORS = (tarfile.TarError, EOFError, zlib.error, lzma.LZMAError, OSError)
+
+
 def _tar_source(path: Path, split: str) -> tuple[str, dict[str, bytes]]:
+    try:
+        return _read_tar(path, split)
+    except CifarDataError:
+        raise
+    except _ARCHIVE_ERRORS as e:
+        raise CifarFormatError(
+            f"{path}: not a readable tar archive, or a truncated or corrupt one "
+            f"({type(e).__name__}: {str(e)[:200]}); {EXPECTED}"
+        ) from None
+
+
+def _members(tf: tarfile.TarFile, path: Path) -> list[tarfile.TarInfo]:
+    """The archive's members, their declared sizes checked before any data is read."""
+    members: list[tarfile.TarInfo] = []
+    total = 0
+    while (m := tf.next()) is not None:
+        _check_member_name(m.name)
+        total += m.size
+        if len(members) >= MAX_ARCHIVE_MEMBERS or total > MAX_ARCHIVE_BYTES:
+            raise CifarFormatError(
+                f"{path}: the archive lists more than CIFAR-10 holds (over "
+                f"{MAX_ARCHIVE_MEMBERS:,} members or {MAX_ARCHIVE_BYTES // 10**6} MB "
+                f"unpacked); refusing to unpack it"
+            )
+        members.append(m)
+    return members
+
+
+def _read_tar(path: Path, split: str) -> tuple[str, dict[str, bytes]]:
     try:
         tf = tarfile.open(path, mode="r:*")  # noqa: SIM115 (closed by the with below)
     except tarfile.TarError as e:
         raise CifarFormatError(f"{path}: not a readable tar archive ({e}); {EXPECTED}") from None
     with tf:
-        members = tf.getmembers()
-        for m in members:
-            _check_member_name(m.name)
+        members = _members(tf, path)
         found: dict[str, dict[str, tarfile.TarInfo]] = {"binary": {}, "python": {}}
         for m in members:
             base = posixpath.basename(m.name.replace("\\", "/"))
@@ -275,11 +342,59 @@ def _tar_source(path: Path, split: str) -> tuple[str, dict[str, bytes]]:
             m = found[fmt].get(name)
             if m is None:
                 continue
+            _check_size(f"{path}:{m.name}", m.size)
             f = tf.extractfile(m)
             if f is None:  # pragma: no cover - isfile() checked above
                 raise CifarFormatError(f"{path}: cannot read member {m.name!r}")
             out[name] = f.read()
+            if len(out[name]) != m.size:
+                raise CifarFormatError(f"{path}: member {m.name!r} is truncated")
         return fmt, out
+
+
+def _check_size(source: str, size: int) -> None:
+    if size > MAX_BATCH_BYTES:
+        raise CifarFormatError(
+            f"{source}: {size:,} bytes, more than a CIFAR-10 batch of 10,000 images can hold "
+            f"({MAX_BATCH_BYTES:,}); refusing to read it"
+        )
+
+
+def _read_batch_file(path: Path) -> bytes:
+    _check_size(str(path), path.stat().st_size)
+    return path.read_bytes()
+
+
+#: File names of the batches, binary and python versions.
+_BATCH_FILES = tuple(f"{name}{ext}" for ext in (".bin", "")
+                     for name in (*TRAIN_BATCHES, TEST_BATCH))
+
+
+def path_problem(path: str | None) -> str | None:
+    """What is wrong with `path` as a local CIFAR-10 copy, or None when it looks usable.
+
+    Cheap checks only (no batch is read): a folder must hold training batches itself or in
+    `cifar-10-batches-bin/` or `cifar-10-batches-py/`; a file must be a tar archive
+    (`tarfile.is_tarfile` reads its first header). The loader checks the contents.
+    """
+    if not path:
+        return "no path given"
+    p = Path(path).expanduser()
+    try:
+        if p.is_dir():
+            for folder in (p, p / BIN_DIR, p / PY_DIR):
+                if any((folder / name).is_file() for name in _BATCH_FILES):
+                    return None
+            return ("the folder holds no CIFAR-10 batch (data_batch_1.bin .. test_batch.bin, "
+                    "or data_batch_1 .. test_batch), neither itself nor in "
+                    "cifar-10-batches-bin/ or cifar-10-batches-py/")
+        if p.is_file():
+            if tarfile.is_tarfile(p):
+                return None
+            return "this is a file but not a tar archive (.tar, .tar.gz, .tgz)"
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror or exc})"
+    return "no such file or folder" if not p.exists() else "not a regular file or folder"
 
 
 def load_cifar10(path: str | os.PathLike, *, split: str = "train") -> tuple[np.ndarray, np.ndarray]:
@@ -297,7 +412,7 @@ def load_cifar10(path: str | os.PathLike, *, split: str = "train") -> tuple[np.n
         if src is None:
             raise CifarFormatError(f"{p}: holds no CIFAR-10 batch file; {EXPECTED}")
         fmt, files = src
-        blobs = {n: files[n].read_bytes() for n in _wanted(split) if n in files}
+        blobs = {n: _read_batch_file(files[n]) for n in _wanted(split) if n in files}
     else:
         fmt, blobs = _tar_source(p, split)
     if not blobs:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import math
 from abc import abstractmethod
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import numpy as np
@@ -253,12 +252,15 @@ class Cifar10(DatasetSource):
 
         @field_validator("path")
         @classmethod
-        def _exists(cls, value: str) -> str:
-            if not Path(value).exists():
+        def _usable(cls, value: str) -> str:
+            from abm.fl.cifar import path_problem  # numpy only, no torch
+
+            problem = path_problem(value)
+            if problem:
                 raise ValueError(
-                    "no such file or folder (a relative path is taken from the current "
-                    "directory); CIFAR-10 is never downloaded: point this field to a local copy "
-                    "of the python or binary version (the folder or its .tar.gz archive)"
+                    f"{problem} (a relative path is taken from the current directory); "
+                    "CIFAR-10 is never downloaded: point this field to a local copy of the "
+                    "python or binary version (the folder or its .tar.gz archive)"
                 )
             return value
 

@@ -5,6 +5,12 @@ runs already stored there, hands every other run to the workers and records comp
 Each worker simulates its run and stores it itself (`store.publish_run`, atomic), so a dead
 driver or worker never costs a finished run; the driver only counts. The combined tables and
 the report are then built by `analysis.sweep` (`wsf sweep` does it).
+
+Local workers never outlive their driver: when the driver stops on Ctrl-C, SIGTERM (turned
+into KeyboardInterrupt by the CLI) or an error, it terminates them; when it is killed
+outright (SIGKILL), each worker notices through a watch on the driver's process (a pidfd on
+Linux) and exits at once. The forkserver and multiprocessing's resource tracker exit when
+their last user is gone.
 """
 
 from __future__ import annotations
@@ -12,7 +18,10 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import os
+import select
 import socket
+import sys
+import threading
 import time
 import traceback
 import uuid
@@ -26,7 +35,7 @@ from tqdm import tqdm
 
 from abm.scenario import Scenario
 from abm.sweep import store
-from abm.sweep.spec import RunSpec, Sweep, load_sweep, run_id
+from abm.sweep.spec import MAX_RUNS, WARN_RUNS, RunSpec, Sweep, load_sweep, run_id
 
 __all__ = ["RunOutcome", "RunTask", "SweepRunError", "execute_run", "run_sweep"]
 
@@ -37,6 +46,13 @@ PRELOAD = ("torch", "sklearn.datasets", "abm.fl", "abm.model", "abm.run", "abm.s
 # Dask resubmits a task that raised up to this many times (a flaky node, an out-of-memory
 # kill); a worker that died mid-task is handled by the scheduler itself.
 DASK_RETRIES = 2
+
+#: Seconds to try reaching a Dask scheduler before giving up (`wsf sweep --connect-timeout`).
+CONNECT_TIMEOUT_S = 5.0
+#: Seconds a terminated local worker gets to exit before it is killed.
+STOP_TIMEOUT_S = 5.0
+#: Exit status of a worker whose driver died.
+ORPHAN_EXIT = 3
 
 
 class SweepRunError(RuntimeError):
@@ -83,16 +99,57 @@ def limit_threads() -> None:
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
-def _init_local_worker() -> None:
-    """Initializer of a local worker process: one thread for every numeric library.
+def _init_local_worker(driver: int) -> None:
+    """Initializer of a local worker process: exit with the driver; one compute thread.
 
+    `driver` is the driver's pid (the worker's parent is the forkserver, not the driver).
     `limit_threads` caps the pools of libraries already loaded (the forkserver preloads
     torch, NumPy and SciPy); the environment caps libraries a run loads later. The process is
     ours, so changing its environment has no effect outside it.
     """
+    watch_driver(driver)
     for variable in THREAD_VARIABLES:
         os.environ[variable] = "1"
     limit_threads()
+
+
+def watch_driver(pid: int) -> threading.Thread:
+    """Exit this process (status ORPHAN_EXIT) as soon as process `pid` is gone.
+
+    A daemon thread waits on a pidfd of `pid` (Linux >= 5.3: readable when it exits, immune
+    to pid reuse) or, where there is none, polls it once a second. The run in progress is
+    abandoned; its staging folder is removed by the next driver. `os._exit`, not `sys.exit`:
+    nothing of a half-done run may be flushed or published after the driver is gone.
+    """
+    fd = None
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        os._exit(ORPHAN_EXIT)
+    except (AttributeError, OSError):  # no pidfd (not Linux, or an old kernel)
+        fd = None
+
+    def wait() -> None:
+        if fd is not None:
+            select.select([fd], [], [])
+        else:
+            while _pid_alive(pid):
+                time.sleep(1.0)
+        os._exit(ORPHAN_EXIT)
+
+    thread = threading.Thread(target=wait, name=f"wsf-watch-driver-{pid}", daemon=True)
+    thread.start()
+    return thread
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def execute_run(task: RunTask) -> RunOutcome:
@@ -132,6 +189,9 @@ def run_sweep(
     scheduler: str | None = None,
     out: str | Path | None = None,
     progress: bool = True,
+    connect_timeout: float = CONNECT_TIMEOUT_S,
+    max_runs: int = MAX_RUNS,
+    warn_runs: int = WARN_RUNS,
 ) -> Path:
     """Run (or resume) the sweep of a sweep file and return its folder.
 
@@ -145,6 +205,10 @@ def run_sweep(
     a folder holding the same sweep is resumed, one holding another sweep is refused.
     `progress`: show a tqdm bar (runs done / total, ETA) on stderr; runs found finished
     count as done.
+    `connect_timeout`: seconds to try reaching `scheduler` before giving up (SweepError).
+    `max_runs`: refuse (ScenarioError, before anything is built) a sweep of more runs.
+    `warn_runs`: above this many runs to do, warn on stderr, and again with the estimated
+    run time once the first runs have finished.
 
     Local workers are started by multiprocessing (forkserver or spawn), which imports the
     caller's main module in each worker: a script calling this needs the usual
@@ -156,35 +220,110 @@ def run_sweep(
     """
     if workers is not None and workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
-    sweep = load_sweep(path)
+    sweep = load_sweep(path, max_runs=max_runs)
     sweep_dir = Path(out) if out is not None else store.default_out(sweep)
     sweep_dir = sweep_dir.expanduser().resolve()
-    with store.open_folder(sweep, sweep_dir):
-        done = store.finished_run_ids(sweep_dir)
-        todo = [run for run in sweep.runs if run.run_id not in done]
-        failed: dict[str, str] = {}
-        bar = tqdm(
-            total=len(sweep.runs),
-            initial=len(sweep.runs) - len(todo),
-            desc=f"sweep {sweep.name}",
-            unit="run",
-            disable=not progress,
-            dynamic_ncols=True,
-        )
-        try:
-            if todo:
-                tasks = [_task(sweep_dir, run) for run in todo]
-                recorder = _Recorder(sweep_dir, bar, failed)
-                if scheduler is not None:
-                    _run_dask(tasks, scheduler, recorder, sweep.name)
-                else:
-                    _run_local(tasks, workers or os.cpu_count() or 1, recorder)
-        finally:
-            bar.close()
-        store.clean_staging(sweep_dir)
+    # Reach the scheduler before touching the sweep folder: an unreachable one leaves nothing.
+    client = _connect(scheduler, connect_timeout) if scheduler is not None else None
+    try:
+        with store.open_folder(sweep, sweep_dir):
+            done = store.finished_run_ids(sweep_dir)
+            todo = [run for run in sweep.runs if run.run_id not in done]
+            failed: dict[str, str] = {}
+            n_workers = (
+                len(client.scheduler_info().get("workers", {})) or 1
+                if client is not None else min(workers or os.cpu_count() or 1, len(todo) or 1)
+            )
+            bar = tqdm(
+                total=len(sweep.runs),
+                initial=len(sweep.runs) - len(todo),
+                desc=f"sweep {sweep.name}",
+                unit="run",
+                disable=not progress,
+                dynamic_ncols=True,
+            )
+            try:
+                if todo:
+                    tasks = [_task(sweep_dir, run) for run in todo]
+                    recorder = _Recorder(sweep_dir, bar, failed,
+                                         _Estimate(len(todo), n_workers, warn_runs))
+                    if client is not None:
+                        _run_dask(tasks, client, recorder, sweep.name)
+                    else:
+                        _run_local(tasks, n_workers, recorder)
+            finally:
+                bar.close()
+            store.clean_staging(sweep_dir)
+    finally:
+        if client is not None:
+            client.close()
     if failed:
         raise _failure(sweep, sweep_dir, failed)
     return sweep_dir
+
+
+class _Estimate:
+    """Warn about a long sweep: at the start, and with the measured pace after the first runs.
+
+    The pace is the median wall time of the first 2 x workers runs (as measured by the
+    workers, so the pool's start-up is left out) divided by the number of workers.
+    """
+
+    def __init__(self, todo: int, workers: int, warn_runs: int) -> None:
+        self.todo, self.workers = todo, workers
+        self.active = todo > warn_runs
+        self.sample = min(2 * workers, todo)
+        self.seconds: list[float] = []
+        self.finished = 0
+        if self.active:
+            _warn(f"this sweep has {todo:,} runs to do (more than {warn_runs:,}) on {workers} "
+                  f"worker{'s' if workers > 1 else ''}; an estimate of the time it takes "
+                  f"follows after the first {self.sample} runs. Ctrl-C stops it; finished "
+                  "runs are kept and the same command resumes.")
+
+    def done(self, seconds: float | None) -> None:
+        """One more run finished (`seconds`: its wall time; None if it failed)."""
+        self.finished += 1
+        if seconds is not None:
+            self.seconds.append(seconds)
+        if self.active and len(self.seconds) >= self.sample:
+            per_run = sorted(self.seconds)[len(self.seconds) // 2]
+            left = per_run * (self.todo - self.finished) / self.workers
+            _warn(f"the first runs took {per_run:.1f} s each (median); the remaining "
+                  f"{self.todo - self.finished:,} will take about {_duration(left)} on "
+                  f"{self.workers} worker{'s' if self.workers > 1 else ''}.")
+            self.active = False
+
+
+def _warn(text: str) -> None:
+    tqdm.write(f"wsf sweep: warning: {text}", file=sys.stderr)
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def _connect(address: str, timeout: float) -> Any:
+    """A Dask client of the scheduler at `address`; SweepError within ~`timeout` s if none."""
+    try:
+        from dask.distributed import Client
+    except ImportError:
+        raise store.SweepError(
+            "--scheduler needs dask.distributed: pip install 'wallstreetfeds-abm[sweep]'."
+        ) from None
+    try:
+        return Client(address, timeout=f"{timeout}s")
+    except (OSError, TimeoutError, ValueError) as exc:
+        raise store.SweepError(
+            f"cannot reach the Dask scheduler at {address!r} within {timeout:g} s "
+            f"({type(exc).__name__}: {' '.join(str(exc).split())[:200]}). Start one "
+            "(`dask scheduler`), check the address (tcp://HOST:PORT), or allow more time "
+            "with --connect-timeout SECONDS."
+        ) from None
 
 
 def _task(sweep_dir: Path, run: RunSpec) -> RunTask:
@@ -194,14 +333,17 @@ def _task(sweep_dir: Path, run: RunSpec) -> RunTask:
 class _Recorder:
     """Driver-side bookkeeping of completions: progress bar and error files."""
 
-    def __init__(self, sweep_dir: Path, bar: tqdm, failed: dict[str, str]) -> None:
+    def __init__(self, sweep_dir: Path, bar: tqdm, failed: dict[str, str],
+                 estimate: _Estimate) -> None:
         self.sweep_dir = sweep_dir
         self.bar = bar
         self.failed = failed
+        self.estimate = estimate
 
     def finished(self, outcome: RunOutcome) -> None:
         store.clear_error(self.sweep_dir, outcome.run_id)
         self.bar.update(1)
+        self.estimate.done(outcome.seconds if outcome.stored else None)
 
     def raised(self, task: RunTask, error: BaseException) -> None:
         rid = task.record["run_id"]
@@ -214,6 +356,7 @@ class _Recorder:
         )
         self.bar.set_postfix(failed=len(self.failed))
         self.bar.update(1)
+        self.estimate.done(None)
 
 
 def _run_local(tasks: list[RunTask], workers: int, recorder: _Recorder) -> None:
@@ -228,56 +371,62 @@ def _run_local(tasks: list[RunTask], workers: int, recorder: _Recorder) -> None:
     if context.get_start_method() == "forkserver":
         context.set_forkserver_preload(PRELOAD)
     pool = ProcessPoolExecutor(
-        max_workers=min(workers, len(tasks)), mp_context=context, initializer=_init_local_worker
+        max_workers=min(workers, len(tasks)), mp_context=context,
+        initializer=_init_local_worker, initargs=(os.getpid(),),
     )
     futures: dict[Future[RunOutcome], RunTask] = {}
     try:
         futures = {pool.submit(execute_run, task): task for task in tasks}
         _drain(as_completed(futures), futures, recorder)
     except BaseException:
-        # Ctrl-C or a broken pool: drop queued runs; runs in flight finish and are stored or
-        # die with their process (their staging folder is removed on the next start).
-        pool.shutdown(wait=False, cancel_futures=True)
+        # Ctrl-C, SIGTERM or a broken pool: drop queued runs and stop the runs in flight
+        # (their staging folders are removed on the next start), so that no worker outlives
+        # the driver.
+        _stop_workers(pool)
         raise
     pool.shutdown(wait=True)
 
 
-def _run_dask(tasks: list[RunTask], address: str, recorder: _Recorder, name: str) -> None:
+def _stop_workers(pool: ProcessPoolExecutor) -> None:
+    """Cancel queued runs, terminate the worker processes, kill those that do not exit.
+
+    ProcessPoolExecutor offers no way to stop running workers before Python 3.14
+    (`terminate_workers`), so on older versions its `_processes` map is used.
+    """
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    for process in processes:
+        if process.is_alive():
+            process.terminate()
+    deadline = time.monotonic() + STOP_TIMEOUT_S
+    for process in processes:
+        process.join(max(0.0, deadline - time.monotonic()))
+        if process.is_alive():
+            process.kill()
+            process.join(1.0)
+    pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _run_dask(tasks: list[RunTask], client: Any, recorder: _Recorder, name: str) -> None:
     """Submit every run to an existing Dask cluster and collect them as they complete.
 
     A worker that dies mid-run has its task rescheduled on another worker by the scheduler;
     a run that raised is retried DASK_RETRIES times. Keys carry a per-driver token so that a
     restarted driver never picks up the stale state of a dead driver's task with the same run.
     """
-    try:
-        from dask.distributed import Client
-        from dask.distributed import as_completed as dask_as_completed
-    except ImportError:
-        raise store.SweepError(
-            "--scheduler needs dask.distributed: pip install 'wallstreetfeds-abm[sweep]'."
-        ) from None
-    try:
-        client = Client(address, timeout="20s")
-    except (OSError, TimeoutError, ValueError) as exc:
-        raise store.SweepError(
-            f"cannot reach the Dask scheduler at {address!r}: {exc}. Start one (`dask scheduler`) "
-            "or check the address (tcp://HOST:PORT)."
-        ) from None
+    from dask.distributed import as_completed as dask_as_completed
+
     token = uuid.uuid4().hex[:8]
-    try:
-        futures = {
-            client.submit(
-                execute_run,
-                task,
-                key=f"wsf-{name}-{task.record['run_id']}-{token}",
-                pure=False,
-                retries=DASK_RETRIES,
-            ): task
-            for task in tasks
-        }
-        _drain(dask_as_completed(futures), futures, recorder)
-    finally:
-        client.close()
+    futures = {
+        client.submit(
+            execute_run,
+            task,
+            key=f"wsf-{name}-{task.record['run_id']}-{token}",
+            pure=False,
+            retries=DASK_RETRIES,
+        ): task
+        for task in tasks
+    }
+    _drain(dask_as_completed(futures), futures, recorder)
 
 
 def _drain(completed: Iterable[Any], futures: dict[Any, RunTask], recorder: _Recorder) -> None:

@@ -41,11 +41,13 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from abm.errors import ScenarioError, format_validation_error, shown
+from abm.errors import MAX_SHOWN, ScenarioError, format_validation_error, shown
 from abm.scenario import Scenario, load_scenario, read_yaml
 
 __all__ = [
+    "MAX_RUNS",
     "RUN_ID_LENGTH",
+    "WARN_RUNS",
     "ReportSettings",
     "RunSpec",
     "Sweep",
@@ -58,6 +60,13 @@ __all__ = [
 # 16 hex digits = 64 bits: the chance of two distinct configurations colliding stays below
 # 1e-9 up to ~190,000 runs in one sweep folder, and the id remains short enough to type.
 RUN_ID_LENGTH = 16
+
+#: A sweep of more runs is refused unless the user raises the ceiling (`wsf sweep --max-runs`,
+#: `run_sweep(max_runs=...)`): every run is resolved and validated up front, and a typo such as
+#: `seeds: 1000000000` should cost a message, not the machine's memory. Above WARN_RUNS the
+#: driver warns with an estimate of the run time measured on the first runs.
+MAX_RUNS = 10_000
+WARN_RUNS = 1_000
 
 # Columns that the combined tables already use; a grid key with one of these names would
 # shadow them (`seed` has its own `seeds:` field).
@@ -84,7 +93,7 @@ def run_id(scenario: Scenario) -> str:
 class ReportSettings(BaseModel):
     """Settings of `wsf report` on a sweep folder."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
     confidence: float = Field(
         0.95, gt=0.5, lt=1.0, description="level of the confidence intervals over seeds"
@@ -98,7 +107,7 @@ class ReportSettings(BaseModel):
 class SweepFile(BaseModel):
     """Schema of a sweep file, as written (before the base scenario is applied)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
     name: str | None = Field(
         None,
@@ -187,6 +196,13 @@ class SweepFile(BaseModel):
         """Per grid key, its (label, value) pairs in file order; a plain value is its own label."""
         return {key: grid_items(values) for key, values in self.grid.items()}
 
+    def n_runs(self) -> int:
+        """Runs of the sweep (grid points x seeds), counted without expanding anything."""
+        n = len(self.seeds) if isinstance(self.seeds, list) else self.seeds
+        for values in self.grid.values():
+            n *= len(values)
+        return n
+
     def seed_list(self) -> list[int]:
         """The seeds to run: a count n means seeds 0, 1, ..., n-1 (deterministic)."""
         return list(range(self.seeds)) if isinstance(self.seeds, int) else list(self.seeds)
@@ -273,12 +289,13 @@ class Sweep:
         }
 
 
-def load_sweep(path: str | Path) -> Sweep:
+def load_sweep(path: str | Path, *, max_runs: int = MAX_RUNS) -> Sweep:
     """Load a sweep file, resolve and validate every run.
 
     Raises ScenarioError (one paragraph naming the sweep file, the field or grid key, the
-    value and what is allowed) for a malformed file, a missing base scenario, or any grid
-    point that the scenario schema refuses, before anything runs.
+    value and what is allowed) for a malformed file, a missing base scenario, a sweep of
+    more than `max_runs` runs (counted before any run is built), or any grid point that the
+    scenario schema refuses, before anything runs.
     """
     source = Path(path).expanduser().resolve()
     raw = read_yaml(source, kind="sweep")
@@ -288,6 +305,17 @@ def load_sweep(path: str | Path) -> Sweep:
         raise ScenarioError(
             format_validation_error(exc, f"{source}: invalid sweep file", SweepFile)
         ) from None
+    n_runs = spec.n_runs()
+    if n_runs > max_runs:
+        sizes = " x ".join(
+            [f"{len(v)} ({k})" for k, v in spec.grid.items()]
+            + [f"{len(spec.seeds) if isinstance(spec.seeds, list) else spec.seeds:,} (seeds)"]
+        )
+        raise ScenarioError(
+            f"{source}: the sweep has {n_runs:,} runs ({sizes}), more than the ceiling of "
+            f"{max_runs:,}. Check the grid and `seeds:` for a typo; to run it anyway, raise "
+            f"the ceiling with `wsf sweep --max-runs {n_runs}`."
+        )
 
     base_path = (source.parent / spec.base).resolve()
     if not base_path.is_file():
@@ -349,7 +377,8 @@ def _expand(
             if run.run_id in by_id:
                 other = by_id[run.run_id]
                 raise ScenarioError(
-                    f"{source}: grid points {other.params} and {labels} (seed {seed}) resolve "
+                    f"{source}: grid points {_short(other.params, 200)} and {_short(labels, 200)} "
+                    f"(seed {seed}) resolve "
                     "to the same scenario, so they would be one run; list each value once, in "
                     "the form the scenario uses."
                 )
@@ -406,10 +435,11 @@ def _blame(
         except ScenarioError as own:
             return str(own)
     return (
-        f"{exc} This happens only in the combination of grid point {labels} (each value is "
+        f"{exc} This happens only in the combination of grid point {_short(labels, 200)} "
+        "(each value is "
         "valid alone)."
     )
 
 
-def _short(value: Any) -> str:
-    return shown(value)
+def _short(value: Any, limit: int = MAX_SHOWN) -> str:
+    return shown(value, limit)

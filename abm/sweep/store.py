@@ -36,7 +36,7 @@ from typing import Any
 
 import yaml
 
-from abm.scenario import ScenarioError
+from abm.scenario import ScenarioError, read_yaml
 from abm.sweep.spec import Sweep, canonical_json, grid_items
 
 try:  # POSIX advisory locks; released by the OS when the holder dies, so never stale.
@@ -71,6 +71,11 @@ COMBINED_DIR = "combined"
 PARAMS_FILE = "params.json"
 LOCK_FILE = ".lock"
 DEFAULT_ROOT = Path("sweeps-out")
+#: Bounds for reading `sweep.yaml` (written by the driver: about 100 values per run, so
+#: sweeps far above the default run ceiling fit; a hostile folder still cannot make
+#: `wsf report` expand an alias bomb).
+SPEC_MAX_BYTES = 256 << 20
+SPEC_MAX_NODES = 5_000_000
 
 
 class SweepError(ScenarioError):
@@ -93,13 +98,14 @@ def run_folder(sweep_dir: Path, run_id: str) -> Path:
 def read_spec(sweep_dir: str | Path) -> dict[str, Any]:
     """The resolved sweep spec stored in a sweep folder (`sweep.yaml`)."""
     path = Path(sweep_dir) / SPEC_FILE
+    if not path.exists():
+        raise SweepError(f"{Path(sweep_dir)}: not a sweep folder (no {SPEC_FILE}).")
     try:
-        record = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise SweepError(f"{Path(sweep_dir)}: not a sweep folder (no {SPEC_FILE}).") from None
-    except yaml.YAMLError as exc:
-        raise SweepError(f"{path}: unreadable sweep spec: {' '.join(str(exc).split())}.") from None
-    if not isinstance(record, dict) or "runs" not in record:
+        record = read_yaml(path, kind="sweep spec", max_bytes=SPEC_MAX_BYTES,
+                           max_nodes=SPEC_MAX_NODES)
+    except ScenarioError as exc:
+        raise SweepError(str(exc)) from None
+    if not isinstance(record.get("runs"), list):
         raise SweepError(f"{path}: not a sweep spec written by `wsf sweep`.")
     return record
 

@@ -139,11 +139,24 @@ def _stop(process: subprocess.Popen) -> None:
         process.wait()
 
 
+def port_number(text: str) -> int:
+    """argparse type of `--port`: a TCP port number, 0 (any free port) to 65535."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(
+            f"must be a TCP port from 1 to 65535 (or 0 for any free port), got {text!r}"
+        )
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     """`python -m abm.viz.server FILE [--port N]` (the same as `wsf viz`)."""
     parser = argparse.ArgumentParser(prog="python -m abm.viz.server", description=__doc__)
     parser.add_argument("scenario", help="scenario YAML file")
-    parser.add_argument("--port", type=int, default=None,
+    parser.add_argument("--port", type=port_number, default=None,
                         help=f"TCP port on {HOST} (default {DEFAULT_PORT}; 0 = any free port)")
     args = parser.parse_args(argv)
     return launch(args.scenario, args.port)
