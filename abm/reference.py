@@ -200,7 +200,8 @@ def _allowed(info: FieldInfo) -> str:
             bits.append(f"at least {meta.min_length} item(s)" if _is_list(annotation)
                         else f"at least {meta.min_length} character(s)")
         elif isinstance(meta, at.MaxLen):
-            bits.append(f"at most {meta.max_length} characters")
+            bits.append(f"at most {meta.max_length} item(s)" if _is_list(annotation)
+                        else f"at most {meta.max_length} characters")
         elif hasattr(meta, "pattern") and meta.pattern:
             bits.append(f"matching `{meta.pattern}`")
     if low or high:

@@ -168,7 +168,7 @@ def test_behaviour_registry_and_validation():
         make_behaviour("lazy")
     with pytest.raises(ValueError, match=r"fraction = 2: input should be less than or equal"):
         make_behaviour("noisy_labels", fraction=2)
-    with pytest.raises(ValueError, match=r"mode = 'sleep': input should be 'zero', 'global' "):
+    with pytest.raises(ValueError, match=r"mode = 'sleep': allowed values are 'zero', 'global' "):
         make_behaviour("free_rider", mode="sleep")
     with pytest.raises(ValueError, match=r"size_weight = 0: input should be greater than 0"):
         make_behaviour("small_data", size_weight=0)

@@ -94,7 +94,7 @@ def test_parameters_are_checked_at_validation_with_the_field_path():
                        r"eps_betwen = 0.1: unknown parameter of method 'gtg_shapley'"):
         parse_scenario({"contribution": {"params": {"eps_betwen": 0.1}}}, source="file.yaml")
     with pytest.raises(ScenarioError, match=r"clients\[1\].behaviour_params.mode = "
-                       r"'sideways': input should be 'zero', 'global' or 'noise'"):
+                       r"'sideways': allowed values are 'zero', 'global' or 'noise'"):
         parse_scenario({"clients": [{"count": 2}, {"count": 1, "behaviour": "free_rider",
                                                    "behaviour_params": {"mode": "sideways"}}]},
                        source="file.yaml")

@@ -180,7 +180,7 @@ def test_value_valid_alone_but_not_in_combination_names_the_grid_point(base_file
         load_sweep(path)
     message = str(err.value)
     assert str(path) in message and "shapley_exact" in message
-    assert "'clients.0.count': 20" in message
+    assert '"clients.0.count": 20' in message
 
 
 @pytest.mark.parametrize(
