@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import time
 from pathlib import Path
 
 import matplotlib
@@ -111,8 +110,8 @@ def test_report_of_a_folder_without_rounds_says_so(tmp_path: Path) -> None:
     assert "No FL round in this run." in text
 
 
-def test_figures_of_a_500_step_run_with_110_agents_take_under_10_seconds(
-        tmp_path: Path) -> None:
+def test_figures_of_a_500_step_run_with_110_agents_are_all_written(tmp_path: Path) -> None:
+    # How long they take is a benchmark question (`make bench`), not a test's.
     big = {"steps": 500, "round_every": 50, "fl.dataset": {"name": "wine"},
            "contribution.method": "data_size", "clients": [{"count": 10}],
            "investors": [{"strategy": s, "count": 24, "cash": 500}
@@ -120,10 +119,10 @@ def test_figures_of_a_500_step_run_with_110_agents_take_under_10_seconds(
            "liquidity_providers": [{"count": 2, "cash": 2000}]}
     run = load_run(write_real_run(tmp_path / "big", **big))
     assert run.agents["agent_id"].nunique() == 1 + 10 + 96 + 2
-    started = time.perf_counter()
     written = make_figures(run, tmp_path / "figs")
-    assert time.perf_counter() - started < 10.0
     assert len(written) == 2 * len(FIGURE_NAMES)
+    assert all(path.stat().st_size > 0 for path in written)
+    assert {path.suffix for path in written} == {".png", ".pdf"}
 
 
 def test_load_run_names_the_missing_file(tmp_path: Path) -> None:
