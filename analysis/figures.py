@@ -150,15 +150,17 @@ def plot_wealth_by_type(run: Run, ax: Axes) -> None:
              [["wealth", "wealth_if_sold"]].sum()
              .melt(id_vars=["step", "agent_type"], var_name="valuation", value_name="usd"))
     table["valuation"] = table["valuation"].map({"wealth": "at spot",
-                                                 "wealth_if_sold": "if sold"})
+                                                 "wealth_if_sold": "if each sold alone"})
     sns.lineplot(data=table, x="step", y="usd", hue="agent_type", style="valuation",
-                 style_order=["at spot", "if sold"], estimator=None, sort=False,
+                 style_order=["at spot", "if each sold alone"], estimator=None, sort=False,
                  linewidth=1.4, ax=ax)
     _legend_outside(ax, "Agent type / valuation")
     ax.yaxis.set_major_formatter(StrMethodFormatter("{x:,.0f}"))
     ax.set_xlabel("Step")
-    ax.set_ylabel("Total wealth (USD)")
-    ax.set_title("Wealth by agent type, at spot and if sold (USD)")
+    ax.set_ylabel("Sum over the type's agents (USD)")
+    # Each agent's sale alone, summed: not what the type would fetch selling together (the
+    # same pool USD backs every holder), which the report's holder table gives.
+    ax.set_title("Wealth by agent type: at spot, and if each agent sold alone (USD)")
 
 
 def plot_lp_pnl(run: Run, ax: Axes) -> None:
@@ -216,8 +218,8 @@ def plot_money(run: Run, ax: Axes) -> None:
     budget = money_flows(run).set_index("flow")["usd"].iloc[0]
     ax.set_xlabel("Holder of the USD")
     ax.set_ylabel("Change of USD held, genesis to end (USD)")
-    ax.set_title(f"Where the money went: USD held, genesis to end ({budget:,.0f} USD of "
-                 "budgets paid in)")
+    ax.set_title(f"Where the money went: USD held, genesis to end\n({budget:,.0f} USD of "
+                 "reward budgets paid in)")
     _legend_outside(ax, "Part")
 
 
