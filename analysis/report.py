@@ -114,7 +114,7 @@ def render_report(run: Run, figure_dir: Path, report_dir: Path) -> str:
             "mtm_change_usd": "spot-marked change (USD)",
             "if_sold_change_usd": "if-sold change (USD)"})
     holder_table = holders.rename(columns={
-        "holder": "holder type", "initial_wealth_usd": "initial (USD)",
+        "holder": "holder type", "initial_wealth_usd": "initial at spot (USD)",
         "final_wealth_usd": "final at spot (USD)",
         "final_wealth_if_sold_usd": "final if sold, each alone (USD)",
         "final_if_sold_together_usd": "final if all sold together (USD)",
