@@ -170,19 +170,9 @@ class ShapleyMC(ContributionMethod):
     def compute(self, result):
         from abm.fl.shapley import tmc_shapley
 
-        p = self.params
-        est = tmc_shapley(
-            result.game,
-            result.n_clients,
-            rng=self.rng,
-            truncation_tol=p.truncation_tol,
-            min_permutations=p.min_permutations,
-            max_permutations=p.max_permutations,
-            convergence_tol=p.convergence_tol,
-            last_k=p.last_k,
-            batch=p.batch or None,
-            prefix_block=p.prefix_block,
-        )
+        # Every declared parameter is the sampler's keyword of the same name (0 batch = auto).
+        options = {**self.params.model_dump(), "batch": self.params.batch or None}
+        est = tmc_shapley(result.game, result.n_clients, rng=self.rng, **options)
         self.evaluations_last_round = est.evaluations
         self.info_last_round = {"permutations": est.n_permutations, "converged": est.converged}
         return est.values
@@ -211,19 +201,9 @@ class GTGShapley(ContributionMethod):
     def compute(self, result):
         from abm.fl.shapley import gtg_shapley
 
-        p = self.params
-        est = gtg_shapley(
-            result.game,
-            result.n_clients,
-            rng=self.rng,
-            eps_between=p.eps_between,
-            eps_within=p.eps_within,
-            min_permutations=p.min_permutations,
-            max_permutations=p.max_permutations,
-            convergence_tol=p.convergence_tol,
-            last_k=p.last_k,
-            prefix_block=p.prefix_block,
-        )
+        # Every declared parameter is the sampler's keyword of the same name.
+        est = gtg_shapley(result.game, result.n_clients, rng=self.rng,
+                          **self.params.model_dump())
         self.evaluations_last_round = est.evaluations
         self.info_last_round = {
             "permutations": est.n_permutations,
