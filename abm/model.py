@@ -51,6 +51,12 @@ AGENT_TYPES = ("client", "investor", "lp", "federation")
 #: Columns of agents.parquet besides `step` and `agent_id` (docs/architecture.md).
 AGENT_COLUMNS = ("agent_type", "strategy", "client", "usd", "token_value", "lp_value",
                  "wealth", "wealth_if_sold", "fees_earned", "hodl_value", "zapped_usd")
+#: Kinds of `WallStreetFedsModel.events` (events.parquet; marked on the app's price chart):
+#: an FL round, a client leaving or rejoining the federation, an offering's start and end,
+#: and a manipulator's pump start, pump end and dump.
+EVENT_KINDS = ("round", "leave", "join", "offering_start", "offering_end", "pump_start",
+               "pump_end", "dump")
+EVENT_COLUMNS = ("step", "kind", "client", "agent_id", "text")
 
 
 class WallStreetFedsModel(mesa.Model):
@@ -122,6 +128,8 @@ class WallStreetFedsModel(mesa.Model):
         self.view.last_budget = self.federation.budget.for_round(0, 0.0)
 
         self.round_rows: list[dict[str, Any]] = []
+        #: What happened when, one dict per event (`EVENT_COLUMNS`), in the order recorded.
+        self.events: list[dict[str, Any]] = []
         self.last_round_rows: list[dict[str, Any]] = []
         self.contribution = dict.fromkeys(self.client_ids, 0.0)
         self._counters = self._pool_counters()
@@ -286,6 +294,16 @@ class WallStreetFedsModel(mesa.Model):
         if self.steps >= self.config.steps:
             self.running = False
 
+    def record_event(self, kind: str, *, client: str = "", agent_id: int = -1,
+                     text: str = "") -> None:
+        """Record an event at the current step: `kind` one of `EVENT_KINDS`, the client
+        (token id) it concerns if any, the agent that caused it (-1: none) and a one-line
+        description (a chart tooltip)."""
+        if kind not in EVENT_KINDS:
+            raise ValueError(f"event kind {kind!r} is not one of {EVENT_KINDS}")
+        self.events.append({"step": int(self.steps), "kind": kind, "client": client,
+                            "agent_id": int(agent_id), "text": text})
+
     def _fl_round(self) -> None:
         cost_before = self.federation.total_cost
         rows, shares, budget = self.federation.run_round()
@@ -297,6 +315,8 @@ class WallStreetFedsModel(mesa.Model):
         self.view.round_just_ran = True
         self._step_reward = budget
         self._step_cost = (self.federation.total_cost - cost_before) / ONE
+        self.record_event("round", text=f"FL round {self.federation.rounds_done}: "
+                                        f"{budget:,.0f} USD budget")
 
     # -- measurement --------------------------------------------------------------------------
 

@@ -13,6 +13,8 @@ Run folder:
     model.parquet    one row per step (step 0 is genesis)
     agents.parquet   one row per agent per step
     rounds.parquet   one row per client per round
+    events.parquet   one row per event (FL rounds, clients leaving and rejoining, offerings,
+                     a manipulator's pump and dump): step, kind, client, agent_id, text
     summary.json     headline figures, per-client outcome measures, the money table,
                      time by phase
     counterfactual/  with `--counterfactual` (or `counterfactual: true`): the twin's run
@@ -51,7 +53,7 @@ from tqdm import tqdm
 from abm.amm import ONE
 from abm.scenario import Scenario, ScenarioError
 
-TABLES = ("model", "agents", "rounds")
+TABLES = ("model", "agents", "rounds", "events")
 COUNTERFACTUAL_DIR = "counterfactual"
 HOLDER_TYPES = ("client", "investor", "lp", "federation")
 
@@ -67,6 +69,7 @@ class RunResult:
     model: pd.DataFrame
     agents: pd.DataFrame
     rounds: pd.DataFrame
+    events: pd.DataFrame
     summary: dict[str, Any]
     config: dict[str, Any]
     timings: dict[str, float] = field(default_factory=dict)
@@ -113,7 +116,7 @@ def _simulate_one(scenario: Scenario, *, check: bool, progress: bool) -> RunResu
     final_if_sold = {a.account: model.market.liquidation_value(a.account) for a in model.agents}
     return RunResult(
         model=tables["model"], agents=tables["agents"], rounds=tables["rounds"],
-        summary=_summary(model, tables, timings, check),
+        events=tables["events"], summary=_summary(model, tables, timings, check),
         config=resolved_config(model.config, device=model.federation.federation.device),
         timings=timings, final_if_sold=final_if_sold,
         accounts={a.account: a.agent_type for a in model.agents},
@@ -179,7 +182,11 @@ def _tables(model) -> dict[str, pd.DataFrame]:
     adf["step"] = adf["step"].astype("int64")
     adf = adf.sort_values(["step", "agent_id"], kind="stable").reset_index(drop=True)
     rdf = pd.DataFrame(model.round_rows)
-    return {"model": mdf, "agents": adf, "rounds": rdf}
+    from abm.model import EVENT_COLUMNS
+
+    edf = pd.DataFrame(model.events, columns=list(EVENT_COLUMNS))
+    edf = edf.astype({"step": "int64", "agent_id": "int64"})
+    return {"model": mdf, "agents": adf, "rounds": rdf, "events": edf}
 
 
 def _summary(model, tables, timings, check: bool) -> dict[str, Any]:
@@ -417,7 +424,7 @@ def _alive(pid: int) -> bool:
 
 
 def _write_tables(result: RunResult, folder: Path) -> None:
-    """config.yaml, the three tables and summary.json of `result` into `folder`."""
+    """config.yaml, the tables and summary.json of `result` into `folder`."""
     (folder / "config.yaml").write_text(
         yaml.safe_dump(result.config, sort_keys=False), encoding="utf-8"
     )

@@ -10,7 +10,8 @@ import yaml
 from abm.run import OutputExistsError, simulate, write_run
 from tests.conftest import small_scenario
 
-FILES = ("config.yaml", "model.parquet", "agents.parquet", "rounds.parquet", "summary.json")
+FILES = ("config.yaml", "model.parquet", "agents.parquet", "rounds.parquet", "events.parquet",
+         "summary.json")
 
 
 @pytest.fixture(scope="module")
@@ -35,8 +36,21 @@ def test_same_seed_and_config_give_byte_identical_tables(result, tmp_path):
     again = simulate(small_scenario(steps=20))
     a = write_run(result, tmp_path / "a")
     b = write_run(again, tmp_path / "b")
-    for name in ("model.parquet", "agents.parquet", "rounds.parquet", "config.yaml"):
+    for name in ("model.parquet", "agents.parquet", "rounds.parquet", "events.parquet",
+                 "config.yaml"):
         assert (a / name).read_bytes() == (b / name).read_bytes(), name
+
+
+def test_events_table_marks_every_fl_round(result, tmp_path):
+    import pandas as pd
+
+    events = pd.read_parquet(write_run(result, tmp_path / "run") / "events.parquet")
+    assert list(events.columns) == ["step", "kind", "client", "agent_id", "text"]
+    rounds = events[events["kind"] == "round"]
+    # 20 steps, a round every 10 steps: rounds in steps 10 and 20 (Mesa counts from 1),
+    # the same steps the rounds table records
+    assert rounds["step"].tolist() == [10, 20] == sorted(set(result.rounds["step"]))
+    assert rounds["text"].str.startswith("FL round ").all()
 
 
 def test_existing_folder_is_refused_and_left_untouched(result, tmp_path):
