@@ -1,6 +1,11 @@
 """Running `wsf` as a hostile user would: in its own session, with a memory limit, a deadline
 and its resource usage measured, and never leaving a process behind.
 
+Bounds on time are on the command's CPU time (user + system, from `os.wait4`), not on wall
+time: a machine busy with other work (CI, parallel test runs) stretches wall time but not the
+work a command does, and the work is what a regression (an expanded alias bomb, a recursive
+walk) multiplies. Wall time is only guarded by `timeout`, against a hang.
+
 `run_wsf(...)` starts `python -m abm.cli ARGS` in a new session (so that every process it
 starts, workers included, can be found and killed), under an address-space limit
 (`RLIMIT_AS`, so that a regression fails the test with a MemoryError instead of swapping
@@ -31,16 +36,18 @@ LIGHT_AS_MB = 1536
 
 @dataclass
 class Outcome:
-    """How a `wsf` command ended: exit code, output, wall time (s), peak RSS (MiB)."""
+    """How a `wsf` command ended: exit code, output, wall time (s), CPU time (user +
+    system, s), peak RSS (MiB)."""
 
     code: int
     stdout: str
     stderr: str
     seconds: float
+    cpu_seconds: float
     peak_mb: float
 
 
-#: Runs CMD under an address-space limit and writes "<peak RSS KiB> <exit code>" of it to
+#: Runs CMD under an address-space limit and writes "<peak RSS KiB> <exit code> <CPU s>" of it to
 #: REPORT. A small process of its own, so that the peak measured is the command's: a child
 #: forked from pytest itself would report pytest's resident pages as its own (ru_maxrss keeps
 #: the high-water mark from before exec).
@@ -54,7 +61,8 @@ if pid == 0:
     os.execv(cmd[0], cmd)
 _, status, usage = os.wait4(pid, 0)
 with open(report, "w") as out:
-    out.write(f"{usage.ru_maxrss} {os.waitstatus_to_exitcode(status)}")
+    out.write(f"{usage.ru_maxrss} {os.waitstatus_to_exitcode(status)} "
+              f"{usage.ru_utime + usage.ru_stime}")
 """
 
 
@@ -77,11 +85,12 @@ def run_wsf(*args: str, timeout: float = 120, memory_mb: int | None = LIGHT_AS_M
         finally:
             kill_session(proc.pid)
         seconds = time.perf_counter() - start
-        peak_kb, code = report.read_text().split()
+        peak_kb, code, cpu = report.read_text().split()
         out.seek(0)
         err.seek(0)
         return Outcome(int(code), out.read().decode(errors="replace"),
-                       err.read().decode(errors="replace"), seconds, int(peak_kb) / 1024)
+                       err.read().decode(errors="replace"), seconds, float(cpu),
+                       int(peak_kb) / 1024)
 
 
 def kill_session(sid: int) -> None:
@@ -111,7 +120,8 @@ def session_members(sid: int) -> list[int]:
 
 def assert_refused(outcome: Outcome, *fragments: str, seconds: float = 60,
                    peak_mb: float | None = None) -> None:
-    """Exit 2, one paragraph on stderr naming `fragments`, no traceback, within bounds."""
+    """Exit 2, one paragraph on stderr naming `fragments`, no traceback, within bounds
+    (`seconds` of CPU time, `peak_mb` of resident memory)."""
     assert outcome.code == 2, (outcome.code, outcome.stderr[-2000:])
     assert "Traceback" not in outcome.stderr, outcome.stderr[-2000:]
     assert "internal error" not in outcome.stderr, outcome.stderr
@@ -119,6 +129,6 @@ def assert_refused(outcome: Outcome, *fragments: str, seconds: float = 60,
     assert len(lines) == 1, outcome.stderr
     for fragment in fragments:
         assert fragment in outcome.stderr, (fragment, outcome.stderr)
-    assert outcome.seconds < seconds, outcome.seconds
+    assert outcome.cpu_seconds < seconds, (outcome.cpu_seconds, outcome.seconds)
     if peak_mb is not None:
         assert outcome.peak_mb < peak_mb, outcome.peak_mb
