@@ -126,6 +126,8 @@ class WallStreetFedsModel(mesa.Model):
         self.view.share_signal = np.full(n, 1.0 / n)
         self.view.last_shares = np.zeros(n)
         self.view.last_budget = self.federation.budget.for_round(0, 0.0)
+        for investor in self.investors:
+            investor.start()
 
         self.round_rows: list[dict[str, Any]] = []
         #: What happened when, one dict per event (`EVENT_COLUMNS`), in the order recorded.
@@ -147,8 +149,7 @@ class WallStreetFedsModel(mesa.Model):
 
     def _create_investors(self) -> list[Investor]:
         return [
-            Investor(self, build(spec.params), spec.cash, spec.max_trade, spec.max_position,
-                     spec.max_slippage)
+            Investor(self, build(spec.params), spec)
             for spec in self.config.investors for _ in range(spec.count)
         ]
 
@@ -312,6 +313,8 @@ class WallStreetFedsModel(mesa.Model):
         for row in rows:
             self.contribution[row["client"]] = row["contribution"]
         self.view.publish_round(shares, budget)
+        for investor in self.investors:
+            investor.observe_round()
         self.view.round_just_ran = True
         self._step_reward = budget
         self._step_cost = (self.federation.total_cost - cost_before) / ONE

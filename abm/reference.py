@@ -19,7 +19,7 @@ from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
 from abm import registry
-from abm.registry import KINDS, Params
+from abm.registry import KINDS, Params, Spread
 from abm.scenario import (
     ClientGroup,
     ContributionSpec,
@@ -139,8 +139,23 @@ _COLUMNS = ("type", "unit", "default", "allowed", "meaning")
 
 def _row(name: str, info: FieldInfo, *, section: bool) -> tuple[str, ...]:
     extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
+    marker = _spread(info)
+    if marker is not None:  # a value per agent: a number, or a range each agent draws from
+        optional = type(None) in typing.get_args(info.annotation)
+        return (name, "number or [low, high]" + (" or none" if optional else ""),
+                str(extra.get("unit", "")), _default(info),
+                f"[{_num(marker.ge)}, {_num(marker.le)}]", info.description or "")
     return (name, _type(info.annotation), str(extra.get("unit", "")), _default(info),
             _allowed(info), info.description or "")
+
+
+def _spread(info: FieldInfo) -> Spread | None:
+    """The `Spread` marker of a parameter that may vary across a group's agents, if any."""
+    candidates = [*info.metadata]
+    for arg in typing.get_args(info.annotation):
+        if typing.get_origin(arg) is typing.Annotated:
+            candidates += typing.get_args(arg)[1:]
+    return next((m for m in candidates if isinstance(m, Spread)), None)
 
 
 def _default(info: FieldInfo) -> str:

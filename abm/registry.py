@@ -49,9 +49,9 @@ import inspect
 from abc import ABC
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from abm.errors import FieldProblem, allowed_text, join_path
 
@@ -62,6 +62,7 @@ __all__ = [
     "ComponentError",
     "Kind",
     "Params",
+    "Spread",
     "build",
     "component_of",
     "components",
@@ -71,6 +72,8 @@ __all__ = [
     "names",
     "or_list",
     "param",
+    "spread",
+    "spread_value",
 ]
 
 
@@ -86,6 +89,46 @@ def param(default: Any, doc: str, *, unit: str = "", **constraints: Any) -> Any:
     ``gt``, ``le``, ``lt``, ``min_length``...). ``default=...`` makes it required."""
     extra = {"unit": unit} if unit else None
     return Field(default, description=doc, json_schema_extra=extra, **constraints)
+
+
+@dataclass(frozen=True)
+class Spread:
+    """Marks a parameter that may vary across a group's agents (see `spread`); its ends lie
+    in [ge, le]."""
+
+    ge: float
+    le: float
+
+    def __call__(self, value: float | list[float] | None) -> float | list[float] | None:
+        ends = value if isinstance(value, list) else [] if value is None else [value]
+        if isinstance(value, list) and (len(value) != 2 or value[0] > value[1]):
+            raise ValueError("expected a number or a range [low, high] with low <= high")
+        for end in ends:
+            if not self.ge <= end <= self.le:
+                raise ValueError(f"every value must lie in [{self.ge:g}, {self.le:g}]")
+        return value
+
+
+def spread(ge: float, le: float) -> Any:
+    """The type of a parameter that may vary across a group's agents: a number (every agent
+    of the group gets it) or ``[low, high]`` (each agent draws its own value uniformly in
+    that range when it is created, from its own random stream; docs/model.md, section 4.9),
+    both ends in [ge, le]. Declare it ``x: spread(0, 1) = param(0.8, ...)`` (``| None``
+    when null is allowed, with the meaning of null in the doc); `spread_value` gives an
+    agent's own value."""
+    marker = Spread(ge, le)
+    return Annotated[float | list[float], marker, AfterValidator(marker)]
+
+
+def spread_value(value: float | list[float], u: float) -> float:
+    """An agent's own value of a `param_range` parameter, given a uniform draw `u` in
+    [0, 1): the number itself, or ``low + u (high - low)`` for a range. The caller draws `u`
+    whether or not the value is a range, so that turning a number into a range (a sweep)
+    never shifts the agent's other draws."""
+    if isinstance(value, list):
+        low, high = value
+        return low + u * (high - low)
+    return float(value)
 
 
 @dataclass(frozen=True)

@@ -301,6 +301,13 @@ class InvestorGroup(_Named):
                              unit="fraction", gt=0, le=1)
     max_slippage: float = param(0.02, "largest price impact of one of its trades",
                                 unit="fraction", gt=0, le=1)
+    activation: float = param(
+        1.0, "probability that an investor acts in a step (a coin of its own each step; "
+        "1 = every step)", unit="probability per step", gt=0, le=1)
+    size_dispersion: float = param(
+        0.0, "log-normal sigma of each investor's order-size factor exp(sigma Z - sigma^2 / "
+        "2) (mean 1), drawn once; its orders are that factor times what its strategy asks "
+        "(0 = all the same)", ge=0, le=3)
 
 
 class LiquidityGroup(_Spec):

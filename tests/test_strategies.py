@@ -42,8 +42,9 @@ def test_fundamental_value_depends_on_who_the_policy_pays():
 def test_fundamental_buys_the_most_underpriced_token_and_sells_overpriced_holdings():
     # Values under dividend: 0.5 p + 2 -> 2.5, 6.0, 3.25 for prices 1, 8, 2.5.
     v = _view("dividend", prices=(1.0, 8.0, 2.5))
-    orders = make_strategy("fundamental", margin=0.1, trade_fraction=0.5).decide(
-        v, 100.0, np.array([0.0, 10.0, 0.0]), np.random.default_rng(0))
+    strat = make_strategy("fundamental", margin=0.1, trade_fraction=0.5)
+    strat.start(v, np.random.default_rng(0))
+    orders = strat.decide(v, 100.0, np.array([0.0, 10.0, 0.0]), np.random.default_rng(0))
     assert orders == [Order(0, "buy", 50.0), Order(1, "sell", 5.0)]
 
 
@@ -87,6 +88,21 @@ def test_manipulator_pumps_then_dumps_its_target():
             held = np.array([0.0, 10.0, 0.0])
     assert sides[1] == [] and sides[2] == sides[3] == [(1, "buy")]
     assert sides[4] == sides[5] == [] and sides[6] == [(1, "sell")]
+
+
+def test_manipulator_reports_its_pump_and_dump_once_each():
+    strat = make_strategy("manipulator", target=1, pump_start=2, pump_steps=2, dump_step=6)
+    v = _view()
+    held = np.zeros(3)
+    events = {}
+    for step in range(1, 9):
+        v.update(step, v.prices, v.supply, v.pooled)
+        orders = strat.decide(v, 100.0, held, np.random.default_rng(0))
+        events[step] = [(kind, token) for kind, token, _ in strat.pop_events()]
+        if orders and orders[0].side == "buy":
+            held = np.array([0.0, 10.0, 0.0])
+    assert events == {1: [], 2: [("pump_start", 1)], 3: [], 4: [("pump_end", 1)], 5: [],
+                      6: [("dump", 1)], 7: [], 8: []}
 
 
 @pytest.mark.parametrize("name", sorted(STRATEGIES))

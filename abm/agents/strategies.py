@@ -7,6 +7,12 @@ A strategy only *decides*: given the public `MarketView`, its cash (USD) and its
 (tokens, display units) it returns orders. The `Investor` agent enforces limits (cash, position,
 price impact) and executes them, so no strategy can trade what its investor does not hold.
 
+Each investor has its own strategy instance. `start` draws the investor's own values of the
+parameters that vary across its group (declared with `abm.registry.spread`) and its initial
+private state; `observe_round` lets it update that state when a round is published, whether or
+not it trades in that step. Both draw from the investor's own streams, a fixed number of draws
+whatever the market does (docs/model.md, section 4.9).
+
 Orders: `Order(token, "buy", size)` spends `size` USD; `Order(token, "sell", size)` sells `size`
 tokens. Sizes are display-unit floats; the agent converts them to base units.
 """
@@ -20,7 +26,7 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 from pydantic import model_validator
 
-from abm.registry import Component, param
+from abm.registry import Component, param, spread, spread_value
 from abm.registry import Params as _Params
 
 if TYPE_CHECKING:
@@ -41,6 +47,28 @@ class Strategy(Component):
 
     kind = "strategy"
 
+    def __init__(self, params=None, /, **values) -> None:
+        super().__init__(params, **values)
+        self._events: list[tuple[str, int, str]] = []
+
+    def start(self, view: MarketView, traits: np.random.Generator) -> None:
+        """Once, before the first step (the view holds the prior signal): draw this
+        investor's own parameter values from `traits`, its own stream. Default: nothing."""
+
+    def observe_round(self, view: MarketView, rng: np.random.Generator) -> None:
+        """A round was just published (`view.last_shares`, `view.last_budget`): update
+        private state. Called for every investor every round, acting or not; `rng` is the
+        investor's signal stream. Default: nothing."""
+
+    def pop_events(self) -> list[tuple[str, int, str]]:
+        """Events the last `decide` caused, as (kind, token index, text) for
+        `WallStreetFedsModel.record_event` (`abm.model.EVENT_KINDS`); emptied by the call."""
+        events, self._events = self._events, []
+        return events
+
+    def _event(self, kind: str, token: int, text: str) -> None:
+        self._events.append((kind, token, text))
+
     @abstractmethod
     def decide(
         self, view: MarketView, cash: float, holdings: np.ndarray, rng: np.random.Generator
@@ -56,11 +84,16 @@ def _trade_fraction(default: float) -> float:
 class Fundamental(Strategy):
     """Buys tokens priced below the value the remaining rewards pay holders; sells above.
 
-    Value per token comes from `MarketView.fundamental_values` (share signal x budget x the
-    rounds the market expects still to come, spread over the supply the policy pays). `margin`
-    is the mispricing it needs before acting (a band that absorbs fees); `discount` haircuts
-    future rewards (risk, time). The horizon is the market's belief (`market.
-    round_continuation`), never the run's length, which no trader can know.
+    Value per token comes from the investor's private belief of each client's reward share
+    (share x budget x the rounds it expects still to come, haircut by `discount`, spread over
+    the supply the policy pays; `MarketView.token_values`). Each round it observes the
+    published shares through its own noise (standard deviation `signal_noise` in share units,
+    scaled per investor by a log-normal factor of sigma `noise_dispersion`) and moves its
+    belief towards what it saw by `learning_rate`. `margin` is the mispricing it needs before
+    acting (a band that absorbs fees). The horizon is a belief (by default the market's,
+    `market.round_continuation`), never the run's length, which no trader can know.
+    `discount`, `learning_rate` and `horizon` may be ranges: each investor draws its own.
+    With the defaults every investor holds the public signal (docs/model.md, section 7.9).
     """
 
     name = "fundamental"
@@ -68,14 +101,57 @@ class Fundamental(Strategy):
     class Params(_Params):
         margin: float = param(0.1, "mispricing (value / price - 1) needed before trading",
                               unit="fraction", ge=0, le=10)
-        discount: float = param(0.8, "haircut on the rewards still to come (risk, time)",
-                                unit="fraction", ge=0, le=1)
+        discount: spread(0, 1) = param(  # type: ignore[valid-type]
+            0.8, "haircut on the rewards still to come (risk, time); a range: each investor "
+            "draws its own", unit="fraction")
         trade_fraction: float = _trade_fraction(0.5)
+        signal_noise: float = param(
+            0.0, "standard deviation of the noise on each round share it observes (0: it "
+            "sees the published shares)", unit="share", ge=0, le=1)
+        noise_dispersion: float = param(
+            0.0, "log-normal sigma of signal_noise across the group: an investor's noise is "
+            "signal_noise x exp(sigma Z), Z standard normal (0: all the same)", ge=0, le=3)
+        learning_rate: spread(0, 1) = param(  # type: ignore[valid-type]
+            0.3, "weight of a round's observed shares in its belief (0.3: the public "
+            "signal's); a range: each investor draws its own", unit="fraction")
+        horizon: spread(0, 100_000) | None = param(  # type: ignore[valid-type]
+            None, "rounds it expects still to come; null: the market's belief, p / (1 - p) "
+            "for market.round_continuation p; a range: each investor draws its own",
+            unit="rounds")
+
+    def start(self, view, traits):
+        # Always the same four draws, whatever is fixed and whatever varies, so that making
+        # one parameter a range (a sweep) leaves every other draw where it was.
+        p = self.params
+        u_discount, u_rate, u_horizon = traits.random(3)
+        z_noise = traits.standard_normal()
+        #: This investor's own values (the group's numbers, or draws from its ranges).
+        self.discount = spread_value(p.discount, u_discount)
+        self.learning_rate = spread_value(p.learning_rate, u_rate)
+        self.horizon = (view.expected_rounds_left if p.horizon is None
+                        else spread_value(p.horizon, u_horizon))
+        self.noise_sd = p.signal_noise * float(np.exp(p.noise_dispersion * z_noise))
+        #: Its belief of each client's reward share, (n,): the prior, then its own average.
+        self.belief = view.share_signal.copy()
+
+    def observe_round(self, view, rng):
+        shares = view.last_shares
+        if self.noise_sd > 0:
+            # n draws every round whatever the shares (docs/model.md, section 4.9). Negative
+            # readings are clipped and the readings rescaled to the round's total, which is
+            # public (the budget paid): what the investor cannot see is how it was split.
+            seen = np.clip(shares + self.noise_sd * rng.standard_normal(view.n), 0.0, None)
+            total, got = float(shares.sum()), float(seen.sum())
+            seen = seen * (total / got) if got > 0 else np.full(view.n, total / view.n)
+        else:
+            seen = shares
+        rate = self.learning_rate
+        self.belief = (1 - rate) * self.belief + rate * seen
 
     def decide(self, view, cash, holdings, rng):
         p = self.params
-        value = view.fundamental_values(p.discount)
-        gap = value / view.prices - 1.0
+        flows = self.belief * view.last_budget * self.horizon * self.discount
+        gap = view.token_values(flows) / view.prices - 1.0
         orders = []
         i = int(np.argmax(gap))
         if gap[i] > p.margin and cash > 0:
@@ -198,18 +274,32 @@ class Manipulator(Strategy):
     def __init__(self, params=None, /, **values) -> None:
         super().__init__(params, **values)
         self._chosen: int | None = None
+        self._pumping = self._dumped = False
 
     def decide(self, view, cash, holdings, rng):
+        # Records pump_start, pump_end and dump events (events.parquet) the first step it
+        # acts in each phase.
         p = self.params
         if self._chosen is None and view.step >= p.pump_start:
             if p.target >= view.n:
                 raise ValueError(f"target {p.target} but there are {view.n} tokens")
             self._chosen = int(np.argmin(view.share_signal)) if p.target < 0 else p.target
+            self._pumping = True
+            self._event("pump_start", self._chosen,
+                        f"pump of {view.tokens[self._chosen]} starts")
         t = self._chosen
         if t is None:
             return []
-        if view.step < p.pump_start + p.pump_steps and cash > 0:
+        end = p.pump_start + p.pump_steps
+        if self._pumping and view.step >= end:
+            self._pumping = False
+            self._event("pump_end", t, f"pump of {view.tokens[t]} ends (step {end})")
+        if view.step < end and cash > 0:
             return [Order(t, "buy", cash * p.trade_fraction)]
         if view.step >= p.dump_step and holdings[t] > 0:
+            if not self._dumped:
+                self._dumped = True
+                self._event("dump", t, f"dump of {view.tokens[t]}: sells "
+                                       f"{holdings[t]:,.0f} tokens")
             return [Order(t, "sell", float(holdings[t]))]
         return []

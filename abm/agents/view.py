@@ -111,20 +111,18 @@ class MarketView:
         return self.prices / mean - 1.0
 
     def fundamental_values(self, horizon_discount: float) -> np.ndarray:
-        """USD per token a holder can expect to get out of token i, (n,).
+        """USD per token a holder can expect to get out of token i, (n), on the public
+        signal: `token_values` of F_i = signal_i x budget x expected rounds left
+        (`expected_rounds_left`) x `horizon_discount`."""
+        return self.token_values(self.share_signal * self.last_budget
+                                 * self.expected_rounds_left * horizon_discount)
 
-        The rewards still to come, F_i = signal_i x budget x expected rounds left
-        (`expected_rounds_left`), haircut by `horizon_discount`, valued by the reward policy
-        (`RewardPolicy.token_value`: what the policy pays holders, on top of the pool's USD
-        reserve R_i backing the S_i tokens).
-        R_i uses live prices (`pooled x price`); the flows are cached per step.
-        """
-        key = ("flow", horizon_discount)
-        if key not in self._cache:
-            self._cache[key] = (
-                self.share_signal * self.last_budget * self.expected_rounds_left
-                * horizon_discount
-            )
+    def token_values(self, flows: np.ndarray) -> np.ndarray:
+        """USD per token a holder can expect to get out of token i, (n,), when `flows` (n,)
+        USD of rewards are still to come to client i (discounted): valued by the reward
+        policy (`RewardPolicy.token_value`: what the policy pays holders, on top of the
+        pool's USD reserve R_i backing the S_i tokens). R_i uses live prices
+        (`pooled x price`)."""
         reserve_usd = self.pooled * self.prices
         return self.policy.token_value(reserve_usd, self.supply, self.pooled, self.prices,
-                                       self._cache[key])
+                                       flows)
