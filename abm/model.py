@@ -41,16 +41,13 @@ from abm.agents.investor import Investor
 from abm.agents.liquidity import LiquidityProvider
 from abm.agents.view import MarketView
 from abm.amm import ONE, Ledger, Market, to_units
+from abm.collect import AGENT_TYPES, AgentMarks, AgentTable
 from abm.errors import ScenarioError, problem_text
 from abm.registry import build
 from abm.rewards import ClientAccount
 from abm.scenario import MIN_SAMPLES_PER_CLIENT, Scenario, load_scenario
 from abm.streams import activation, stream, stream_int
 
-AGENT_TYPES = ("client", "investor", "lp", "federation")
-#: Columns of agents.parquet besides `step` and `agent_id` (docs/architecture.md).
-AGENT_COLUMNS = ("agent_type", "strategy", "client", "usd", "token_value", "lp_value",
-                 "wealth", "wealth_if_sold", "fees_earned", "hodl_value", "zapped_usd")
 #: Kinds of `WallStreetFedsModel.events` (events.parquet; marked on the app's price chart):
 #: an FL round, a client leaving or rejoining the federation, an offering's start and end,
 #: and a manipulator's pump start, pump end and dump.
@@ -84,6 +81,8 @@ class WallStreetFedsModel(mesa.Model):
         self.config = scenario if seed == scenario.seed else scenario.with_overrides({"seed": seed})
         self.check_ledger = check
         self.timings = {"market": 0.0, "collect": 0.0}
+        #: Every agent's valuation this step (`abm.collect`); None until the agents exist.
+        self.marks: AgentMarks | None = None
 
         groups = scenario.client_groups()
         self.client_ids = [cid for cid, _ in groups]
@@ -138,12 +137,16 @@ class WallStreetFedsModel(mesa.Model):
         self._step_reward = 0.0
         self._step_cost = 0.0
         self._stats: dict[str, float] = {}
+        self.marks = AgentMarks(self.agents)
         self._refresh()
+        # Model-level figures through Mesa's DataCollector (one row per step); agent rows
+        # as columns in `agent_table` (`AgentTable`), every `collect.agents_every` steps.
         self.datacollector = mesa.DataCollector(
             model_reporters={k: (lambda m, k=k: m._stats[k]) for k in self._stats},
-            agent_reporters={k: k for k in AGENT_COLUMNS},
         )
-        self.datacollector.collect(self)
+        #: The rows of agents.parquet (`agents_dataframe()` builds the table).
+        self.agent_table = AgentTable()
+        self._collect()
 
     # -- construction -------------------------------------------------------------------------
 
@@ -289,11 +292,23 @@ class WallStreetFedsModel(mesa.Model):
         if self.check_ledger:
             self.ledger.check()
             self.check_accounting()
-        self.datacollector.collect(self)
+        self._collect()
         self.timings["market"] += t1 - t0
         self.timings["collect"] += time.perf_counter() - t1
         if self.steps >= self.config.steps:
             self.running = False
+
+    def _collect(self) -> None:
+        """Record the step: its model row always; every agent's row at step 0, at the
+        multiples of `collect.agents_every` and at the scenario's last step."""
+        self.datacollector.collect(self)
+        every = self.config.collect.agents_every
+        if self.steps % every == 0 or self.steps == self.config.steps:
+            self.agent_table.collect(int(self.steps), self.marks)
+
+    def agents_dataframe(self):
+        """The agents table so far (the columns of agents.parquet, `abm.collect`)."""
+        return self.agent_table.dataframe()
 
     def record_event(self, kind: str, *, client: str = "", agent_id: int = -1,
                      text: str = "") -> None:
@@ -372,24 +387,20 @@ class WallStreetFedsModel(mesa.Model):
             for c in self.client_ids
         }
         self._counters = counters
+        marks = self.marks
+        if len(marks) != len(self.agents):  # an agent joined: value it from now on
+            marks = self.marks = _remarked(marks, self.agents)
         # Fees stay in the reserves and accrue to every holder of liquidity shares (the
         # federation and LPs alike), pro rata to its shares at the end of the step.
         for c, pool in self.market.pools.items():
             total = pool.total_shares
-            if not total or not fee_values[c]:
-                continue
-            for account, shares in self.ledger.holders(pool.lp_asset).items():
-                agent = self._by_account.get(account)
-                if agent is not None:
-                    agent.fees_earned += shares / total * fee_values[c]
+            if total and fee_values[c]:
+                marks.accrue_fees(self.ledger.holders(pool.lp_asset), total, fee_values[c])
         for lp in self.lps:
             lp.accrue(prices)
-        wealth = dict.fromkeys(AGENT_TYPES, 0.0)
-        if_sold = dict.fromkeys(AGENT_TYPES, 0.0)
-        for agent in self.agents:
-            agent.snapshot()
-            wealth[agent.agent_type] += agent.wealth
-            if_sold[agent.agent_type] += agent.wealth_if_sold
+        marks.mark(self.market)
+        wealth = {t: marks.total("wealth", t) for t in AGENT_TYPES}
+        if_sold = {t: marks.total("wealth_if_sold", t) for t in AGENT_TYPES}
 
         s: dict[str, float] = {
             "round": float(self.federation.rounds_done),
@@ -413,6 +424,14 @@ class WallStreetFedsModel(mesa.Model):
             s[f"volume_usd/{c}"] = volume[c]
             s[f"contribution/{c}"] = self.contribution[c]
         self._stats = s
+
+
+def _remarked(old: AgentMarks, agents) -> AgentMarks:
+    """New `AgentMarks` for `agents`, carrying the fees earned so far over by agent."""
+    fees = dict(zip(old.ids.tolist(), old.values["fees_earned"].tolist(), strict=True))
+    new = AgentMarks(agents)
+    new.values["fees_earned"][:] = [fees.get(i, 0.0) for i in new.ids.tolist()]
+    return new
 
 
 class _as_scenario_error:

@@ -177,10 +177,7 @@ def _tables(model) -> dict[str, pd.DataFrame]:
     mdf = dc.get_model_vars_dataframe().reset_index(drop=True)
     mdf.insert(0, "step", range(len(mdf)))
     mdf["round"] = mdf["round"].astype("int64")
-    adf = dc.get_agent_vars_dataframe().reset_index()
-    adf = adf.rename(columns={adf.columns[0]: "step", adf.columns[1]: "agent_id"})
-    adf["step"] = adf["step"].astype("int64")
-    adf = adf.sort_values(["step", "agent_id"], kind="stable").reset_index(drop=True)
+    adf = model.agents_dataframe()
     rdf = pd.DataFrame(model.round_rows)
     from abm.model import EVENT_COLUMNS
 

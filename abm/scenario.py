@@ -286,6 +286,16 @@ class MarketSpec(_Spec):
     )
 
 
+class CollectSpec(_Spec):
+    """What the run tables record, and how often."""
+
+    agents_every: int = param(
+        1, "agents.parquet holds every agent's row at step 0, at every step that is a "
+        "multiple of this, and at the last step (model.parquet keeps one row per step)",
+        unit="steps", ge=1, le=1_000_000,
+    )
+
+
 class InvestorGroup(_Named):
     """A group of third-party investors sharing one strategy."""
 
@@ -348,6 +358,7 @@ class Scenario(_Spec):
                                            max_length=1000)
     liquidity_providers: list[LiquidityGroup] = param([], "liquidity providers, in groups",
                                                       max_length=1000)
+    collect: CollectSpec = param(CollectSpec(), "what the run tables record")
     counterfactual: bool = param(
         False, "also run the twin (same scenario and seed, reward budget 0) and write it under "
         "counterfactual/ in the run folder; doubles the run time"

@@ -94,7 +94,7 @@ def test_genesis_liquidity_goes_in_at_the_pools_price_and_a_late_lp_zaps_visibly
     assert genesis_lp.zapped_usd == 0.0
     model.run_for(5)
     assert late_lp.zapped_usd > 0  # the later entry swapped on the market: recorded
-    assert model.datacollector.get_agent_vars_dataframe()["zapped_usd"].max() > 0
+    assert model.agents_dataframe()["zapped_usd"].max() > 0
 
 
 @pytest.mark.parametrize("destination", ["pool", "client", "treasury"])

@@ -142,3 +142,47 @@ def test_a_group_selling_together_fetches_less_than_its_members_alone():
     assert market.group_liquidation_value(["alice", "bob"]) == together < 2 * alone
     assert market.group_liquidation_value(["alice"]) == alone
     assert market.group_liquidation_value(["alice", "alice"]) == alone  # a set of accounts
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    reserves=st.lists(st.tuples(st.integers(10**6, 10**27), st.integers(10**6, 10**27)),
+                      min_size=1, max_size=3),
+    fee_bps=st.sampled_from([0, 5, 30, 100]),
+    positions=st.lists(  # per account: cash, then per pool (tokens, share of seed's LP)
+        st.tuples(st.integers(0, 10**24),
+                  st.lists(st.tuples(st.integers(0, 10**27), st.floats(0.0, 0.3)),
+                           min_size=3, max_size=3)),
+        min_size=1, max_size=5),
+    drain=st.booleans(),
+)
+def test_mark_accounts_equals_value_breakdown_and_liquidation_value_per_account(
+    reserves, fee_bps, positions, drain
+):
+    """The one-pass valuation of many accounts (the model's per-step marks) is the
+    per-account reference, exactly, including dust shares, an account holding nothing and
+    a drained pool."""
+    tokens = [f"T{i}" for i in range(len(reserves))]
+    market = _market(dict(zip(tokens, reserves, strict=True)), fee_bps=fee_bps)
+    ledger = market.ledger
+    accounts = [f"a{k}" for k in range(len(positions))] + ["nobody"]
+    for account, (cash, per_pool) in zip(accounts, positions, strict=False):
+        if cash:
+            ledger.mint(account, "USD", cash)
+        for token, (amount, lp_fraction) in zip(tokens, per_pool, strict=False):
+            if amount:
+                ledger.mint(account, token, amount)
+            give = int(ledger.balance("seed", market.pools[token].lp_asset) * lp_fraction)
+            if give:
+                ledger.transfer("seed", account, market.pools[token].lp_asset, give)
+    if drain:  # the seed withdraws what it still holds of the first pool
+        pool = market.pools[tokens[0]]
+        left = ledger.balance("seed", pool.lp_asset)
+        if left and left * pool.reserves[0] // pool.total_shares:
+            pool.remove_liquidity("seed", left)
+    marks = market.mark_accounts(accounts)
+    for k, account in enumerate(accounts):
+        parts = market.value_breakdown(account)
+        assert (marks.usd[k], marks.tokens[k], marks.lp[k]) == (
+            parts["usd"], parts["tokens"], parts["lp"])
+        assert marks.if_sold[k] == market.liquidation_value(account)

@@ -185,3 +185,57 @@ def test_a_small_data_clients_size_weight_is_the_one_used():
         {"count": 3}, {"count": 1, "behaviour": "small_data"}])).federation.federation
     assert default.client_sizes[3] / np.mean(default.client_sizes[:3]) == pytest.approx(
         0.25, abs=0.02)
+
+
+def test_agent_rows_every_k_steps_are_the_every_step_rows_at_those_steps(small, tmp_path):
+    """`collect.agents_every`: agent rows at step 0, every k-th step and the last step,
+    exactly those of the every-step table; the model table and the summary do not change;
+    the label columns are categoricals that survive the parquet round trip, and the
+    analysis reads the thinned table."""
+    from abm.run import write_run
+    from analysis.metrics import client_rewards, investor_performance, lp_decomposition
+    from analysis.runs import load_run
+
+    full = simulate(small)  # 30 steps
+    thin = simulate(small.with_overrides({"collect.agents_every": 7}))
+    steps = sorted(thin.agents["step"].unique())
+    assert steps == [0, 7, 14, 21, 28, 30]
+    expected = full.agents[full.agents["step"].isin(steps)].reset_index(drop=True)
+    pd.testing.assert_frame_equal(thin.agents, expected, check_exact=True)
+    pd.testing.assert_frame_equal(thin.model, full.model, check_exact=True)
+    assert thin.summary["clients"] == full.summary["clients"]
+    assert thin.summary["holders"] == full.summary["holders"]
+    for column in ("agent_type", "strategy", "client"):
+        assert isinstance(thin.agents[column].dtype, pd.CategoricalDtype), column
+    assert list(thin.agents["agent_type"].cat.categories) == ["client", "investor", "lp",
+                                                              "federation"]
+    run = load_run(write_run(thin, tmp_path / "thin"))
+    assert isinstance(run.agents["strategy"].dtype, pd.CategoricalDtype)
+    full_run = load_run(write_run(full, tmp_path / "full"))
+    # what compares first and last rows is the same on both tables
+    pd.testing.assert_frame_equal(client_rewards(run), client_rewards(full_run))
+    # an LP still in the pools at the end is read at the last step on both; one that left
+    # is read at its last collected step with a position (docs/model.md, section 4.11)
+    held = lp_decomposition(full_run)["measured_step"] == 30
+    assert held.any()
+    pd.testing.assert_frame_equal(lp_decomposition(run)[held], lp_decomposition(full_run)[held])
+    perf = investor_performance(run)
+    assert list(perf["strategy"]) == sorted(perf["strategy"])
+    assert (perf["n"] > 0).all()
+
+
+def test_agents_every_is_validated(small):
+    with pytest.raises(ScenarioError, match=r"collect\.agents_every"):
+        small.with_overrides({"collect.agents_every": 0})
+
+
+def test_agent_attributes_read_the_models_marks(small):
+    model = WallStreetFedsModel(small)
+    model.run_for(12)
+    marks = model.market.mark_accounts([a.account for a in model.agents])
+    for k, agent in enumerate(model.agents):
+        assert agent.wealth == (marks.usd[k] + marks.tokens[k] + marks.lp[k]) / ONE
+        assert agent.wealth_if_sold == model.market.liquidation_value(agent.account) / ONE
+        assert agent.usd == model.ledger.balance(agent.account, "USD") / ONE
+    table = model.agents_dataframe()
+    assert table["step"].max() == 12 and len(table) == 13 * len(model.agents)

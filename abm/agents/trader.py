@@ -1,4 +1,4 @@
-"""What every market agent shares: a ledger account, guarded swaps and a wealth snapshot.
+"""What every market agent shares: a ledger account, guarded swaps and its marks (wealth).
 
 Trades go through the pools with two limits chosen by the agent's scenario group:
 a price-impact cap (an order is shrunk until executing it moves the price less than
@@ -35,14 +35,33 @@ def decision_units(x: float) -> int:
     return int(float(x) * ONE) if x > 0 else 0
 
 
+class _Marked:
+    """An agent attribute kept in the model's `AgentMarks` column of the same name (USD
+    display units): the model values every agent at once, the agent reads its row."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, agent: Trader | None, owner: type | None = None) -> float:
+        if agent is None:
+            return self  # type: ignore[return-value]
+        marks = agent.model.marks
+        return 0.0 if marks is None else float(marks.values[self.name][agent.mark_row])
+
+    def __set__(self, agent: Trader, value: float) -> None:
+        agent.model.marks.values[self.name][agent.mark_row] = value
+
+
 class Trader(mesa.Agent):
     """A Mesa agent with a ledger account that can swap on the model's market.
 
-    Attributes refreshed by `snapshot()` each step (USD display units): `usd`, `token_value`,
-    `lp_value`, `wealth` (all marked at spot) and `wealth_if_sold` (what the agent would hold
-    in USD after selling everything alone, `Market.liquidation_value`); plus `fees_earned`
-    (its cumulative share of pool fees, for any holder of liquidity shares), `hodl_value` and
-    `zapped_usd` (liquidity providers only).
+    Attributes refreshed by the model at the end of each step (USD display units; 0 before
+    the model's first valuation): `usd`, `token_value`, `lp_value`, `wealth` (all marked at
+    spot) and `wealth_if_sold` (what the agent would hold in USD after selling everything
+    alone, `Market.liquidation_value`); plus `fees_earned` (its cumulative share of pool fees,
+    for any holder of liquidity shares). They live in the model's `AgentMarks` columns
+    (`abm.collect`), so that valuing and recording every agent is one pass, not a call per
+    agent. `hodl_value` and `zapped_usd` are plain attributes (liquidity providers only).
 
     `stream` is the agent's own random generator (`abm.streams`, keyed by its account), so
     its draws never depend on other agents' or on the order they act in.
@@ -50,6 +69,12 @@ class Trader(mesa.Agent):
 
     agent_type = "trader"
     model: WallStreetFedsModel
+    usd = _Marked()
+    token_value = _Marked()
+    lp_value = _Marked()
+    wealth = _Marked()
+    wealth_if_sold = _Marked()
+    fees_earned = _Marked()
 
     def __init__(self, model: WallStreetFedsModel, account: str, strategy: str,
                  max_slippage: float, client: str = "") -> None:
@@ -58,9 +83,8 @@ class Trader(mesa.Agent):
         self.strategy = strategy
         self.client = client
         self.max_slippage = max_slippage
-        self.usd = self.token_value = self.lp_value = self.wealth = 0.0
-        self.wealth_if_sold = 0.0
-        self.fees_earned = self.hodl_value = self.zapped_usd = 0.0
+        self.mark_row = -1  # this agent's row in the model's AgentMarks (set by them)
+        self.hodl_value = self.zapped_usd = 0.0
         self._stream: np.random.Generator | None = None
 
     @property
@@ -112,15 +136,6 @@ class Trader(mesa.Agent):
         if self._stream is None:
             self._stream = stream(self.model.config.seed, f"agent:{self.account}")
         return self._stream
-
-    def snapshot(self) -> None:
-        """Mark this agent's holdings to market and to liquidation (USD display units)."""
-        parts = self.market.value_breakdown(self.account)
-        self.usd = parts["usd"] / ONE
-        self.token_value = parts["tokens"] / ONE
-        self.lp_value = parts["lp"] / ONE
-        self.wealth = (parts["usd"] + parts["tokens"] + parts["lp"]) / ONE
-        self.wealth_if_sold = self.market.liquidation_value(self.account) / ONE
 
     def act(self) -> None:
         """One step of market behaviour (overridden by each agent type)."""

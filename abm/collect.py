@@ -1,0 +1,155 @@
+"""The agents' marks as columns, and the agents table built from them.
+
+Every step the model values every agent once (`Market.mark_accounts`: one pass over the
+ledger's books, exact integers) and keeps the results as float64 columns (USD display units,
+one entry per agent in `unique_id` order), which the agents read back as attributes
+(`Trader.wealth`, ...), the model sums by holder type for `model.parquet`, and `AgentTable`
+copies, at the collected steps, as the rows of `agents.parquet`. No Python work per agent per
+step beyond the exact valuation of its holdings.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from abm.amm import ONE
+
+if TYPE_CHECKING:
+    from abm.agents.trader import Trader
+    from abm.amm import Market
+
+#: The agent types, in the order of `agents.parquet`'s `agent_type` categories.
+AGENT_TYPES = ("client", "investor", "lp", "federation")
+#: Float columns of `agents.parquet` (USD display units), in table order.
+VALUE_COLUMNS = ("usd", "token_value", "lp_value", "wealth", "wealth_if_sold", "fees_earned",
+                 "hodl_value", "zapped_usd")
+#: Text columns of `agents.parquet`, stored as pandas categoricals.
+LABEL_COLUMNS = ("agent_type", "strategy", "client")
+#: Columns of agents.parquet besides `step` and `agent_id` (docs/architecture.md).
+AGENT_COLUMNS = (*LABEL_COLUMNS, *VALUE_COLUMNS)
+#: Columns whose values live in `AgentMarks` (read and written through the agents'
+#: attributes); `hodl_value` and `zapped_usd` are the liquidity providers' own attributes.
+MARKED = VALUE_COLUMNS[:6]
+_LP_ONLY = VALUE_COLUMNS[6:]
+
+
+def _floats(units: list[int] | np.ndarray) -> np.ndarray:
+    """Exact ints (base units) -> float64 display units, each correctly rounded (the
+    division of Python ints, done in numpy's object loop; 18-decimal amounts overflow
+    int64)."""
+    return (np.array(units, dtype=object) / ONE).astype(np.float64)
+
+
+class AgentMarks:
+    """The agents' valuations this step, one float64 array per column of `MARKED`.
+
+    `agents` are the model's agents; they are kept in `unique_id` order and each learns its
+    row (`Trader.mark_row`). `rows_of(kind)` are the rows of one agent type.
+    """
+
+    def __init__(self, agents: Sequence[Trader]) -> None:
+        self.agents = sorted(agents, key=lambda a: a.unique_id)
+        n = len(self.agents)
+        self.ids = np.array([a.unique_id for a in self.agents], dtype=np.int64)
+        self.accounts = [a.account for a in self.agents]
+        self.labels = {
+            "agent_type": np.array([a.agent_type for a in self.agents], dtype=object),
+            "strategy": np.array([a.strategy for a in self.agents], dtype=object),
+            "client": np.array([a.client for a in self.agents], dtype=object),
+        }
+        self.values = {c: np.zeros(n) for c in MARKED}
+        self._lps = [(i, a) for i, a in enumerate(self.agents) if a.agent_type == "lp"]
+        self._type_rows = {t: np.flatnonzero(self.labels["agent_type"] == t)
+                           for t in AGENT_TYPES}
+        self._rows = {account: i for i, account in enumerate(self.accounts)}
+        for i, agent in enumerate(self.agents):
+            agent.mark_row = i
+
+    def __len__(self) -> int:
+        return len(self.agents)
+
+    def mark(self, market: Market) -> None:
+        """Value every agent at the market's current state (spot and if sold)."""
+        m = market.mark_accounts(self.accounts)
+        usd, tokens, lp = (np.array(x, dtype=object) for x in (m.usd, m.tokens, m.lp))
+        v = self.values
+        v["usd"][:] = _floats(usd)
+        v["token_value"][:] = _floats(tokens)
+        v["lp_value"][:] = _floats(lp)
+        v["wealth"][:] = _floats(usd + tokens + lp)  # the exact sum, rounded once
+        v["wealth_if_sold"][:] = _floats(m.if_sold)
+
+    def total(self, column: str, kind: str) -> float:
+        """Sum of `column` over the agents of type `kind`, added one by one in `unique_id`
+        order (a cumulative sum: the same float as a loop over the agents would give)."""
+        rows = self._type_rows[kind]
+        return float(np.cumsum(self.values[column][rows])[-1]) if len(rows) else 0.0
+
+    def accrue_fees(self, holders: dict[str, int], total_shares: int, fees: float) -> None:
+        """Add `fees` (USD) pro rata to the agents among `holders` (account -> LP shares of
+        one pool, base units; `total_shares` the pool's, locked ones included)."""
+        idx, coef = [], []
+        for account, shares in holders.items():
+            i = self._rows.get(account)
+            if i is not None:
+                idx.append(i)
+                coef.append(shares / total_shares)  # exact int division, correctly rounded
+        if idx:
+            self.values["fees_earned"][idx] += np.array(coef) * fees
+
+    def row_values(self) -> np.ndarray:
+        """This step's `VALUE_COLUMNS`, an (agents, 8) float64 array (a copy)."""
+        out = np.empty((len(self.agents), len(VALUE_COLUMNS)))
+        for j, column in enumerate(MARKED):
+            out[:, j] = self.values[column]
+        for j, column in enumerate(_LP_ONLY, start=len(MARKED)):
+            out[:, j] = 0.0
+            for i, lp in self._lps:
+                out[i, j] = getattr(lp, column)
+        return out
+
+
+class AgentTable:
+    """The rows of `agents.parquet`, one block per collected step: every agent's labels
+    and `VALUE_COLUMNS` (`AgentMarks.row_values`) at that step."""
+
+    def __init__(self) -> None:
+        self._blocks: list[tuple[int, AgentMarks, np.ndarray]] = []
+
+    def __len__(self) -> int:
+        return sum(len(marks) for _, marks, _ in self._blocks)
+
+    @property
+    def steps(self) -> list[int]:
+        """The collected steps, in order."""
+        return [step for step, _, _ in self._blocks]
+
+    def collect(self, step: int, marks: AgentMarks) -> None:
+        self._blocks.append((step, marks, marks.row_values()))
+
+    def dataframe(self) -> pd.DataFrame:
+        """`step, agent_id, agent_type, strategy, client, <VALUE_COLUMNS>`, sorted by step
+        then agent id; the three label columns are categoricals (`agent_type`'s categories
+        are `AGENT_TYPES`, the others' their sorted values)."""
+        if not self._blocks:
+            return pd.DataFrame({c: pd.Series(dtype="int64") for c in ("step", "agent_id")}
+                                | {c: pd.Series(dtype="category") for c in LABEL_COLUMNS}
+                                | {c: pd.Series(dtype="float64") for c in VALUE_COLUMNS})
+        sizes = [len(marks) for _, marks, _ in self._blocks]
+        data: dict[str, Any] = {
+            "step": np.repeat(np.array(self.steps, dtype=np.int64), sizes),
+            "agent_id": np.concatenate([marks.ids for _, marks, _ in self._blocks]),
+        }
+        for column in LABEL_COLUMNS:
+            labels = np.concatenate([marks.labels[column] for _, marks, _ in self._blocks])
+            categories = (list(AGENT_TYPES) if column == "agent_type"
+                          else sorted(set(labels.tolist())))
+            data[column] = pd.Categorical(labels, categories=categories)
+        values = np.concatenate([v for _, _, v in self._blocks])
+        for j, column in enumerate(VALUE_COLUMNS):
+            data[column] = values[:, j]
+        return pd.DataFrame(data)
