@@ -1,8 +1,10 @@
 """Run every benchmark in bench/: `python -m bench` (what `make bench` does).
 
-bench.amm always runs; bench.fl, bench.model and bench.sweep run when they exist and are
-skipped with a one-line notice while they do not. A benchmark that exists but fails (to import
-or to run) is reported, the others still run, and the exit status is 1.
+bench.amm always runs; the others run when they exist and are skipped with a one-line notice
+while they do not. A benchmark that exists but fails (to import or to run) is reported, the
+others still run, and the exit status is 1. At the end, the rows the benchmarks recorded
+(`bench.table.record`) are printed as one table: issue 13's figures, each with its target and
+met / NOT met. A new benchmark is one module here plus its name in OPTIONAL.
 """
 
 from __future__ import annotations
@@ -11,8 +13,10 @@ import importlib
 import sys
 import traceback
 
+from bench.table import print_table
+
 REQUIRED = ("bench.amm",)
-OPTIONAL = ("bench.fl", "bench.model", "bench.sweep")
+OPTIONAL = ("bench.fl", "bench.model", "bench.market_loop", "bench.sweep", "bench.viz")
 
 
 def main() -> int:
@@ -33,6 +37,7 @@ def main() -> int:
         except Exception:
             failed.append(name)
             traceback.print_exc()
+    print_table()
     if failed:
         print(f"benchmarks failed: {', '.join(failed)}", file=sys.stderr)
         return 1

@@ -20,6 +20,10 @@ Rows:
 4. 30 and 50 clients (digits, MLP, negative loss): GTG's and Monte-Carlo's time per round and
    error against a high-sample reference (plain permutation sampling, no truncation); the
    reference's own error is estimated from its two halves.
+5. GTG-Shapley's cap and convergence tolerance, studied on row 2's rounds: for each setting,
+   its time against exact (side by side on the real games) and its accuracy against exact
+   (Spearman and relative L1 error over 20 permutation seeds per round, on each round's table
+   of all 1,024 utilities): what a cheaper setting costs in accuracy.
 
 The baseline's end-to-end time and its split by phase are printed by ``bench.model``.
 """
@@ -50,6 +54,7 @@ from abm.fl.game import LOSS_TOLERANCE, CoalitionGame
 from abm.fl.shapley import all_masks, exact_shapley, shapley_from_values, tmc_shapley
 from abm.scenario import parse_scenario, read_yaml
 from bench.cifar_like import write_cifar_like
+from bench.table import record
 
 SEED = 0
 ROUNDS = 50
@@ -137,7 +142,74 @@ def exact_and_gtg() -> dict[str, Any]:
             "rel_l1": float(np.abs(phi - phi_gtg).sum() / np.abs(phi).sum()),
         })
     return {"rows": rows, "fl_s": fl_s, "n_params": fed.n_params,
-            "client_sizes": fed.client_sizes.tolist(), "final_loss": fed.loss}
+            "client_sizes": fed.client_sizes.tolist(), "final_loss": fed.loss,
+            "games": {r: res.game for r, res in results.items()}}
+
+
+# -- row 5 ------------------------------------------------------------------------------------
+GTG_SETTINGS = (
+    ("default (cap 100, tol 0.05)", {}),
+    ("cap 80", {"max_permutations": 80}),
+    ("cap 60", {"max_permutations": 60}),
+    ("cap 50", {"max_permutations": 50}),
+    ("convergence_tol 0.1", {"convergence_tol": 0.1}),
+    ("convergence_tol 0.2", {"convergence_tol": 0.2}),
+)
+STUDY_SEEDS = 20
+
+
+def gtg_study(games: dict[int, CoalitionGame]) -> list[dict[str, Any]]:
+    from abm.fl.shapley import gtg_shapley
+
+    n = next(iter(games.values())).n_players
+    masks = all_masks(n)
+    bits = 1 << np.arange(n, dtype=np.int64)
+    tables = {}
+    for r, game in games.items():
+        game.clear_cache()
+        tables[r] = np.asarray(game(masks), dtype=np.float64)
+    out = []
+    for label, kw in GTG_SETTINGS:
+        rho, l1, evals = [], [], []
+        for r, v in tables.items():
+            phi = shapley_from_values(v, n)
+
+            def lookup(m, v=v):
+                return v[(m.astype(np.int64) * bits).sum(1)]
+
+            for seed in range(STUDY_SEEDS):
+                est = gtg_shapley(lookup, n, rng=np.random.default_rng(1000 * r + seed), **kw)
+                rho.append(float(spearmanr(phi, est.values).statistic))
+                l1.append(float(np.abs(est.values - phi).sum() / np.abs(phi).sum()))
+                evals.append(est.evaluations)
+        t_gtg = t_exact = 0.0
+        for r, game in games.items():
+            def gtg(game=game, r=r, kw=kw):
+                game.clear_cache()
+                return gtg_shapley(game, n, rng=np.random.default_rng(r), **kw)
+
+            def exact(game=game):
+                game.clear_cache()
+                return exact_shapley(game, n)
+
+            a, _, b, _ = _interleaved(gtg, exact, reps=3)
+            t_gtg += a
+            t_exact += b
+        out.append({"setting": label, "ratio": t_gtg / t_exact,
+                    "spearman": statistics.median(rho),
+                    "spearman_p10": float(np.percentile(rho, 10)),
+                    "rel_l1": statistics.median(l1), "evaluations": statistics.fmean(evals)})
+    return out
+
+
+def report_gtg_study(rows: list[dict[str, Any]]) -> None:
+    print(f"GTG-Shapley's cap and tolerance (row 2's rounds; accuracy over {STUDY_SEEDS} seeds "
+          "per round against exact):")
+    print("  setting                       time vs exact  coalitions  median Spearman  "
+          "10th pct  median rel L1")
+    for x in rows:
+        print(f"  {x['setting']:<29} {x['ratio']:8.2f}x    {x['evaluations']:10.0f}  "
+              f"{x['spearman']:15.3f}  {x['spearman_p10']:8.3f}  {x['rel_l1']:13.3f}")
 
 
 def report_exact_and_gtg(f: dict[str, Any]) -> list[tuple[str, str, str, bool]]:
@@ -295,14 +367,18 @@ def main() -> None:
     old = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        summary = report_exact_and_gtg(exact_and_gtg())
+        measured = exact_and_gtg()
+        summary = report_exact_and_gtg(measured)
+        report_gtg_study(gtg_study(measured.pop("games")))
         report_many(many_clients())
         summary += report_cifar(cifar())
     finally:
         torch.set_num_threads(old)
     print("summary (learning rows of issue 13):")
-    for name, got, target, ok in summary:
+    for (name, got, target, ok), key in zip(summary, ("exact_fast_path", "gtg_vs_exact",
+                                                       "cifar_round"), strict=True):
         print(f"  {name:50s} {got:42s} target {target:24s} {_verdict(ok)}")
+        record(key, name, got, target, ok)
 
 
 if __name__ == "__main__":
