@@ -167,3 +167,49 @@ def test_sweep_on_dask_survives_a_killed_worker_with_every_run_once(
         pd.testing.assert_frame_equal(
             pd.read_parquet(out / "runs" / first.run_id / f"{table}.parquet"),
             getattr(alone, table))
+
+
+def _profiling(dask_worker) -> list[bool]:
+    from abm.sweep.execute import DASK_PROFILER_CALLBACKS
+
+    return [dask_worker.periodic_callbacks[key].is_running() for key in DASK_PROFILER_CALLBACKS]
+
+
+def test_a_sweep_pauses_the_workers_profiler_while_it_runs_and_restores_it(
+    cluster: Cluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Dask's statistical profiler costs these pure-Python runs ~45 % CPU
+    (docs/performance.md): paused on every worker for the sweep, resumed after it."""
+
+    base = tmp_path / "small.yaml"
+    base.write_text(yaml.safe_dump(small_scenario().to_dict(), sort_keys=False))
+    path = tmp_path / "one.yaml"
+    path.write_text(yaml.safe_dump({"name": "one", "base": "small.yaml", "overrides": TINY,
+                                    "seeds": 1}))
+    during: dict[str, list[bool]] = {}
+    import cloudpickle
+
+    # the workers cannot import this test module: send `_profiling` by value
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    try:
+        _check_profiler_paused(cluster, path, tmp_path, monkeypatch, during)
+    finally:
+        cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
+    assert len(finished_run_ids(tmp_path / "out")) == 1
+
+
+def _check_profiler_paused(cluster, path, tmp_path, monkeypatch, during) -> None:
+    from abm.sweep import execute
+
+    with distributed.Client(cluster.address, timeout="30s") as client:
+        assert all(all(v) for v in client.run(_profiling).values())
+        real = execute._submit_and_drain
+
+        def spy(*args, **kwargs):
+            during.update(client.run(_profiling))
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(execute, "_submit_and_drain", spy)
+        run_sweep(path, scheduler=cluster.address, out=tmp_path / "out", progress=False)
+        assert len(during) == 2 and not any(any(v) for v in during.values())
+        assert all(all(v) for v in client.run(_profiling).values())
