@@ -9,12 +9,11 @@ evaluation), `contribution` (coalition evaluations), `market` (agents acting), `
 (valuing every agent, the model's figures, recording the step); `other` is the rest of the
 loop.
 
-Then the profile split: one more run under cProfile, its own time (tottime) summed by where
-the code lives — torch and the learning core (`abm/fl`), the market core (`abm/amm`), the
-agents (`abm/agents`), the model and its recording (`abm/model.py`, `abm/collect.py`), Mesa,
-NumPy, the rest — and the functions that take most of it. cProfile slows pure-Python code
-more than torch's kernels, so the split overstates the Python parts somewhat; the phase times
-above are the unprofiled ones.
+Then the profile split: one more run under cProfile, the cumulative time of each phase's
+entry point (`SPLIT`: FL training, contributions, agents acting, valuing every agent,
+recording, the tables) as a share of the run, and the functions with the most own time.
+cProfile slows pure-Python code more than torch's kernels, so the split overstates the
+Python parts somewhat; the phase times above are the unprofiled ones.
 """
 
 from __future__ import annotations
@@ -32,43 +31,50 @@ BASELINE = Path(__file__).resolve().parents[1] / "scenarios" / "baseline.yaml"
 TARGET_S = 2.0
 REPEAT = 2
 PHASES = ("setup", "fl", "contribution", "market", "collect")
-#: (label, test on a profiled function's file name), first match wins.
-AREAS = (
-    ("learning: torch", lambda f: "/torch/" in f),
-    ("learning: abm/fl", lambda f: "/abm/fl/" in f),
-    ("market core: abm/amm", lambda f: "/abm/amm/" in f),
-    ("agents: abm/agents", lambda f: "/abm/agents/" in f),
-    ("model + recording", lambda f: f.endswith(("/abm/model.py", "/abm/collect.py"))),
-    ("rewards: abm/rewards.py", lambda f: f.endswith("/abm/rewards.py")),
-    ("mesa", lambda f: "/mesa/" in f),
-    ("numpy", lambda f: "/numpy/" in f),
-    ("pandas/pyarrow (tables)", lambda f: "/pandas/" in f or "/pyarrow/" in f),
+#: The profile split: (label, file suffix, function) of each phase's entry point, whose
+#: cumulative time (cProfile's cumtime) is the phase's share of the profiled run.
+SPLIT = (
+    ("FL training (Federation.run_round)", "abm/fl/federation.py", "run_round"),
+    ("contributions, GTG (ContributionMethod.__call__)", "abm/fl/contribution.py", "__call__"),
+    ("market: agents acting (AgentSet.shuffle_do)", "mesa/agentset.py", "shuffle_do"),
+    ("collect: valuing every agent (model._refresh)", "abm/model.py", "_refresh"),
+    ("collect: recording the step (model._collect)", "abm/model.py", "_collect"),
+    ("tables and summary (run._tables, run._summary)", "abm/run.py", "_tables|_summary"),
 )
 
 
-def _area(filename: str) -> str:
-    for label, test in AREAS:
-        if test(filename):
-            return label
-    return "builtins (C calls)" if filename == "~" else "other"
+def split_of(stats: dict) -> tuple[float, list[tuple[str, float]]]:
+    """(the run's profiled seconds, [(phase, cumulative seconds)]) from `pstats` stats."""
+    def cum(suffix: str, names: str) -> float:
+        return sum(v[3] for (f, _l, n), v in stats.items()
+                   if f.endswith(suffix) and n in names.split("|"))
+
+    total = cum("abm/run.py", "simulate")
+    rows = [(label, cum(suffix, names)) for label, suffix, names in SPLIT]
+    if not rows[4][1]:  # before abm.collect: Mesa's DataCollector recorded agents too
+        rows[4] = (rows[4][0].replace("model._collect", "DataCollector.collect"),
+                   cum("mesa/datacollection.py", "collect"))
+    rows.append(("rest of the loop", total - sum(v for _, v in rows)))
+    return total, rows
 
 
-def profile_split(scenario, top: int = 12) -> tuple[dict[str, float], list[tuple[str, float]]]:
-    """(seconds of own time by area, the `top` functions by own time) of one profiled run."""
+def profile_split(scenario, top: int = 10) -> tuple[float, list[tuple[str, float]],
+                                                    list[tuple[str, float]]]:
+    """(profiled seconds, the split by phase, the `top` functions by own time) of one run
+    under cProfile."""
     profiler = cProfile.Profile()
     profiler.enable()
     simulate(scenario, counterfactual=False)
     profiler.disable()
     stats = pstats.Stats(profiler).stats  # (file, line, name) -> (cc, nc, tt, ct, callers)
-    areas: dict[str, float] = {}
+    total, rows = split_of(stats)
     functions = []
     for (filename, line, name), (_cc, _nc, tottime, _ct, _callers) in stats.items():
-        label = _area(filename)
-        areas[label] = areas.get(label, 0.0) + tottime
-        where = filename.split("/site-packages/")[-1].split("/wt-d/")[-1]
+        where = filename.split("/site-packages/")[-1]
+        where = where.split("/abm/", 1)[-1] if "/abm/" in where else where
         functions.append((f"{where}:{line}({name})", tottime))
     functions.sort(key=lambda x: -x[1])
-    return areas, functions[:top]
+    return total, rows, functions[:top]
 
 
 def main() -> None:
@@ -101,12 +107,12 @@ def main() -> None:
     record("baseline", "baseline end to end (500 steps, 50 rounds), simulation time",
            f"{total:.2f} s wall ({cpu:.2f} s CPU); {split}", f"<= {TARGET_S:.0f} s", met)
 
-    areas, functions = profile_split(scenario)
-    whole = sum(areas.values())
-    print(f"profile split of the baseline (cProfile, own time, {whole:.2f} s profiled):")
-    for label, seconds in sorted(areas.items(), key=lambda x: -x[1]):
-        print(f"  {label:<26}{seconds:7.2f} s  {100 * seconds / whole:5.1f} %")
-    print("  largest functions by own time:")
+    whole, rows, functions = profile_split(scenario)
+    print(f"profile split of the baseline (cProfile, cumulative time of each phase, "
+          f"{whole:.2f} s profiled):")
+    for label, seconds in rows:
+        print(f"  {label:<50}{seconds:7.2f} s  {100 * seconds / whole:5.1f} %")
+    print("  largest functions by own time (cProfile tottime):")
     for name, seconds in functions:
         print(f"    {seconds:6.2f} s  {100 * seconds / whole:5.1f} %  {name}")
 
