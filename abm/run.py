@@ -458,3 +458,10 @@ def write_run(result: RunResult, out_dir: str | Path) -> Path:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out
+
+
+def tables(model) -> dict[str, pd.DataFrame]:
+    """The run tables of a model as it stands (`model`, `agents`, `rounds`, `events`: the
+    columns and dtypes `write_run` writes), e.g. for the browser app's downloads after some
+    steps of a run."""
+    return _tables(model)

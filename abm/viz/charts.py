@@ -19,8 +19,9 @@ import html
 import math
 import weakref
 from collections.abc import Iterable, Sequence
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
+import colorcet
 import numpy as np
 import pandas as pd
 import solara
@@ -43,6 +44,16 @@ MAX_MARKERS = 100
 ROUND_MARKER_COLOUR = "#9e9e9e"
 #: Name of the legend entry that toggles the FL round markers.
 ROUND_MARKER_NAME = "FL round"
+#: One colour per client, in client order: colorcet's Glasbey palette that starts with
+#: matplotlib's tab10 (so up to 10 clients look as in the report's figures) and adds the
+#: colours most distinct from those; 20 colours, pairwise at least 27 CIELAB units apart
+#: (tab20's light half has pairs 17 apart). Beyond 20 clients the colours repeat.
+CLIENT_COLOURS: tuple[str, ...] = tuple(colorcet.glasbey_category10[:20])
+#: Width in pixels assumed for a chart's legend when working out how many lines it wraps
+#: onto (a chart is about 640 pixels wide in the two-column layout; narrower is safe).
+LEGEND_WIDTH_PX = 520
+#: Height of one legend line in pixels (ECharts' default item height plus its gap).
+LEGEND_LINE_PX = 22
 #: Agent types shown in the wealth chart, with the table columns that hold their total at
 #: spot and if sold (what selling everything alone would fetch).
 WEALTH_COLUMNS = {
@@ -60,6 +71,7 @@ class ObservedModel(Protocol):
 
     client_ids: list[str]
     last_round_rows: list[dict[str, Any]]
+    events: list[dict[str, Any]]
     steps: int
     config: Any  # the resolved `abm.scenario.Scenario` the model runs
 
@@ -113,6 +125,26 @@ def round_steps(frame: pd.DataFrame) -> list[int]:
 # -- ECharts options ---------------------------------------------------------------------------
 
 
+def client_colour(i: int) -> str:
+    """Colour of the `i`-th client (0-based), the same on every chart and page."""
+    return CLIENT_COLOURS[i % len(CLIENT_COLOURS)]
+
+
+def legend_lines(labels: Sequence[str], width_px: int = LEGEND_WIDTH_PX) -> int:
+    """Lines a plain (wrapping, never paginated) ECharts legend of `labels` takes.
+
+    Each entry is its 25-pixel symbol, a 5-pixel gap, about 7 pixels per character of its
+    label at 12 px and ECharts' 10-pixel item gap; entries wrap like words.
+    """
+    lines, used = 1, 0
+    for label in labels:
+        width = 25 + 5 + 7 * len(label) + 10
+        if used and used + width > width_px:
+            lines, used = lines + 1, 0
+        used += width
+    return lines
+
+
 def line_option(
     frame: pd.DataFrame,
     series: dict[str, str],
@@ -120,20 +152,32 @@ def line_option(
     title: str,
     y_name: str,
     markers: Sequence[int] = (),
+    marker_labels: dict[int, str] | None = None,
     y_range: tuple[float, float] | None = None,
     steps_shape: bool = False,
+    colours: dict[str, str] | None = None,
+    extra: Sequence[dict[str, Any]] = (),
 ) -> dict[str, Any]:
     """An ECharts line chart of table columns against the step.
 
     Args:
         frame: the model table (`model_table`), indexed by step.
-        series: legend label -> table column, in legend (and colour) order.
+        series: legend label -> table column, in legend order.
         title: chart title; `y_name`: the y axis name with its unit.
-        markers: steps at which to draw a dashed vertical FL-round marker.
+        markers: steps at which to draw a dashed vertical FL-round marker;
+            `marker_labels`: step -> its tooltip (the round's event text).
         y_range: fixed (min, max) of the y axis; `None` lets the axis follow the data.
         steps_shape: draw each series as a step function (values that change once a round).
+        colours: legend label -> colour; labels without one take ECharts' palette.
+        extra: data-less marker series (events) appended after the lines, each with a legend
+            entry of its own name that toggles it.
+
+    A table of one row (genesis, step 0) is drawn as dots, so that no chart is empty at
+    step 0; the legend wraps onto as many lines as it needs (never paginated) and the plot
+    starts below it.
     """
     labels = list(series)
+    colours = colours or {}
     source: list[list[Any]] = [["step", *labels]]
     if not frame.empty and labels:
         frame = frame.iloc[drawn_rows(len(frame))]
@@ -143,28 +187,39 @@ def line_option(
         if not np.isfinite(data).all():
             rows = [[v if math.isfinite(v) else None for v in row] for row in rows]
         source.extend([step, *row] for step, row in zip(frame.index.tolist(), rows, strict=True))
+    single = len(source) == 2
     lines: list[dict[str, Any]] = [
-        {"type": "line", "name": label, "showSymbol": False, "encode": {"x": "step", "y": label},
-         **({"step": "end"} if steps_shape else {})}
+        {"type": "line", "name": label, "showSymbol": single, "encode": {"x": "step", "y": label},
+         **({"step": "end"} if steps_shape else {}),
+         **({"itemStyle": {"color": colours[label]}, "lineStyle": {"color": colours[label]}}
+            if label in colours else {})}
         for label in labels
     ]
     legend = [*labels]
     if len(markers):
-        lines.append(_round_markers([markers[i] for i in drawn_rows(len(markers), MAX_MARKERS)]))
+        lines.append(_round_markers([markers[i] for i in drawn_rows(len(markers), MAX_MARKERS)],
+                                    marker_labels or {}))
         legend.append(ROUND_MARKER_NAME)
+    for marker in extra:
+        lines.append(marker)
+        legend.append(marker["name"])
     y_axis: dict[str, Any] = {"type": "value", "name": y_name, "scale": y_range is None,
                               "nameTextStyle": {"align": "left"}}
     if y_range is not None:
         y_axis["min"], y_axis["max"] = y_range
+    last_step = source[-1][0] if len(source) > 1 else 0
+    legend_top = 28
     return {
         # Animation off: a redraw per step must be instant, and tweening hides the change.
         "animation": False,
         "title": {"text": title, "left": 8, "top": 4, "textStyle": {"fontSize": 14}},
         "tooltip": {"trigger": "axis"},
-        "legend": {"type": "scroll", "data": legend, "top": 28, "left": 8, "right": 8},
-        "grid": {"top": 84, "left": 64, "right": 20, "bottom": 36},
+        "legend": {"type": "plain", "data": legend, "top": legend_top, "left": 8, "right": 8},
+        "grid": {"top": legend_top + LEGEND_LINE_PX * legend_lines(legend) + 34, "left": 64,
+                 "right": 20, "bottom": 36},
         "dataset": {"source": source},
-        "xAxis": {"type": "value", "name": "step", "min": 0, "max": "dataMax",
+        # At genesis the axis spans one step, so that the step-0 dots sit at its left end.
+        "xAxis": {"type": "value", "name": "step", "min": 0, "max": max(int(last_step), 1),
                   "nameLocation": "middle", "nameGap": 22, "minInterval": 1,
                   "axisLabel": {"showMaxLabel": False}},
         "yAxis": y_axis,
@@ -172,40 +227,72 @@ def line_option(
     }
 
 
-def price_option(frame: pd.DataFrame, clients: Sequence[str]) -> dict[str, Any]:
-    """Spot price of each client's token (USD per token), with FL round markers."""
+def client_colours(clients: Sequence[str]) -> dict[str, str]:
+    """Client id -> its colour (`client_colour` of its position)."""
+    return {c: client_colour(i) for i, c in enumerate(clients)}
+
+
+def price_option(frame: pd.DataFrame, clients: Sequence[str],
+                 events: Sequence[dict[str, Any]] = ()) -> dict[str, Any]:
+    """Spot price of each client's token (USD per token), with the run's events marked:
+    FL rounds as dashed lines, windows (a pump, an offering) as shaded bands, and point
+    events (a client leaving or rejoining, a dump) as pins on the client's price line; each
+    with its description as tooltip (`event_markers`)."""
+    rounds = {int(e["step"]): event_label(e) for e in events if e["kind"] == "round"}
+    others = [e for e in events if e["kind"] != "round"]
     return line_option(frame, {c: f"price/{c}" for c in clients},
                        title="Token price per client", y_name="USD per token",
-                       markers=round_steps(frame))
+                       markers=round_steps(frame), marker_labels=rounds,
+                       colours=client_colours(clients),
+                       extra=event_markers(others, frame, clients))
 
 
 def contribution_option(frame: pd.DataFrame, clients: Sequence[str]) -> dict[str, Any]:
     """Each client's contribution score of the latest round (method units; 0 before round 1)."""
     return line_option(frame, {c: f"contribution/{c}" for c in clients},
                        title="Contribution signal per client", y_name="score (latest round)",
-                       markers=round_steps(frame), steps_shape=True)
+                       markers=round_steps(frame), steps_shape=True,
+                       colours=client_colours(clients))
 
 
 def reserves_option(frame: pd.DataFrame, clients: Sequence[str]) -> dict[str, Any]:
     """USD reserve of each client's pool (USD): half the value a V2 pool holds at spot."""
     return line_option(frame, {c: f"reserve_usd/{c}" for c in clients},
                        title="Pool liquidity (USD reserve per pool)", y_name="USD",
-                       markers=round_steps(frame))
+                       markers=round_steps(frame), colours=client_colours(clients))
 
 
-def wealth_option(frame: pd.DataFrame) -> dict[str, Any]:
-    """Wealth of each agent type as the change since genesis (USD), at spot and if sold.
+#: The wealth chart's valuations (its toggle), and which `WEALTH_COLUMNS` each shows.
+VALUATIONS = {"at spot": (" at spot",), "if sold": (" if sold",),
+              "both": (" at spot", " if sold")}
+#: Colour per agent type in the wealth charts (spot solid, if sold dashed in the same colour).
+TYPE_COLOURS = {"clients": "#1f77b4", "investors": "#d62728", "liquidity providers": "#2ca02c",
+                "federation": "#9467bd"}
+
+
+def wealth_option(frame: pd.DataFrame, valuation: str = "both") -> dict[str, Any]:
+    """Wealth of each agent type (clients, investors, liquidity providers, the federation) as
+    the change since genesis (USD), at spot, if sold, or both (`VALUATIONS`).
 
     Changes rather than levels: the types start orders of magnitude apart (a few investors'
-    cash against every client's whole token supply), and who gains is the question. Both
-    valuations, because a thin pool's spot mark can be far above what selling would fetch.
+    cash against every client's whole token supply), and who gains is the question. If sold
+    beside spot, because a thin pool's spot mark can be far above what selling would fetch:
+    each type keeps its colour, the if-sold line is dashed.
     """
-    present = {label: col for label, col in WEALTH_COLUMNS.items() if col in frame}
+    suffixes = VALUATIONS[valuation]
+    present = {label: col for label, col in WEALTH_COLUMNS.items()
+               if col in frame and label.endswith(suffixes)}
     levels = frame[list(present.values())]
     change = levels - levels.iloc[0] if not levels.empty else levels
-    return line_option(change, present,
-                       title="Wealth change by agent type since step 0, at spot and if sold",
-                       y_name="USD", markers=round_steps(frame))
+    colours = {label: TYPE_COLOURS[label.rsplit(" ", 2)[0]] for label in present}
+    option = line_option(change, present,
+                         title=f"Wealth change by agent type since step 0, "
+                               f"{'at spot and if sold' if valuation == 'both' else valuation}",
+                         y_name="USD", markers=round_steps(frame), colours=colours)
+    for line in option["series"]:
+        if str(line.get("name", "")).endswith(" if sold"):
+            line["lineStyle"] = {**line.get("lineStyle", {}), "type": "dashed"}
+    return option
 
 
 def accuracy_option(frame: pd.DataFrame) -> dict[str, Any]:
@@ -215,14 +302,131 @@ def accuracy_option(frame: pd.DataFrame) -> dict[str, Any]:
                        y_range=(0.0, 1.0), steps_shape=True)
 
 
-def _round_markers(steps: Iterable[int]) -> dict[str, Any]:
-    """A data-less series whose mark lines are the FL rounds (its legend entry toggles them)."""
+#: How each event kind is drawn: legend entry, colour and ECharts marker. A `start` kind opens
+#: a window that its `end` kind closes (a shaded band, open windows reach the current step);
+#: every other kind is a point: a pin on the price line of the client it concerns, or a
+#: vertical line when it concerns no client. A kind not listed here (added to
+#: `abm.model.EVENT_KINDS` later) is drawn as a point under its own name.
+EVENT_STYLES: dict[str, dict[str, str]] = {
+    "leave": {"group": "client left", "colour": "#e65100"},
+    "join": {"group": "client (re)joined", "colour": "#2e7d32"},
+    "dump": {"group": "dump", "colour": "#b71c1c"},
+    "pump_start": {"group": "pump window", "colour": "rgba(183, 28, 28, 0.12)",
+                   "end": "pump_end"},
+    "offering_start": {"group": "offering window", "colour": "rgba(63, 81, 181, 0.12)",
+                       "end": "offering_end"},
+}
+_WINDOW_ENDS = {style["end"]: kind for kind, style in EVENT_STYLES.items() if "end" in style}
+
+
+class Window(NamedTuple):
+    """A window event pair: its start kind, the start event, and its end step (`None`: open,
+    drawn to the current step)."""
+
+    kind: str
+    start: dict[str, Any]
+    end: int | None
+
+
+def event_windows(events: Sequence[dict[str, Any]]
+                  ) -> tuple[list[Window], list[dict[str, Any]]]:
+    """Pair window events (`EVENT_STYLES` kinds with an `end`) and return (windows in order
+    of start, the remaining point events in order).
+
+    A start is closed by the next end of its kind for the same client and agent; a window
+    with no end yet is open. An end without a start stays a point event.
+    """
+    open_: dict[tuple[str, str, int], dict[str, Any]] = {}
+    windows: list[Window] = []
+    points: list[dict[str, Any]] = []
+    for event in events:
+        kind = event["kind"]
+        who = (event.get("client", ""), int(event.get("agent_id", -1)))
+        if "end" in EVENT_STYLES.get(kind, {}):
+            if (kind, *who) in open_:  # a second start before the end: a point of its own
+                points.append(event)
+            else:
+                open_[(kind, *who)] = event
+        elif kind in _WINDOW_ENDS and (_WINDOW_ENDS[kind], *who) in open_:
+            start = open_.pop((_WINDOW_ENDS[kind], *who))
+            windows.append(Window(start["kind"], start, int(event["step"])))
+        else:
+            points.append(event)
+    windows.extend(Window(key[0], start, None) for key, start in open_.items())
+    windows.sort(key=lambda w: (int(w.start["step"]), w.kind))
+    return windows, points
+
+
+def event_label(event: dict[str, Any]) -> str:
+    """Tooltip text of an event: its step, the client it concerns and its description."""
+    who = f" · {event['client']}" if event.get("client") else ""
+    text = event.get("text") or event["kind"].replace("_", " ")
+    return f"step {event['step']}{who}: {text}"
+
+
+def event_markers(events: Sequence[dict[str, Any]], frame: pd.DataFrame,
+                  clients: Sequence[str]) -> list[dict[str, Any]]:
+    """Data-less ECharts series that mark `events` (rows of `WallStreetFedsModel.events`,
+    FL rounds excluded: `line_option` draws those) on a price chart, one series per legend
+    group of `EVENT_STYLES`, each marker with its description as tooltip.
+
+    Windows become `markArea` bands (an open one reaches the latest step of `frame`); a
+    point event on a client becomes a `markPoint` pin at that client's price in that step
+    (`price/<client>` of `frame`), one on no client (or outside the table) a `markLine`.
+    Built from the events alone, so a kind recorded by any agent shows.
+    """
+    last_step = int(frame.index[-1]) if not frame.empty else 0
+    tooltip = {"trigger": "item", "formatter": "{b}"}
+    groups: dict[str, dict[str, Any]] = {}
+
+    def series_for(kind: str) -> dict[str, Any]:
+        style = EVENT_STYLES.get(kind, {"group": kind.replace("_", " "), "colour": "#424242"})
+        name = style["group"]
+        if name not in groups:
+            groups[name] = {"type": "line", "name": name, "data": [],
+                            "itemStyle": {"color": style["colour"]},
+                            "lineStyle": {"color": style["colour"]}}
+        return groups[name]
+
+    windows, points = event_windows(events)
+    for window in windows:
+        area = series_for(window.kind).setdefault("markArea", {
+            "silent": False, "tooltip": tooltip, "label": {"show": False},
+            "itemStyle": {"color": EVENT_STYLES[window.kind]["colour"]}, "data": []})
+        until = f" (until step {window.end})" if window.end is not None else " (still open)"
+        end = last_step if window.end is None else window.end
+        area["data"].append([{"name": event_label(window.start) + until,
+                              "xAxis": int(window.start["step"])}, {"xAxis": end}])
+    for event in points:
+        series = series_for(event["kind"])
+        step = int(event["step"])
+        column = f"price/{event.get('client', '')}"
+        if event.get("client") in clients and column in frame and step in frame.index:
+            pins = series.setdefault("markPoint", {
+                "symbol": "pin", "symbolSize": 26, "tooltip": tooltip,
+                "label": {"show": False}, "data": []})
+            pins["data"].append({"name": event_label(event),
+                                 "coord": [step, round(float(frame.at[step, column]), DECIMALS)]})
+        else:
+            lines = series.setdefault("markLine", {
+                "symbol": "none", "silent": False, "tooltip": tooltip, "label": {"show": False},
+                "lineStyle": {"type": "solid", "width": 2}, "data": []})
+            lines["data"].append({"name": event_label(event), "xAxis": step})
+    return list(groups.values())
+
+
+def _round_markers(steps: Iterable[int], labels: dict[int, str]) -> dict[str, Any]:
+    """A data-less series whose mark lines are the FL rounds (its legend entry toggles them);
+    hovering a line shows its label (`labels[step]`, else "FL round at step N")."""
     style = {"type": "dashed", "color": ROUND_MARKER_COLOUR, "width": 1}
     return {
         "type": "line", "name": ROUND_MARKER_NAME, "data": [], "lineStyle": style,
         "itemStyle": {"color": ROUND_MARKER_COLOUR},
-        "markLine": {"silent": True, "symbol": "none", "animation": False, "lineStyle": style,
-                     "label": {"show": False}, "data": [{"xAxis": s} for s in steps]},
+        "markLine": {"silent": False, "symbol": "none", "animation": False, "lineStyle": style,
+                     "tooltip": {"trigger": "item", "formatter": "{b}"},
+                     "label": {"show": False},
+                     "data": [{"xAxis": s, "name": labels.get(s, f"FL round at step {s}")}
+                              for s in steps]},
     }
 
 
@@ -243,8 +447,8 @@ def round_table(rows: Sequence[dict[str, Any]]) -> list[list[str]]:
         [
             str(row["client"]),
             str(row["behaviour"]),
-            f"{row['contribution']:.4f}",
-            f"{row['share']:.1%}",
+            "—" if math.isnan(row["contribution"]) else f"{row['contribution']:.4f}",
+            "—" if math.isnan(row["share"]) else f"{row['share']:.1%}",
             f"{row['reward_usd']:,.2f}",
             f"{row['tokens_minted'] - row['tokens_burned']:+,.2f}",
             f"{row['price_before']:.4f} → {row['price_after']:.4f}",
@@ -262,6 +466,15 @@ def round_table_html(rows: Sequence[dict[str, Any]]) -> str:
         for cells in round_table(rows)
     )
     return (f'<table class="wsf-round-table"><thead><tr>{head}</tr></thead>'
+            f"<tbody>{body}</tbody></table>")
+
+
+def html_table(headers: Sequence[str], rows: Iterable[Sequence[str]], css_class: str) -> str:
+    """A plain HTML table (every cell escaped) styled like the round table."""
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>"
+                   for cells in rows)
+    return (f'<table class="wsf-round-table {css_class}"><thead><tr>{head}</tr></thead>'
             f"<tbody>{body}</tbody></table>")
 
 
@@ -349,21 +562,45 @@ class ChartWidget(EchartsWidget):
 
 
 @solara.component
-def EChart(option: Opaque):
-    """An ECharts figure sized for one cell of SolaraViz's grid; `option` wraps the ECharts
-    option dict."""
+def EChart(option: Opaque, on_click: Any = None, height_px: int = CHART_HEIGHT_PX):
+    """An ECharts figure sized for one panel; `option` wraps the ECharts option dict;
+    `on_click(event)` receives ECharts' click event (`name`, `data`, `seriesName`, ...)."""
     return ChartWidget.element(
-        option=option, responsive=True, maps={},
-        attributes={"style": f"height: {CHART_HEIGHT_PX}px; width: 100%;",
-                    "class": "wsf-chart"},
+        option=option, responsive=True, maps={}, on_click=on_click,
+        attributes={"style": f"height: {height_px}px; width: 100%;", "class": "wsf-chart"},
     )
 
 
 @solara.component
+def Panel(children: list[Any] = []):  # noqa: B006 (solara's children convention)
+    """One cell of a page's grid (a card with a fixed height whose content scrolls)."""
+    return solara.Div(children=children, classes=["wsf-panel"])
+
+
+#: The pages' grid: as many columns of at least 560 pixels as fit (two on a laptop screen);
+#: a panel's content scrolls (both ways) instead of being clipped.
+PAGE_CSS = f"""
+.wsf-grid {{ display: grid; grid-template-columns: repeat(auto-fill, minmax(560px, 1fr));
+             gap: 12px; padding: 12px 4px; }}
+.wsf-panel {{ height: {CHART_HEIGHT_PX + 48}px; overflow: auto; background: white;
+              border: 1px solid #e0e0e0; border-radius: 4px; padding: 4px; }}
+.wsf-scroll {{ overflow: auto; max-height: {CHART_HEIGHT_PX - 60}px; }}
+"""
+
+
+@solara.component
+def Grid(children: list[Any] = []):  # noqa: B006
+    """A page: its panels in the responsive grid of `PAGE_CSS`."""
+    solara.Style(PAGE_CSS + ROUND_TABLE_CSS)
+    return solara.Div(children=[Panel(children=[c]) for c in children], classes=["wsf-grid"])
+
+
+@solara.component
 def PriceChart(model: ObservedModel):
-    """Token price per client (USD per token) with FL round markers."""
+    """Token price per client (USD per token) with the run's events marked."""
     step_signal.get()
-    return EChart(Opaque(price_option(model_table(model), model.client_ids)))
+    return EChart(Opaque(price_option(model_table(model), model.client_ids,
+                                      list(model.events))))
 
 
 @solara.component
@@ -380,11 +617,20 @@ def ReservesChart(model: ObservedModel):
     return EChart(Opaque(reserves_option(model_table(model), model.client_ids)))
 
 
+#: The wealth chart's valuation, per browser session (Solara keeps a reactive per session).
+valuation = solara.reactive("both")
+
+
 @solara.component
 def WealthChart(model: ObservedModel):
-    """Wealth by agent type (USD, marked to market)."""
+    """Wealth change by agent type (USD), at spot, if sold, or both (a toggle)."""
     step_signal.get()
-    return EChart(Opaque(wealth_option(model_table(model))))
+    with solara.Column(gap="0px") as main:
+        solara.ToggleButtonsSingle(value=valuation, values=list(VALUATIONS), dense=True,
+                                   classes=["wsf-valuation"])
+        EChart(Opaque(wealth_option(model_table(model), valuation.value)),
+               height_px=CHART_HEIGHT_PX - 36)
+    return main
 
 
 @solara.component
@@ -396,23 +642,43 @@ def AccuracyChart(model: ObservedModel):
 
 @solara.component
 def RoundTable(model: ObservedModel):
-    """The latest FL round: each client's contribution, reward share and reward."""
+    """The latest FL round: each client's contribution, reward share and reward (before the
+    first round: the clients with their genesis prices)."""
     step_signal.get()
-    with solara.Column(style={"height": f"{CHART_HEIGHT_PX}px", "overflow": "auto",
-                              "padding": "4px 8px"}, gap="4px") as main:
-        solara.Style(ROUND_TABLE_CSS)
+    with solara.Column(gap="4px", style={"padding": "4px 8px"}) as main:
         solara.Text("Latest FL round: contributions and rewards",
                     style={"font-weight": "bold", "font-size": "14px"})
         solara.Text(round_caption(model), classes=["wsf-round-caption"],
                     style={"font-size": "12px", "color": "#616161"})
         solara.Text(settings_caption(model.config), classes=["wsf-settings-caption"],
                     style={"font-size": "12px", "color": "#616161"})
-        if model.last_round_rows:
-            solara.HTML(unsafe_innerHTML=round_table_html(model.last_round_rows))
+        rows = model.last_round_rows or genesis_rows(model)
+        solara.HTML(unsafe_innerHTML=round_table_html(rows), classes=["wsf-scroll"])
     return main
 
 
-#: The app's panels, in grid order (two per row). They redraw on `step_signal`, so render
-#: `StepRelay()` once beside them.
+def genesis_rows(model: ObservedModel) -> list[dict[str, Any]]:
+    """Round-table rows before any round: each client at its genesis price, nothing paid."""
+    frame = model_table(model)
+    behaviour = {c.token: c.strategy for c in getattr(model, "clients", [])}
+    rows = []
+    for c in model.client_ids:
+        price = float(frame[f"price/{c}"].iloc[-1]) if f"price/{c}" in frame else math.nan
+        rows.append({"client": c, "behaviour": behaviour.get(c, ""), "contribution": math.nan,
+                     "share": math.nan, "reward_usd": 0.0, "tokens_minted": 0.0,
+                     "tokens_burned": 0.0, "price_before": price, "price_after": price})
+    return rows
+
+
+@solara.component
+def MarketPage(model: ObservedModel):
+    """The market page: prices with events, contributions, liquidity, wealth, accuracy and
+    the latest round."""
+    return Grid(children=[PriceChart(model), ContributionChart(model), ReservesChart(model),
+                          WealthChart(model), AccuracyChart(model), RoundTable(model)])
+
+
+#: The market page's panels, in grid order (two per row). They redraw on `step_signal`, so
+#: render `StepRelay()` once beside them.
 COMPONENTS = [PriceChart, ContributionChart, ReservesChart, WealthChart, AccuracyChart,
               RoundTable]
