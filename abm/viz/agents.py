@@ -271,8 +271,12 @@ def ClientPanel(model: Any):
     step_signal.get()
     client = _client_of(model)
     with solara.Column(gap="4px", style={"padding": "4px 8px"}) as main:
-        solara.Select("Client", value=client, values=list(model.client_ids),
-                      on_value=selected_client.set, classes=["wsf-client-select"])
+        solara.Text(f"{client}'s token: its largest holders at step {model.steps}",
+                    classes=["wsf-client-title"], style={"font-weight": "bold",
+                                                         "font-size": "14px"})
+        solara.Select("Client (or click a column of the heatmap)", value=client,
+                      values=list(model.client_ids), on_value=selected_client.set,
+                      classes=["wsf-client-select"])
         solara.HTML(unsafe_innerHTML=client_holders_html(model, client),
                     classes=["wsf-scroll"], style={"max-height": "220px"})
     return main
@@ -288,5 +292,5 @@ def ClientHistory(model: Any):
 def AgentsPage(model: Any):
     """Wealth distribution, holdings heatmap, largest holders, and the selected client's
     holders and round history."""
-    return Grid(children=[WealthHistogram(model), HoldingsHeatmap(model), LargestHolders(model),
-                          ClientPanel(model), ClientHistory(model)])
+    return Grid(children=[WealthHistogram(model), HoldingsHeatmap(model), ClientPanel(model),
+                          ClientHistory(model), LargestHolders(model)])

@@ -320,24 +320,34 @@ def StepCounter(model: VizModel):
 
 @solara.component
 def Downloads(model: VizModel, scenario: Scenario, values: dict[str, Any]):
-    """Download buttons: the run tables so far (Parquet, CSV) and the running scenario."""
-    charts.step_signal.get()
-    stem = downloads.file_stem(model)
-    with solara.Column(gap="2px", classes=["wsf-downloads"]):
+    """Download buttons: the run tables so far (Parquet, CSV) and the running scenario.
+
+    Not redrawn per step (the tables are read when a button is clicked), so the file names
+    carry no step number."""
+    stem = f"{model.config.name}-seed{model.config.seed}"
+    with solara.Column(gap="0px", classes=["wsf-downloads"]):
         for name in ("model", "agents", "rounds"):
-            with solara.Row(gap="4px"):
+            with solara.Row(gap="4px", style={"align-items": "center"}):
+                solara.Text(f"{name} table", style={"min-width": "110px"})
                 for fmt in downloads.FORMATS:
-                    solara.FileDownload(
-                        lambda name=name, fmt=fmt: downloads.table_bytes(model, name, fmt),
-                        filename=f"{stem}-{name}.{fmt}", label=f"{name} ({fmt})",
-                        mime_type=downloads.MIME[fmt])
-        solara.FileDownload(
-            lambda: downloads.scenario_yaml(model, source=str(scenario.source),
-                                            controls=controls_text(scenario, values)),
-            filename=f"{model.config.name}-seed{model.config.seed}-scenario.yaml",
-            label="scenario (YAML)", mime_type=downloads.MIME["yaml"])
-        solara.Text("Tables as after the current step; the scenario as running (the knobs "
-                    "apply on Reset).", style={"font-size": "12px", "color": "#616161"})
+                    with solara.FileDownload(
+                            lambda name=name, fmt=fmt: downloads.table_bytes(model, name, fmt),
+                            filename=f"{stem}-{name}.{fmt}", mime_type=downloads.MIME[fmt]):
+                        solara.Button(fmt.capitalize() if fmt == "parquet" else fmt.upper(),
+                                      icon_name="mdi-download", text=True, small=True,
+                                      classes=[f"wsf-download-{name}-{fmt}"])
+        with solara.Row(gap="4px", style={"align-items": "center"}):
+            solara.Text("scenario", style={"min-width": "110px"})
+            with solara.FileDownload(
+                    lambda: downloads.scenario_yaml(model, source=str(scenario.source),
+                                                    controls=controls_text(scenario, values)),
+                    filename=f"{model.config.name}-seed{model.config.seed}-scenario.yaml",
+                    mime_type=downloads.MIME["yaml"]):
+                solara.Button("YAML", icon_name="mdi-download", text=True, small=True,
+                              classes=["wsf-download-scenario-yaml"])
+        solara.Text("Tables as after the current step; the scenario the running model was "
+                    "built from (knobs apply on Reset): wsf run FILE --steps N re-runs it.",
+                    style={"font-size": "12px", "color": "#616161"})
 
 
 @solara.component

@@ -48,7 +48,7 @@ ROUND_MARKER_NAME = "FL round"
 #: matplotlib's tab10 (so up to 10 clients look as in the report's figures) and adds the
 #: colours most distinct from those; 20 colours, pairwise at least 27 CIELAB units apart
 #: (tab20's light half has pairs 17 apart). Beyond 20 clients the colours repeat.
-CLIENT_COLOURS: tuple[str, ...] = tuple(colorcet.glasbey_category10[:20])
+CLIENT_COLOURS: tuple[str, ...] = tuple(colorcet.palette["glasbey_category10"][:20])
 #: Width in pixels assumed for a chart's legend when working out how many lines it wraps
 #: onto (a chart is about 640 pixels wide in the two-column layout; narrower is safe).
 LEGEND_WIDTH_PX = 520
@@ -82,28 +82,47 @@ class ObservedModel(Protocol):
 # -- the model table ---------------------------------------------------------------------------
 
 
-#: The latest table of each model, so that the charts of one step share one table.
-_tables: weakref.WeakKeyDictionary[Any, tuple[int, pd.DataFrame]] = weakref.WeakKeyDictionary()
+class _TableCache:
+    """A model's table so far as one float array that grows by the new rows only."""
+
+    __slots__ = ("frame", "n", "names", "rows")
+
+    def __init__(self, names: list[str]) -> None:
+        self.names = names
+        self.rows = np.empty((0, len(names)))
+        self.n = 0
+        self.frame = pd.DataFrame()
+
+
+#: The table of each model, so that the charts of one step share one table, and a step only
+#: converts its own row.
+_tables: weakref.WeakKeyDictionary[Any, _TableCache] = weakref.WeakKeyDictionary()
 
 
 def model_table(model: ObservedModel) -> pd.DataFrame:
-    """The model-level table so far: one row per step (row 0 is genesis), display units.
+    """The model-level table so far: one row per step (row 0 is genesis), display units, one
+    float64 block (so that selecting columns and converting to arrays copies nothing).
 
     Built from the collector's lists directly and cut to the shortest one, so that a render
     that overlaps a step still reads a consistent table (Mesa can step in a thread while
-    playing). Cached per model until the next row arrives.
+    playing). Only the rows added since the last call are converted.
     """
     columns: dict[str, list[float]] = model.datacollector.model_vars
     if not columns:
         return pd.DataFrame()
     n = min(len(values) for values in columns.values())
-    cached = _tables.get(model)
-    if cached is not None and cached[0] == n:
-        return cached[1]
-    frame = pd.DataFrame({name: values[:n] for name, values in columns.items()})
-    frame.index.name = "step"
-    _tables[model] = (n, frame)
-    return frame
+    cache = _tables.get(model)
+    if cache is None or cache.names != list(columns):
+        cache = _tables[model] = _TableCache(list(columns))
+    if cache.n != n:
+        if n > cache.n:
+            new = np.array([columns[name][cache.n:n] for name in cache.names],
+                           dtype=float).T.reshape(n - cache.n, len(cache.names))
+            cache.rows = np.concatenate([cache.rows[: cache.n], new])
+        cache.n = n
+        cache.frame = pd.DataFrame(cache.rows[:n], columns=cache.names, copy=False)
+        cache.frame.index.name = "step"
+    return cache.frame
 
 
 def drawn_rows(n: int, limit: int = MAX_POINTS) -> np.ndarray:
@@ -119,7 +138,7 @@ def round_steps(frame: pd.DataFrame) -> list[int]:
     if "round" not in frame or frame.empty:
         return []
     rounds = frame["round"].to_numpy()
-    return [int(step) for step in frame.index[1:][rounds[1:] > rounds[:-1]]]
+    return frame.index.to_numpy()[1:][rounds[1:] > rounds[:-1]].astype(int).tolist()
 
 
 # -- ECharts options ---------------------------------------------------------------------------
@@ -180,13 +199,14 @@ def line_option(
     colours = colours or {}
     source: list[list[Any]] = [["step", *labels]]
     if not frame.empty and labels:
-        frame = frame.iloc[drawn_rows(len(frame))]
-        data = np.round(frame[[series[label] for label in labels]].to_numpy(dtype=float),
-                        DECIMALS)
+        drawn = drawn_rows(len(frame))
+        where = frame.columns.get_indexer([series[label] for label in labels])
+        data = np.round(frame.to_numpy(dtype=float)[np.ix_(drawn, where)], DECIMALS)
         rows = data.tolist()
         if not np.isfinite(data).all():
             rows = [[v if math.isfinite(v) else None for v in row] for row in rows]
-        source.extend([step, *row] for step, row in zip(frame.index.tolist(), rows, strict=True))
+        steps = frame.index.to_numpy()[drawn].tolist()
+        source.extend([step, *row] for step, row in zip(steps, rows, strict=True))
     single = len(source) == 2
     lines: list[dict[str, Any]] = [
         {"type": "line", "name": label, "showSymbol": single, "encode": {"x": "step", "y": label},
@@ -571,28 +591,23 @@ def EChart(option: Opaque, on_click: Any = None, height_px: int = CHART_HEIGHT_P
     )
 
 
-@solara.component
-def Panel(children: list[Any] = []):  # noqa: B006 (solara's children convention)
-    """One cell of a page's grid (a card with a fixed height whose content scrolls)."""
-    return solara.Div(children=children, classes=["wsf-panel"])
-
-
 #: The pages' grid: as many columns of at least 560 pixels as fit (two on a laptop screen);
 #: a panel's content scrolls (both ways) instead of being clipped.
 PAGE_CSS = f"""
 .wsf-grid {{ display: grid; grid-template-columns: repeat(auto-fill, minmax(560px, 1fr));
-             gap: 12px; padding: 12px 4px; }}
-.wsf-panel {{ height: {CHART_HEIGHT_PX + 48}px; overflow: auto; background: white;
+             gap: 12px; padding: 12px 4px; width: 100%; min-width: 0; box-sizing: border-box; }}
+.wsf-panel {{ height: {CHART_HEIGHT_PX + 12}px; overflow: auto; min-width: 0;
               border: 1px solid #e0e0e0; border-radius: 4px; padding: 4px; }}
 .wsf-scroll {{ overflow: auto; max-height: {CHART_HEIGHT_PX - 60}px; }}
 """
 
 
 @solara.component
-def Grid(children: list[Any] = []):  # noqa: B006
-    """A page: its panels in the responsive grid of `PAGE_CSS`."""
-    solara.Style(PAGE_CSS + ROUND_TABLE_CSS)
-    return solara.Div(children=[Panel(children=[c]) for c in children], classes=["wsf-grid"])
+def Grid(children: list[Any] = []):  # noqa: B006 (solara's children convention)
+    """A page: its panels (fixed height, content scrolling) in the grid of `PAGE_CSS`."""
+    return solara.Div(classes=["wsf-grid"], children=[
+        solara.Style(PAGE_CSS + ROUND_TABLE_CSS),
+        *(solara.Div(children=[c], classes=["wsf-panel"]) for c in children)])
 
 
 @solara.component

@@ -66,8 +66,3 @@ def scenario_yaml(model: Any, *, source: str = "", controls: str = "") -> str:
     ]
     body = yaml.safe_dump(config.to_dict(), sort_keys=False, allow_unicode=True)
     return "\n".join(header) + "\n" + body
-
-
-def file_stem(model: Any) -> str:
-    """`<scenario name>-seed<seed>-step<steps>`: the downloads' file name stem."""
-    return f"{model.config.name}-seed{model.config.seed}-step{model.steps}"

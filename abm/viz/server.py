@@ -32,6 +32,8 @@ START_TIMEOUT_S = 120.0
 STOP_TIMEOUT_S = 10.0
 #: Module Solara imports as the app.
 APP_MODULE = "abm.viz.app"
+#: `PYTHONWARNINGS` filter for Solara's SameSite cookie warning (see `solara_environment`).
+COOKIE_WARNING = "ignore:Cookies with samesite=none require https:UserWarning"
 
 
 def free_port(host: str = HOST) -> int:
@@ -70,6 +72,13 @@ def solara_environment(scenario_path: str | Path) -> dict[str, str]:
     # where Solara would otherwise point the page at the public CDN (VS Code, Colab).
     env["SOLARA_ASSETS_PROXY"] = "True"
     env["SOLARA_THEME_SHOW_BANNER"] = "False"
+    # Solara warns (12 lines, at every page load) that it cannot give its session cookie
+    # `SameSite=None`, which it wants only so that the app can be embedded in another site's
+    # iframe, and falls back to `SameSite=Lax` because the page is served over http from a
+    # host other than "localhost". Lax is the right setting for an app opened directly on
+    # 127.0.0.1 (and "localhost" may resolve to ::1, where the server does not listen), so
+    # this one warning is filtered out; every other warning still shows.
+    env["PYTHONWARNINGS"] = ",".join(filter(None, [env.get("PYTHONWARNINGS"), COOKIE_WARNING]))
     return env
 
 
