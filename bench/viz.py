@@ -13,6 +13,8 @@ twin page's figure excludes the twin's own step (a second model step), like the 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import statistics
 import time
 from pathlib import Path
@@ -35,7 +37,6 @@ def measure(page: int, steps: int) -> tuple[list[float], list[float]]:
     scenario = load_scenario(BASELINE)
     model_ms: list[float] = []
     original = app.VizModel.step
-    original_twin = app.VizModel._catch_up_twin
 
     def timed_step(self) -> None:
         started = time.perf_counter()
@@ -44,8 +45,9 @@ def measure(page: int, steps: int) -> tuple[list[float], list[float]]:
 
     app.VizModel.step = timed_step  # type: ignore[method-assign]
     try:
-        _box, rc = solara.render(solara.AppLayout(children=[app.ScenarioApp(scenario)]),
-                                 handle_error=False)
+        with contextlib.redirect_stdout(io.StringIO()):  # solara.render prints the app bar
+            _box, rc = solara.render(
+                solara.AppLayout(children=[app.ScenarioApp(scenario)]), handle_error=False)
         rc.find(v.Tabs).widget.v_model = page
         step = rc.find(v.Btn, children=["Step"]).widget
         redraw = []
@@ -56,7 +58,6 @@ def measure(page: int, steps: int) -> tuple[list[float], list[float]]:
         rc.close()
     finally:
         app.VizModel.step = original  # type: ignore[method-assign]
-        app.VizModel._catch_up_twin = original_twin  # type: ignore[method-assign]
     return redraw, model_ms
 
 
