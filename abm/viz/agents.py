@@ -28,10 +28,10 @@ from abm.viz.charts import (
     DECIMALS,
     EChart,
     Grid,
-    Opaque,
+    LiveHTML,
+    LiveText,
     client_colours,
     html_table,
-    step_signal,
 )
 
 #: Agent types, in the order of the histogram's toggle, with their display names.
@@ -224,15 +224,18 @@ histogram_type = solara.reactive("investor")
 selected_client = solara.reactive("")
 
 
+TITLE_STYLE = "font-weight: bold; font-size: 14px;"
+
+
 @solara.component
 def WealthHistogram(model: Any):
-    step_signal.get()
     present = [t for t in AGENT_TYPE_NAMES if any(a.agent_type == t for a in model.agents)]
     kind = histogram_type.value if histogram_type.value in present else present[0]
     with solara.Column(gap="0px") as main:
         solara.ToggleButtonsSingle(value=kind, values=present, on_value=histogram_type.set,
                                    dense=True, classes=["wsf-agent-type"])
-        EChart(Opaque(wealth_histogram_option(model, kind)), height_px=CHART_HEIGHT_PX - 36)
+        EChart(lambda: wealth_histogram_option(model, kind), [model, kind],
+               height_px=CHART_HEIGHT_PX - 36)
     return main
 
 
@@ -243,49 +246,44 @@ def _client_of(model: Any) -> str:
 
 @solara.component
 def HoldingsHeatmap(model: Any):
-    step_signal.get()
-
     def clicked(event: dict[str, Any]) -> None:
-        value = (event.get("data") or {}).get("value") if isinstance(event.get("data"),
-                                                                      dict) else None
+        data = event.get("data")
+        value = data.get("value") if isinstance(data, dict) else None
         if value is not None and 0 <= int(value[0]) < len(model.client_ids):
             selected_client.set(model.client_ids[int(value[0])])
 
-    return EChart(Opaque(holdings_heatmap_option(model)), on_click=clicked)
+    return EChart(lambda: holdings_heatmap_option(model), [model], on_click=clicked)
 
 
 @solara.component
 def LargestHolders(model: Any):
-    step_signal.get()
     with solara.Column(gap="4px", style={"padding": "4px 8px"}) as main:
-        solara.Text(f"Largest holders per token, step {model.steps}",
-                    style={"font-weight": "bold", "font-size": "14px"})
+        LiveText(lambda: f"Largest holders per token, step {model.steps}", [model],
+                 "wsf-holders-title", TITLE_STYLE)
         solara.Text("Direct balances; a pool's tokens belong to its liquidity-share holders.",
                     style={"font-size": "12px", "color": "#616161"})
-        solara.HTML(unsafe_innerHTML=largest_holders_html(model), classes=["wsf-scroll"])
+        LiveHTML(lambda: largest_holders_html(model), [model])
     return main
 
 
 @solara.component
 def ClientPanel(model: Any):
-    step_signal.get()
     client = _client_of(model)
     with solara.Column(gap="4px", style={"padding": "4px 8px"}) as main:
-        solara.Text(f"{client}'s token: its largest holders at step {model.steps}",
-                    classes=["wsf-client-title"], style={"font-weight": "bold",
-                                                         "font-size": "14px"})
+        LiveText(lambda: f"{client}'s token: its largest holders at step {model.steps}",
+                 [model, client], "wsf-client-title", TITLE_STYLE)
         solara.Select("Client (or click a column of the heatmap)", value=client,
                       values=list(model.client_ids), on_value=selected_client.set,
                       classes=["wsf-client-select"])
-        solara.HTML(unsafe_innerHTML=client_holders_html(model, client),
-                    classes=["wsf-scroll"], style={"max-height": "220px"})
+        LiveHTML(lambda: client_holders_html(model, client), [model, client],
+                 style="max-height: 220px;")
     return main
 
 
 @solara.component
 def ClientHistory(model: Any):
-    step_signal.get()
-    return EChart(Opaque(client_history_option(model, _client_of(model))))
+    client = _client_of(model)
+    return EChart(lambda: client_history_option(model, client), [model, client])
 
 
 @solara.component

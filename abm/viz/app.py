@@ -312,10 +312,8 @@ def RunControls(model: solara.Reactive[VizModel], values: solara.Reactive[dict[s
 @solara.component
 def StepCounter(model: VizModel):
     """Where the run is: "Step 3 of 40" (the one step counter of the page)."""
-    charts.step_signal.get()
-    return solara.Text(f"Step {model.steps} of {model.config.steps}",
-                       classes=["wsf-step-counter"],
-                       style={"font-weight": "bold", "font-size": "15px"})
+    return charts.LiveText(lambda: f"Step {model.steps} of {model.config.steps}", [model],
+                           "wsf-step-counter", "font-weight: bold; font-size: 15px;")
 
 
 @solara.component
@@ -369,7 +367,6 @@ def ScenarioApp(scenario: Scenario):
     values = solara.use_reactive(knob_values(scenario))
     if isinstance(model.value, str):
         return solara.Error(model.value)
-    charts.StepRelay()
     with solara.AppBar():
         solara.AppBarTitle(f"WallStreetFeds · {scenario.name}")
     with solara.Sidebar(), solara.Column():

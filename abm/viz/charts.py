@@ -9,8 +9,8 @@ which the bundled `solara-assets` (exact versions only) cannot serve offline, wh
 ECharts widget loads the exact bundled `echarts@5.4.0`.
 
 The `*_option` functions are pure (model table in, ECharts option dict out) so that they can
-be tested without a browser; the components wrap them and redraw after every step (through
-`StepRelay`) and on reset (a new model).
+be tested without a browser; the components wrap them and redraw after every step
+(`use_redraw`: the step updates each widget's data, not the page) and on reset (a new model).
 """
 
 from __future__ import annotations
@@ -18,10 +18,11 @@ from __future__ import annotations
 import html
 import math
 import weakref
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NamedTuple, Protocol
 
 import colorcet
+import ipyvuetify
 import numpy as np
 import pandas as pd
 import solara
@@ -538,22 +539,23 @@ def settings_caption(config: Any) -> str:
 
 # -- components --------------------------------------------------------------------------------
 
-#: Per-session copy of Mesa's `update_counter` (Solara keeps a reactive's value per browser
-#: session). The panels listen to this instead of `update_counter`: Mesa re-renders the page
-#: once per listener of `update_counter`, so six panels listening there cost seven render
-#: passes per step; `StepRelay` sets this inside its own listener, which Solara batches into
-#: one pass for all panels.
-step_signal = solara.reactive(0)
+def use_redraw(element: Any, redraw: Callable[[Any], None], dependencies: list[Any]) -> None:
+    """After every step (and reset) of the session's model, call `redraw(widget)` with the
+    widget `element` renders to, so that it shows the new state.
 
+    Mesa's controller announces a step by changing `update_counter`; a component that read
+    it (or any reactive) while rendering would make Solara render the whole page again, from
+    the app bar through every sidebar control, for each such reader: the cost of a step
+    would grow with the page. The listener here changes only its own widget's data (a chart's
+    option, a text, a table), which is all a step changes. It is resubscribed when
+    `dependencies` change (a new model, a toggle), when the component renders anyway.
+    """
 
-@solara.component
-def StepRelay():
-    """Forwards each change of Mesa's `update_counter` (a step or reset) to `step_signal`."""
+    def subscribe():
+        widget = solara.get_widget(element)
+        return update_counter.subscribe(lambda _count: redraw(widget))
 
-    def relay():
-        return update_counter.subscribe(step_signal.set)
-
-    solara.use_effect(relay, [])
+    solara.use_effect(subscribe, dependencies)
 
 
 class Opaque:
@@ -582,13 +584,40 @@ class ChartWidget(EchartsWidget):
 
 
 @solara.component
-def EChart(option: Opaque, on_click: Any = None, height_px: int = CHART_HEIGHT_PX):
-    """An ECharts figure sized for one panel; `option` wraps the ECharts option dict;
-    `on_click(event)` receives ECharts' click event (`name`, `data`, `seriesName`, ...)."""
-    return ChartWidget.element(
-        option=option, responsive=True, maps={}, on_click=on_click,
+def EChart(build: Callable[[], dict[str, Any]], dependencies: list[Any],
+           on_click: Any = None, height_px: int = CHART_HEIGHT_PX):
+    """An ECharts figure sized for one panel whose option `build()` makes, again after every
+    step (`use_redraw`); `dependencies`: what `build` reads besides the model's state (the
+    model itself, a toggle's value). `on_click(event)` receives ECharts' click event
+    (`name`, `data`, `seriesName`, ...)."""
+    element = ChartWidget.element(
+        option=Opaque(build()), responsive=True, maps={}, on_click=on_click,
         attributes={"style": f"height: {height_px}px; width: 100%;", "class": "wsf-chart"},
     )
+    use_redraw(element, lambda widget: setattr(widget, "option", Opaque(build())), dependencies)
+    return element
+
+
+@solara.component
+def LiveText(build: Callable[[], str], dependencies: list[Any], css_class: str = "",
+             style: str = "font-size: 12px; color: #616161;"):
+    """A line of text that `build()` makes, again after every step (`use_redraw`)."""
+    element = ipyvuetify.Html.element(tag="div", children=[build()], class_=css_class,
+                                    style_=style)
+    use_redraw(element, lambda widget: setattr(widget, "children", [build()]), dependencies)
+    return element
+
+
+@solara.component
+def LiveHTML(build: Callable[[], str], dependencies: list[Any], css_class: str = "wsf-scroll",
+             style: str = ""):
+    """An HTML fragment (a table; every cell escaped by its builder) that `build()` makes,
+    again after every step (`use_redraw`)."""
+    element = solara.widgets.HTML.element(tag="div", unsafe_innerHTML=build(),
+                                          attributes={"class": css_class, "style": style})
+    use_redraw(element, lambda widget: setattr(widget, "unsafe_innerHTML", build()),
+               dependencies)
+    return element
 
 
 #: The pages' grid: as many columns of at least 560 pixels as fit (two on a laptop screen);
@@ -613,23 +642,20 @@ def Grid(children: list[Any] = []):  # noqa: B006 (solara's children convention)
 @solara.component
 def PriceChart(model: ObservedModel):
     """Token price per client (USD per token) with the run's events marked."""
-    step_signal.get()
-    return EChart(Opaque(price_option(model_table(model), model.client_ids,
-                                      list(model.events))))
+    return EChart(lambda: price_option(model_table(model), model.client_ids,
+                                       list(model.events)), [model])
 
 
 @solara.component
 def ContributionChart(model: ObservedModel):
     """Contribution signal per client (latest round's score)."""
-    step_signal.get()
-    return EChart(Opaque(contribution_option(model_table(model), model.client_ids)))
+    return EChart(lambda: contribution_option(model_table(model), model.client_ids), [model])
 
 
 @solara.component
 def ReservesChart(model: ObservedModel):
     """USD reserve of each client's pool (liquidity depth, USD)."""
-    step_signal.get()
-    return EChart(Opaque(reserves_option(model_table(model), model.client_ids)))
+    return EChart(lambda: reserves_option(model_table(model), model.client_ids), [model])
 
 
 #: The wealth chart's valuation, per browser session (Solara keeps a reactive per session).
@@ -639,11 +665,11 @@ valuation = solara.reactive("both")
 @solara.component
 def WealthChart(model: ObservedModel):
     """Wealth change by agent type (USD), at spot, if sold, or both (a toggle)."""
-    step_signal.get()
+    shown = valuation.value
     with solara.Column(gap="0px") as main:
         solara.ToggleButtonsSingle(value=valuation, values=list(VALUATIONS), dense=True,
                                    classes=["wsf-valuation"])
-        EChart(Opaque(wealth_option(model_table(model), valuation.value)),
+        EChart(lambda: wealth_option(model_table(model), shown), [model, shown],
                height_px=CHART_HEIGHT_PX - 36)
     return main
 
@@ -651,24 +677,21 @@ def WealthChart(model: ObservedModel):
 @solara.component
 def AccuracyChart(model: ObservedModel):
     """Validation accuracy of the global FL model."""
-    step_signal.get()
-    return EChart(Opaque(accuracy_option(model_table(model))))
+    return EChart(lambda: accuracy_option(model_table(model)), [model])
 
 
 @solara.component
 def RoundTable(model: ObservedModel):
     """The latest FL round: each client's contribution, reward share and reward (before the
     first round: the clients with their genesis prices)."""
-    step_signal.get()
     with solara.Column(gap="4px", style={"padding": "4px 8px"}) as main:
         solara.Text("Latest FL round: contributions and rewards",
                     style={"font-weight": "bold", "font-size": "14px"})
-        solara.Text(round_caption(model), classes=["wsf-round-caption"],
-                    style={"font-size": "12px", "color": "#616161"})
+        LiveText(lambda: round_caption(model), [model], "wsf-round-caption")
         solara.Text(settings_caption(model.config), classes=["wsf-settings-caption"],
                     style={"font-size": "12px", "color": "#616161"})
-        rows = model.last_round_rows or genesis_rows(model)
-        solara.HTML(unsafe_innerHTML=round_table_html(rows), classes=["wsf-scroll"])
+        LiveHTML(lambda: round_table_html(model.last_round_rows or genesis_rows(model)),
+                 [model])
     return main
 
 
@@ -693,7 +716,6 @@ def MarketPage(model: ObservedModel):
                           WealthChart(model), AccuracyChart(model), RoundTable(model)])
 
 
-#: The market page's panels, in grid order (two per row). They redraw on `step_signal`, so
-#: render `StepRelay()` once beside them.
+#: The market page's panels, in grid order (two per row); each redraws itself after a step.
 COMPONENTS = [PriceChart, ContributionChart, ReservesChart, WealthChart, AccuracyChart,
               RoundTable]

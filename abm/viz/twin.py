@@ -20,13 +20,13 @@ import solara
 from abm.viz.charts import (
     EChart,
     Grid,
-    Opaque,
+    LiveHTML,
+    LiveText,
     client_colours,
     html_table,
     line_option,
     model_table,
     round_steps,
-    step_signal,
 )
 
 
@@ -88,39 +88,38 @@ ATTRIBUTABLE_HEADERS = ("client", "allotted so far (USD)", "run if sold (USD)",
                         "twin if sold (USD)", "attributable (USD)")
 
 
+def twin_caption(model: Any) -> str:
+    """Where the twin is: when it was started, and its step."""
+    return (f"Twin: the same scenario and seed with a reward budget of 0, started when this "
+            f"page was opened at step {model.twin_started_at} (caught up from step 0) and "
+            f"stepped with the run since; at step {model.twin.steps if model.twin else 0}.")
+
+
 @solara.component
 def AttributableChart(model: Any):
-    step_signal.get()
-    return EChart(Opaque(attributable_option(model)))
+    return EChart(lambda: attributable_option(model), [model])
 
 
 @solara.component
 def TypeDifferenceChart(model: Any):
-    step_signal.get()
-    return EChart(Opaque(type_difference_option(model)))
+    return EChart(lambda: type_difference_option(model), [model])
 
 
 @solara.component
 def AttributableTable(model: Any):
-    step_signal.get()
-    started = model.twin_started_at
     with solara.Column(gap="4px", style={"padding": "4px 8px"}) as main:
         solara.Text("What the rewards delivered so far, per client",
                     style={"font-weight": "bold", "font-size": "14px"})
-        solara.Text(
-            f"Twin: the same scenario and seed with a reward budget of 0, started when this "
-            f"page was opened at step {started} (caught up from step 0) and stepped with the "
-            f"run since; at step {model.twin.steps if model.twin else 0}.",
-            classes=["wsf-twin-caption"], style={"font-size": "12px", "color": "#616161"})
-        solara.HTML(unsafe_innerHTML=html_table(ATTRIBUTABLE_HEADERS, attributable_rows(model),
-                                                "wsf-twin-table"), classes=["wsf-scroll"])
+        LiveText(lambda: twin_caption(model), [model], "wsf-twin-caption")
+        LiveHTML(lambda: html_table(ATTRIBUTABLE_HEADERS, attributable_rows(model),
+                                    "wsf-twin-table"), [model])
     return main
 
 
 @solara.component
 def TwinPage(model: Any):
-    """Starts the twin (once per model) and shows the run-minus-twin differences."""
-    step_signal.get()
+    """Starts the twin (once per model: it then steps with the run) and shows the
+    run-minus-twin differences."""
     model.start_twin()
     return Grid(children=[AttributableChart(model), TypeDifferenceChart(model),
                           AttributableTable(model)])
