@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import os
 import statistics
 import time
 from pathlib import Path
@@ -69,7 +70,8 @@ def main(argv: list[str] | None = None) -> None:
     scenario = load_scenario(BASELINE)
     print(f"\n== viz: server-side redraw per Step click, {BASELINE.name} "
           f"({scenario.n_clients} clients, {sum(g.count for g in scenario.investors)} "
-          f"investors), {args.steps} steps per page, model step excluded")
+          f"investors), {args.steps} steps per page, model step excluded; load average "
+          f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     print(f"{'page':<22}{'mean ms':>9}{'median':>9}{'max':>9}{'model ms':>10}  target")
     for index, name in enumerate(app.PAGES):
         redraw, model_ms = measure(index, args.steps)
