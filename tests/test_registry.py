@@ -149,7 +149,7 @@ def test_adding_a_component_of_each_kind_is_one_class_in_one_file():
         from abm.model import WallStreetFedsModel
         from abm.reference import scenario_reference
         from abm.scenario import parse_scenario
-        from abm.viz.app import model_params
+        from abm.viz.app import knobs
 
         scenario = parse_scenario(toys.SCENARIO, source="toys.yaml")
         resolved = scenario.to_dict()
@@ -174,7 +174,7 @@ def test_adding_a_component_of_each_kind_is_one_class_in_one_file():
             "documented": [n for n in ("toy_policy", "even_rounds", "favourite", "blobs",
                            "halfhearted", "sell_all", "buy_first", "leave_at")
                            if f"`{n}`" in reference],
-            "controls": model_params(scenario)["policy"]["values"],
+            "controls": list(next(k for k in knobs(scenario) if k.name == "policy").values),
         }))
     """)
     assert done.returncode == 0, done.stderr
