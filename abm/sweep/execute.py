@@ -199,9 +199,10 @@ def run_sweep(
     `workers`: local worker processes (default `os.cpu_count()`), ignored with `scheduler`.
     `scheduler`: address of a running Dask scheduler (`tcp://host:8786`); every Dask worker
     needs this package installed (same version) and the sweep folder at the same path on a
-    shared file system. Start workers single-threaded (`--nthreads 1`, one per core) and
-    preferably with `DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED=False`: Dask's sampling
-    profiler slows these pure-Python runs by ~20 % (see bench/sweep.py).
+    shared file system. Start workers single-threaded (`--nthreads 1`, one per core). For the
+    sweep, `SweepWorkerPlugin` pauses the workers' diagnostic callbacks (Dask's profiler and
+    monitors cost these pure-Python runs 30-50 % CPU; docs/performance.md) and resumes them
+    after it.
     `out`: the sweep folder (default `sweeps-out/<sweep name>` under the current directory);
     a folder holding the same sweep is resumed, one holding another sweep is refused.
     `progress`: show a tqdm bar (runs done / total, ETA) on stderr; runs found finished
@@ -407,26 +408,30 @@ def _stop_workers(pool: ProcessPoolExecutor) -> None:
     pool.shutdown(wait=False, cancel_futures=True)
 
 
-#: Dask's worker callbacks that sample running tasks' stacks (its statistical profiler).
-DASK_PROFILER_CALLBACKS = ("profile", "profile-cycle")
+#: Dask worker callbacks paused during a sweep: diagnostics only (the statistical profiler,
+#: the event-loop latency tick, the system monitor and its counters). The heartbeat, keep-alive,
+#: missing-data search and memory monitor (spilling, pausing, memory limits) keep running.
+DASK_PAUSED_CALLBACKS = ("profile", "profile-cycle", "tick", "ticks", "monitor",
+                         "shift_counters")
 
 
 class SweepWorkerPlugin:
     """A Dask worker plugin registered for the duration of a sweep (`_run_dask`).
 
-    On each worker (present or joining) Dask's statistical profiler is paused.
-    The profiler walks every running task's stack every 10 ms on the worker's event loop,
-    under the GIL: measured on these pure-Python runs it added ~45 % to the worker's CPU time
-    per run (2.20 s against 1.52 s with it paused, a local worker 1.45 s; docs/performance.md).
+    On each worker (present or joining) the diagnostic periodic callbacks
+    (`DASK_PAUSED_CALLBACKS`) are paused. They run on the worker's event loop, under the GIL,
+    every 10 ms (the profiler walks every running task's stack), 20 ms (the latency tick) or
+    500 ms (the system monitor): measured on these pure-Python runs they added 30-50 % to the
+    worker's CPU time per run against a local process, ~5 % once paused (docs/performance.md).
     `teardown` (when the sweep unregisters the plugin) resumes what `setup` paused, so a
-    shared cluster gets its profiler back after the sweep.
+    shared cluster gets its diagnostics back after the sweep.
     """
 
     name = "wsf-sweep"
 
     def setup(self, worker: Any) -> None:
         self._paused = []
-        for key in DASK_PROFILER_CALLBACKS:
+        for key in DASK_PAUSED_CALLBACKS:
             callback = worker.periodic_callbacks.get(key)
             if callback is not None and callback.is_running():
                 callback.stop()
