@@ -35,7 +35,7 @@ import mesa
 import numpy as np
 from mesa.agent import AgentSet
 
-from abm.agents.client import Client
+from abm.agents.client import COST_SINK, Client
 from abm.agents.federation import TREASURY, FederationAgent
 from abm.agents.investor import Investor
 from abm.agents.liquidity import LiquidityProvider
@@ -92,9 +92,15 @@ class WallStreetFedsModel(mesa.Model):
             self.market.create_pool(cid)
 
         # Agents are created before genesis so that every balance has an owner.
+        #: The scenario's issuance rule (`market.issuance`), one for the whole market.
+        self.issuance = build(scenario.market.issuance)
+        genesis_supply = to_units(scenario.market.initial_supply)
         self.clients = [
-            Client(self, cid, g.behaviour, build(g.cash_out), g.max_slippage)
-            for cid, g in groups
+            Client(self, cid, g.behaviour, build(g.cash_out), g.max_slippage, index=i,
+                   cost_per_round=to_units(g.cost_per_round),
+                   participation=build(g.participation), issuance=self.issuance,
+                   genesis_supply=genesis_supply)
+            for i, (cid, g) in enumerate(groups)
         ]
         self.investors = self._create_investors()
         self.lps = [
@@ -249,14 +255,17 @@ class WallStreetFedsModel(mesa.Model):
         self.usd_at_genesis = self.usd_by_holder()
 
     def holder_type(self, account: str) -> str:
-        """`client`, `investor`, `lp`, `federation`, or `pool` (pools and the locked
-        minimum liquidity) for a ledger account."""
+        """`client`, `investor`, `lp`, `federation`, `costs` (the training-cost sink), or
+        `pool` (pools and the locked minimum liquidity) for a ledger account."""
         agent = self._by_account.get(account)
-        return agent.agent_type if agent is not None else "pool"
+        if agent is not None:
+            return agent.agent_type
+        return "costs" if account == COST_SINK else "pool"
 
     def usd_by_holder(self) -> dict[str, int]:
-        """USD held now by each holder type and by the pools, base units (sums to all USD)."""
-        out = dict.fromkeys((*AGENT_TYPES, "pool"), 0)
+        """USD held now by each holder type, the pools and the cost sink (`costs`: training
+        costs paid), base units (sums to all USD)."""
+        out = dict.fromkeys((*AGENT_TYPES, "pool", "costs"), 0)
         for account, amount in self.ledger.holders("USD").items():
             out[self.holder_type(account)] += amount
         return out
@@ -322,7 +331,16 @@ class WallStreetFedsModel(mesa.Model):
 
     def _fl_round(self) -> None:
         cost_before = self.federation.total_cost
-        rows, shares, budget = self.federation.run_round()
+        # Who trains this round (docs/model.md, 7.13): each client decides on what it saw
+        # so far and pays its cost; the others sit the round out.
+        paid = [c.cost_paid for c in self.clients]
+        participants = np.array([c.join_round() for c in self.clients], dtype=bool)
+        rows, shares, budget = self.federation.run_round(participants)
+        k = int(participants.sum())
+        for client, row, before, reward in zip(self.clients, rows, paid,
+                                               self.federation.last_realised, strict=True):
+            row["training_cost_usd"] = (client.cost_paid - before) / ONE
+            client.record_round(reward, budget, k)
         self.round_rows.extend(rows)
         self.last_round_rows = rows
         for row in rows:
@@ -334,7 +352,8 @@ class WallStreetFedsModel(mesa.Model):
         self._step_reward = budget
         self._step_cost = (self.federation.total_cost - cost_before) / ONE
         self.record_event("round", text=f"FL round {self.federation.rounds_done}: "
-                                        f"{budget:,.0f} USD budget")
+                                        f"{budget:,.0f} USD budget, {k} of "
+                                        f"{len(self.clients)} clients training")
 
     # -- measurement --------------------------------------------------------------------------
 
@@ -343,11 +362,14 @@ class WallStreetFedsModel(mesa.Model):
 
         For USD, `held` is the USD of every account and pool and `sources` the endowments
         plus the reward budgets paid in so far; for each client token, `held` is the sum of
-        all balances and `sources` minted minus burned. The two are equal at every step;
-        `check_accounting` raises if not.
+        all balances and `sources` minted minus burned. Training costs stay in the books:
+        `costs` pairs the cost sink's USD with the costs the clients paid (docs/model.md,
+        7.13). The two are equal at every step; `check_accounting` raises if not.
         """
         out = {"USD": (sum(self.ledger.holders("USD").values()),
-                       sum(self.endowments.values()) + self.federation.budget_in)}
+                       sum(self.endowments.values()) + self.federation.budget_in),
+               "costs": (self.ledger.balance(COST_SINK, "USD"),
+                         sum(c.cost_paid for c in self.clients))}
         for c in self.client_ids:
             out[c] = (sum(self.ledger.holders(c).values()),
                       self.ledger.minted(c) - self.ledger.burned(c))
@@ -411,6 +433,7 @@ class WallStreetFedsModel(mesa.Model):
             "fees_usd": sum(fee_values.values()),
             "distribution_cost_usd": self._step_cost,
             "federation_usd": self.ledger.balance(TREASURY, "USD") / ONE,
+            "participating": float(self.federation.last_participants),
         }
         for kind in AGENT_TYPES:
             s[f"wealth/{kind}"] = wealth[kind]

@@ -21,21 +21,24 @@ same error paths (``clients[0].behaviour_params.mode``) and strict types everywh
 
 Kinds (base class, module, where a scenario names the component):
 
-==========  ======================================  ====================================
-kind        base class                              scenario field
-==========  ======================================  ====================================
-policy      ``abm.rewards.RewardPolicy``            ``rewards.policy`` + ``rewards.params``
-budget      ``abm.rewards.Budget``                  ``rewards.budget.kind`` (flat)
-strategy    ``abm.agents.strategies.Strategy``      ``investors[i].strategy`` + ``params``
-behaviour   ``abm.fl.behaviours.Behaviour``         ``clients[i].behaviour`` + ``behaviour_params``
-cash_out    ``abm.agents.cash_out.CashOutRule``     ``clients[i].cash_out.kind`` (flat)
-method      ``abm.fl.contribution.ContributionMethod``  ``contribution.method`` + ``params``
-dataset     ``abm.fl.data.DatasetSource``           ``fl.dataset.name`` (flat)
-lp_exit     ``abm.agents.lp_exit.ExitRule``         ``liquidity_providers[i].exit.kind`` (flat)
-==========  ======================================  ====================================
+=============  ==========================================  =======================================
+kind           base class                                  scenario field
+=============  ==========================================  =======================================
+policy         abm.rewards.RewardPolicy                    rewards.policy + rewards.params
+budget         abm.rewards.Budget                          rewards.budget.kind (flat)
+strategy       abm.agents.strategies.Strategy              investors[i].strategy + params
+behaviour      abm.fl.behaviours.Behaviour                 clients[i].behaviour + behaviour_params
+cash_out       abm.agents.cash_out.CashOutRule             clients[i].cash_out.kind (flat)
+method         abm.fl.contribution.ContributionMethod      contribution.method + params
+dataset        abm.fl.data.DatasetSource                   fl.dataset.name (flat)
+lp_exit        abm.agents.lp_exit.ExitRule                 liquidity_providers[i].exit.kind (flat)
+participation  abm.agents.participation.ParticipationRule  clients[i].participation.kind (flat)
+issuance       abm.agents.issuance.IssuanceRule            market.issuance.kind (flat)
+=============  ==========================================  =======================================
 
 "Flat" components take their parameters next to the naming key (``cash_out: {kind:
-sell_fraction, fraction: 0.05}``); the others in a separate mapping.
+sell_fraction, fraction: 0.05}``), or are named alone when their defaults do
+(``participation: net_payoff``); the others in a separate mapping.
 
 This module imports neither torch nor mesa (`wsf validate` must stay fast). The modules that
 declare the built-in components import torch only where they compute, never at import time
@@ -156,6 +159,9 @@ KINDS: dict[str, Kind] = {
         Kind("strategy", "Investor strategy", "investors[i]", "strategy", "params", None),
         Kind("lp_exit", "Liquidity-provider exit rule", "liquidity_providers[i].exit", "kind",
              None, "hold"),
+        Kind("participation", "Participation rule", "clients[i].participation", "kind", None,
+             "always"),
+        Kind("issuance", "Issuance", "market.issuance", "kind", None, "none"),
     )
 }
 
@@ -168,6 +174,8 @@ BUILTIN_MODULES = (
     "abm.agents.cash_out",
     "abm.agents.strategies",
     "abm.agents.lp_exit",
+    "abm.agents.participation",
+    "abm.agents.issuance",
 )
 
 _COMPONENTS: dict[str, dict[str, type[Component]]] = {kind: {} for kind in KINDS}

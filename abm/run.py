@@ -177,6 +177,7 @@ def _tables(model) -> dict[str, pd.DataFrame]:
     mdf = dc.get_model_vars_dataframe().reset_index(drop=True)
     mdf.insert(0, "step", range(len(mdf)))
     mdf["round"] = mdf["round"].astype("int64")
+    mdf["participating"] = mdf["participating"].astype("int64")
     adf = model.agents_dataframe()
     rdf = pd.DataFrame(model.round_rows)
     from abm.model import EVENT_COLUMNS
@@ -203,7 +204,9 @@ def _summary(model, tables, timings, check: bool) -> dict[str, Any]:
             "account": client.account,
             "contribution": float(mine["contribution"].sum()) if len(mine) else 0.0,
             "allotted_usd": fed.allotted[i] / ONE,
-            "allotted_vs_equal_pct": _pct_vs(fed.allotted[i], equal),
+            # Against what `equal` would have allotted it in the rounds it trained (the same
+            # for every client when all train every round).
+            "allotted_vs_equal_pct": _pct_vs(fed.allotted[i], fed.equal_reference_by_client[i]),
             "cash_paid_usd": fed.cash_to_client[i] / ONE,
             "dividends_usd": fed.dividends_to.get(client.account, 0) / ONE,
             "attributable_usd": None,
@@ -212,6 +215,15 @@ def _summary(model, tables, timings, check: bool) -> dict[str, Any]:
             "if_sold_change_usd": float(last.loc[uid, "wealth_if_sold"]
                                         - first.loc[uid, "wealth_if_sold"]),
             "final_price": model.market.pools[client.token].spot_price(),
+            # Participation and its economics (docs/model.md, 7.13 and 7.14).
+            "rounds_participated": client.rounds_participated,
+            "cost_usd": client.cost_paid / ONE,
+            "reward_if_sold_usd": fed.realised[i] / ONE,
+            "individually_rational": fed.realised[i] >= client.cost_paid,
+            "offering_usd": client.offering_usd / ONE,
+            "offering_tokens": client.offering_tokens / ONE,
+            "funding_usd": client.funding_usd / ONE,
+            "tokens_issued": client.issued / ONE,
         }
     holders = {}
     for kind in HOLDER_TYPES:
@@ -257,6 +269,21 @@ def _summary(model, tables, timings, check: bool) -> dict[str, Any]:
                     "between-round truncation scored all zero); their budget was "
                     + handled,
         },
+        "empty_rounds": {
+            "rounds": fed.empty_rounds,
+            "budget_usd": fed.empty_budget / ONE,
+            "note": "rounds in which no client trained (every client had left or could not "
+                    "pay its cost): the global model stayed as it was and the round's budget "
+                    "was withheld by the treasury",
+        },
+        "participation": {
+            "mean_participating": (float(rounds.groupby("round")["participating"].sum().mean())
+                                   if len(rounds) else float(len(model.clients))),
+            "final_participating": fed.last_participants,
+            "clients": len(model.clients),
+            "ir_violations": sum(fed.realised[i] < c.cost_paid
+                                 for i, c in enumerate(model.clients)),
+        },
         "ledger_checked_every_step": check,
         "wall_time_s": round(timings["total"], 3),
         "steps_per_s": round(steps / timings["total"], 2) if timings["total"] else None,
@@ -295,13 +322,24 @@ def money_table(model) -> dict[str, Any]:
     rewards["pool"] += into_pools
     rewards["federation"] += kept
     start, end = model.usd_at_genesis, model.usd_by_holder()
+    # Training costs (7.13) and offerings (7.14) move USD between holder types outside the
+    # rewards: clients pay the cost sink, and raise USD from their pools' buyers.
+    costs = sum(c.cost_paid for c in model.clients)
+    offering = sum(c.offering_usd for c in model.clients)
+    funding = sum(c.funding_usd for c in model.clients)
     fees = dict.fromkeys(HOLDER_TYPES, 0.0)
     for agent in model.agents:
         fees[agent.agent_type] += agent.fees_earned
+    paid_costs = dict.fromkeys((*HOLDER_TYPES, "pool", "costs"), 0)
+    paid_costs["client"] = -costs
+    paid_costs["costs"] = costs
+    rewards["costs"] = 0
     by_holder = {
         kind: {"start": start[kind] / ONE, "rewards": rewards[kind] / ONE,
-               "trading": (end[kind] - start[kind] - rewards[kind]) / ONE, "end": end[kind] / ONE}
-        for kind in (*HOLDER_TYPES, "pool")
+               "training_costs": paid_costs[kind] / ONE,
+               "trading": (end[kind] - start[kind] - rewards[kind] - paid_costs[kind]) / ONE,
+               "end": end[kind] / ONE}
+        for kind in (*HOLDER_TYPES, "pool", "costs")
     }
     endowed = sum(model.endowments.values())
     policy = model.config.rewards.policy
@@ -314,6 +352,9 @@ def money_table(model) -> dict[str, Any]:
         "dividends_to_holders_usd": {k: v / ONE for k, v in dividends.items()},
         "kept_by_treasury_usd": kept / ONE,
         "genesis_token_sales_usd": model.genesis_token_sales / ONE,
+        "training_costs_usd": costs / ONE,
+        "offering_usd": offering / ONE,
+        "issued_for_costs_usd": funding / ONE,
         "fees_earned_usd": fees,
         "usd_by_holder": by_holder,
         "balanced": sum(end.values()) == endowed + fed.budget_in == ledger.supply("USD"),

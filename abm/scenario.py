@@ -131,9 +131,11 @@ def _flat(kind: str) -> Any:
     def validate(value: Any) -> Any:
         if isinstance(value, Params):
             return value
+        if isinstance(value, str):  # named alone: its default parameters
+            value = {k.tag: value}
         if not isinstance(value, dict):
-            raise FieldProblem("", value, f"expected a mapping with `{k.tag}` and the "
-                               f"{k.title.lower()}'s parameters")
+            raise FieldProblem("", value, f"expected a name, or a mapping with `{k.tag}` and "
+                               f"the {k.title.lower()}'s parameters")
         name = value.get(k.tag, k.default)
         return registry.get(kind, name).validate({**value, k.tag: name}, spec=True)
 
@@ -259,6 +261,12 @@ class ClientGroup(_Named):
     cash_out: _flat("cash_out") = _default("cash_out")  # type: ignore[valid-type]
     max_slippage: float = param(0.02, "largest price impact of one of its sales",
                                 unit="fraction", gt=0, le=1)
+    cost_per_round: Amount = param(
+        0.0, "what training one round costs each client (compute, data, opportunity), paid "
+        "from its USD to the cost sink when it trains; a client that cannot pay sits the "
+        "round out", unit="USD per round", ge=0, le=MAX_AMOUNT,
+    )
+    participation: _flat("participation") = _default("participation")  # type: ignore[valid-type]
 
 
 class MarketSpec(_Spec):
@@ -284,6 +292,7 @@ class MarketSpec(_Spec):
         "fundamental investors expect p / (1 - p) more rounds whatever the run's length "
         "(0.98: 49 rounds)", unit="probability per round", ge=0, le=0.999,
     )
+    issuance: _flat("issuance") = _default("issuance")  # type: ignore[valid-type]
 
 
 class CollectSpec(_Spec):
@@ -443,6 +452,11 @@ class Scenario(_Spec):
                 problem = registry.component_of(params).check_in(params, self)
                 if problem:
                     raise FieldProblem(f"{section}[{i}].{key}", params.model_dump(), problem)
+        issuance = self.market.issuance
+        problem = registry.component_of(issuance).check_in(issuance, self)
+        if problem:
+            raise FieldProblem("market.issuance", {"kind": component_name(issuance),
+                                                   **issuance.model_dump(mode="json")}, problem)
         if self.fl.model == "cnn" and source.image_shape != (3, 32, 32):
             raise FieldProblem(
                 "fl.model", "cnn", "the CNN expects 32x32 colour images: use it with cifar10"

@@ -4,11 +4,21 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from abm.agents.participation import RoundRecord
 from abm.agents.trader import Trader
+from abm.amm import ONE
 
 if TYPE_CHECKING:
     from abm.agents.cash_out import CashOutRule
+    from abm.agents.issuance import IssuanceRule
+    from abm.agents.participation import ParticipationRule
     from abm.model import WallStreetFedsModel
+
+BASE = "USD"
+#: The ledger account that receives every client's training costs (docs/model.md, 7.13):
+#: USD spent on compute and data leaves the economy's agents but stays in the books, so the
+#: accounting identity holds with it and the money table shows what training cost.
+COST_SINK = "costs"
 
 
 class Client(Trader):
@@ -16,17 +26,43 @@ class Client(Trader):
 
     The cash-out rule (`abm.agents.cash_out`) is applied right after each round's rewards,
     once per round. Every sale respects the client's price-impact limit (`max_slippage`).
+
+    Before each round it decides whether to train (`join_round`: its participation rule,
+    `abm.agents.participation`) and pays `cost` (USD base units per round) when it does; in
+    every step it sells what the scenario's offering asks of it (`offer`,
+    `abm.agents.issuance`). Books, base units: `cost_paid` (training costs borne),
+    `offering_usd` / `offering_tokens` (raised / sold through the offering),
+    `funding_usd` / `funding_tokens` (raised / issued to fund training costs),
+    `issued` (new tokens issued, both kinds); `rounds_participated` and `history` (one
+    `RoundRecord` per round, what the rule reads).
     """
 
     agent_type = "client"
 
     def __init__(self, model: WallStreetFedsModel, client_id: str, behaviour: str,
-                 cash_out: CashOutRule, max_slippage: float) -> None:
+                 cash_out: CashOutRule, max_slippage: float, *, index: int = 0,
+                 cost_per_round: int = 0, participation: ParticipationRule | None = None,
+                 issuance: IssuanceRule | None = None, genesis_supply: int = 0) -> None:
         super().__init__(model, f"client:{client_id}", behaviour, max_slippage, client_id)
         self.token = client_id
+        self.index = index
         self.cash_out_rule = cash_out
+        self.cost = cost_per_round
+        self.participation_rule = participation
+        self.issuance = issuance
+        self.participating = True
+        self.rounds_participated = 0
+        self.history: list[RoundRecord] = []
+        self.cost_paid = 0
+        self.issued = 0
+        self.issuable = issuance.issuable(genesis_supply) if issuance is not None else 0
+        self.offer_left = (issuance.offered_tokens()
+                           if issuance is not None and issuance.sells(index) else 0)
+        self.offering_usd = self.offering_tokens = 0
+        self.funding_usd = self.funding_tokens = 0
 
     def act(self) -> None:
+        self.offer()
         if self.model.view.round_just_ran:
             self.cash_out()
 
@@ -35,3 +71,105 @@ class Client(Trader):
         amount = self.cash_out_rule.tokens_to_sell(self)
         if amount > 0:
             self.sell(self.token, amount)
+
+    # -- participation (docs/model.md, 7.13) ----------------------------------------------------
+
+    def join_round(self) -> bool:
+        """Decide whether to train in the round about to run, and pay its cost if so.
+
+        The rule decides on the records so far; a client that wants to train but whose USD
+        (after issuing tokens for the shortfall, if the scenario's issuance funds costs)
+        does not cover `cost` sits the round out. A change from the previous round is
+        recorded as a `leave` or `join` event.
+        """
+        rule = self.participation_rule
+        wants = (rule is None
+                 or rule.participates(self.history, self.cost / ONE, self.participating))
+        reason = "" if wants else "its expected reward does not cover its cost"
+        if wants and self.cost:
+            if self.issuance is not None and self.issuance.fund_costs:
+                self._fund(self.cost - self.balance(BASE))
+            if self.balance(BASE) < self.cost:
+                wants, reason = False, "it cannot pay its cost"
+            else:
+                self.market.ledger.transfer(self.account, COST_SINK, BASE, self.cost)
+                self.cost_paid += self.cost
+        if wants != self.participating:
+            kind = "join" if wants else "leave"
+            text = (f"{self.token} rejoins the federation" if wants
+                    else f"{self.token} leaves the federation: {reason}")
+            self.model.record_event(kind, client=self.token, agent_id=self.unique_id, text=text)
+        self.participating = wants
+        self.rounds_participated += wants
+        return wants
+
+    def record_round(self, reward: int, budget_usd: float, participants: int) -> None:
+        """Remember the round just run: `reward` is what the payout added to the client's
+        holdings if sold (base units)."""
+        self.history.append(RoundRecord(self.participating, reward / ONE, float(budget_usd),
+                                        participants))
+
+    # -- issuance (docs/model.md, 7.14) -------------------------------------------------------
+
+    def offer(self) -> None:
+        """Sell this step's tranche of the offering into the client's pool."""
+        if self.issuance is None or not self.offer_left:
+            return
+        start, end = self.issuance.window()
+        step = self.model.steps
+        if step == start:
+            self.model.record_event(
+                "offering_start", client=self.token, agent_id=self.unique_id,
+                text=f"{self.token} offers {self.offer_left / ONE:,.0f} "
+                     f"{'new' if self.issuance.source == 'new' else 'genesis'} tokens "
+                     f"until step {end - 1}")
+        amount = self.issuance.tranche(self.index, step, self.offer_left)
+        if amount:
+            sold, usd = self._sell_tokens(amount, new=self.issuance.source == "new")
+            self.offer_left -= sold
+            self.offering_tokens += sold
+            self.offering_usd += usd
+        if step == end - 1 or not self.offer_left:
+            self.model.record_event(
+                "offering_end", client=self.token, agent_id=self.unique_id,
+                text=f"{self.token} sold {self.offering_tokens / ONE:,.0f} tokens for "
+                     f"{self.offering_usd / ONE:,.2f} USD")
+            self.offer_left = 0
+
+    def _fund(self, shortfall: int) -> None:
+        """Issue and sell new tokens for `shortfall` USD (base units), within the dilution
+        limit and the price-impact limit."""
+        if shortfall <= 0:
+            return
+        pool = self.market.pools[self.token]
+        reserve_token, reserve_base = pool.reserves
+        if shortfall >= reserve_base:
+            return  # no sale into this pool can raise that much
+        from abm.amm import get_amount_in
+
+        amount = get_amount_in(shortfall, reserve_token, reserve_base, pool.fee_bps)
+        sold, usd = self._sell_tokens(amount, new=True)
+        self.funding_tokens += sold
+        self.funding_usd += usd
+
+    def _sell_tokens(self, amount: int, *, new: bool) -> tuple[int, int]:
+        """Sell up to `amount` tokens (base units) into the client's pool, newly minted
+        (`new`, within what the dilution limit leaves) or from its balance. Returns
+        (tokens sold, USD received), base units. Minted tokens the guard did not let sell
+        are burned again, so that only what was sold is ever issued."""
+        ledger = self.market.ledger
+        if new:
+            amount = min(amount, self.issuable - self.issued)
+            if amount <= 0:
+                return 0, 0
+            ledger.mint(self.account, self.token, amount)
+        else:
+            amount = min(amount, self.balance(self.token))
+        held = self.balance(self.token)
+        usd = self.sell(self.token, amount)
+        sold = held - self.balance(self.token)
+        if new:
+            if amount > sold:
+                ledger.burn(self.account, self.token, amount - sold)
+            self.issued += sold
+        return sold, usd

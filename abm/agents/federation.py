@@ -13,7 +13,7 @@ import numpy as np
 
 from abm.agents.trader import Trader
 from abm.amm import ONE, to_units
-from abm.rewards import Budget, ClientAccount, RewardPolicy, shares_from_contributions
+from abm.rewards import Budget, ClientAccount, Payout, RewardPolicy, shares_from_contributions
 
 if TYPE_CHECKING:
     from abm.fl import ContributionMethod, Federation
@@ -64,30 +64,55 @@ class FederationAgent(Trader):
         self.unranked_budget = 0  # base units of budget in those rounds
         self.truncated_rounds = 0  # rounds the method truncated as a whole (GTG between-round)
         self.all_zero_rounds = 0  # rounds whose contributions were all exactly zero
+        # Participation (docs/model.md, 7.13): what `equal` would have allotted each client
+        # in the rounds it trained (sum of R // k over them), rounds nobody trained in and
+        # their budget (withheld), and per client the rewards realised by realisable value.
+        self.equal_reference_by_client = [0] * n
+        self.empty_rounds = 0
+        self.empty_budget = 0
+        self.realised = [0] * n
+        self.last_participants = n
+        self.last_realised = [0] * n
 
-    def run_round(self) -> tuple[list[dict[str, Any]], np.ndarray, float]:
-        """One FL round and its reward distribution.
+    def run_round(self, participants: np.ndarray | None = None
+                  ) -> tuple[list[dict[str, Any]], np.ndarray, float]:
+        """One FL round among `participants` (bool (n,); None: every client) and its reward
+        distribution.
 
-        Returns the rounds-table rows (one per client), the shares (n,) and the budget paid
-        (USD display units).
+        Only participants train, play the round's coalition game and share its budget; a
+        client that sat out gets contribution 0, share 0 and no payout (docs/model.md,
+        7.13). A round nobody trained in pays nobody: its budget is withheld by the treasury
+        whatever `zero_total` says (there is nobody to split it among). Returns the
+        rounds-table rows (one per client, participants or not), the shares (n,) and the
+        budget paid (USD display units).
         """
+        n = len(self.clients)
+        mask = np.ones(n, dtype=bool) if participants is None else np.asarray(participants)
+        idx = np.flatnonzero(mask)
         t0 = time.perf_counter()
-        result = self.federation.run_round()
+        result = self.federation.run_round(mask)
         t1 = time.perf_counter()
-        contributions = np.asarray(self.method(result), dtype=np.float64)
+        contributions = np.zeros(n)
+        shares = np.zeros(n)
+        if idx.size:
+            contributions[idx] = np.asarray(self.method(result), dtype=np.float64)
+            shares[idx] = shares_from_contributions(
+                contributions[idx], negative=self.spec.negative, zero_total=self.spec.zero_total
+            )
         self.timings["fl"] += t1 - t0
         self.timings["contribution"] += time.perf_counter() - t1
 
-        shares = shares_from_contributions(
-            contributions, negative=self.spec.negative, zero_total=self.spec.zero_total
-        )
-        info = getattr(self.method, "info_last_round", None) or {}
+        info = (getattr(self.method, "info_last_round", None) or {}) if idx.size else {}
         truncated = bool(info.get("truncated_round", False))
-        all_zero = bool(np.all(contributions == 0.0))
+        played = contributions[idx]
+        all_zero = bool(idx.size and np.all(played == 0.0))
         # Unranked: the shares did not come from the scores (see shares_from_contributions).
-        weights = (np.maximum(contributions, 0.0) if self.spec.negative == "clip"
-                   else contributions - contributions.min())
-        unranked = not weights.sum() > 0
+        if idx.size:
+            weights = (np.maximum(played, 0.0) if self.spec.negative == "clip"
+                       else played - played.min())
+            unranked = not weights.sum() > 0
+        else:
+            unranked = False  # an empty round is counted on its own (`empty_rounds`)
         budget_usd = self.budget.for_round(
             self.rounds_done, result.accuracy - result.prev_accuracy
         )
@@ -96,26 +121,44 @@ class FederationAgent(Trader):
         prices_before = [market.price(c.token) for c in self.clients]
         # The buyers' payment enters the economy here: new USD, recorded as minted.
         market.ledger.mint(TREASURY, "USD", budget)
-        payouts = self.policy.distribute(market, TREASURY, self.clients, budget, shares)
+        # What each client's holdings would fetch, before and after the payout: the reward
+        # it realised by realisable value (what the participation rules weigh, 7.13).
+        if_sold_before = [market.liquidation_value(c.account) for c in self.clients]
+        payouts = [Payout() for _ in range(n)]
+        if idx.size:
+            paid = self.policy.distribute(market, TREASURY, [self.clients[i] for i in idx],
+                                          budget, shares[idx])
+            for i, payout in zip(idx, paid, strict=True):
+                payouts[i] = payout
+        realised = [market.liquidation_value(c.account) - before
+                    for c, before in zip(self.clients, if_sold_before, strict=True)]
         self.total_cost += sum(p.cost for p in payouts)
         self.rounds_done += 1
         self.budget_in += budget
-        self.equal_reference += budget // len(self.clients)
+        self.equal_reference += budget // n
+        for i in idx:
+            self.equal_reference_by_client[i] += budget // idx.size
         for i, payout in enumerate(payouts):
             self.allotted[i] += payout.reward
             self.cash_to_client[i] += payout.usd_to_client
             self.usd_to_pool[i] += payout.usd_to_pool
             self.usd_paid += payout.usd_paid
+            self.realised[i] += realised[i]
             for account, amount in payout.usd_to_holders.items():
                 self.dividends_to[account] = self.dividends_to.get(account, 0) + amount
         if unranked:
             self.unranked_rounds += 1
             self.unranked_budget += budget
+        if not idx.size:
+            self.empty_rounds += 1
+            self.empty_budget += budget
         self.truncated_rounds += truncated
         self.all_zero_rounds += all_zero
+        self.last_participants = int(idx.size)
+        self.last_realised = realised
 
         sizes = self.federation.client_sizes
-        evaluations = int(getattr(self.method, "evaluations_last_round", 0))
+        evaluations = int(getattr(self.method, "evaluations_last_round", 0)) if idx.size else 0
         rows = []
         for i, (client, payout) in enumerate(zip(self.clients, payouts, strict=True)):
             rows.append({
@@ -142,5 +185,7 @@ class FederationAgent(Trader):
                 "usd_kept": payout.usd_kept / ONE,
                 "unranked": unranked,
                 "truncated": truncated,
+                "participating": bool(mask[i]),
+                "reward_if_sold_usd": realised[i] / ONE,
             })
         return rows, shares, budget_usd

@@ -13,9 +13,13 @@ batch_size=32, lr=0.1, metric="accuracy", utility_samples=None, device="cpu", se
   ``lr``, cross-entropy) over its data in a fresh random order; the server aggregates
   ``new = prev + sum_i w_i U_i`` with data weights ``w_i = n_i / sum_j n_j``, and evaluates
   the new model on the validation split.
-- ``run_round() -> RoundResult`` with the round's updates and the round's
+- ``run_round(participants=None) -> RoundResult`` with the round's updates and the round's
   :class:`~abm.fl.game.CoalitionGame` (utility ``metric``: ``accuracy``, or ``loss`` /
-  its alias ``neg_loss`` for the negative mean validation loss).
+  its alias ``neg_loss`` for the negative mean validation loss). ``participants`` (bool
+  ``(n,)``, ``None`` = all) says which clients train: only they send updates, the aggregate
+  weighs them by their data among themselves, and the game's players are the ``k``
+  participants only (``RoundResult.participants`` maps player ``j`` to client index). With
+  no participant, nobody trains, the global model is unchanged and the round has no game.
 - ``utility_samples``: the coalition game's utilities are measured on a stratified subset of
   this many validation samples (drawn once, from ``seed``; per class as close to the split's
   class shares as whole samples allow), ``None`` = the whole validation split. The global
@@ -64,13 +68,16 @@ class RoundResult:
     the validation split), ``prev_accuracy``/``prev_loss`` (previous global model), and
     extras: ``n_samples`` (``(n,)`` int), ``behaviours`` (names), ``prev_params`` and
     ``params`` (global parameters before/after), ``aggregate`` (``sum_i w_i U_i``),
-    ``train_seconds``.
+    ``train_seconds``, ``participants`` (``(k,)`` int: the client index of each of the
+    round's ``k`` players, ascending; all clients unless the round was run with a mask).
+    Every per-player array (``updates``, ``weights``, ``n_samples``, ``behaviours``) has
+    the ``k`` participants only. A round nobody trained in has ``k = 0`` and ``game=None``.
     """
 
     round: int
     updates: torch.Tensor
     weights: np.ndarray
-    game: CoalitionGame
+    game: CoalitionGame | None
     accuracy: float
     loss: float
     prev_accuracy: float
@@ -81,6 +88,7 @@ class RoundResult:
     params: torch.Tensor | None = None
     aggregate: torch.Tensor | None = None
     train_seconds: float = 0.0
+    participants: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
 
     @property
     def n_clients(self) -> int:
@@ -250,17 +258,45 @@ class Federation:
             )
         return delta.detach().to(torch.float32)
 
-    def run_round(self) -> RoundResult:
-        """Run one FedAvg round and return its :class:`RoundResult`."""
+    def _participants(self, participants: np.ndarray | Sequence[bool] | None) -> np.ndarray:
+        if participants is None:
+            return np.arange(self.n_clients)
+        mask = np.asarray(participants)
+        if mask.dtype != bool or mask.shape != (self.n_clients,):
+            raise ValueError(
+                f"Federation: participants must be a bool array of shape ({self.n_clients},), "
+                f"got {mask.dtype} {mask.shape}"
+            )
+        return np.flatnonzero(mask)
+
+    def run_round(self, participants: np.ndarray | Sequence[bool] | None = None) -> RoundResult:
+        """Run one FedAvg round among ``participants`` (bool ``(n,)``; ``None``: every
+        client) and return its :class:`RoundResult` (see the module docstring)."""
         import time
 
-        t0 = time.perf_counter()
-        updates = torch.stack([self.client_update(i) for i in range(self.n_clients)])
-        t1 = time.perf_counter()
+        idx = self._participants(participants)
         prev = self.params
         prev_acc, prev_loss = self.accuracy, self.loss
+        if idx.size == 0:  # nobody trains: the model stays, there is no game to play
+            self.round += 1
+            empty = torch.zeros((0, self.n_params), dtype=torch.float32, device=prev.device)
+            return RoundResult(
+                round=self.round, updates=empty, weights=np.zeros(0), game=None,
+                accuracy=prev_acc, loss=prev_loss, prev_accuracy=prev_acc, prev_loss=prev_loss,
+                n_samples=np.zeros(0, np.int64), behaviours=(), prev_params=prev,
+                params=prev, aggregate=torch.zeros_like(prev), participants=idx,
+            )
+        # Each client's training depends on the round and its own index only, so whoever
+        # else trains, a participant's update is the one it would send in a full round.
+        t0 = time.perf_counter()
+        updates = torch.stack([self.client_update(int(i)) for i in idx])
+        t1 = time.perf_counter()
+        if idx.size == self.n_clients:
+            weights = self.weights
+        else:  # FedAvg among the participants: their data shares among themselves
+            weights = self.client_sizes[idx] / self.client_sizes[idx].sum()
         game = CoalitionGame(
-            self.net, prev, updates, self.weights, self.X_utility, self.y_utility,
+            self.net, prev, updates, weights, self.X_utility, self.y_utility,
             metric=self.metric,
         )
         grand = game.grand_mask
@@ -277,17 +313,18 @@ class Federation:
         return RoundResult(
             round=self.round,
             updates=updates,
-            weights=self.weights.copy(),
+            weights=weights.copy(),
             game=game,
             accuracy=self.accuracy,
             loss=self.loss,
             prev_accuracy=prev_acc,
             prev_loss=prev_loss,
-            n_samples=self.client_sizes.copy(),
-            behaviours=tuple(b.name for b in self.behaviours),
+            n_samples=self.client_sizes[idx].copy(),
+            behaviours=tuple(self.behaviours[i].name for i in idx),
             prev_params=prev,
             params=new_params,
-            aggregate=(torch.from_numpy(self.weights).to(updates.device)
+            aggregate=(torch.from_numpy(weights).to(updates.device)
                        @ updates.double()).float(),
             train_seconds=t1 - t0,
+            participants=idx,
         )
