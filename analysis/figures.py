@@ -210,7 +210,15 @@ def plot_money(run: Run, ax: Axes) -> None:
     ax.bar(x, rewards, color="#2e86c1", label="from the reward budget")
     ax.bar(x, trading, bottom=np.where(trading >= 0, base_pos, base_neg), color="#e67e22",
            label="net from trading and liquidity")
-    ax.scatter(x, rewards + trading, marker="D", color="black", zorder=3,
+    total = rewards + trading
+    if "training_costs_usd" in table.columns:  # clients paid for training (7.13)
+        costs = table["training_costs_usd"].to_numpy(dtype=float)
+        base_pos = base_pos + np.where(trading > 0, trading, 0.0)
+        base_neg = base_neg + np.where(trading < 0, trading, 0.0)
+        ax.bar(x, costs, bottom=np.where(costs >= 0, base_pos, base_neg), color="#7d3c98",
+               label="training costs")
+        total = total + costs
+    ax.scatter(x, total, marker="D", color="black", zorder=3,
                label="net change of USD held")
     ax.axhline(0.0, color="black", linewidth=0.8)
     ax.set_xticks(x, table["holder"], rotation=20)

@@ -316,7 +316,8 @@ def lp_decomposition(run: Run) -> pd.DataFrame:
 
 HOLDER_TYPES = ("client", "investor", "lp", "federation")
 HOLDER_LABELS = {"client": "clients", "investor": "investors", "lp": "liquidity providers",
-                 "federation": "federation", "pool": "pools (USD reserves)"}
+                 "federation": "federation", "pool": "pools (USD reserves)",
+                 "costs": "training costs (sink)"}
 
 
 def holder_outcomes(run: Run) -> pd.DataFrame:
@@ -378,22 +379,38 @@ def money_flows(run: Run) -> pd.DataFrame:
                  money["genesis_token_sales_usd"]))
     for kind, usd in money["fees_earned_usd"].items():
         rows.append((f"pool fees earned by {HOLDER_LABELS[kind]}", usd))
+    # Participation and offerings (docs/model.md, 7.13-7.14), shown where they happened.
+    for key, label in (("training_costs_usd", "training costs paid by clients"),
+                       ("offering_usd", "paid into clients by their pools' buyers through "
+                                        "offerings"),
+                       ("issued_for_costs_usd", "raised by clients issuing tokens for "
+                                                "training costs")):
+        if money.get(key):
+            rows.append((label, money[key]))
     return pd.DataFrame(rows, columns=["flow", "usd"])
 
 
 def money_by_holder(run: Run) -> pd.DataFrame:
     """USD per holder type and in the pools: `start` (after genesis) + `rewards` (paid by the
-    budget) + `trading` (net USD from swaps, deposits, withdrawals, genesis token sales) =
-    `end`. The `trading` column sums to 0 and `end` to endowments plus budgets (exactly, in
-    the model's base units; here rounded to floats). Empty without a money table."""
+    budget) + `training_costs` (paid by clients into the cost sink, a row of its own; the
+    column and row appear only when some client paid) + `trading` (net USD from swaps,
+    deposits, withdrawals, genesis token sales, offerings) = `end`. The `trading` column
+    sums to 0 and `end` to endowments plus budgets (exactly, in the model's base units; here
+    rounded to floats). Empty without a money table."""
     money = run.summary.get("money")
-    columns = ["holder", "start_usd", "rewards_usd", "trading_usd", "end_usd"]
+    columns = ["holder", "start_usd", "rewards_usd", "training_costs_usd", "trading_usd",
+               "end_usd"]
     if not money:
         return pd.DataFrame(columns=columns)
     rows = [{"holder": HOLDER_LABELS[k], "start_usd": v["start"], "rewards_usd": v["rewards"],
+             "training_costs_usd": v.get("training_costs", 0.0),
              "trading_usd": v["trading"], "end_usd": v["end"]}
             for k, v in money["usd_by_holder"].items()]
-    return pd.DataFrame(rows, columns=columns)
+    table = pd.DataFrame(rows, columns=columns)
+    if not table["training_costs_usd"].any():  # no client paid for training: nothing to show
+        table = table[table["holder"] != HOLDER_LABELS["costs"]]
+        table = table.drop(columns="training_costs_usd").reset_index(drop=True)
+    return table
 
 
 def distribution_cost(run: Run) -> dict[str, Any]:

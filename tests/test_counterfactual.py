@@ -23,7 +23,7 @@ from tests.conftest import small_scenario
 #: accuracy, the investors' and LPs' wealth) must be identical.
 CASH_AFFECTED = ("reward_usd", "federation_usd", "wealth/client", "wealth_if_sold/client",
                  "wealth/federation", "wealth_if_sold/federation")
-REWARD_COLUMNS = ("reward_usd", "usd_to_client", "usd_kept", "usd_paid")
+REWARD_COLUMNS = ("reward_usd", "usd_to_client", "usd_kept", "usd_paid", "reward_if_sold_usd")
 
 
 @pytest.fixture(scope="module", params=["equal", "direct"])

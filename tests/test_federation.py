@@ -243,3 +243,50 @@ def test_utility_subset_bounds():
     assert whole.utility_index is None and whole.X_utility is whole.X_val
     with pytest.raises(ValueError, match="smaller than the 10 classes"):
         Federation(train, parts, val, ["honest"] * 2, utility_samples=5, seed=0)
+
+
+def test_a_round_among_participants_trains_only_them_and_plays_their_game():
+    full = make_fed(["honest", "honest", "free_rider", "honest"], lr=0.5)
+    part = make_fed(["honest", "honest", "free_rider", "honest"], lr=0.5)
+    everyone = full.run_round()
+    mask = np.array([True, False, True, True])
+    res = part.run_round(mask)
+    assert res.participants.tolist() == [0, 2, 3]
+    assert res.updates.shape == (3, part.n_params) and res.game.n_players == 3
+    # a participant's update does not depend on who else trains
+    torch.testing.assert_close(res.updates, everyone.updates[[0, 2, 3]], rtol=0, atol=0)
+    sizes = part.client_sizes[[0, 2, 3]]
+    np.testing.assert_allclose(res.weights, sizes / sizes.sum())
+    assert res.n_samples.tolist() == sizes.tolist()
+    assert res.behaviours == ("honest", "free_rider", "honest")
+    expected = res.prev_params.double() + torch.from_numpy(res.weights) @ res.updates.double()
+    torch.testing.assert_close(res.params.double(), expected, atol=1e-6, rtol=0)
+    assert res.game(np.ones((1, 3), bool))[0] == res.accuracy != everyone.accuracy
+    # an all-True mask is the plain round
+    again = make_fed(["honest", "honest", "free_rider", "honest"], lr=0.5)
+    same = again.run_round(np.ones(4, bool))
+    torch.testing.assert_close(same.params, everyone.params, rtol=0, atol=0)
+    assert same.participants.tolist() == [0, 1, 2, 3]
+
+
+def test_a_round_without_participants_leaves_the_model_unchanged():
+    fed = make_fed(["honest", "honest"], lr=0.5)
+    before = fed.params.clone()
+    acc, loss = fed.accuracy, fed.loss
+    res = fed.run_round(np.zeros(2, bool))
+    assert res.game is None and res.updates.shape == (0, fed.n_params)
+    assert res.round == fed.round == 1
+    assert (res.accuracy, res.loss, res.prev_accuracy) == (acc, loss, acc)
+    torch.testing.assert_close(fed.params, before, rtol=0, atol=0)
+    # the next round is round 2 for every client's generator, as if round 1 had trained
+    nxt = fed.run_round()
+    ref = make_fed(["honest", "honest"], lr=0.5)
+    ref.round = 1
+    torch.testing.assert_close(nxt.updates[0], ref.client_update(0), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("mask", [np.ones(3, bool), [1, 0], np.ones(2, int)])
+def test_a_participants_mask_of_the_wrong_shape_or_type_is_refused(mask):
+    fed = make_fed(["honest", "honest"])
+    with pytest.raises(ValueError, match="participants must be a bool array of shape"):
+        fed.run_round(mask)

@@ -80,6 +80,8 @@ def test_the_schema_allows_exactly_the_registered_names(kind):
         "cash_out": {"clients": [{"count": 2, "cash_out": {"kind": bad}}]},
         "strategy": {"investors": [{"count": 2, "strategy": bad}]},
         "lp_exit": {"liquidity_providers": [{"count": 1, "exit": {"kind": bad}}]},
+        "participation": {"clients": [{"count": 2, "participation": {"kind": bad}}]},
+        "issuance": {"market": {"issuance": {"kind": bad}}},
     }[kind]
     with pytest.raises(ScenarioError) as err:
         parse_scenario(where, source="file.yaml")
@@ -166,13 +168,18 @@ def test_adding_a_component_of_each_kind_is_one_class_in_one_file():
             "budgets": [[k, sum(r["reward_usd"] for r in rounds if r["round"] == k)]
                         for k in (1, 2, 3)],
             "shares": [r["share"] for r in rounds if r["round"] == 1],
+            "participating": [[r["participating"] for r in rounds if r["round"] == k]
+                              for k in (1, 2, 3)],
+            "issued": [c.issued for c in model.clients],
+            "supply": [model.ledger.supply(c.token) for c in model.clients],
             "first_token": [model.ledger.balance(i.account, "c00") > 0 for i in investors],
             "other_token": [model.ledger.balance(i.account, "c01") for i in investors],
             "lp_exited": lp.exited, "lp_rule": lp.strategy,
             "client_tokens": [model.ledger.balance(c.account, c.token) for c in model.clients],
             "value": model.view.fundamental_values(1.0).tolist(),
             "documented": [n for n in ("toy_policy", "even_rounds", "favourite", "blobs",
-                           "halfhearted", "sell_all", "buy_first", "leave_at")
+                           "halfhearted", "sell_all", "buy_first", "leave_at",
+                           "every_other", "one_shot")
                            if f"`{n}`" in reference],
             "controls": list(next(k for k in knobs(scenario) if k.name == "policy").values),
         }))
@@ -182,7 +189,8 @@ def test_adding_a_component_of_each_kind_is_one_class_in_one_file():
     for kind, name in [("policy", "toy_policy"), ("budget", "even_rounds"),
                        ("method", "favourite"), ("dataset", "blobs"),
                        ("behaviour", "halfhearted"), ("cash_out", "sell_all"),
-                       ("strategy", "buy_first"), ("lp_exit", "leave_at")]:
+                       ("strategy", "buy_first"), ("lp_exit", "leave_at"),
+                       ("participation", "every_other"), ("issuance", "one_shot")]:
         assert name in out["names"][kind]
         assert name in out["documented"]
     resolved = out["resolved"]
@@ -193,6 +201,13 @@ def test_adding_a_component_of_each_kind_is_one_class_in_one_file():
     # Rounds at steps 2, 4, 6 are the budget's rounds 0, 1, 2: paid, not paid, paid.
     assert out["budgets"] == [[1, 200.0], [2, 0.0], [3, 200.0]]
     assert out["shares"] == [0.0, 1.0, 0.0]  # the favourite method credits client 1 only
+    # The third client trains every other round; the others always (the default).
+    assert out["participating"] == [[True, True, True], [True, True, False],
+                                    [True, True, True]]
+    assert resolved["clients"][1]["participation"] == {"kind": "every_other"}
+    # one_shot: every client issued and sold 50 new tokens at step 1 (the supply grew).
+    assert out["issued"] == [50 * 10**18] * 3
+    assert all(s >= 10_000 * 10**18 + 50 * 10**18 for s in out["supply"])
     assert all(out["first_token"]) and out["other_token"] == [0, 0]
     assert out["lp_exited"] and out["lp_rule"] == "leave_at"
     # sell_all offers everything after each round (the price-impact cap sells part of it);

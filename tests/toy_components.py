@@ -11,8 +11,11 @@ from __future__ import annotations
 import numpy as np
 
 from abm.agents.cash_out import CashOutRule
+from abm.agents.issuance import IssuanceRule
 from abm.agents.lp_exit import ExitRule
+from abm.agents.participation import ParticipationRule
 from abm.agents.strategies import Order, Strategy
+from abm.amm import to_units
 from abm.fl.behaviours import Behaviour
 from abm.fl.contribution import ContributionMethod
 from abm.fl.data import Dataset, DatasetSource
@@ -123,6 +126,40 @@ class LeaveAt(ExitRule):
         return step >= self.params.step
 
 
+class EveryOther(ParticipationRule):
+    """Trains in the first round and every other round after it, whatever it earns."""
+
+    name = "every_other"
+
+    def participates(self, history, cost_usd, participating):
+        return len(history) % 2 == 0
+
+
+class OneShot(IssuanceRule):
+    """Every client sells a fixed number of new tokens into its pool in one step."""
+
+    name = "one_shot"
+
+    class Params(Params):
+        step: int = param(1, "the step of the sale", unit="step", ge=1)
+        tokens: float = param(100.0, "new tokens each client sells", unit="tokens", ge=0)
+
+    def sells(self, client_index):
+        return True
+
+    def window(self):
+        return (self.params.step, self.params.step + 1)
+
+    def offered_tokens(self):
+        return to_units(self.params.tokens)
+
+    def tranche(self, client_index, step, remaining):
+        return remaining if step == self.params.step else 0
+
+    def issuable(self, genesis_supply):
+        return self.offered_tokens()
+
+
 SCENARIO = {
     "name": "toys",
     "seed": 3,
@@ -131,10 +168,12 @@ SCENARIO = {
     "fl": {"dataset": {"name": "blobs", "spread": 0.4}, "model": "logreg",
            "partition": {"scheme": "iid"}},
     "contribution": {"method": "favourite", "params": {"favourite": 1}},
+    "market": {"issuance": {"kind": "one_shot", "step": 1, "tokens": 50}},
     "rewards": {"policy": "toy_policy", "params": {"holder_value": 0.3},
                 "budget": {"kind": "even_rounds", "amount": 200}},
     "clients": [{"count": 2, "cash_out": {"kind": "sell_all"}},
-                {"count": 1, "behaviour": "halfhearted", "behaviour_params": {"scale": 0.2}}],
+                {"count": 1, "behaviour": "halfhearted", "behaviour_params": {"scale": 0.2},
+                 "participation": {"kind": "every_other"}}],
     "investors": [{"strategy": "buy_first", "count": 2, "params": {"fraction": 0.2}}],
     "liquidity_providers": [{"count": 1, "exit": {"kind": "leave_at", "step": 3}}],
 }
