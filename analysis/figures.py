@@ -30,7 +30,7 @@ from analysis.metrics import (
 from analysis.runs import PRICE_PREFIX, Run
 
 FIGURE_NAMES = ("reward_vs_equal", "token_prices", "contributions", "wealth_by_type", "lp_pnl",
-                "money")
+                "money", "participation")
 FORMATS = ("png", "pdf")
 PNG_DPI = 150
 SIZE = (7.5, 4.2)  # inches: full text width of a paper page, legend beside the axes
@@ -51,6 +51,7 @@ def make_figures(run: Run, out_dir: str | Path | None = None) -> list[Path]:
         "wealth_by_type": plot_wealth_by_type,
         "lp_pnl": plot_lp_pnl,
         "money": plot_money,
+        "participation": plot_participation,
     }
     written: list[Path] = []
     with sns.axes_style("whitegrid"), sns.plotting_context("paper", font_scale=1.1):
@@ -140,6 +141,43 @@ def plot_contributions(run: Run, ax: Axes) -> None:
     ax.set_xlabel("FL round")
     ax.set_ylabel(f"Contribution ({method})" if method else "Contribution")
     ax.set_title("Contribution signal per client")
+
+
+def plot_participation(run: Run, ax: Axes) -> None:
+    """Clients training in each FL round, stacked by behaviour (bars, left axis), and the
+    validation accuracy of the global model after the round (line, right axis, %): what the
+    participation rules (docs/model.md, 7.13) did to the federation's learning."""
+    rounds = run.rounds
+    ax.set_xlabel("FL round")
+    ax.set_ylabel("Clients training in the round")
+    ax.set_title("Participation and the accuracy it led to, per FL round")
+    if rounds.empty or "participating" not in rounds.columns:
+        _no_data(ax, "no FL round with participation recorded in this run")
+        return
+    counts = (rounds.assign(training=rounds["participating"].astype(int))
+              .pivot_table(index="round", columns="behaviour", values="training",
+                           aggfunc="sum").sort_index())
+    palette = _behaviour_palette(pd.Series(counts.columns))
+    bottom = np.zeros(len(counts))
+    for behaviour in counts.columns:
+        values = counts[behaviour].to_numpy(dtype=float)
+        ax.bar(counts.index, values, bottom=bottom, color=palette[behaviour], width=0.85,
+               label=behaviour)
+        bottom += values
+    ax.set_ylim(0, len(run.client_ids) + 0.5)
+    ax.yaxis.get_major_locator().set_params(integer=True)
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    accuracy = rounds.groupby("round")["accuracy"].first().sort_index() * 100.0
+    twin = ax.twinx()
+    twin.plot(accuracy.index, accuracy.to_numpy(), color="black", marker="o" if
+              len(accuracy) <= 30 else None, markersize=3, label="accuracy (right axis)")
+    twin.set_ylabel("Validation accuracy after the round (%)")
+    twin.set_ylim(0, 100)
+    twin.grid(False)
+    handles, labels = ax.get_legend_handles_labels()
+    more, more_labels = twin.get_legend_handles_labels()
+    ax.legend(handles + more, labels + more_labels, title="Clients training, by behaviour",
+              loc="upper left", bbox_to_anchor=(1.12, 1.0), frameon=False)
 
 
 def plot_wealth_by_type(run: Run, ax: Axes) -> None:

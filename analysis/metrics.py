@@ -447,7 +447,9 @@ def summarise_run(run: Run) -> dict[str, Any]:
     `distribution_cost_pct`, `min_allotted_vs_equal_pct`, `max_allotted_vs_equal_pct`,
     `min_attributable_vs_equal_pct`, `max_attributable_vs_equal_pct` (the extremes of the
     `client_rewards` columns; NaN without a twin), `unranked_rounds` (rounds the method could
-    not rank, from summary.json; NaN if absent).
+    not rank, from summary.json; NaN if absent), and participation
+    (`participation_summary`: `mean_participation`, `final_participating`,
+    `participation_<behaviour>`, `ir_violations`, `training_costs_usd`).
     """
     cost = distribution_cost(run)
     rewards = client_rewards(run)
@@ -472,7 +474,65 @@ def summarise_run(run: Run) -> dict[str, Any]:
         "max_attributable_vs_equal_pct": _nan_extreme(rewards["attributable_vs_equal_pct"],
                                                       max),
         "unranked_rounds": float(unranked),
+        **participation_summary(run),
     }
+
+
+def participation_summary(run: Run) -> dict[str, float]:
+    """Participation of one run (docs/model.md, 7.13), flat, for the sweep's runs table.
+
+    `mean_participation`: mean share of clients training per round (1 when every client
+    trains every round); `final_participating`: clients that trained in the last round;
+    `participation_<behaviour>`: share of the rounds the clients of that behaviour trained
+    in; `ir_violations`: clients whose reward realised if sold fell short of the training
+    costs they paid (individual rationality fails); `training_costs_usd`: all they paid.
+    NaN where the run's tables predate participation.
+    """
+    rounds = run.rounds
+    if "participating" not in rounds.columns or rounds.empty:
+        return {"mean_participation": NAN, "final_participating": NAN, "ir_violations": NAN,
+                "training_costs_usd": NAN}
+    taking = rounds["participating"].astype(bool)
+    last = rounds["round"].max()
+    out = {
+        "mean_participation": float(taking.groupby(rounds["round"]).mean().mean()),
+        "final_participating": float(taking[rounds["round"] == last].sum()),
+    }
+    for behaviour, share in taking.groupby(rounds["behaviour"]).mean().items():
+        out[f"participation_{behaviour}"] = float(share)
+    clients = individual_rationality(run)
+    out["ir_violations"] = float((~clients["individually_rational"]).sum())
+    out["training_costs_usd"] = float(clients["cost_usd"].sum())
+    return out
+
+
+def individual_rationality(run: Run) -> pd.DataFrame:
+    """Per client: did training pay? (docs/model.md, 7.13)
+
+    Columns: `client`, `behaviour`, `rounds_participated` (of `rounds`), `cost_usd`
+    (training costs paid), `reward_if_sold_usd` (what its rewards added to its holdings if
+    sold, summed at each payout), `net_usd` (reward minus cost) and
+    `individually_rational` (reward >= cost). From `rounds.parquet`; empty for tables that
+    predate participation.
+    """
+    columns = ["client", "behaviour", "rounds_participated", "rounds", "cost_usd",
+               "reward_if_sold_usd", "net_usd", "individually_rational"]
+    rounds = run.rounds
+    if "participating" not in rounds.columns or rounds.empty:
+        return pd.DataFrame(columns=columns)
+    grouped = rounds.groupby("client", sort=True)
+    table = pd.DataFrame({
+        "behaviour": grouped["behaviour"].first(),
+        "rounds_participated": grouped["participating"].sum().astype(int),
+        "rounds": grouped["round"].nunique(),
+        "cost_usd": grouped["training_cost_usd"].sum(),
+        "reward_if_sold_usd": grouped["reward_if_sold_usd"].sum(),
+    }).reset_index()
+    table["net_usd"] = table["reward_if_sold_usd"] - table["cost_usd"]
+    # Exact in the model's base units (summary.json); the float sums here can differ by far
+    # less than a cent, so a client paying nothing and earning nothing is rational.
+    table["individually_rational"] = table["net_usd"] >= -1e-9
+    return table[columns]
 
 
 def _nan_extreme(values: pd.Series, pick: Any) -> float:

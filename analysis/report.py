@@ -25,6 +25,7 @@ from analysis.metrics import (
     client_rewards,
     distribution_cost,
     holder_outcomes,
+    individual_rationality,
     investor_performance,
     lp_decomposition,
     money_by_holder,
@@ -77,6 +78,10 @@ def render_report(run: Run, figure_dir: Path, report_dir: Path) -> str:
         return f"![{caption}]({png})\n\n[{name}.pdf]({pdf})"
 
     holders = holder_outcomes(run)
+    ir_table = individual_rationality(run).rename(columns={
+        "rounds_participated": "rounds trained", "rounds": "FL rounds",
+        "cost_usd": "cost (USD)", "reward_if_sold_usd": "reward if sold (USD)",
+        "net_usd": "net (USD)", "individually_rational": "reward >= cost"})
     flows = money_flows(run)
     by_holder = money_by_holder(run)
     twin = bool((run.summary.get("counterfactual") or {}).get("ran"))
@@ -191,6 +196,19 @@ def render_report(run: Run, figure_dir: Path, report_dir: Path) -> str:
         markdown_table(by_holder, {c: ",.2f" for c in by_holder.columns if c != "holder"})
         if len(by_holder) else "",
         figure("money", "Where the money went: change of USD held per holder type (USD)"),
+        "## Participation",
+        "Clients train in a round only when their participation rule says so and they can "
+        "pay their training cost (`clients[].cost_per_round`, paid in USD to the cost sink); "
+        "a client that sat out is absent from the round's coalition game and earns nothing "
+        "that round. *Reward if sold* = what the round's payouts added to the client's "
+        "holdings valued at what they would fetch sold alone, summed over the rounds; the "
+        "client is *individually rational* when that covers its training costs. "
+        + _participation_text(run.summary),
+        markdown_table(ir_table, {"cost (USD)": ",.2f", "reward if sold (USD)": ",.2f",
+                                  "net (USD)": ",.2f"})
+        if len(ir_table) else "This run's tables predate participation.",
+        figure("participation", "Clients training per FL round, by behaviour, and the "
+               "validation accuracy after each round (%)"),
         "## Token prices and contributions",
         "Spearman ρ across clients of each token's price (at the last step before the next "
         "round) against the cumulative contribution up to that round.",
@@ -266,6 +284,21 @@ def _not_additive_note(holders: pd.DataFrame, money: Mapping[str, Any] | None) -
     if_sold = float(holders["final_wealth_if_sold_usd"].sum())
     return note + (f" Here the if-sold values sum to {if_sold:,.2f} USD while {usd:,.2f} USD "
                    "exist in the whole economy.")
+
+
+def _participation_text(summary: Mapping[str, Any]) -> str:
+    """One sentence on participation from summary.json (empty for older runs)."""
+    p = summary.get("participation")
+    if not p:
+        return ""
+    empty = (summary.get("empty_rounds") or {}).get("rounds", 0)
+    text = (f"On average {p['mean_participating']:.2f} of {p['clients']} clients trained per "
+            f"round, {p['final_participating']} in the last; {p['ir_violations']} client(s) "
+            "paid more for training than their rewards would fetch.")
+    if empty:
+        text += (f" In {empty} round(s) nobody trained: the model stayed as it was and the "
+                 "round's budget was withheld by the treasury.")
+    return text
 
 
 def _unranked_text(unranked: Mapping[str, Any]) -> str:
