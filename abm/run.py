@@ -137,12 +137,12 @@ def _attribute(result: RunResult, twin: RunResult) -> None:
     difference of outcomes. Exact integers until the final division by ONE.
     """
     summary = result.summary
-    equal = summary["equal_split_units"]
     for row in summary["clients"].values():
         account = row["account"]
         diff = result.final_if_sold[account] - twin.final_if_sold[account]
         row["attributable_usd"] = diff / ONE
-        row["attributable_vs_equal_pct"] = _pct_vs(diff, equal)
+        # against what `equal` would have allotted it in the rounds it trained (7.13)
+        row["attributable_vs_equal_pct"] = _pct_vs(diff, row["equal_split_units"])
     by_type: dict[str, int] = dict.fromkeys(HOLDER_TYPES, 0)
     for account, agent_type in result.accounts.items():
         by_type[agent_type] += result.final_if_sold[account] - twin.final_if_sold[account]
@@ -207,6 +207,8 @@ def _summary(model, tables, timings, check: bool) -> dict[str, Any]:
             # Against what `equal` would have allotted it in the rounds it trained (the same
             # for every client when all train every round).
             "allotted_vs_equal_pct": _pct_vs(fed.allotted[i], fed.equal_reference_by_client[i]),
+            "equal_split_usd": fed.equal_reference_by_client[i] / ONE,
+            "equal_split_units": fed.equal_reference_by_client[i],
             "cash_paid_usd": fed.cash_to_client[i] / ONE,
             "dividends_usd": fed.dividends_to.get(client.account, 0) / ONE,
             "attributable_usd": None,

@@ -76,6 +76,9 @@ def plot_reward_vs_equal(run: Run, ax: Axes) -> None:
     Without a twin only the allotment is drawn and the title says so."""
     table = client_rewards(run)
     equal = float(table["equal_split_usd"].iloc[0]) if len(table) else float("nan")
+    # With participation (docs/model.md, 7.13) each client's equal split covers the rounds
+    # it trained in, so the figure cannot name one amount.
+    same = len(table) and bool(np.allclose(table["equal_split_usd"], equal, rtol=1e-12))
     labels = dict(zip(run.client_ids, _client_labels(run), strict=True))
     long = table.melt(id_vars="client",
                       value_vars=["allotted_vs_equal_pct", "attributable_vs_equal_pct"],
@@ -97,8 +100,9 @@ def plot_reward_vs_equal(run: Run, ax: Axes) -> None:
     ax.set_xlabel("Client (behaviour)")
     ax.set_ylabel("Difference from the equal split (%)")
     twin = "" if has_twin else "; no counterfactual twin: attributable not measured"
-    ax.set_title(f"Reward vs equal split, % ({run.policy}; equal split "
-                 f"{equal:,.2f} USD per client{twin})")
+    split = (f"equal split {equal:,.2f} USD per client" if same
+             else "equal split over the rounds each client trained")
+    ax.set_title(f"Reward vs equal split, % ({run.policy}; {split}{twin})")
     _rotate_if_crowded(ax, len(table))
 
 

@@ -33,9 +33,11 @@ def client_rewards(run: Run) -> pd.DataFrame:
     - `contribution`: cumulative contribution, the sum over rounds of `rounds.contribution`
       (units of the contribution method, e.g. accuracy or loss points for Shapley values);
     - `allotted_usd`: what the policy allotted the client (sum of s_i R, or R / N), the sum of
-      `rounds.reward_usd`; `equal_split_usd`: what `equal` would have allotted each client
-      (sum over rounds of R / N); `allotted_vs_equal_pct` = 100 × (allotted / equal − 1):
-      pure allocation, the contribution methods compared (exactly 0 under `equal`);
+      `rounds.reward_usd`; `equal_split_usd`: what `equal` would have allotted the client
+      (sum over the rounds it trained of R / k, k clients training: R / N when every client
+      trains every round, docs/model.md, 7.13); `allotted_vs_equal_pct` = 100 × (allotted /
+      equal − 1): pure allocation, the contribution methods compared (exactly 0 under
+      `equal`);
     - `cash_paid_usd`: USD the policy paid the client itself (equal, direct, mint to client);
     - `attributable_usd`: the client's realisable final wealth (if sold) in the run minus in
       its counterfactual twin (same seed, reward budget 0), market effects included, and
@@ -87,7 +89,7 @@ def client_rewards(run: Run) -> pd.DataFrame:
         "behaviour": [str(behaviour.get(c, "")) for c in clients],
         "contribution": per_client["contribution"].to_numpy(dtype=float),
         "allotted_usd": from_summary("allotted_usd", allotted),
-        "equal_split_usd": equal,
+        "equal_split_usd": from_summary("equal_split_usd", equal),
         "allotted_vs_equal_pct": from_summary("allotted_vs_equal_pct", pct),
         "cash_paid_usd": from_summary("cash_paid_usd", cash_paid),
         "attributable_usd": from_summary("attributable_usd", NAN),
