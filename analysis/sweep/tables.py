@@ -70,6 +70,32 @@ def sweep_summary_tables(tables: SweepTables) -> dict[str, pd.DataFrame]:
     return {t.name: t.frame for t in summary_tables(tables)}
 
 
+def _participation_table(tables: SweepTables) -> list[SummaryTable]:
+    """The participation table (docs/model.md, 7.13), when some client paid for training or
+    sat a round out in some run (otherwise every cell would read "everyone, always")."""
+    runs, by = tables.runs, tables.params
+    if "mean_participation" not in runs.columns or not (
+            (runs["mean_participation"] < 1).any() or (runs["training_costs_usd"] > 0).any()):
+        return []
+    values = ("final_accuracy", "mean_participation", "final_participating",
+              *sorted(c for c in runs.columns if c.startswith("participation_")),
+              "ir_violations", "training_costs_usd")
+    values = tuple(v for v in values if v in runs.columns)
+    group = [*by, *_unless(by, "policy")]
+    return [SummaryTable(
+        "participation",
+        "Participation: who kept training, and the accuracy it led to",
+        "Per run (`analysis.metrics.participation_summary`): final accuracy of the global "
+        "model; mean share of clients training per round; clients training in the last "
+        "round; per behaviour, the share of client-rounds its clients trained in; clients "
+        "whose rewards, valued at what they would fetch sold, fell short of the training "
+        "costs they paid (individual rationality failed); all training costs paid (USD).",
+        summarise_over_seeds(runs, group, values, tables.confidence),
+        group,
+        values,
+    )]
+
+
 def summary_tables(tables: SweepTables) -> list[SummaryTable]:
     by, c = tables.params, tables.confidence
     headline = [v for v in HEADLINE if v in tables.runs.columns]
@@ -85,6 +111,7 @@ def summary_tables(tables: SweepTables) -> list[SummaryTable]:
             by,
             tuple(headline),
         ),
+        *_participation_table(tables),
         SummaryTable(
             "client_rewards",
             "Reward per client: allotted, attributable, spot-marked",
