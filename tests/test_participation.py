@@ -225,3 +225,43 @@ def test_participation_named_alone_takes_its_defaults():
     assert s.to_dict()["clients"][0]["participation"] == {
         "kind": "net_payoff", "window": 3, "leave_below": 1.0, "rejoin_above": 1.2}
     assert np.isclose(s.clients[0].cost_per_round, 0.0)
+
+
+def test_end_to_end_a_scenario_file_with_costs_participation_and_an_offering(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    import pandas as pd
+    import yaml
+
+    from tests.conftest import ROOT
+
+    data = _costly().to_dict()
+    data["market"]["issuance"] = {"kind": "offering", "clients": [3], "tokens": 500.0,
+                                  "start_step": 1, "end_step": 21}
+    path = tmp_path / "costly.yaml"
+    path.write_text(yaml.safe_dump(data))
+    out = tmp_path / "run"
+    proc = subprocess.run([sys.executable, "-m", "abm.cli", "run", str(path), "--out",
+                           str(out), "--check"], capture_output=True, text=True, cwd=ROOT,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    rounds = pd.read_parquet(out / "rounds.parquet")
+    assert rounds.groupby("client")["participating"].sum().to_dict() == {
+        "c00": 4, "c01": 4, "c02": 4, "c03": 1}
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["clients"]["c03"]["rounds_participated"] == 1
+    assert summary["clients"]["c03"]["cost_usd"] == 1000.0
+    assert summary["clients"]["c03"]["offering_tokens"] == 500.0
+    assert summary["money"]["offering_usd"] == pytest.approx(
+        summary["clients"]["c03"]["offering_usd"]) and summary["money"]["balanced"]
+    events = pd.read_parquet(out / "events.parquet")
+    assert {"leave", "offering_start", "offering_end"} <= set(events["kind"])
+    model = pd.read_parquet(out / "model.parquet")
+    assert model["participating"].tolist()[-1] == 3 and model["participating"].dtype == "int64"
+    report = (out / "report.md").read_text()
+    assert "## Participation" in report and "| c03 | honest | 1 | 4 |" in report
+    assert (out / "figures" / "participation.png").stat().st_size > 0
+    config = yaml.safe_load((out / "config.yaml").read_text())
+    assert config["clients"][1]["participation"]["kind"] == "net_payoff"
