@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from abm import registry
 from abm.agents.participation import NetPayoff, RoundRecord
@@ -56,6 +58,26 @@ def test_rejoining_needs_the_higher_threshold():
     assert not rule.participates(out, cost_usd=80.0, participating=False)  # 96 < 1.5 x 80
     assert rule.participates(out, cost_usd=60.0, participating=False)  # 96 > 90
     assert rule.participates(out, cost_usd=80.0, participating=True)  # stays: 96 >= 80
+
+
+_records = st.lists(st.builds(
+    RoundRecord, st.booleans(), st.floats(0, 1e4), st.floats(0, 1e4), st.integers(0, 20)),
+    min_size=0, max_size=12)
+
+
+@settings(max_examples=200, deadline=None)
+@given(history=_records, window=st.integers(1, 5), cost=st.floats(0, 1e4),
+       cheaper=st.floats(0, 1), leave=st.floats(0, 2), band=st.floats(0, 1))
+def test_net_payoff_decisions_are_monotone_in_cost_and_never_flap(history, window, cost,
+                                                                  cheaper, leave, band):
+    rule = NetPayoff(window=window, leave_below=leave, rejoin_above=leave + band)
+    assert rule.expected_reward(history) >= 0
+    for participating in (True, False):
+        if rule.participates(history, cost, participating):  # a cheaper round pays too
+            assert rule.participates(history, cost * cheaper, participating)
+    # whatever makes a client that left come back keeps a participant in
+    if rule.participates(history, cost, False):
+        assert rule.participates(history, cost, True)
 
 
 def test_always_trains_whatever_it_earns():

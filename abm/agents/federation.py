@@ -123,15 +123,19 @@ class FederationAgent(Trader):
         market.ledger.mint(TREASURY, "USD", budget)
         # What each client's holdings would fetch, before and after the payout: the reward
         # it realised by realisable value (what the participation rules weigh, 7.13).
-        if_sold_before = [market.liquidation_value(c.account) for c in self.clients]
+        # A round that pays nothing (a twin's, an empty round's) moves nothing: 0, unmeasured.
+        measured = bool(budget and idx.size)
+        if_sold_before = ([market.liquidation_value(c.account) for c in self.clients]
+                          if measured else [0] * n)
         payouts = [Payout() for _ in range(n)]
         if idx.size:
             paid = self.policy.distribute(market, TREASURY, [self.clients[i] for i in idx],
                                           budget, shares[idx])
             for i, payout in zip(idx, paid, strict=True):
                 payouts[i] = payout
-        realised = [market.liquidation_value(c.account) - before
-                    for c, before in zip(self.clients, if_sold_before, strict=True)]
+        realised = ([market.liquidation_value(c.account) - before
+                     for c, before in zip(self.clients, if_sold_before, strict=True)]
+                    if measured else [0] * n)
         self.total_cost += sum(p.cost for p in payouts)
         self.rounds_done += 1
         self.budget_in += budget
