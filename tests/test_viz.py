@@ -693,6 +693,8 @@ def test_round_table_formats_units_and_escapes_text() -> None:
                                           "-12.00", "1.0000 → 1.0500"]]
     html = charts.round_table_html([row])
     assert "&lt;c00&gt;" in html and "<c00>" not in html
+    left = {**row, "participating": False}
+    assert charts.round_table([left])[0][1] == "honest (not training)"
 
 
 # -- launcher -----------------------------------------------------------------------------------

@@ -467,7 +467,9 @@ def round_table(rows: Sequence[dict[str, Any]]) -> list[list[str]]:
     return [
         [
             str(row["client"]),
-            str(row["behaviour"]),
+            # A client that left the federation keeps its row (contribution 0, reward 0).
+            str(row["behaviour"]) + ("" if row.get("participating", True) else
+                                     " (not training)"),
             "—" if math.isnan(row["contribution"]) else f"{row['contribution']:.4f}",
             "—" if math.isnan(row["share"]) else f"{row['share']:.1%}",
             f"{row['reward_usd']:,.2f}",
