@@ -131,13 +131,13 @@ def _acting_steps(scenario, steps=40) -> dict[int, list[int]]:
     model = WallStreetFedsModel(scenario)
     seen: dict[int, list[int]] = {inv.unique_id: [] for inv in model.investors}
     for inv in model.investors:
-        decide = inv.rule.decide
+        orders = inv.rule.orders
 
-        def spy(view, cash, holdings, rng, inv=inv, decide=decide):
+        def spy(view, cash_units, balance, rng, inv=inv, orders=orders):
             seen[inv.unique_id].append(view.step)
-            return decide(view, cash, holdings, rng)
+            return orders(view, cash_units, balance, rng)
 
-        inv.rule.decide = spy
+        inv.rule.orders = spy
     model.run_for(steps)
     return seen
 
@@ -182,7 +182,7 @@ def test_a_scaled_order_is_still_capped_by_the_limits():
          "max_slippage": 0.9}]))
     inv = model.investors[0]
     inv.size_scale = 100.0
-    inv.rule.decide = lambda view, cash, holdings, rng: [Order(0, "buy", 10.0)]
+    inv.rule.orders = lambda view, cash_units, balance, rng: [Order(0, "buy", 10.0)]
     before = inv.balance(BASE)
     model.step()
     # 10 x 100 = 1,000 USD asked; at most max_trade x cash = 100 USD spent.

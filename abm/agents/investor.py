@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from abm.agents.strategies import Strategy
+from abm.agents.strategies import Order, Strategy
 from abm.agents.trader import BASE, Trader, decision_units
 from abm.amm import ONE
 from abm.streams import stream
@@ -57,36 +57,59 @@ class Investor(Trader):
         self.size_scale = float(np.exp(sigma * traits.standard_normal() - sigma * sigma / 2))
         self.rule.start(self.model.view, traits)
         self._clock = self._own_stream("clock")
+        self._coins: list[float] = []
         self._signal = self._own_stream("signal")
+        self._stream = self.stream
+        ledger, account = self.market.ledger, self.account
+        # Live read-only books (`Ledger.live`): a balance is one dict lookup, and the
+        # strategy reads only the balances its decision needs (`Strategy.orders`).
+        self._usd = ledger.live(BASE)
+        self._books = books = [ledger.live(t) for t in self.model.view.tokens]
+        self._balance_of = lambda j: books[j].get(account, 0)
 
     def observe_round(self) -> None:
         """The federation published a round: the strategy updates what it believes."""
         self.rule.observe_round(self.model.view, self._signal)
 
+    def _coin(self) -> float:
+        """This step's activation coin: the clock stream's next uniform (drawn in blocks
+        ahead, the same numbers one at a time would give)."""
+        if not self._coins:
+            self._coins = self._clock.random(256).tolist()[::-1]
+        return self._coins.pop()
+
     def act(self) -> None:
         # The coin is drawn every step, before anything is looked at, so that the number
         # of draws never depends on the market (docs/model.md, section 4.9).
-        if self.activation < 1.0 and self._clock.random() >= self.activation:
+        if self.activation < 1.0 and self._coin() >= self.activation:
             return
+        cash_units = self._usd.get(self.account, 0)
+        orders = self.rule.orders(self.model.view, cash_units, self._balance_of, self._stream)
+        if orders or self.rule.events:
+            self.execute(orders, cash_units)
+
+    def execute(self, orders: list[Order], cash_units: int) -> None:
+        """Record the strategy's events; trade `orders` within the limits (docs/model.md,
+        section 7.9): decided in display units from the balances before the first order
+        (the wealth for `max_position` only when there is a buy), traded in base units."""
         view = self.model.view
-        ledger = self.market.ledger
-        cash_units = ledger.balance(self.account, BASE)
-        holdings = np.array([ledger.balance(self.account, t) / ONE for t in view.tokens])
-        orders = self.rule.decide(view, cash_units / ONE, holdings, self.stream)
         for kind, token, text in self.rule.pop_events():
             self.model.record_event(kind, client=view.tokens[token], agent_id=self.unique_id,
                                     text=text)
         if not orders:
             return
-        wealth = cash_units / ONE + float(holdings @ view.prices)
+        account, books = self.account, self._books
+        held = [books[o.token].get(account, 0) / ONE for o in orders]
+        if any(o.side == "buy" for o in orders):
+            holdings = np.array([book.get(account, 0) / ONE for book in books])
+            wealth = cash_units / ONE + float(holdings @ view.prices)
         scale = self.size_scale
-        for order in orders:
+        for order, have in zip(orders, held, strict=True):
             token = view.tokens[order.token]
             if order.side == "buy":
-                room = self.max_position * wealth - holdings[order.token] * view.prices[order.token]
+                room = self.max_position * wealth - have * view.prices[order.token]
                 usd = min(order.size * scale, self.max_trade * cash_units / ONE, room)
                 if usd > 0:
                     self.buy(token, decision_units(usd))
             else:
-                amount = min(order.size * scale, holdings[order.token])
-                self.sell(token, decision_units(amount))
+                self.sell(token, decision_units(min(order.size * scale, have)))

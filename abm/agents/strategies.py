@@ -7,6 +7,14 @@ A strategy only *decides*: given the public `MarketView`, its cash (USD) and its
 (tokens, display units) it returns orders. The `Investor` agent enforces limits (cash, position,
 price impact) and executes them, so no strategy can trade what its investor does not hold.
 
+**Two paths, one rule.** `decide` is the reference: one investor, its whole holdings vector.
+`orders` is what the model calls: the same orders (tested order for order and table for
+table, `tests/test_fast_paths.py`), with what a strategy derives from the view computed once
+for all of its investors (arrays investors x tokens) and kept until a trade changes a price
+(`MarketView.version`; a fundamental group then recomputes only that token's column), and the
+investor's balances read only where the decision needs them. A
+strategy that does not override `orders` runs `decide`.
+
 Each investor has its own strategy instance. `start` draws the investor's own values of the
 parameters that vary across its group (declared with `abm.registry.spread`) and its initial
 private state; `observe_round` lets it update that state when a round is published, whether or
@@ -20,12 +28,13 @@ tokens. Sizes are display-unit floats; the agent converts them to base units.
 from __future__ import annotations
 
 from abc import abstractmethod
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Literal, NamedTuple
 
 import numpy as np
 from pydantic import model_validator
 
+from abm.amm import ONE
 from abm.registry import Component, param, spread, spread_value
 from abm.registry import Params as _Params
 
@@ -33,9 +42,9 @@ if TYPE_CHECKING:
     from abm.agents.view import MarketView
 
 
-@dataclass(frozen=True)
-class Order:
-    """Buy `size` USD worth of token `token`, or sell `size` tokens of it."""
+class Order(NamedTuple):
+    """Buy `size` USD worth of token `token`, or sell `size` tokens of it. (A named tuple:
+    an investor makes hundreds every step.)"""
 
     token: int  # index into MarketView.tokens
     side: Literal["buy", "sell"]
@@ -49,7 +58,9 @@ class Strategy(Component):
 
     def __init__(self, params=None, /, **values) -> None:
         super().__init__(params, **values)
-        self._events: list[tuple[str, int, str]] = []
+        #: Events the last `decide` caused, as (kind, token index, text) for
+        #: `WallStreetFedsModel.record_event` (`abm.model.EVENT_KINDS`); see `pop_events`.
+        self.events: list[tuple[str, int, str]] = []
 
     def start(self, view: MarketView, traits: np.random.Generator) -> None:
         """Once, before the first step (the view holds the prior signal): draw this
@@ -61,19 +72,43 @@ class Strategy(Component):
         investor's signal stream. Default: nothing."""
 
     def pop_events(self) -> list[tuple[str, int, str]]:
-        """Events the last `decide` caused, as (kind, token index, text) for
-        `WallStreetFedsModel.record_event` (`abm.model.EVENT_KINDS`); emptied by the call."""
-        events, self._events = self._events, []
+        """The `events` so far, emptied by the call."""
+        events, self.events = self.events, []
         return events
 
     def _event(self, kind: str, token: int, text: str) -> None:
-        self._events.append((kind, token, text))
+        self.events.append((kind, token, text))
 
     @abstractmethod
     def decide(
         self, view: MarketView, cash: float, holdings: np.ndarray, rng: np.random.Generator
     ) -> list[Order]:
         """Orders for this step. `cash` in USD, `holdings` (n,) in tokens."""
+
+    def orders(self, view: MarketView, cash_units: int, balance: Callable[[int], int],
+               rng: np.random.Generator) -> list[Order]:
+        """The orders `decide` gives, from the investor's cash (base units) and
+        `balance(j)`, its balance of token j (base units), read only where needed: the fast
+        path (module docstring). Default: `decide` on the whole holdings vector."""
+        holdings = np.array([balance(j) / ONE for j in range(view.n)])
+        return self.decide(view, cash_units / ONE, holdings, rng)
+
+
+def _plan_orders(buy: int, buy_fraction: float, sells: list[int], sell_fraction: float | None,
+                 cash_units: int, balance: Callable[[int], int]) -> list[Order]:
+    """Orders from a plan shared by a group: buy `buy_fraction` of the cash of token `buy`
+    (-1: none), sell `sell_fraction` (None: all) of every holding among `sells`. Sizes are
+    computed exactly as the `decide` paths do (cash or holdings in display units first)."""
+    orders = []
+    if buy >= 0 and cash_units > 0:
+        orders.append(Order(buy, "buy", cash_units / ONE * buy_fraction))
+    for j in sells:
+        held = balance(j)
+        if held > 0:
+            size = held / ONE
+            orders.append(Order(j, "sell", size if sell_fraction is None
+                                else size * sell_fraction))
+    return orders
 
 
 def _trade_fraction(default: float) -> float:
@@ -133,6 +168,8 @@ class Fundamental(Strategy):
         self.noise_sd = p.signal_noise * float(np.exp(p.noise_dispersion * z_noise))
         #: Its belief of each client's reward share, (n,): the prior, then its own average.
         self.belief = view.share_signal.copy()
+        self._crowd = view.groups.setdefault(("fundamental", id(p)), _Crowd(p))
+        self._row = self._crowd.join(self)
 
     def observe_round(self, view, rng):
         shares = view.last_shares
@@ -147,6 +184,7 @@ class Fundamental(Strategy):
             seen = shares
         rate = self.learning_rate
         self.belief = (1 - rate) * self.belief + rate * seen
+        self._crowd.beliefs_changed()
 
     def decide(self, view, cash, holdings, rng):
         p = self.params
@@ -159,6 +197,75 @@ class Fundamental(Strategy):
         for j in np.flatnonzero((gap < -p.margin) & (holdings > 0)):
             orders.append(Order(int(j), "sell", holdings[j] * p.trade_fraction))
         return orders
+
+    def orders(self, view, cash_units, balance, rng):
+        gap = self._crowd.gaps(view)[self._row].tolist()
+        margin = self.params.margin
+        best = max(gap)
+        buy = gap.index(best) if best > margin else -1  # the first largest, as argmax
+        sells = [j for j, g in enumerate(gap) if g < -margin]
+        tf = self.params.trade_fraction
+        return _plan_orders(buy, tf, sells, tf, cash_units, balance)
+
+
+class _Crowd:
+    """The fundamental investors of one group, as arrays (investors x tokens): the rewards
+    each expects (flows, from its belief, horizon and discount) and the gaps value / price - 1
+    their decisions come from, kept current token by token: a trade moves one price, so only
+    that token's column is recomputed (`MarketView.changes`). Element by element these are
+    the floats `Fundamental.decide` computes for one investor. The policy's `token_value` is
+    elementwise, so it takes every investor's flows at once, or one token's column (a value
+    that ignores the flows broadcasts)."""
+
+    def __init__(self, params: Fundamental.Params) -> None:
+        self.params = params
+        self.members: list[Fundamental] = []
+        self._gaps = self._flows = None
+        self._mark: tuple[int, int] | None = None
+        self._flows_key: tuple[int, float] | None = None
+        self._version = -1
+
+    def join(self, member: Fundamental) -> int:
+        self.members.append(member)
+        self._flows = None
+        return len(self.members) - 1
+
+    def beliefs_changed(self) -> None:
+        self._flows = None
+
+    def flows(self, view: MarketView) -> np.ndarray:
+        """USD still to come to each client as each investor expects it, (k, n); rebuilt
+        when a round changed the beliefs or the budget."""
+        key = (view.rounds_done, view.last_budget)
+        if self._flows is None or self._flows_key != key:
+            m = self.members
+            beliefs = np.array([x.belief for x in m])
+            horizon = np.array([x.horizon for x in m])[:, None]
+            discount = np.array([x.discount for x in m])[:, None]
+            # Row by row, Fundamental.decide's belief x budget x horizon x discount.
+            self._flows = beliefs * view.last_budget * horizon * discount
+            self._flows_key = key
+            self._mark = None
+        return self._flows
+
+    def gaps(self, view: MarketView) -> np.ndarray:
+        """value / price - 1 per investor and token at the live prices, (k, n)."""
+        if self._version == view.version and self._flows is not None:
+            return self._gaps
+        self._version = view.version
+        flows = self.flows(view)
+        self._mark, changed = view.changes(self._mark)
+        if changed is None:
+            self._gaps = np.array(np.broadcast_to(
+                view.token_values(flows) / view.prices - 1.0, flows.shape))
+        else:
+            for j in set(changed):
+                s = slice(j, j + 1)
+                value = view.policy.token_value(view.pooled[s] * view.prices[s],
+                                                view.supply[s], view.pooled[s],
+                                                view.prices[s], flows[:, s])
+                self._gaps[:, s] = value / view.prices[s] - 1.0
+        return self._gaps
 
 
 class Momentum(Strategy):
@@ -186,6 +293,19 @@ class Momentum(Strategy):
             orders.append(Order(int(j), "sell", float(holdings[j])))
         return orders
 
+    def start(self, view, traits):
+        p = self.params
+        self._chart = view.groups.setdefault(
+            ("momentum", p.lookback, p.threshold),
+            _Chart(lambda v: v.momentum(p.lookback), p.threshold, highest=True))
+
+    def orders(self, view, cash_units, balance, rng):
+        p = self.params
+        if view.history_length <= p.lookback:
+            return []
+        buy, sells = self._chart.plan(view)
+        return _plan_orders(buy, p.trade_fraction, sells, None, cash_units, balance)
+
 
 class MeanReversion(Strategy):
     """Buys a token trading `band` below its `window`-step mean; sells when it is above."""
@@ -211,6 +331,51 @@ class MeanReversion(Strategy):
             orders.append(Order(int(j), "sell", holdings[j] * p.trade_fraction))
         return orders
 
+    def start(self, view, traits):
+        p = self.params
+        self._chart = view.groups.setdefault(
+            ("mean_reversion", p.window, p.band),
+            _Chart(lambda v: v.deviation_from_mean(p.window), p.band, highest=False))
+
+    def orders(self, view, cash_units, balance, rng):
+        p = self.params
+        if view.history_length < p.window:
+            return []
+        buy, sells = self._chart.plan(view)
+        return _plan_orders(buy, p.trade_fraction, sells, p.trade_fraction, cash_units,
+                            balance)
+
+
+class _Chart:
+    """What every chartist with one signal and threshold does at the live prices: the token
+    to buy (-1: none) and the tokens to sell, recomputed once per price state
+    (`MarketView.version`) for the whole group. The choice is made in plain Python over the
+    n signal values: the first largest (momentum) or smallest (mean reversion), exactly as
+    `decide`'s argmax / argmin and comparisons on the same floats."""
+
+    __slots__ = ("buy", "highest", "sells", "signal", "threshold", "version")
+
+    def __init__(self, signal: Callable[[MarketView], np.ndarray], threshold: float,
+                 highest: bool) -> None:
+        self.signal, self.threshold, self.highest = signal, threshold, highest
+        self.version = -1
+        self.buy, self.sells = -1, []
+
+    def plan(self, view: MarketView) -> tuple[int, list[int]]:
+        if self.version != view.version:
+            values = self.signal(view).tolist()
+            t = self.threshold
+            if self.highest:
+                best = max(values)
+                self.buy = values.index(best) if best > t else -1
+                self.sells = [j for j, v in enumerate(values) if v < -t]
+            else:
+                best = min(values)
+                self.buy = values.index(best) if best < -t else -1
+                self.sells = [j for j, v in enumerate(values) if v > t]
+            self.version = view.version
+        return self.buy, self.sells
+
 
 class Noise(Strategy):
     """Trades a random token in a random direction with probability `p_trade` per step."""
@@ -234,6 +399,36 @@ class Noise(Strategy):
         if u_side < 0.5 or holdings[i] <= 0:
             return [Order(i, "buy", cash * p.trade_fraction)] if cash > 0 else []
         return [Order(i, "sell", holdings[i] * (0.1 + 0.9 * u_size))]
+
+    def orders(self, view, cash_units, balance, rng):
+        # The same four uniforms per step, taken from blocks drawn ahead from the same
+        # stream (identical numbers: a generator fills a block in order), and only the one
+        # balance the decision reads.
+        p = self.params
+        u_trade, u_token, u_side, u_size = self._draws(rng)
+        if u_trade >= p.p_trade:
+            return []
+        i = min(int(u_token * view.n), view.n - 1)
+        held = balance(i)
+        if u_side < 0.5 or held <= 0:
+            return [Order(i, "buy", cash_units / ONE * p.trade_fraction)] if cash_units > 0 \
+                else []
+        return [Order(i, "sell", held / ONE * (0.1 + 0.9 * u_size))]
+
+    #: Steps of draws taken ahead at once.
+    _BLOCK = 256
+
+    def __init__(self, params=None, /, **values) -> None:
+        super().__init__(params, **values)
+        self._block: list[list[float]] = []
+        self._next = 0
+
+    def _draws(self, rng: np.random.Generator) -> list[float]:
+        if self._next == len(self._block):
+            self._block = rng.random((self._BLOCK, 4)).tolist()
+            self._next = 0
+        self._next += 1
+        return self._block[self._next - 1]
 
 
 class Manipulator(Strategy):

@@ -6,7 +6,11 @@ spot price into it, so an agent acting later in the step sees the trades made be
 (Mesa's sequential activation) instead of a stale snapshot — otherwise a crowd acting on one
 signal overshoots together and prices oscillate step to step. The parts of derived signals
 that only need past steps (the price `lookback` steps ago, the sum of a window) are computed
-once per step and cached, so 100 investors cost one numpy computation, not 100.
+once per step and cached, so 100 investors cost one numpy computation, not 100. What a strategy
+derives from the live prices for all of its investors at once is kept current token by token:
+`changes(mark)` says which tokens traded since the strategy last looked (a trade moves one
+price), so only those entries are recomputed, and `version` tells a group's cached decision
+that a price moved; every investor still sees the trades before it.
 
 The signal is described in docs/model.md, section 7.8. All figures are floats in display
 units: prices in USD per token, supplies in tokens, budgets in USD per round.
@@ -43,8 +47,17 @@ class MarketView:
     last_shares: np.ndarray = field(default_factory=lambda: np.zeros(0))
     last_budget: float = 0.0  # USD paid by buyers in the latest round
     round_just_ran: bool = False
+    #: Counts changes of what agents decide on (every `update`, `trade` and `publish_round`):
+    #: a group's decision computed at one version holds until the next.
+    version: int = 0
+    #: Counts `update`s and `publish_round`s: a change of everything (`changes`).
+    epoch: int = 0
+    _traded: list[int] = field(default_factory=list)  # token indices traded since `update`
     _history: list[np.ndarray] = field(default_factory=list)
     _cache: dict[tuple, np.ndarray] = field(default_factory=dict)
+    #: State the investors of one group keep together (e.g. fundamental investors' beliefs
+    #: as one investors x tokens array), keyed by the strategy; see `abm.agents.strategies`.
+    groups: dict[object, object] = field(default_factory=dict)
 
     #: Weight of the newest round in the share signal (about a 5-round memory).
     SIGNAL_WEIGHT = 0.3
@@ -74,16 +87,32 @@ class MarketView:
         self._history.append(prices)
         self._index = {t: i for i, t in enumerate(self.tokens)}
         self._cache.clear()
+        self._traded = []
+        self.version += 1
+        self.epoch += 1
 
     def trade(self, token: str, price: float, pooled: float) -> None:
         """A swap moved `token` to spot `price` (USD/token) with `pooled` tokens in its pool."""
         i = self._index[token]
         self.prices[i] = price
         self.pooled[i] = pooled
+        self._traded.append(i)
+        self.version += 1
+
+    def changes(self, mark: tuple[int, int] | None) -> tuple[tuple[int, int], list[int] | None]:
+        """The tokens whose price changed since `mark` (returned by an earlier call; None
+        at first), in trade order with repeats, or None if everything may have changed (a
+        new step or round), and the new mark."""
+        now = (self.epoch, len(self._traded))
+        if mark is None or mark[0] != self.epoch:
+            return now, None
+        return now, self._traded[mark[1]:]
 
     def publish_round(self, shares: np.ndarray, budget: float) -> None:
         """The federation's round result: shares (n,) summing to 1 or 0, budget in USD."""
         self.rounds_done += 1
+        self.version += 1
+        self.epoch += 1
         self.last_shares = shares
         self.last_budget = budget
         # Starts from the prior the model sets (equal shares), so one noisy round moves the

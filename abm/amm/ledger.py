@@ -8,6 +8,9 @@ A failed check raises `InvariantViolation`; nothing is ever patched.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from types import MappingProxyType
+
 from abm.amm.math import check_amount
 
 
@@ -58,6 +61,11 @@ class Ledger:
     def balance(self, account: str, asset: str) -> int:
         book = self._books.get(asset)
         return book.get(account, 0) if book else 0
+
+    def live(self, asset: str) -> Mapping[str, int]:
+        """The live, read-only `{account: balance}` mapping of `asset` (non-zero balances):
+        for hot read paths that look up many balances of one asset (`.get(account, 0)`)."""
+        return MappingProxyType(self._book(asset))
 
     def holders(self, asset: str) -> dict[str, int]:
         """Every account with a non-zero balance of `asset` (a copy)."""
