@@ -144,3 +144,13 @@ def test_check_catches_a_non_int_balance(ledger):
 def test_invariant_violation_is_not_a_refusal():
     # Code that catches refused operations must not swallow a broken invariant.
     assert not issubclass(InvariantViolation, LedgerError)
+
+
+def test_the_live_book_follows_every_change_and_cannot_be_written():
+    ledger = Ledger()
+    book = ledger.live("USD")
+    ledger.mint("a", "USD", 5)
+    ledger.transfer("a", "b", "USD", 5)
+    assert dict(book) == {"b": 5} and book.get("a", 0) == 0
+    with pytest.raises(TypeError):
+        book["a"] = 1  # type: ignore[index]
