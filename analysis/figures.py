@@ -21,6 +21,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import StrMethodFormatter
 
+from analysis.market_stats import ACF_CONFIDENCE, ACF_LAGS, acf_table, round_every
 from analysis.metrics import (
     client_rewards,
     lp_decomposition,
@@ -30,7 +31,7 @@ from analysis.metrics import (
 from analysis.runs import PRICE_PREFIX, Run
 
 FIGURE_NAMES = ("reward_vs_equal", "token_prices", "contributions", "wealth_by_type", "lp_pnl",
-                "money", "participation")
+                "money", "participation", "autocorrelation")
 FORMATS = ("png", "pdf")
 PNG_DPI = 150
 SIZE = (7.5, 4.2)  # inches: full text width of a paper page, legend beside the axes
@@ -53,12 +54,19 @@ def make_figures(run: Run, out_dir: str | Path | None = None) -> list[Path]:
         "money": plot_money,
         "participation": plot_participation,
     }
+    # Figures of several panels draw on the whole figure.
+    figure_painters: dict[str, Callable[[Run, Figure], None]] = {
+        "autocorrelation": plot_autocorrelation,
+    }
     written: list[Path] = []
     with sns.axes_style("whitegrid"), sns.plotting_context("paper", font_scale=1.1):
         for name in FIGURE_NAMES:
             fig = Figure(figsize=SIZE, layout="constrained")
             FigureCanvasAgg(fig)
-            painters[name](run, fig.add_subplot())
+            if name in figure_painters:
+                figure_painters[name](run, fig)
+            else:
+                painters[name](run, fig.add_subplot())
             for fmt in FORMATS:
                 file = target / f"{name}.{fmt}"
                 fig.savefig(file, dpi=PNG_DPI if fmt == "png" else None)
@@ -271,6 +279,45 @@ def plot_money(run: Run, ax: Axes) -> None:
     ax.set_title(f"Where the money went: USD held, genesis to end\n({budget:,.0f} USD of "
                  "reward budgets paid in)")
     _legend_outside(ax, "Part")
+
+
+def plot_autocorrelation(run: Run, fig: Figure) -> None:
+    """Two panels, lags 1..20 steps: the autocorrelation of each token's per-step log returns
+    (left) and of their absolute values (right), one thin line per token and the median
+    across tokens in black, with the band of an i.i.d. series (+- z / sqrt(T), 95 %) shaded
+    around 0 and the FL-round lag (`round_every`) marked. Per token, not pooled: tokens'
+    volatilities differ by orders of magnitude (analysis.market_stats)."""
+    table = acf_table(run, ACF_LAGS)
+    lag = round_every(run)
+    axes = fig.subplots(1, 2, sharey=True)
+    n = len(run.client_ids)
+    for ax, series in zip(axes, ("returns", "absolute returns"), strict=True):
+        part = table.loc[table["series"] == series]
+        if part["acf"].notna().any():
+            for _, token in part.groupby("client", sort=False):
+                ax.plot(token["lag"], token["acf"], color="#7fa7c9", linewidth=0.7, alpha=0.7)
+            median = part.groupby("lag")["acf"].median()
+            ax.plot(median.index, median.to_numpy(), color="black", marker="o", markersize=3,
+                    linewidth=1.6, label=f"median across the {n} tokens")
+            band = float(part["band"].dropna().iloc[0]) if part["band"].notna().any() else 0
+            ax.axhspan(-band, band, color="grey", alpha=0.2,
+                       label=f"i.i.d. band ({ACF_CONFIDENCE:.0%})")
+        else:
+            _no_data(ax, "no price moved: no autocorrelation")
+        ax.plot([], [], color="#7fa7c9", linewidth=0.7, label="one token")
+        if lag and lag <= ACF_LAGS:
+            ax.axvline(lag, color="#c0392b", linestyle=":", linewidth=1.0,
+                       label=f"FL round lag ({lag} steps)")
+        ax.axhline(0.0, color="black", linewidth=0.8)
+        ax.set_xlabel("Lag (steps)")
+        ax.set_title(f"ACF of {'|log return|' if series != 'returns' else 'log return'}")
+        ax.xaxis.get_major_locator().set_params(integer=True)
+    axes[0].set_ylabel("Autocorrelation")
+    handles, labels = axes[1].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncols=2, frameon=False,
+               fontsize="small")
+    fig.suptitle("Autocorrelation of each token's per-step log price returns, lags 1-"
+                 f"{ACF_LAGS} steps\n(per token, and the median across tokens)")
 
 
 def _client_labels(run: Run) -> list[str]:

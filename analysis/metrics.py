@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import spearmanr
 
+from analysis.market_stats import market_statistics
 from analysis.runs import PRICE_PREFIX, Run
 
 NAN = float("nan")
@@ -449,9 +450,14 @@ def summarise_run(run: Run) -> dict[str, Any]:
     `distribution_cost_pct`, `min_allotted_vs_equal_pct`, `max_allotted_vs_equal_pct`,
     `min_attributable_vs_equal_pct`, `max_attributable_vs_equal_pct` (the extremes of the
     `client_rewards` columns; NaN without a twin), `unranked_rounds` (rounds the method could
-    not rank, from summary.json; NaN if absent), and participation
+    not rank, from summary.json; NaN if absent); participation
     (`participation_summary`: `mean_participation`, `final_participating`,
-    `participation_<behaviour>`, `ir_violations`, `training_costs_usd`).
+    `participation_<behaviour>`, `ir_violations`, `training_costs_usd`); and the market
+    statistics of `analysis.market_stats.market_statistics` (medians across tokens of
+    per-step log returns): `ret_excess_kurtosis`, `ret_hill_alpha`, `ret_acf1`,
+    `absret_acf1`, `round_clock_acf`, `round_clock_absacf` (autocorrelations at lag
+    `round_every`), `max_peak_multiple` (largest peak / typical price of a token) and
+    `bubbles` (tokens flagged by `analysis.market_stats.bubble_flags`).
     """
     cost = distribution_cost(run)
     rewards = client_rewards(run)
@@ -477,6 +483,7 @@ def summarise_run(run: Run) -> dict[str, Any]:
                                                       max),
         "unranked_rounds": float(unranked),
         **participation_summary(run),
+        **market_statistics(run),
     }
 
 

@@ -21,6 +21,15 @@ import numpy as np
 import pandas as pd
 
 from analysis.figures import FIGURE_NAMES, make_figures
+from analysis.market_stats import (
+    ACF_LAGS,
+    BUBBLE_MULTIPLE,
+    HILL_TAIL_FRACTION,
+    bubble_flags,
+    price_runups,
+    round_every,
+    token_return_stats,
+)
 from analysis.metrics import (
     client_rewards,
     distribution_cost,
@@ -216,6 +225,7 @@ def render_report(run: Run, figure_dir: Path, report_dir: Path) -> str:
         else "No FL round in this run.",
         figure("token_prices", "Token prices with FL rounds marked"),
         figure("contributions", "Contribution per client per round"),
+        *_market_section(run, headline, figure),
         "## Investors by strategy",
         "PnL = final − initial wealth, at spot and if sold; Sharpe = mean / std of an "
         "investor's per-step returns × √steps (risk-free rate 0), averaged over the "
@@ -270,6 +280,88 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     print(path)
     return 0
+
+
+def _market_section(run: Run, headline: Mapping[str, Any], figure: Any) -> list[str]:
+    """The "Market statistics" section: the stylised facts of the token returns (per token
+    and the run's medians), the autocorrelation figure, and the run-up (bubble) flags."""
+    per_token = token_return_stats(run)
+    lag = round_every(run)
+    lag_text = f"lag {lag}" if lag else "lag round_every"
+    rename = {"client": "token", "zero_share": "steps without a trade",
+              "std": "std of log return", "excess_kurtosis": "excess kurtosis",
+              "hill_alpha": "Hill α", "acf1": "ACF(1)", "absacf1": "ACF(1) of |r|",
+              "round_clock_acf": f"ACF({lag_text})",
+              "round_clock_absacf": f"ACF({lag_text}) of |r|",
+              "ljung_box_p": "Ljung-Box p", "absret_ljung_box_p": "Ljung-Box p of |r|"}
+    table = per_token.drop(columns=["n_returns"]).rename(columns=rename)
+    medians = {"token": "median across tokens",
+               **{rename[k]: headline[v] for k, v in (
+                   ("excess_kurtosis", "ret_excess_kurtosis"), ("hill_alpha", "ret_hill_alpha"),
+                   ("acf1", "ret_acf1"), ("absacf1", "absret_acf1"),
+                   ("round_clock_acf", "round_clock_acf"),
+                   ("round_clock_absacf", "round_clock_absacf"))}}
+    table = pd.concat([table, pd.DataFrame([medians])], ignore_index=True)
+    n = int(per_token["n_returns"].max()) if len(per_token) else 0
+    runups = price_runups(run)
+    flags = bubble_flags(run)
+    runup_table = runups.rename(columns={
+        "client": "token", "opening_price": "opening price", "median_price": "median price",
+        "reference_price": "typical price", "peak_step": "peak step",
+        "peak_price": "peak price", "multiple": "peak / typical", "start_step":
+        "run-up from step", "start_price": "price then", "final_price": "final price",
+        "after_peak_pct": "final vs peak (%)"})
+    rule = (f"peak price is at least {BUBBLE_MULTIPLE:g} times its typical price (the larger of "
+            "its opening and its median price over the run)")
+    if flags.empty:
+        verdict = (f"**No bubble flagged**: no token's {rule} (largest peak / typical: "
+                   f"{_cell(headline['max_peak_multiple'], '.2f')}).")
+    else:
+        lines = []
+        for row in flags.itertuples(index=False):
+            spent = ", ".join(f"{k} {v:,.0f}" for k, v in row.net_usd_by_class.items())
+            lines.append(
+                f"- **{row.client}**: peak {row.peak_price:.4f} USD at step {row.peak_step}, "
+                f"{row.multiple:.1f} times its typical {row.reference_price:.4f} USD; run-up "
+                f"from step {row.start_step} ({row.start_price:.4f} USD); "
+                f"{row.after_peak_pct:+.0f} % from the peak by the end. Net buyer over the "
+                f"run-up: **{row.net_buyer}** ({row.net_buyer_usd:,.0f} USD net, "
+                f"{_cell(row.net_buyer_share, '.0%')} of what the buying classes put in). "
+                f"Net USD spent by class (buys − sales, all tokens): {spent}.")
+        verdict = (f"**{len(flags)} bubble(s) flagged** (tokens whose {rule}):\n\n"
+                   + "\n".join(lines))
+    return [
+        "## Market statistics",
+        f"Per-step log returns r_t = ln(p_t / p_(t−1)) of each token's spot price ({n} per "
+        "token); each statistic per token, and the run's figure is the median across "
+        "tokens (tokens' volatilities differ too much to pool their returns). *Excess "
+        "kurtosis*: 0 for a Gaussian (real daily returns: about 3 to 10). *Hill α*: tail "
+        f"index of |r| from its largest {HILL_TAIL_FRACTION:.0%} (real markets: about 3; "
+        "smaller is fatter). *ACF(k)*: autocorrelation at lag k steps (real markets: about 0 "
+        "for returns, positive and slowly decaying for |r|); "
+        f"*ACF({lag_text})* is the FL-round clock's footprint. *Ljung-Box p*: test of no "
+        f"autocorrelation up to lag {max(ACF_LAGS, lag or 0)}. *Steps without a trade*: share "
+        "of steps in which nobody traded the token (its return is exactly 0).",
+        markdown_table(table, {"steps without a trade": ".0%", "std of log return": ".4f",
+                               "excess kurtosis": ".1f", "Hill α": ".2f",
+                               "Ljung-Box p": ".3f", "Ljung-Box p of |r|": ".3f"},
+                       default_format=".3f"),
+        figure("autocorrelation", "Autocorrelation of per-step log returns and of their "
+               "absolute values, per token and median, lags 1-20"),
+        "### Price run-ups and bubbles",
+        f"Rule: a token is flagged as a bubble when its **{rule}**. A reward policy that lifts "
+        "a token steadily lifts its median with it; a bubble is an excursion far above "
+        "where the token opened and where it usually traded. The *run-up* starts at the last "
+        "step before the peak at which the price was at or below the typical price. The *net "
+        "buyer* is the agent class (investors by strategy; clients; LPs; the federation) "
+        "whose cash fell most from the run-up's start to the peak: the USD it put into the "
+        "market net of sales. The tables hold cash per agent, "
+        "not holdings per token, so this counts a class's trades in every token over those "
+        "steps, and cash paid by the policy (cash rewards, dividends) counts as a sale.",
+        verdict,
+        markdown_table(runup_table, {"peak / typical": ".2f", "final vs peak (%)": ".1f"},
+                       default_format=".4f"),
+    ]
 
 
 def _not_additive_note(holders: pd.DataFrame, money: Mapping[str, Any] | None) -> str:

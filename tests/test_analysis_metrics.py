@@ -235,6 +235,11 @@ def test_summarise_run_collects_the_headline_numbers() -> None:
     assert summary["min_allotted_vs_equal_pct"] == pytest.approx(-100.0)
     assert summary["max_allotted_vs_equal_pct"] == pytest.approx(250 / 3)
     assert math.isnan(summary["max_attributable_vs_equal_pct"])
+    # The market statistics (analysis.market_stats) ride along, under the contract's names.
+    for key in ("ret_excess_kurtosis", "ret_hill_alpha", "ret_acf1", "absret_acf1",
+                "round_clock_acf", "round_clock_absacf", "max_peak_multiple", "bubbles"):
+        assert key in summary
+    assert summary["bubbles"] == 0.0  # prices at most 3x the opening (1.0): none flagged
 
 
 @pytest.mark.parametrize("policy", ["equal", "direct", "mint", "buyback", "dividend"])

@@ -14,6 +14,7 @@ import yaml
 from scipy import stats
 
 from abm.sweep import SweepError, load_sweep, run_sweep
+from analysis.market_stats import market_statistics
 from analysis.metrics import client_rewards, investor_performance, price_contribution_correlation
 from analysis.runs import load_run
 from analysis.sweep import (
@@ -164,6 +165,24 @@ def test_investor_and_correlation_tables_match_per_run_metrics(sweep_dir: Path,
         assert row["price_contribution_spearman_mean"] == pytest.approx(np.mean(finite))
     else:
         assert math.isnan(row["price_contribution_spearman_mean"])
+
+
+def test_market_statistics_table_gives_mean_interval_and_median_over_seeds(
+        sweep_dir: Path, report: Path) -> None:
+    point = {"rewards.policy": "buyback", "contribution.method": "leave_one_out"}
+    stats = [market_statistics(load_run(p)) for p in runs_of(sweep_dir, **point)]
+    table = pd.read_csv(report.parent / "market_statistics.csv")
+    row = table[(table["rewards.policy"] == "buyback")
+                & (table["contribution.method"] == "leave_one_out")].iloc[0]
+    for key in ("ret_excess_kurtosis", "ret_acf1", "absret_acf1", "round_clock_acf"):
+        values = [s[key] for s in stats]
+        assert np.isfinite(values).all(), key
+        mean, low, high = t_interval(values)
+        assert row[f"{key}_mean"] == pytest.approx(mean)
+        assert (row[f"{key}_ci_low"], row[f"{key}_ci_high"]) == pytest.approx((low, high))
+        assert row[f"{key}_median"] == pytest.approx(np.median(values))
+    text = (report.parent / "report.md").read_text(encoding="utf-8")
+    assert "## Market statistics" in text and "ret_acf1 (median)" in text
 
 
 def test_headline_table_has_one_row_per_grid_point(sweep_dir: Path, report: Path) -> None:

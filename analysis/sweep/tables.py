@@ -32,6 +32,18 @@ HEADLINE = (
     "max_attributable_vs_equal_pct",
     "unranked_rounds",
 )
+#: The runs table's market statistics (analysis.market_stats.market_statistics).
+MARKET_METRICS = (
+    "ret_excess_kurtosis",
+    "ret_hill_alpha",
+    "ret_acf1",
+    "absret_acf1",
+    "round_clock_acf",
+    "round_clock_absacf",
+    "max_peak_multiple",
+    "bubbles",
+    "price_contribution_spearman",
+)
 CLIENT_METRICS = (
     "contribution",
     "allotted_usd",
@@ -63,6 +75,8 @@ class SummaryTable:
     frame: pd.DataFrame  # summarise_over_seeds output
     by: list[str]
     values: tuple[str, ...]
+    #: Also show the median over seeds (`<v>_median` columns of `frame`) beside the mean.
+    medians: bool = False
 
 
 def sweep_summary_tables(tables: SweepTables) -> dict[str, pd.DataFrame]:
@@ -99,6 +113,7 @@ def _participation_table(tables: SweepTables) -> list[SummaryTable]:
 def summary_tables(tables: SweepTables) -> list[SummaryTable]:
     by, c = tables.params, tables.confidence
     headline = [v for v in HEADLINE if v in tables.runs.columns]
+    market = [v for v in MARKET_METRICS if v in tables.runs.columns]
     return [
         SummaryTable(
             "runs_by_point",
@@ -169,7 +184,38 @@ def summary_tables(tables: SweepTables) -> list[SummaryTable]:
             [*by, *_unless(by, "policy")],
             ("price_contribution_spearman",),
         ),
+        SummaryTable(
+            "market_statistics",
+            "Market statistics",
+            "Per run (`analysis.market_stats`): each token's per-step log returns; per token "
+            "the excess kurtosis, the Hill tail index (top 5 % of |r|), the lag-1 "
+            "autocorrelation of returns and of |returns|, and both at lag `round_every` (the "
+            "FL-round clock's footprint); a run's figure is the median across its tokens. "
+            "*max peak multiple*: the largest peak / typical price (the larger of opening and "
+            "median) of any token; *bubbles*: tokens whose multiple is 5 or more. Beside the "
+            "mean over seeds and its interval, the median over seeds.",
+            _with_medians(summarise_over_seeds(tables.runs, by, market, c), tables.runs, by,
+                          market),
+            by,
+            tuple(market),
+            medians=True,
+        ),
     ]
+
+
+def _with_medians(frame: pd.DataFrame, runs: pd.DataFrame, by: Sequence[str],
+                  values: Sequence[str]) -> pd.DataFrame:
+    """`frame` (one row per group of `by`, in order of first appearance) with a
+    `<v>_median` column per value: the median over the group's runs (NaN runs left out)."""
+    if by:
+        medians = runs.groupby(list(by), sort=False, dropna=False)[list(values)].median()
+        medians = medians.reset_index(drop=True)
+    else:
+        medians = runs[list(values)].median().to_frame().T
+    out = frame.copy()
+    for value in values:
+        out[f"{value}_median"] = medians[value].to_numpy(dtype=float)
+    return out
 
 
 def _unless(by: Sequence[str], column: str) -> list[str]:
@@ -192,12 +238,19 @@ def markdown(table: SummaryTable, confidence: float) -> str:
                 strict=True,
             )
         ]
+        if table.medians:
+            shown[f"{value} (median)"] = [
+                "n/a" if not np.isfinite(m) else format(m, spec)
+                for m in table.frame[f"{value}_median"]
+            ]
     return markdown_table(shown.rename(columns={"n_runs": "seeds"}))
 
 
 def _format_of(metric: str) -> str:
     if metric.endswith(("_usd", "_pct")):
         return ",.2f"
+    if metric in ("ret_excess_kurtosis", "bubbles"):
+        return ".1f"
     if metric in ("final_accuracy", "contribution"):
         return ".4f"
     return ".3f"
