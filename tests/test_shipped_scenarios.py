@@ -51,3 +51,20 @@ def test_shipped_scenario_runs_two_rounds_with_the_ledger_checked(path, tmp_path
     assert len(rows) == 2 * scenario.n_clients
     assert all(np.isfinite(r["contribution"]) for r in rows)
     assert sum(r["share"] for r in rows[-scenario.n_clients:]) == pytest.approx(1.0)
+
+
+def test_calibration_sweep_compares_the_shipped_baseline_with_the_speculative_regime():
+    """scenarios/sweeps/calibration.yaml names the two investor populations; they must stay
+    those of baseline.yaml and speculative.yaml, which differ in nothing else."""
+    import yaml
+
+    sweep = yaml.safe_load((ROOT / "scenarios" / "sweeps" / "calibration.yaml").read_text())
+    baseline = load_scenario(ROOT / "scenarios" / "baseline.yaml")
+    speculative = load_scenario(ROOT / "scenarios" / "speculative.yaml")
+    mixes = sweep["grid"]["investors"]
+    for label, scenario in (("calibrated", baseline), ("speculative", speculative)):
+        resolved = baseline.with_overrides({"investors": mixes[label]}).to_dict()["investors"]
+        assert resolved == scenario.to_dict()["investors"], label
+    base, spec = baseline.to_dict(), speculative.to_dict()
+    differ = {k for k in base if base[k] != spec[k]}
+    assert differ == {"name", "description", "investors"}
