@@ -46,7 +46,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from scipy import stats
-from statsmodels.tsa.stattools import acf as _statsmodels_acf
 
 from analysis.runs import PRICE_PREFIX, Run
 
@@ -141,6 +140,10 @@ def autocorrelation(x: Any, nlags: int = ACF_LAGS,
     if n < 3 or _no_spread(values):
         return AcfEstimate(acf=out, band=NAN, ljung_box_p=NAN, n=n)
     depth = min(nlags, n - 2)
+    # Imported here: statsmodels takes seconds to import, which `import analysis.metrics` (a
+    # sweep's tabulation, the browser app) should not pay until a statistic is asked for.
+    from statsmodels.tsa.stattools import acf as _statsmodels_acf
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # statsmodels' return-type notice
         estimate, interval, _, pvalues = _statsmodels_acf(
