@@ -319,7 +319,8 @@ def _market_section(run: Run, headline: Mapping[str, Any], figure: Any) -> list[
     else:
         lines = []
         for row in flags.itertuples(index=False):
-            spent = ", ".join(f"{k} {v:,.0f}" for k, v in row.net_usd_by_class.items())
+            spent = ", ".join(f"{k} {v:,.0f}" for k, v in row.net_usd_by_class.items()
+                              if round(v) != 0)
             lines.append(
                 f"- **{row.client}**: peak {row.peak_price:.4f} USD at step {row.peak_step}, "
                 f"{row.multiple:.1f} times its typical {row.reference_price:.4f} USD; run-up "
@@ -327,7 +328,8 @@ def _market_section(run: Run, headline: Mapping[str, Any], figure: Any) -> list[
                 f"{row.after_peak_pct:+.0f} % from the peak by the end. Net buyer over the "
                 f"run-up: **{row.net_buyer}** ({row.net_buyer_usd:,.0f} USD net, "
                 f"{_cell(row.net_buyer_share, '.0%')} of what the buying classes put in). "
-                f"Net USD spent by class (buys − sales, all tokens): {spent}.")
+                f"Net USD spent by class (buys − sales, all tokens; classes that did not "
+                f"trade left out): {spent}.")
         verdict = (f"**{len(flags)} bubble(s) flagged** (tokens whose {rule}):\n\n"
                    + "\n".join(lines))
     return [

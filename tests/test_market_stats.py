@@ -200,3 +200,18 @@ def test_round_clock_footprint_is_the_autocorrelation_at_lag_round_every() -> No
     stats = token_return_stats(run).set_index("client")
     assert stats.loc["a", "round_clock_absacf"] > 0.7
     assert abs(stats.loc["a", "absacf1"]) < 0.2
+
+
+def test_run_report_section_states_the_rule_and_names_the_net_buyer() -> None:
+    from analysis.report import _market_section
+
+    run = _constructed()
+    text = "\n\n".join(_market_section(run, market_statistics(run),
+                                       lambda name, caption: f"[{name}]"))
+    assert "## Market statistics" in text and "[autocorrelation]" in text
+    assert f"peak price is at least {BUBBLE_MULTIPLE:g} times its typical price" in text
+    assert "**1 bubble(s) flagged**" in text
+    assert "- **pumped**: peak 5.0000 USD at step 120, 20.0 times its typical 0.2500 USD" in text
+    assert "Net buyer over the run-up: **momentum** (6,000 USD net, 92% " in text
+    assert "momentum 6,000, noise 500, client -200." in text
+    assert "| median across tokens |" in text
