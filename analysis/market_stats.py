@@ -275,7 +275,9 @@ def bubble_flags(run: Run, multiple: float = BUBBLE_MULTIPLE) -> pd.DataFrame:
     the tables hold cash per agent, not holdings per token, so it counts the class's trades
     in every token over those steps (with one token running up, the class that spent most is
     the one that bought it), and cash the policy paid (cash rewards, dividends) counts as a
-    sale.
+    sale. When agent rows were collected only every few steps (`collect.agents_every`), the
+    window runs from the last collected step at or before the start to the first at or after
+    the peak.
     """
     runups = price_runups(run)
     flagged = runups.loc[runups["multiple"] >= multiple].reset_index(drop=True)
@@ -285,9 +287,13 @@ def bubble_flags(run: Run, multiple: float = BUBBLE_MULTIPLE) -> pd.DataFrame:
         return pd.DataFrame(columns=columns)
     cash = _cash_by_class(run)
     buyers, amounts, shares, by_class = [], [], [], []
+    steps = cash.index.to_numpy()
     for row in flagged.itertuples(index=False):
-        spent = (cash.loc[row.start_step] - cash.loc[row.peak_step]).sort_values(
-            ascending=False)
+        # Agent rows may be collected every few steps (`collect.agents_every`; step 0 and the
+        # last always): widen the window to the collected steps around the run-up.
+        start = steps[max(int(np.searchsorted(steps, row.start_step, side="right")) - 1, 0)]
+        end = steps[min(int(np.searchsorted(steps, row.peak_step)), len(steps) - 1)]
+        spent = (cash.loc[start] - cash.loc[end]).sort_values(ascending=False)
         positive = float(spent[spent > 0].sum())
         buyers.append(str(spent.index[0]) if len(spent) else "")
         amounts.append(float(spent.iloc[0]) if len(spent) else NAN)

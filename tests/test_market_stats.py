@@ -174,6 +174,22 @@ def test_bubble_flag_finds_the_pump_not_the_steady_climb_and_names_the_buyer() -
     assert bubble_flags(run, multiple=25.0).empty
 
 
+def test_bubble_flag_reads_agent_rows_collected_every_few_steps() -> None:
+    run = _constructed()
+    agents = run.agents
+    # collect.agents_every 7: rows at 0, 7, ..., 196 and the last step (200).
+    sparse = agents[(agents["step"] % 7 == 0) | (agents["step"] == STEPS)].copy()
+    sparse["agent_type"] = sparse["agent_type"].astype("category")
+    sparse["strategy"] = sparse["strategy"].astype("category")
+    thin = Run(path=run.path, config=run.config, model=run.model, agents=sparse,
+               rounds=run.rounds, summary={})
+    row = bubble_flags(thin).iloc[0]
+    # Window widened to steps 98..126: the whole pump, nothing after it.
+    assert row["net_buyer"] == "momentum"
+    assert row["net_usd_by_class"] == pytest.approx(
+        {"momentum": 6000.0, "noise": 500.0, "client": -200.0})
+
+
 def test_market_statistics_are_the_medians_across_tokens() -> None:
     run = _constructed()
     stats = market_statistics(run)
