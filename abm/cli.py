@@ -68,7 +68,9 @@ def _dispatch(args: argparse.Namespace) -> int:
         return EXIT_BAD_INPUT
     except KeyboardInterrupt as exc:
         kept = ("finished runs are kept; run the same command again to resume"
-                if args.command == "sweep" else "nothing partial was kept")
+                if args.command == "sweep" else
+                "finished trials and runs are kept; run the same command again to resume"
+                if args.command == "optimize" else "nothing partial was kept")
         how = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"
         print(f"{command}: {how}; {kept}.", file=sys.stderr)
         return EXIT_SIGTERM if isinstance(exc, Terminated) else EXIT_SIGINT
@@ -163,6 +165,22 @@ def _parser() -> argparse.ArgumentParser:
                          "MAX_RUNS = 10,000; raise it for a bigger sweep)")
     sw.add_argument("--out", type=Path, default=None, help="sweep folder (resumes if it exists)")
     sw.set_defaults(func=_sweep)
+
+    op = sub.add_parser("optimize", help="search mechanism settings with an Optuna study "
+                        "(local processes or Dask)")
+    op.add_argument("file", type=Path)
+    op.add_argument("--trials", type=_pos_int, default=20,
+                    help="finished trials wanted in all (default 20); a resumed study runs "
+                         "only the missing ones")
+    op.add_argument("--workers", type=_pos_int, default=None,
+                    help="local worker processes, and trials in parallel (default: CPU count)")
+    op.add_argument("--scheduler", default=None,
+                    help="address of an existing Dask scheduler, e.g. tcp://10.0.0.5:8786")
+    op.add_argument("--connect-timeout", type=_pos_float, default=None, metavar="SECONDS",
+                    help="give up reaching --scheduler after this long (default 5)")
+    op.add_argument("--out", type=Path, default=None,
+                    help="study folder (default studies-out/<name>; resumes if it exists)")
+    op.set_defaults(func=_optimize)
     return p
 
 
@@ -202,15 +220,34 @@ def _pos_float(text: str) -> float:
 def _validate(args: argparse.Namespace) -> int:
     import yaml
 
-    if "base" in read_yaml(args.file, kind="scenario or sweep"):  # only sweep files have one
+    data = read_yaml(args.file, kind="scenario, sweep or study")
+    if "base" in data and "objectives" in data:  # a study file (`wsf optimize`)
+        from abm.sweep.optimize import load_study
+        from analysis.metrics import RUN_OUTPUTS
+
+        study = load_study(args.file, outputs=RUN_OUTPUTS)
+        record = study.record()
+        print(yaml.safe_dump({k: v for k, v in record.items() if k != "base_config"},
+                             sort_keys=False), end="")
+        print(f"# {args.file}: valid study ({len(study.parameters)} parameters, "
+              f"{len(study.objectives)} objective(s), {len(study.seeds)} seeds per trial; "
+              f"base scenario {study.base_path})", file=sys.stderr)
+        return 0
+    if "base" in data:  # only sweep files have one
         from abm.sweep import load_sweep
 
         sweep = load_sweep(args.file)
         record = sweep.to_record()
         resolved = {k: record[k] for k in ("name", "base", "overrides", "grid", "seeds", "report")}
+        if sweep.design is not None:
+            design = record["design"]
+            resolved["design"] = {k: v for k, v in design.items() if k != "points"}
+            resolved["points"] = design["points"]
         print(yaml.safe_dump(resolved, sort_keys=False), end="")
-        print(f"# {args.file}: valid sweep ({len(sweep.runs)} runs, each validated; base "
-              f"scenario {sweep.base})", file=sys.stderr)
+        points = (f"{len(sweep.points)} {sweep.design.kind} design points x "
+                  f"{len(sweep.seeds)} seeds, " if sweep.design is not None else "")
+        print(f"# {args.file}: valid sweep ({points}{len(sweep.runs)} runs, each validated; "
+              f"base scenario {sweep.base})", file=sys.stderr)
         return 0
     scenario = load_scenario(args.file)
     print(yaml.safe_dump(scenario.to_dict(), sort_keys=False), end="")
@@ -331,6 +368,38 @@ def _sweep(args: argparse.Namespace) -> int:
         raise
     print(f"sweep folder: {out}")
     print(f"report: {write_sweep_report(out)}")
+    return 0
+
+
+def _optimize(args: argparse.Namespace) -> int:
+    from abm.sweep.execute import CONNECT_TIMEOUT_S, SweepRunError
+    from abm.sweep.optimize import run_study
+    from analysis.metrics import RUN_OUTPUTS, run_outputs
+    from analysis.optimize import write_study_figures
+
+    try:
+        out = run_study(args.file, trials=args.trials, workers=args.workers,
+                        scheduler=args.scheduler, out=args.out, outputs=run_outputs,
+                        output_names=RUN_OUTPUTS,
+                        connect_timeout=args.connect_timeout or CONNECT_TIMEOUT_S)
+    except SweepRunError:
+        # Trials whose runs raised are retried by the next call; draw what finished.
+        from abm.sweep.optimize import default_out, load_study
+
+        folder = args.out or default_out(load_study(args.file, outputs=RUN_OUTPUTS))
+        if (Path(folder) / "trials.parquet").is_file():
+            write_study_figures(folder)
+        raise
+    figures = write_study_figures(out)
+    import pandas as pd
+
+    front = pd.read_csv(out / "pareto.csv")
+    with pd.option_context("display.width", 140, "display.max_columns", 20):
+        print(front.drop(columns=["run_ids"], errors="ignore").to_string(index=False))
+    print(f"study folder: {out}")
+    print(f"trials: {out / 'trials.parquet'}; front: {out / 'pareto.csv'}, "
+          f"{', '.join(str(f) for f in figures)}")
+    print(f"scenario files: {out / 'scenarios'} (`wsf run` any of them)")
     return 0
 
 

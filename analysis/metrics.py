@@ -458,11 +458,23 @@ def summarise_run(run: Run) -> dict[str, Any]:
     `absret_acf1`, `round_clock_acf`, `round_clock_absacf` (autocorrelations at lag
     `round_every`), `max_peak_multiple` (largest peak / typical price of a token) and
     `bubbles` (tokens flagged by `analysis.market_stats.bubble_flags`).
+
+    For sensitivity analysis and mechanism search (`RUN_OUTPUTS` lists every scalar output):
+    `total_reward_usd` (the budgets paid in by the model buyers, summary.json),
+    `reward_contribution_rho` (Spearman rho across clients of the allotment with the
+    cumulative contribution: does the policy pay by contribution?),
+    `attributable_contribution_rho` (the same for the attributable reward, run − twin, if
+    sold: does the mechanism, market included, deliver by contribution? NaN without a twin),
+    `attributable_gini` (Gini of the attributable rewards, negatives kept; NaN without a
+    twin), `investor_pnl_usd` and `investor_pnl_if_sold_usd` (all investors' PnL summed, at
+    spot and if each sold everything alone; 0 without investors).
     """
     cost = distribution_cost(run)
     rewards = client_rewards(run)
     accuracy = run.model.sort_values("step")["accuracy"]
     unranked = (run.summary.get("unranked_rounds") or {}).get("rounds", NAN)
+    investors = investor_pnl(run)
+    budgets = run.summary.get("total_reward_usd")
     return {
         "scenario": run.name,
         "seed": run.seed,
@@ -482,9 +494,66 @@ def summarise_run(run: Run) -> dict[str, Any]:
         "max_attributable_vs_equal_pct": _nan_extreme(rewards["attributable_vs_equal_pct"],
                                                       max),
         "unranked_rounds": float(unranked),
+        "total_reward_usd": NAN if budgets is None else float(budgets),
+        "reward_contribution_rho": spearman(rewards["allotted_usd"], rewards["contribution"]),
+        "attributable_contribution_rho": spearman(rewards["attributable_usd"],
+                                                  rewards["contribution"]),
+        "attributable_gini": gini(rewards["attributable_usd"]),
+        "investor_pnl_usd": float(investors["pnl_usd"].sum()),
+        "investor_pnl_if_sold_usd": float(investors["pnl_if_sold_usd"].sum()),
         **participation_summary(run),
         **market_statistics(run),
     }
+
+
+#: The scalar outputs of a run (`summarise_run`'s numeric keys): what a sensitivity analysis
+#: or a mechanism search may take as its output or objective. Labels (`scenario`, `seed`,
+#: `policy`) and the run's size (`steps`, `rounds`) are not outputs.
+RUN_OUTPUTS = (
+    "final_accuracy",
+    "price_contribution_spearman",
+    "reward_gini",
+    "rewards_usd",
+    "total_reward_usd",
+    "distribution_cost_usd",
+    "distribution_cost_pct",
+    "min_allotted_vs_equal_pct",
+    "max_allotted_vs_equal_pct",
+    "min_attributable_vs_equal_pct",
+    "max_attributable_vs_equal_pct",
+    "unranked_rounds",
+    "reward_contribution_rho",
+    "attributable_contribution_rho",
+    "attributable_gini",
+    "investor_pnl_usd",
+    "investor_pnl_if_sold_usd",
+    "mean_participation",
+    "final_participating",
+    "ir_violations",
+    "training_costs_usd",
+    "ret_excess_kurtosis",
+    "ret_hill_alpha",
+    "ret_acf1",
+    "absret_acf1",
+    "round_clock_acf",
+    "round_clock_absacf",
+    "max_peak_multiple",
+    "bubbles",
+)
+NOT_OUTPUTS = frozenset({"scenario", "seed", "policy", "steps", "rounds"})
+
+
+def run_outputs(run_dir: Any) -> dict[str, float]:
+    """The scalar outputs of the run folder `run_dir` (`summarise_run`'s numeric values,
+    every key but `NOT_OUTPUTS`; keys other engineers' measures add are included), floats."""
+    from analysis.runs import load_run
+
+    out = {}
+    for key, value in summarise_run(load_run(run_dir)).items():
+        if key in NOT_OUTPUTS or isinstance(value, bool) or not isinstance(value, int | float):
+            continue
+        out[key] = float(value)
+    return out
 
 
 def participation_summary(run: Run) -> dict[str, float]:

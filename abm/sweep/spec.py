@@ -18,6 +18,19 @@ vary::
     report:                         # optional settings of `wsf report`
       confidence: 0.95
 
+Instead of a grid, a sweep file may give a sampling design drawn by SALib (Sobol, Latin
+hypercube, Morris; see `abm.sweep.design`)::
+
+    design: {kind: sobol, samples: 64, seed: 0}
+    parameters:
+      rewards.budget.amount: {low: 0, high: 2000}
+      market.fee_bps: {low: 5, high: 100}          # integer field: drawn as integers
+      rewards.policy: {values: [buyback, dividend, mint]}
+
+Every design point is resolved and validated like a grid point before anything runs, and
+stored in `sweep.yaml` (the raw draw and the values that ran), so a resumed sweep redoes only
+missing runs. Points that resolve to the same scenario share one run.
+
 Every run is ``base.with_overrides({**overrides, **grid_point, "seed": seed})``. All runs
 are built and validated before anything runs, so a bad value stops the sweep up front with
 a message naming the sweep file and the grid key. A grid key's values are a list, or a
@@ -39,15 +52,32 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from abm.errors import MAX_SHOWN, ScenarioError, format_validation_error, shown
 from abm.scenario import Scenario, load_scenario, read_yaml
+from abm.sweep.design import (
+    DesignSpec,
+    Parameter,
+    ParamRange,
+    draw,
+    n_points,
+    point_values,
+    resolve_parameters,
+)
 
 __all__ = [
     "MAX_RUNS",
     "RUN_ID_LENGTH",
     "WARN_RUNS",
+    "DesignPoint",
     "ReportSettings",
     "RunSpec",
     "Sweep",
@@ -121,6 +151,12 @@ class SweepFile(BaseModel):
     grid: dict[str, Any] = Field(
         default_factory=dict, description="dotted path -> list of values, or mapping from "
         "labels to values; the runs are the cartesian product")
+    design: DesignSpec | None = Field(
+        None, description="a sampling design (sobol, lhs, morris) over `parameters`, "
+        "instead of a grid")
+    parameters: dict[str, ParamRange] = Field(
+        default_factory=dict, description="with `design`: dotted path -> {low, high} (either "
+        "may default to the field's declared range) or {values: [...]}")
     seeds: Any = Field(description="a seed count n (seeds 0..n-1) or a list of distinct seeds")
     counterfactual: bool = Field(
         False,
@@ -130,7 +166,20 @@ class SweepFile(BaseModel):
     )
     report: ReportSettings = Field(default_factory=ReportSettings)
 
-    @field_validator("overrides", "grid")
+    @model_validator(mode="after")
+    def _design_or_grid(self) -> SweepFile:
+        if self.design is not None:
+            if self.grid:
+                raise ValueError("give either `grid` or `design` with `parameters`, not both")
+            if not self.parameters:
+                raise ValueError("a design needs `parameters` (dotted path -> {low, high} or "
+                                 "{values: [...]})")
+        elif self.parameters:
+            raise ValueError("`parameters` needs a `design` (kind sobol, lhs or morris); a "
+                             "grid lists its values under `grid`")
+        return self
+
+    @field_validator("overrides", "grid", "parameters")
     @classmethod
     def _dotted_paths(cls, value: dict[str, Any]) -> dict[str, Any]:
         for key in value:
@@ -140,6 +189,19 @@ class SweepFile(BaseModel):
             if key == "seed":
                 raise ValueError("the seed is set by the `seeds:` field, not by overrides or grid")
         return value
+
+    @field_validator("parameters")
+    @classmethod
+    def _parameter_names(cls, parameters: dict[str, ParamRange]) -> dict[str, ParamRange]:
+        for key, spec in parameters.items():
+            if key in RESERVED_KEYS:
+                raise ValueError(
+                    f"'{key}' names a column of the result tables; it cannot be a parameter"
+                )
+            for value in (spec.values.values() if isinstance(spec.values, dict)
+                          else spec.values or []):
+                _json_or_raise(key, value)
+        return parameters
 
     @field_validator("grid")
     @classmethod
@@ -199,6 +261,8 @@ class SweepFile(BaseModel):
     def n_runs(self) -> int:
         """Runs of the sweep (grid points x seeds), counted without expanding anything."""
         n = len(self.seeds) if isinstance(self.seeds, list) else self.seeds
+        if self.design is not None:
+            return n * n_points(self.design, len(self.parameters))
         for values in self.grid.values():
             n *= len(values)
         return n
@@ -239,6 +303,22 @@ class RunSpec:
 
 
 @dataclass(frozen=True)
+class DesignPoint:
+    """One row of a sampling design: the draw, the values that ran, the run of each seed."""
+
+    index: int  # row of the design, in SALib's order
+    unit: list[float]  # the row as SALib drew it, on the unit hypercube
+    sample: list[float]  # the draw on each parameter's scale, before rounding (unit for
+    #                      categoricals)
+    params: dict[str, Any]  # dotted path -> the value that ran (a categorical's label)
+    runs: list[str]  # run id per seed, in `Sweep.seeds` order
+
+    def record(self) -> dict[str, Any]:
+        return {"index": self.index, "unit": list(self.unit), "sample": list(self.sample),
+                "params": dict(self.params), "runs": list(self.runs)}
+
+
+@dataclass(frozen=True)
 class Sweep:
     """A loaded, fully validated sweep: every run resolved."""
 
@@ -251,11 +331,23 @@ class Sweep:
     seeds: list[int]
     report: ReportSettings
     runs: list[RunSpec]
+    design: DesignSpec | None = None
+    parameters: list[Parameter] = field(default_factory=list)
+    points: list[DesignPoint] = field(default_factory=list)
 
     @property
     def param_names(self) -> list[str]:
-        """Grid keys, in file order: the columns that tell runs apart besides the seed."""
-        return list(self.grid)
+        """Grid keys or design parameters, in file order: the columns that tell runs apart
+        besides the seed."""
+        return [p.path for p in self.parameters] if self.design is not None else list(self.grid)
+
+    def design_record(self) -> dict[str, Any] | None:
+        """The design as stored in sweep.yaml: spec, parameters and every point."""
+        if self.design is None:
+            return None
+        return {**self.design.model_dump(mode="json"),
+                "parameters": {p.path: p.record() for p in self.parameters},
+                "points": [point.record() for point in self.points]}
 
     def fingerprint(self) -> str:
         """Identity of what the sweep computes: same fingerprint, same runs, same columns.
@@ -264,12 +356,14 @@ class Sweep:
         or changing how it is reported, does not change its results. The run ids carry the
         content of the base scenario.
         """
-        identity = {
+        identity: dict[str, Any] = {
             "overrides": self.overrides,
             "grid": self.grid,
             "seeds": self.seeds,
             "runs": [run.run_id for run in self.runs],
         }
+        if self.design is not None:  # the same runs in another design order are another
+            identity["design"] = self.design_record()  # design (the estimators need order)
         return hashlib.sha256(canonical_json(identity).encode("utf-8")).hexdigest()[:RUN_ID_LENGTH]
 
     def to_record(self) -> dict[str, Any]:
@@ -283,6 +377,7 @@ class Sweep:
             "grid": self.grid,
             "seeds": self.seeds,
             "report": self.report.model_dump(mode="json"),
+            **({"design": self.design_record()} if self.design is not None else {}),
             "n_runs": len(self.runs),
             "runs": [run.record() for run in self.runs],
             "base_config": self.base_config,
@@ -308,7 +403,9 @@ def load_sweep(path: str | Path, *, max_runs: int = MAX_RUNS) -> Sweep:
     n_runs = spec.n_runs()
     if n_runs > max_runs:
         sizes = " x ".join(
-            [f"{len(v)} ({k})" for k, v in spec.grid.items()]
+            ([f"{n_points(spec.design, len(spec.parameters))} ({spec.design.kind} design "
+              "points)"] if spec.design is not None else [])
+            + [f"{len(v)} ({k})" for k, v in spec.grid.items()]
             + [f"{len(spec.seeds) if isinstance(spec.seeds, list) else spec.seeds:,} (seeds)"]
         )
         raise ScenarioError(
@@ -329,6 +426,15 @@ def load_sweep(path: str | Path, *, max_runs: int = MAX_RUNS) -> Sweep:
         raise ScenarioError(f"{source}: the base scenario is invalid: {exc}") from None
 
     seeds = spec.seed_list()
+    if spec.design is not None:
+        parameters = resolve_parameters(str(source), base, spec.parameters)
+        runs, points = _expand_design(source, base_path, base, spec, parameters, seeds)
+        return Sweep(
+            name=spec.name or source.stem, source=source, base=base_path,
+            base_config=base.to_dict(), overrides=dict(spec.overrides), grid={}, seeds=seeds,
+            report=spec.report, runs=runs, design=spec.design, parameters=parameters,
+            points=points,
+        )
     runs = _expand(source, base_path, base, spec, seeds)
     return Sweep(
         name=spec.name or source.stem,
@@ -387,6 +493,38 @@ def _expand(
     return runs
 
 
+def _expand_design(
+    source: Path, base_path: Path, base: Scenario, spec: SweepFile,
+    parameters: list[Parameter], seeds: list[int],
+) -> tuple[list[RunSpec], list[DesignPoint]]:
+    """Runs and points of a design: rows in SALib's order, seeds innermost. Rows that resolve
+    to the same scenario (integer rounding, categoricals) share a run: `runs` lists each run
+    once, each point names the run of every seed."""
+    assert spec.design is not None
+    where = _Where(source, base_path)
+    overrides = ({**spec.overrides, "counterfactual": True} if spec.counterfactual
+                 else spec.overrides)
+    runs: list[RunSpec] = []
+    seen: set[str] = set()
+    points: list[DesignPoint] = []
+    for index, row in enumerate(draw(spec.design, parameters)):
+        labels, values = point_values(parameters, row)
+        ids = []
+        for seed in seeds:
+            scenario = _resolve(where, base, overrides, labels, values, seed,
+                                what=f"design point {index}")
+            run = RunSpec(run_id=run_id(scenario), params=labels, seed=seed, scenario=scenario)
+            ids.append(run.run_id)
+            if run.run_id not in seen:
+                seen.add(run.run_id)
+                runs.append(run)
+        points.append(DesignPoint(index=index, unit=[float(u) for u in row],
+                                  sample=[p.raw(u) for p, u in zip(parameters, row,
+                                                                    strict=True)],
+                                  params=labels, runs=ids))
+    return runs, points
+
+
 def _resolve(
     where: _Where,
     base: Scenario,
@@ -394,6 +532,7 @@ def _resolve(
     labels: dict[str, Any],
     values: dict[str, Any],
     seed: int,
+    what: str = "grid point",
 ) -> Scenario:
     """Apply overrides, grid point and seed in one `with_overrides` call.
 
@@ -404,7 +543,8 @@ def _resolve(
     try:
         return base.with_overrides({**overrides, **values, "seed": seed}, source=str(where))
     except ScenarioError as exc:
-        raise ScenarioError(_blame(where, base, overrides, labels, values, seed, exc)) from None
+        raise ScenarioError(_blame(where, base, overrides, labels, values, seed, exc,
+                                   what)) from None
 
 
 def _blame(
@@ -415,6 +555,7 @@ def _blame(
     values: dict[str, Any],
     seed: int,
     exc: ScenarioError,
+    what: str = "grid point",
 ) -> str:
     """Name the part of the sweep file that makes a run invalid, in one paragraph."""
     try:
@@ -426,16 +567,17 @@ def _blame(
             base.with_overrides(overrides, source=where.at("field 'overrides'"))
         except ScenarioError as own:
             return str(own)
+    kind = "grid key" if what == "grid point" else f"{what}, parameter"
     for key, value in values.items():
         try:
             base.with_overrides(
                 {**overrides, key: value},
-                source=where.at(f"grid key '{key}' = {_short(labels[key])}"),
+                source=where.at(f"{kind} '{key}' = {_short(labels[key])}"),
             )
         except ScenarioError as own:
             return str(own)
     return (
-        f"{exc} This happens only in the combination of grid point {_short(labels, 200)} "
+        f"{exc} This happens only in the combination of {what} {_short(labels, 200)} "
         "(each value is "
         "valid alone)."
     )

@@ -53,14 +53,17 @@ __all__ = [
     "SweepError",
     "begin_run",
     "default_out",
+    "design_cells",
     "discard",
     "finished_run_ids",
     "label_names",
     "open_folder",
+    "param_cell",
     "param_columns",
     "publish_run",
     "read_spec",
     "run_folder",
+    "sweep_parameters",
 ]
 
 SPEC_FILE = "sweep.yaml"
@@ -266,6 +269,34 @@ def param_columns(grid: dict[str, list[Any] | dict[str, Any]]) -> dict[str, dict
             cells[canonical_json(label)] = cell
         columns[key] = cells
     return columns
+
+
+def sweep_parameters(spec: dict[str, Any]) -> list[str]:
+    """The parameters that tell a stored sweep's runs apart: grid keys, or the design's
+    parameters (`spec` is `read_spec`'s record), in file order."""
+    design = spec.get("design")
+    if design:
+        return list(design.get("parameters") or {})
+    return list(spec.get("grid") or {})
+
+
+def param_cell(spec: dict[str, Any], cells: dict[str, dict[str, Any]], key: str,
+               label: Any) -> Any:
+    """Table cell of one run's `label` for parameter `key`; `cells` is `param_columns` of the
+    grid (or of the design's categoricals). A design's numeric values are their own cells."""
+    design = spec.get("design")
+    if design and (design["parameters"][key].get("kind") != "categorical"):
+        return label
+    return cells[key][canonical_json(label)]
+
+
+def design_cells(spec: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """`param_columns` of a stored grid, or of a stored design's categorical parameters."""
+    design = spec.get("design")
+    if not design:
+        return param_columns(spec.get("grid") or {})
+    return param_columns({key: list(p["labels"]) for key, p in design["parameters"].items()
+                          if p.get("kind") == "categorical"})
 
 
 def _kind(value: Any) -> str:

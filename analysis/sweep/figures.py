@@ -13,7 +13,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from analysis.sweep.loading import SweepTables
-from analysis.sweep.statistics import t_interval
+from analysis.sweep.statistics import metric_interval
 from analysis.sweep.tables import METHOD_PATH, POLICY_PATH
 
 __all__ = ["FIGURE_NAMES", "make_sweep_figures"]
@@ -35,7 +35,8 @@ def make_sweep_figures(
     """Draw the four sweep figures into `out_dir`; return the written files (figure by
     figure in `FIGURE_NAMES` order, formats in the given order).
 
-    Bars are means over seeds with `tables.confidence` Student-t error bars. Grid parameters
+    Bars are means over seeds with `tables.confidence` error bars (the interval the tables
+    give each metric: `analysis.sweep.statistics.metric_kind`). Grid parameters
     other than policy and method, when they vary, split the figures into panels.
     """
     out = Path(out_dir)
@@ -110,7 +111,7 @@ def make_sweep_figures(
             ylabel="Spearman ρ (final price vs contribution)",
             title=f"Do token prices rank clients by contribution? ({level})",
             zero_line=True,
-            # rho lies in [-1, 1]; with few seeds the t interval reaches past it (see tables).
+            # rho lies in [-1, 1], and so does its Fisher-z interval.
             ylim=(-1.1, 1.1),
         ),
     }
@@ -160,8 +161,8 @@ def _bars(
     columns: int = MAX_COLUMNS,
 ) -> Figure:
     """Bar chart of the mean of `y` per `x` and `hue`, one panel per `facet` (`columns`
-    panels per row), error bars from the t interval; `reference` draws a dashed horizontal
-    line per panel, `ylim` fixes the y range."""
+    panels per row), error bars from the metric's interval (`metric_interval`);
+    `reference` draws a dashed horizontal line per panel, `ylim` fixes the y range."""
     facets = list(dict.fromkeys(frame["facet"])) or [""]  # an empty table: one empty panel
     ncols = min(len(facets), columns)
     nrows = math.ceil(len(facets) / ncols)
@@ -186,7 +187,7 @@ def _bars(
                     hue_order=hue_order,
                     palette=palette,
                     estimator="mean",
-                    errorbar=t_interval(confidence),
+                    errorbar=metric_interval(y, confidence),
                     capsize=0.15,
                     err_kws={"linewidth": 0.9},
                     ax=ax,

@@ -23,16 +23,17 @@ from typing import Any
 
 import pandas as pd
 
-from abm.sweep.spec import canonical_json
 from abm.sweep.store import (
     COMBINED_DIR,
     RUNS_DIR,
     SweepError,
+    design_cells,
     finished_run_ids,
     label_names,
-    param_columns,
+    param_cell,
     read_spec,
     run_folder,
+    sweep_parameters,
 )
 from analysis.metrics import client_rewards, holder_outcomes, investor_performance, summarise_run
 from analysis.runs import load_run
@@ -61,6 +62,10 @@ class SweepTables:
     clients: pd.DataFrame  # one row per run x client: `client_rewards`
     investors: pd.DataFrame  # one row per run x strategy: `investor_performance`
     holders: pd.DataFrame  # one row per run x holder type: `holder_outcomes`
+    #: A design sweep's stored design (`sweep.yaml` `design`: kind, sizes, seed, parameters,
+    #: every point with its runs); None for a grid sweep.
+    design: dict[str, Any] | None = None
+    seeds: tuple[int, ...] = ()  # the sweep's seeds, in file order
 
     @property
     def labels(self) -> list[str]:
@@ -74,8 +79,8 @@ def combine(sweep_dir: str | Path) -> dict[str, Path]:
     when no run finished."""
     sweep_dir = Path(sweep_dir)
     spec = read_spec(sweep_dir)
-    grid: dict[str, Any] = spec.get("grid") or {}
-    cells = param_columns(grid)
+    grid = sweep_parameters(spec)
+    cells = design_cells(spec)
     done = finished_run_ids(sweep_dir)
     records = [record for record in spec["runs"] if record["run_id"] in done]
     if not records:
@@ -93,7 +98,7 @@ def combine(sweep_dir: str | Path) -> dict[str, Path]:
     for record, run, per_client, per_strategy, per_holder in per_run:
         labels: dict[str, Any] = {"run_id": record["run_id"]}
         for key in grid:
-            labels[names[key]] = cells[key][canonical_json(record["params"][key])]
+            labels[names[key]] = param_cell(spec, cells, key, record["params"][key])
         labels["seed"] = record["seed"]
         labels["policy"] = run.policy
         labels["method"] = _config_value(run.config, "contribution", "method")
@@ -143,7 +148,7 @@ def load_sweep_tables(sweep_dir: str | Path) -> SweepTables:
               for name in ("runs", "clients", "investors", "holders")}
     # The grid columns `combine` wrote: each key's dotted path, or `grid:<path>`.
     params = [f"grid:{key}" if f"grid:{key}" in tables["runs"].columns else key
-              for key in spec.get("grid") or {}]
+              for key in sweep_parameters(spec)]
     report = spec.get("report") or {}
     return SweepTables(
         path=path,
@@ -157,6 +162,8 @@ def load_sweep_tables(sweep_dir: str | Path) -> SweepTables:
         clients=tables["clients"],
         investors=tables["investors"],
         holders=tables["holders"],
+        design=spec.get("design") or None,
+        seeds=tuple(spec.get("seeds") or ()),
     )
 
 

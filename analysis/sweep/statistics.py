@@ -1,8 +1,37 @@
-"""Means over seeds and their Student-t confidence intervals (the sweep report's statistics)."""
+"""The sweep report's statistics: intervals over seeds that respect their ranges, paired tests.
+
+Each metric gets the interval its kind calls for (`metric_kind` decides by name):
+
+- `mean`: the mean over seeds with its Student-t interval (`mean_ci`): money, percentages,
+  accuracy, counts;
+- `correlation` (Spearman rho, names ending `_spearman` or `_rho`): averaged in Fisher z
+  space, ``tanh(mean(atanh r))``, with the t interval of the z values transformed back
+  (`fisher_z_mean_ci`), so the interval stays inside [-1, 1]; for one correlation over n
+  points, `fisher_z_interval` (Spearman standard error sqrt(1.06 / (n − 3)), Fieller,
+  Hartley & Pearson 1957);
+- `proportion` (names ending `_share`, with the group sizes beside them): the proportion
+  pooled over seeds, k / n, with the Wilson score interval (`wilson_ci`, statsmodels),
+  which stays inside [0, 1] and behaves at 0 and 1; it treats the n units (investors) as
+  independent draws;
+- `bootstrap` (Gini coefficients, bounded below, skewed): the mean over seeds with a
+  percentile bootstrap interval (`bootstrap_ci`, scipy.stats.bootstrap, 9,999 resamples,
+  fixed seed), which never leaves the range of the values.
+
+Below `MIN_SEEDS` seeds per point the report warns that the intervals are unreliable.
+
+Paired comparisons (`paired_comparisons`): runs of two policies (or methods) on the same seed
+share every random stream but the ones the mechanism drives, so the difference per seed is
+the effect with the seed's noise removed. Per pair of values and metric: the mean paired
+difference with its t interval, the paired t test and the Wilcoxon signed-rank test
+(scipy.stats), and their p-values Holm-corrected across the comparisons of that metric
+(statsmodels' `multipletests`).
+"""
 
 from __future__ import annotations
 
+import itertools
 import math
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -10,7 +39,35 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-__all__ = ["mean_ci", "summarise_over_seeds", "t_interval"]
+__all__ = [
+    "MIN_SEEDS",
+    "bootstrap_ci",
+    "fisher_z_interval",
+    "fisher_z_mean_ci",
+    "mean_ci",
+    "metric_interval",
+    "metric_kind",
+    "paired_comparisons",
+    "summarise_over_seeds",
+    "t_interval",
+    "wilson_ci",
+]
+
+#: Fewer seeds per point than this, and the report warns: a t interval over 2-4 values is
+#: wide and, for skewed metrics, unreliable.
+MIN_SEEDS = 5
+#: Resamples of the percentile bootstrap, and its seed (the same report every time).
+BOOTSTRAP_RESAMPLES = 9_999
+BOOTSTRAP_SEED = 0
+#: |rho| is clipped to this before atanh: a run whose prices rank clients exactly (rho = 1)
+#: would otherwise make the mean z infinite.
+RHO_CLIP = 1.0 - 1e-6
+NAN = math.nan
+
+
+def _finite(values: Iterable[float]) -> np.ndarray:
+    x = np.asarray([float(v) for v in values], dtype=float)
+    return x[np.isfinite(x)]
 
 
 def mean_ci(values: Iterable[float], confidence: float = 0.95) -> tuple[float, float, float]:
@@ -20,26 +77,129 @@ def mean_ci(values: Iterable[float], confidence: float = 0.95) -> tuple[float, f
     deviation (ddof 1): the interval for the mean over seeds when runs are independent draws.
     NaN interval with fewer than two finite values; all NaN with none.
     """
-    x = np.asarray([float(v) for v in values], dtype=float)
-    x = x[np.isfinite(x)]
+    x = _finite(values)
     if len(x) == 0:
-        return math.nan, math.nan, math.nan
+        return NAN, NAN, NAN
     mean = float(x.mean())
     if len(x) < 2:
-        return mean, math.nan, math.nan
+        return mean, NAN, NAN
     half = float(
         stats.t.ppf((1.0 + confidence) / 2.0, len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x))
     )
     return mean, mean - half, mean + half
 
 
+def fisher_z_mean_ci(values: Iterable[float],
+                     confidence: float = 0.95) -> tuple[float, float, float]:
+    """Mean correlation over seeds and its interval, in Fisher z space.
+
+    z_s = atanh(r_s) per seed (|r| clipped to `RHO_CLIP`), the t interval of the mean z, and
+    everything transformed back with tanh: `(tanh(mean z), tanh(low z), tanh(high z))`,
+    inside [-1, 1] by construction. NaN interval with fewer than two finite values.
+    """
+    r = _finite(values)
+    if len(r) == 0:
+        return NAN, NAN, NAN
+    z = np.arctanh(np.clip(r, -RHO_CLIP, RHO_CLIP))
+    mean, low, high = mean_ci(z, confidence)
+    return float(np.tanh(mean)), float(np.tanh(low)), float(np.tanh(high))
+
+
+def fisher_z_interval(r: float, n: int, confidence: float = 0.95,
+                      spearman: bool = True) -> tuple[float, float]:
+    """Interval of one correlation coefficient `r` measured over `n` pairs (e.g. clients).
+
+    atanh(r) -/+ z_{(1+confidence)/2} * se, transformed back with tanh; se = 1 / sqrt(n − 3)
+    for Pearson's r and sqrt(1.06 / (n − 3)) for Spearman's rho (Fieller, Hartley & Pearson
+    1957). NaN with n <= 3 or a NaN `r`.
+    """
+    if not math.isfinite(r) or n <= 3:
+        return NAN, NAN
+    se = math.sqrt((1.06 if spearman else 1.0) / (n - 3))
+    z = math.atanh(min(max(r, -RHO_CLIP), RHO_CLIP))
+    half = float(stats.norm.ppf((1.0 + confidence) / 2.0)) * se
+    return math.tanh(z - half), math.tanh(z + half)
+
+
+def wilson_ci(successes: float, trials: float,
+              confidence: float = 0.95) -> tuple[float, float, float]:
+    """Proportion k / n and its Wilson score interval `(p, low, high)` (statsmodels'
+    `proportion_confint(method="wilson")`). All NaN with n = 0."""
+    from statsmodels.stats.proportion import proportion_confint
+
+    if not trials or not math.isfinite(trials):
+        return NAN, NAN, NAN
+    low, high = proportion_confint(round(successes), round(trials), alpha=1.0 - confidence,
+                                   method="wilson")
+    return float(successes / trials), float(low), float(high)
+
+
+def bootstrap_ci(values: Iterable[float],
+                 confidence: float = 0.95) -> tuple[float, float, float]:
+    """Mean and percentile-bootstrap interval `(mean, low, high)` of the finite values
+    (scipy.stats.bootstrap, `BOOTSTRAP_RESAMPLES` resamples, seed `BOOTSTRAP_SEED`).
+
+    For metrics with no closed-form interval (a Gini coefficient's mean over seeds): the
+    interval never leaves the range of the values. NaN interval with fewer than two values;
+    a zero-width interval when they are all equal.
+    """
+    x = _finite(values)
+    if len(x) == 0:
+        return NAN, NAN, NAN
+    mean = float(x.mean())
+    if len(x) < 2:
+        return mean, NAN, NAN
+    if np.ptp(x) == 0:
+        return mean, mean, mean
+    result = stats.bootstrap((x,), np.mean, confidence_level=confidence,
+                             n_resamples=BOOTSTRAP_RESAMPLES, method="percentile",
+                             random_state=np.random.default_rng(BOOTSTRAP_SEED))
+    return mean, float(result.confidence_interval.low), float(result.confidence_interval.high)
+
+
+def metric_kind(name: str) -> str:
+    """The interval a metric gets, by its name: 'correlation', 'proportion', 'bootstrap' or
+    'mean' (see the module docstring)."""
+    if name.endswith(("_spearman", "_rho")):
+        return "correlation"
+    if name.endswith("_share"):
+        return "proportion"
+    if name.endswith("_gini"):
+        return "bootstrap"
+    return "mean"
+
+
+def interval(name: str, group: pd.DataFrame, confidence: float,
+             count: str | None = None) -> tuple[float, float, float]:
+    """(centre, low, high) of metric `name` over the rows of `group`, by its kind; a
+    proportion pools k = share x n over the rows when the group has a `count` column."""
+    kind = metric_kind(name)
+    if kind == "correlation":
+        return fisher_z_mean_ci(group[name], confidence)
+    if kind == "proportion" and count is not None and count in group.columns:
+        keep = group[name].notna() & group[count].notna()
+        n = float(group.loc[keep, count].sum())
+        k = float((group.loc[keep, name] * group.loc[keep, count]).sum())
+        return wilson_ci(k, n, confidence)
+    if kind in ("bootstrap", "proportion"):
+        return bootstrap_ci(group[name], confidence)
+    return mean_ci(group[name], confidence)
+
+
 def summarise_over_seeds(
-    frame: pd.DataFrame, by: Sequence[str], values: Sequence[str], confidence: float = 0.95
+    frame: pd.DataFrame,
+    by: Sequence[str],
+    values: Sequence[str],
+    confidence: float = 0.95,
+    count: str | None = None,
 ) -> pd.DataFrame:
-    """Mean and confidence interval over the rows of each group (the seeds of a grid point).
+    """Centre and confidence interval over the rows of each group (the seeds of a grid point).
 
     One row per group of `by` (in order of first appearance; all rows when `by` is empty):
-    the `by` columns, `n_runs`, then `<v>_mean`, `<v>_ci_low`, `<v>_ci_high` per value column.
+    the `by` columns, `n_runs`, then `<v>_mean`, `<v>_ci_low`, `<v>_ci_high` per value
+    column, each by its kind (`metric_kind`: the arithmetic mean with a t interval; for a
+    correlation the Fisher-z mean; for a proportion the pooled k / n with `count` the column
+    of group sizes n; a bootstrap interval for a Gini).
     """
     by = list(by)
     groups: Iterable[tuple[Any, pd.DataFrame]] = (
@@ -51,7 +211,7 @@ def summarise_over_seeds(
         row: dict[str, Any] = dict(zip(by, keys, strict=True))
         row["n_runs"] = len(group)
         for value in values:
-            mean, low, high = mean_ci(group[value], confidence)
+            mean, low, high = interval(value, group, confidence, count)
             row[f"{value}_mean"] = mean
             row[f"{value}_ci_low"] = low
             row[f"{value}_ci_high"] = high
@@ -74,3 +234,89 @@ def t_interval(confidence: float) -> Callable[[Any], tuple[float, float]]:
         return low, high
 
     return interval
+
+
+def metric_interval(name: str, confidence: float) -> Callable[[Any], tuple[float, float]]:
+    """seaborn `errorbar=` callable drawing the interval the tables give metric `name`
+    (Fisher z for correlations, bootstrap for Gini, t otherwise; a proportion without its
+    counts is bootstrapped)."""
+    kind = metric_kind(name)
+    method = {"correlation": fisher_z_mean_ci, "bootstrap": bootstrap_ci,
+              "proportion": bootstrap_ci}.get(kind, mean_ci)
+
+    def interval(values: Any) -> tuple[float, float]:
+        _, low, high = method(values, confidence)
+        return low, high
+
+    return interval
+
+
+def paired_comparisons(
+    frame: pd.DataFrame,
+    factor: str,
+    metrics: Sequence[str],
+    within: Sequence[str] = (),
+    confidence: float = 0.95,
+) -> pd.DataFrame:
+    """Paired differences between the values of `factor` (policy, method) on common seeds.
+
+    For every setting of the `within` columns (the other grid parameters), every pair (a, b)
+    of `factor` values in order of appearance and every metric: the seeds both ran with a
+    finite value (`n_pairs`), the mean difference a − b with its Student-t interval, the
+    paired t test's p-value (`p_t`: a one-sample t test of the differences, which is
+    scipy.stats.ttest_rel) and the Wilcoxon signed-rank
+    test's (`p_wilcoxon`, exact for small samples; 1.0 when every difference is 0), and both
+    Holm-corrected (`p_t_holm`, `p_wilcoxon_holm`) across all comparisons of that metric
+    in the table (statsmodels' `multipletests`). `significant`: the Holm-corrected t test
+    rejects at 1 − `confidence`. Rows with fewer than two pairs have NaN tests.
+    """
+    from statsmodels.stats.multitest import multipletests
+
+    within = list(within)
+    columns = [*within, "metric", "a", "b", "n_pairs", "mean_diff", "diff_ci_low",
+               "diff_ci_high", "p_t", "p_wilcoxon", "p_t_holm", "p_wilcoxon_holm",
+               "significant"]
+    groups: Iterable[tuple[Any, pd.DataFrame]] = (
+        frame.groupby(within, sort=False, dropna=False) if within else [((), frame)])
+    rows = []
+    for key, group in groups:
+        keys = key if isinstance(key, tuple) else (key,)
+        levels = list(dict.fromkeys(group[factor]))
+        for metric in metrics:
+            if metric not in group.columns:
+                continue
+            wide = group.pivot_table(index="seed", columns=factor, values=metric,
+                                     aggfunc="mean")
+            for a, b in itertools.combinations(levels, 2):
+                if a not in wide.columns or b not in wide.columns:
+                    continue
+                d = (wide[a] - wide[b]).to_numpy(dtype=float)
+                d = d[np.isfinite(d)]
+                mean, low, high = mean_ci(d, confidence)
+                p_t = p_w = NAN
+                if len(d) >= 2:
+                    if np.ptp(d) == 0:
+                        p_t = 1.0 if d[0] == 0 else 0.0
+                    else:
+                        p_t = float(stats.ttest_1samp(d, 0.0).pvalue)
+                    if np.all(d == 0):
+                        p_w = 1.0
+                    else:
+                        with warnings.catch_warnings():
+                            warnings.simplefilter("ignore")  # small-sample notices
+                            p_w = float(stats.wilcoxon(d).pvalue)
+                rows.append({**dict(zip(within, keys, strict=True)), "metric": metric,
+                             "a": a, "b": b, "n_pairs": len(d), "mean_diff": mean,
+                             "diff_ci_low": low, "diff_ci_high": high, "p_t": p_t,
+                             "p_wilcoxon": p_w})
+    table = pd.DataFrame(rows, columns=columns[:-3])
+    for test in ("p_t", "p_wilcoxon"):
+        table[f"{test}_holm"] = NAN
+        for _, index in table.groupby("metric", sort=False).groups.items():
+            p = table.loc[index, test]
+            ok = p.notna()
+            if ok.any():
+                table.loc[p[ok].index, f"{test}_holm"] = multipletests(
+                    p[ok].to_numpy(), method="holm")[1]
+    table["significant"] = table["p_t_holm"] < (1.0 - confidence)
+    return table[columns]

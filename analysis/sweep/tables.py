@@ -31,6 +31,10 @@ HEADLINE = (
     "min_attributable_vs_equal_pct",
     "max_attributable_vs_equal_pct",
     "unranked_rounds",
+    "reward_contribution_rho",
+    "attributable_contribution_rho",
+    "attributable_gini",
+    "investor_pnl_if_sold_usd",
 )
 #: The runs table's market statistics (analysis.market_stats.market_statistics).
 MARKET_METRICS = (
@@ -121,7 +125,11 @@ def summary_tables(tables: SweepTables) -> list[SummaryTable]:
             "Per run: `analysis.metrics.summarise_run` (accuracy of the global model, Spearman "
             "rho of final price vs cumulative contribution, Gini of the allotments, rewards "
             "and distribution cost in USD and % of rewards, extremes of allotted and "
-            "attributable vs the equal split in %, rounds the method could not rank).",
+            "attributable vs the equal split in %, rounds the method could not rank, Spearman "
+            "rho of allotted and of attributable reward vs contribution, Gini of the "
+            "attributable rewards, investors' total PnL if sold). Correlations are averaged "
+            "in Fisher z space (interval inside [-1, 1]), Gini coefficients get a bootstrap "
+            "interval.",
             summarise_over_seeds(tables.runs, by, headline, c),
             by,
             tuple(headline),
@@ -166,7 +174,8 @@ def summary_tables(tables: SweepTables) -> list[SummaryTable]:
             "Per run and strategy: mean return (%) and mean PnL (USD) at spot and if sold "
             "(everything sold alone, fees and impact included), mean run-horizon Sharpe ratio "
             "on each, and the share of investors profitable at spot (0..1).",
-            summarise_over_seeds(tables.investors, [*by, "strategy"], INVESTOR_METRICS, c),
+            summarise_over_seeds(tables.investors, [*by, "strategy"], INVESTOR_METRICS, c,
+                                 count="n"),
             [*by, "strategy"],
             INVESTOR_METRICS,
         ),

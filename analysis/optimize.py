@@ -1,0 +1,81 @@
+"""Figures of a study folder (`wsf optimize`): the Pareto front, or the best value so far.
+
+`write_study_figures(folder)` reads `trials.parquet` and `optimize.yaml` and draws
+`pareto.png` / `pareto.pdf`: with two objectives, every completed trial's means over seeds
+(one objective per axis, in the objective's units) with the Pareto front highlighted and
+joined; with more, one such panel per pair of objectives; with one, each trial's value and
+the best value so far against the trial number.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from pathlib import Path
+
+import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from abm.scenario import read_yaml
+
+__all__ = ["write_study_figures"]
+
+PNG_DPI = 150
+
+
+def write_study_figures(folder: str | Path, formats: tuple[str, ...] = ("png", "pdf")
+                        ) -> list[Path]:
+    """Draw the study's figure into the folder; return the written files."""
+    folder = Path(folder)
+    spec = read_yaml(folder / "optimize.yaml", kind="study spec", max_bytes=256 << 20)
+    trials = pd.read_parquet(folder / "trials.parquet")
+    objectives = spec["objectives"]
+    done = trials[trials["state"] == "COMPLETE"]
+    names = [o["output"] for o in objectives]
+    arrow = {"minimize": "↓ better", "maximize": "↑ better"}
+    seeds = len(spec["seeds"])
+    if len(names) == 1:
+        figure = Figure(figsize=(6.4, 4.2), layout="constrained")
+        FigureCanvasAgg(figure)
+        ax = figure.subplots()
+        name, direction = names[0], objectives[0]["direction"]
+        ordered = done.sort_values("trial")
+        best = (ordered[name].cummin() if direction == "minimize" else ordered[name].cummax())
+        ax.plot(ordered["trial"], ordered[name], "o", color="#0173b2", markersize=4,
+                label="trial (mean over seeds)")
+        ax.step(ordered["trial"], best, where="post", color="#de8f05", label="best so far")
+        ax.set_xlabel("trial number")
+        ax.set_ylabel(f"{name} ({arrow[direction]})")
+        ax.legend(fontsize=8)
+        figure.suptitle(f"Study {spec['name']}: {name}, mean over {seeds} seed(s) per trial")
+    else:
+        pairs = list(itertools.combinations(range(len(names)), 2))
+        ncols = min(3, len(pairs))
+        nrows = math.ceil(len(pairs) / ncols)
+        figure = Figure(figsize=(5.2 * ncols, 4.2 * nrows), layout="constrained")
+        FigureCanvasAgg(figure)
+        axes = figure.subplots(nrows, ncols, squeeze=False)
+        front = done[done["pareto"]]
+        for ax, (i, j) in zip(axes.flat, pairs, strict=False):
+            x, y = names[i], names[j]
+            ax.plot(done[x], done[y], "o", color="#9e9e9e", markersize=4, label="trial")
+            ordered = front.sort_values(x)
+            ax.plot(ordered[x], ordered[y], "o-", color="#d55e00", markersize=6,
+                    label="Pareto front")
+            for _, row in ordered.iterrows():
+                ax.annotate(f"t{int(row['trial'])}", (row[x], row[y]), fontsize=7,
+                            xytext=(3, 3), textcoords="offset points")
+            ax.set_xlabel(f"{x} ({arrow[objectives[i]['direction']]})")
+            ax.set_ylabel(f"{y} ({arrow[objectives[j]['direction']]})")
+            ax.legend(fontsize=8)
+        for ax in axes.flat[len(pairs):]:
+            ax.set_visible(False)
+        figure.suptitle(f"Study {spec['name']}: {len(done)} completed trials, means over "
+                        f"{seeds} seed(s); Pareto front in red")
+    written = []
+    for fmt in formats:
+        path = folder / f"pareto.{fmt}"
+        figure.savefig(path, dpi=PNG_DPI if fmt == "png" else None)
+        written.append(path)
+    return written

@@ -1,0 +1,255 @@
+"""Design sweeps (SALib): drawing, validation, storage, resume and the sensitivity report.
+
+The known-answer tests run real (tiny) simulations through the sweep machinery: with a
+data-size contribution method every round is ranked, so the total allotted reward is
+exactly budget x rounds. It depends on the budget and on nothing else, so its total Sobol
+index (and Morris mu*) must be 0 for the other parameters, exactly, and the budget must
+explain all of its variance.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from abm.cli import main
+from abm.scenario import ScenarioError
+from abm.sweep import finished_run_ids, load_sweep, run_sweep
+from abm.sweep.store import PARAMS_FILE, STAGING_DIR
+from analysis.sweep import write_sweep_report
+from tests.conftest import small_scenario
+
+# One FL round on 3 clients and a few agents: well under a second per run.
+TINY = {
+    "steps": 6,
+    "round_every": 6,
+    "contribution": {"method": "data_size"},
+    "clients": [{"count": 3, "behaviour": "honest"}],
+    "investors": [{"strategy": "momentum", "count": 2, "cash": 500}],
+    "liquidity_providers": [{"count": 1, "cash": 2000}],
+}
+KNOWN = {
+    "rewards.budget.amount": {"low": 100, "high": 1000},
+    "market.fee_bps": {"low": 5, "high": 100},
+    "investors.0.cash": {"low": 100, "high": 1000},
+}
+
+
+@pytest.fixture
+def base_file(tmp_path: Path) -> Path:
+    path = tmp_path / "small.yaml"
+    path.write_text(yaml.safe_dump(small_scenario().to_dict(), sort_keys=False))
+    return path
+
+
+def design_file(base: Path, design: dict, parameters: dict, seeds: object = 1,
+                name: str = "design", **extra: object) -> Path:
+    path = base.parent / f"{name}.yaml"
+    path.write_text(yaml.safe_dump({"name": name, "base": base.name, "overrides": TINY,
+                                    "design": design, "parameters": parameters,
+                                    "seeds": seeds, **extra}, sort_keys=False))
+    return path
+
+
+# -- drawing and validation -------------------------------------------------------------------
+
+
+def test_sobol_design_has_saltelli_size_and_is_drawn_from_its_seed(base_file: Path) -> None:
+    path = design_file(base_file, {"kind": "sobol", "samples": 8, "seed": 3},
+                       {**KNOWN, "rewards.policy": {"values": ["buyback", "mint"]}}, seeds=2)
+    sweep = load_sweep(path)
+    assert len(sweep.points) == 8 * (4 + 2)  # N (D + 2) without second order
+    assert [len(p.runs) for p in sweep.points] == [2] * len(sweep.points)
+    again = load_sweep(path)
+    assert [p.runs for p in again.points] == [p.runs for p in sweep.points]
+    other = load_sweep(design_file(base_file, {"kind": "sobol", "samples": 8, "seed": 4},
+                                   {**KNOWN, "rewards.policy": {"values": ["buyback", "mint"]}},
+                                   seeds=2, name="other"))
+    assert [p.runs for p in other.points] != [p.runs for p in sweep.points]
+    for point in sweep.points:
+        fee = point.params["market.fee_bps"]
+        assert isinstance(fee, int) and 5 <= fee <= 100
+        # The rounding is visible: the raw draw beside the integer that ran.
+        raw = point.sample[1]
+        assert fee == min(math.floor(raw), 100)
+        assert point.params["rewards.policy"] in ("buyback", "mint")
+        for seed, rid in zip(sweep.seeds, point.runs, strict=True):
+            run = next(r for r in sweep.runs if r.run_id == rid)
+            assert run.scenario.market.fee_bps == fee
+            assert run.scenario.rewards.policy == point.params["rewards.policy"]
+            assert run.scenario.seed == seed
+    assert len({r.run_id for r in sweep.runs}) == len(sweep.runs)
+
+
+def test_morris_and_lhs_sizes(base_file: Path) -> None:
+    morris = load_sweep(design_file(base_file, {"kind": "morris", "trajectories": 3,
+                                                "levels": 4}, KNOWN))
+    assert len(morris.points) == 3 * (3 + 1)
+    lhs = load_sweep(design_file(base_file, {"kind": "lhs", "samples": 7}, KNOWN, name="l"))
+    assert len(lhs.points) == 7
+    amounts = sorted(p.params["rewards.budget.amount"] for p in lhs.points)
+    # A Latin hypercube puts one point in each of the 7 strata of the range.
+    assert [int((a - 100) // (900 / 7)) for a in amounts] == list(range(7))
+
+
+def test_range_defaults_to_the_declared_bounds(base_file: Path) -> None:
+    sweep = load_sweep(design_file(base_file, {"kind": "lhs", "samples": 4},
+                                   {"market.fee_bps": {}, "fl.val_fraction": {"high": 0.3}}))
+    fee, val = sweep.parameters
+    assert (fee.kind, fee.low, fee.high) == ("int", 0, 1000)  # MarketSpec: ge=0, le=1000
+    assert (val.kind, val.low, val.high) == ("float", 0.05, 0.3)  # FLSpec: ge=0.05
+
+
+@pytest.mark.parametrize(("parameters", "expected"), [
+    ({"market.fee_bps": {"low": 5, "high": 2000}},
+     "parameters.market.fee_bps: high = 2000 is above the declared maximum 1000"),
+    ({"investors.0.cash": {"high": 900}}, "give `low`: its declared bound is strict (> 0)"),
+    ({"market.fee_bps": {"low": 5.5, "high": 50}}, "must be integers"),
+    ({"rewards.policy": {"low": 0, "high": 1}}, "is not a number, so it takes no range"),
+    ({"market.nope": {"low": 0, "high": 1}}, "does not exist"),
+])
+def test_bad_ranges_are_refused_with_one_paragraph_and_exit_2(
+        base_file: Path, parameters: dict, expected: str, capsys: pytest.CaptureFixture) -> None:
+    path = design_file(base_file, {"kind": "lhs", "samples": 4}, parameters)
+    with pytest.raises(ScenarioError, match=expected.replace("(", r"\(").replace(")", r"\)")):
+        load_sweep(path)
+    assert main(["validate", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert str(path) in err and "Traceback" not in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize(("design", "expected"), [
+    ({"kind": "sobol", "samples": 12}, "power of 2"),
+    ({"kind": "morris", "samples": 4}, "needs `trajectories`"),
+    ({"kind": "lhs", "samples": 4, "second_order": True}, "sobol designs only"),
+])
+def test_bad_designs_are_refused(base_file: Path, design: dict, expected: str) -> None:
+    with pytest.raises(ScenarioError, match=expected):
+        load_sweep(design_file(base_file, design, KNOWN))
+
+
+def test_a_point_the_scenario_refuses_names_the_point(base_file: Path) -> None:
+    # 40 clients are too many for exact Shapley: every point with count 40 is invalid.
+    path = design_file(base_file, {"kind": "lhs", "samples": 4},
+                       {"clients.0.count": {"low": 1, "high": 40}},
+                       overrides={**TINY, "contribution": {"method": "shapley_exact"}})
+    with pytest.raises(ScenarioError, match=r"design point \d+, parameter 'clients.0.count'"):
+        load_sweep(path)
+
+
+# -- known answers through the sweep machinery ------------------------------------------------
+
+
+def test_sobol_indices_of_an_output_of_one_parameter(base_file: Path, tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture) -> None:
+    path = design_file(base_file, {"kind": "sobol", "samples": 4, "seed": 1}, KNOWN)
+    out = run_sweep(path, workers=2, out=tmp_path / "out", progress=False)
+    report = write_sweep_report(out)
+    table = pd.read_csv(report.parent / "sensitivity.csv")
+    assert list(table.columns) == ["output", "parameter", "S1", "S1_conf", "ST", "ST_conf"]
+    reward = table[table["output"] == "rewards_usd"].set_index("parameter")
+    assert reward.loc["market.fee_bps", "ST"] == 0.0
+    assert reward.loc["investors.0.cash", "ST"] == 0.0
+    assert reward.loc["market.fee_bps", "S1"] == 0.0
+    assert reward.loc["rewards.budget.amount", "ST"] == pytest.approx(1.0, abs=0.35)
+    # The accuracy does not depend on the market at all: constant, listed, not analysed.
+    text = report.read_text()
+    assert "final_accuracy" not in set(table["output"])
+    assert "Constant over the design" in text and "`final_accuracy`" in text
+    # One seed per point and a tiny design: the report says so.
+    assert "fewer than 5" in text
+    assert (report.parent / "sensitivity.tex").read_text().startswith("\\begin{table}")
+    for fmt in ("png", "pdf"):
+        assert (report.parent / "figures" / f"sobol_indices.{fmt}").stat().st_size > 0
+    assert "wsf report: warning" in capsys.readouterr().err
+
+
+def test_morris_screening_of_an_output_of_one_parameter(base_file: Path,
+                                                        tmp_path: Path) -> None:
+    path = design_file(base_file, {"kind": "morris", "trajectories": 3, "levels": 4, "seed": 2},
+                       KNOWN)
+    out = run_sweep(path, workers=2, out=tmp_path / "out", progress=False)
+    report = write_sweep_report(out)
+    table = pd.read_csv(report.parent / "sensitivity.csv")
+    assert list(table.columns) == ["output", "parameter", "mu_star", "mu_star_conf", "sigma"]
+    reward = table[table["output"] == "rewards_usd"].set_index("parameter")
+    assert reward.loc["market.fee_bps", "mu_star"] == 0.0
+    assert reward.loc["investors.0.cash", "mu_star"] == 0.0
+    # One round: reward = amount. SALib's elementary effect is the change of the output per
+    # unit of the normalised range (a step of 2/3 of it with p = 4 levels, divided by 2/3):
+    # the 900 USD the reward moves across the whole budget range of 900 USD.
+    assert reward.loc["rewards.budget.amount", "mu_star"] == pytest.approx(900.0)
+    assert reward.loc["rewards.budget.amount", "sigma"] == pytest.approx(0.0, abs=1e-6)
+    assert (report.parent / "figures" / "morris_mu_star_sigma.png").is_file()
+
+
+def test_design_sweep_tables_carry_the_values_that_ran(base_file: Path,
+                                                       tmp_path: Path) -> None:
+    path = design_file(base_file, {"kind": "lhs", "samples": 4},
+                       {"market.fee_bps": {"low": 5, "high": 100},
+                        "rewards.policy": {"values": {"bb": "buyback", "mt": "mint"}}})
+    sweep = load_sweep(path)
+    out = run_sweep(path, workers=2, out=tmp_path / "out", progress=False)
+    report = write_sweep_report(out)
+    runs = pd.read_parquet(out / "combined" / "runs.parquet")
+    for point in sweep.points:
+        row = runs[runs["run_id"] == point.runs[0]].iloc[0]
+        assert row["market.fee_bps"] == point.params["market.fee_bps"]
+        assert row["rewards.policy"] == point.params["rewards.policy"]  # the label
+        assert row["policy"] == {"bb": "buyback", "mt": "mint"}[row["rewards.policy"]]
+    ranks = pd.read_csv(report.parent / "rank_correlations.csv")
+    assert set(ranks["parameter"]) == {"market.fee_bps", "rewards.policy"}
+    assert ((ranks["rho_ci_low"].fillna(-1) >= -1) & (ranks["rho_ci_high"].fillna(1) <= 1)).all()
+
+
+# -- resume -----------------------------------------------------------------------------------
+
+
+def test_killed_sobol_sweep_resumes_and_redoes_only_missing_runs(base_file: Path,
+                                                                 tmp_path: Path) -> None:
+    path = design_file(base_file, {"kind": "sobol", "samples": 2, "seed": 5},
+                       {"rewards.budget.amount": {"low": 100, "high": 1000},
+                        "market.fee_bps": {"low": 5, "high": 100}}, seeds=2)
+    sweep = load_sweep(path)
+    out = tmp_path / "out"
+    driver = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sys; from abm.sweep import run_sweep; "
+         "run_sweep(sys.argv[1], workers=2, out=sys.argv[2], progress=False)",
+         str(path), str(out)],
+        start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 120
+        while len(finished_run_ids(out)) < 2 and time.monotonic() < deadline:
+            assert driver.poll() is None, driver.stderr.read().decode()
+            time.sleep(0.05)
+        os.killpg(driver.pid, signal.SIGKILL)
+        driver.wait(timeout=30)
+    finally:
+        if driver.poll() is None:
+            os.killpg(driver.pid, signal.SIGKILL)
+            driver.wait(timeout=30)
+    survived = {rid: (out / "runs" / rid / PARAMS_FILE).stat().st_ino
+                for rid in finished_run_ids(out)}
+    assert 2 <= len(survived) < len(sweep.runs)
+    stored = yaml.safe_load((out / "sweep.yaml").read_text())
+    assert [p["runs"] for p in stored["design"]["points"]] == [p.runs for p in sweep.points]
+
+    run_sweep(path, workers=2, out=out, progress=False)
+    after = finished_run_ids(out)
+    assert after == {r.run_id for r in sweep.runs}
+    assert {rid: (out / "runs" / rid / PARAMS_FILE).stat().st_ino for rid in survived} \
+        == survived
+    assert not (out / STAGING_DIR).exists()
+    table = pd.read_csv(write_sweep_report(out).parent / "sensitivity.csv")
+    assert np.isfinite(table["ST"]).all()
