@@ -452,7 +452,13 @@ def _optuna_study(spec: Study, folder: Path) -> Any:
     from optuna.storages.journal import JournalFileBackend
 
     storage = JournalStorage(JournalFileBackend(str(folder / JOURNAL_FILE)))
-    seed = spec.sampler.seed
+    # The sampler's random stream restarts with each driver: seeded with the file's seed
+    # alone, a resumed study would draw the same first points again. Offsetting it by the
+    # trials the study already holds keeps it deterministic for a given history.
+    held = 0
+    with contextlib.suppress(KeyError):  # KeyError: no such study yet
+        held = len(optuna.load_study(study_name=spec.name, storage=storage).trials)
+    seed = spec.sampler.seed + held
     sampler = {"tpe": lambda: optuna.samplers.TPESampler(seed=seed),
                "random": lambda: optuna.samplers.RandomSampler(seed=seed),
                "nsga2": lambda: optuna.samplers.NSGAIISampler(seed=seed)}[spec.sampler.kind]()

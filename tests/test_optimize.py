@@ -1,0 +1,180 @@
+"""`wsf optimize`: Optuna studies over scenario parameters, stored and resumed like sweeps."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from abm.cli import main
+from abm.run import simulate
+from abm.scenario import ScenarioError, load_scenario
+from abm.sweep import finished_run_ids
+from abm.sweep.optimize import JOURNAL_FILE, load_study, run_study
+from abm.sweep.store import PARAMS_FILE, STAGING_DIR
+from analysis.metrics import RUN_OUTPUTS, run_outputs
+from tests.conftest import small_scenario
+from tests.test_design import TINY
+
+OBJECTIVES = [{"output": "distribution_cost_usd", "direction": "minimize"},
+              {"output": "rewards_usd", "direction": "maximize"}]
+SPACE = {"market.fee_bps": {"low": 5, "high": 100},
+         "rewards.budget.amount": {"low": 100, "high": 1000},
+         "rewards.policy": {"values": ["buyback", "mint"]}}
+
+
+def study_file(folder: Path, *, objectives: list | None = None, parameters: dict | None = None,
+               seeds: object = 2, name: str = "tiny-study", **extra: object) -> Path:
+    base = folder / "small.yaml"
+    base.write_text(yaml.safe_dump(small_scenario().to_dict(), sort_keys=False))
+    path = folder / f"{name}.yaml"
+    path.write_text(yaml.safe_dump({
+        "name": name, "base": base.name, "overrides": TINY,
+        "parameters": parameters or SPACE, "objectives": objectives or OBJECTIVES,
+        "seeds": seeds, **extra}, sort_keys=False))
+    return path
+
+
+def optimize(path: Path, out: Path, trials: int, **kwargs: object) -> Path:
+    return run_study(path, trials=trials, out=out, outputs=run_outputs,
+                     output_names=RUN_OUTPUTS, progress=False, **kwargs)
+
+
+def test_study_runs_trials_and_writes_front_and_scenarios(tmp_path: Path) -> None:
+    path = study_file(tmp_path)
+    out = optimize(path, tmp_path / "out", 3, workers=2)
+    trials = pd.read_parquet(out / "trials.parquet")
+    assert len(trials) == 3 and (trials["state"] == "COMPLETE").all()
+    assert {"market.fee_bps", "rewards.budget.amount", "rewards.policy"} <= set(trials.columns)
+    study = load_study(path, outputs=RUN_OUTPUTS)
+    for _, row in trials.iterrows():
+        ids = json.loads(row["run_ids"])
+        assert len(ids) == 2  # one run per seed, stored like a sweep's
+        for seed, rid in zip(study.seeds, ids, strict=True):
+            record = json.loads((out / "runs" / rid / PARAMS_FILE).read_text())
+            assert record["seed"] == seed
+            assert record["params"]["market.fee_bps"] == row["market.fee_bps"]
+        for objective in ("distribution_cost_usd", "rewards_usd"):
+            values = [run_outputs(out / "runs" / rid)[objective] for rid in ids]
+            assert row[objective] == pytest.approx(sum(values) / len(values))
+        # A one-round run allots the whole budget once: rewards = amount, on every seed.
+        assert row["rewards_usd"] == pytest.approx(row["rewards.budget.amount"])
+    front = pd.read_csv(out / "pareto.csv")
+    assert sorted(front["trial"]) == sorted(trials.loc[trials["pareto"], "trial"])
+    assert (out / "pareto.tex").is_file()
+    files = sorted((out / "scenarios").glob("*.yaml"))
+    assert len(files) == len(front)
+    scenario = load_scenario(files[0])  # a file `wsf run` takes
+    trial = front.iloc[0]
+    assert scenario.market.fee_bps == trial["market.fee_bps"]
+    assert scenario.rewards.policy == trial["rewards.policy"]
+    result = simulate(scenario)
+    assert result.summary["total_reward_usd"] == pytest.approx(
+        trial["rewards.budget.amount"])
+    assert main(["run", str(files[0]), "--out", str(tmp_path / "run"), "--no-report"]) == 0
+
+
+def test_single_objective_study_writes_the_best_trial(tmp_path: Path) -> None:
+    path = study_file(tmp_path, objectives=[OBJECTIVES[1]], seeds=1,
+                      sampler={"kind": "random", "seed": 1})
+    out = optimize(path, tmp_path / "out", 3, workers=1)
+    trials = pd.read_parquet(out / "trials.parquet")
+    best = trials.loc[trials["rewards_usd"].idxmax()]
+    front = pd.read_csv(out / "pareto.csv")
+    assert list(front["trial"]) == [best["trial"]]
+    assert len(list((out / "scenarios").glob("*.yaml"))) == 1
+
+
+def test_killed_study_resumes_and_runs_only_missing_trials(tmp_path: Path) -> None:
+    path = study_file(tmp_path, seeds=1, sampler={"kind": "random", "seed": 3})
+    out = tmp_path / "out"
+    driver = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sys; from abm.sweep.optimize import run_study; "
+         "from analysis.metrics import RUN_OUTPUTS, run_outputs; "
+         "run_study(sys.argv[1], trials=5, out=sys.argv[2], outputs=run_outputs, "
+         "output_names=RUN_OUTPUTS, workers=2, progress=False)",
+         str(path), str(out)],
+        start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 120
+        while len(finished_run_ids(out)) < 2 and time.monotonic() < deadline:
+            assert driver.poll() is None, driver.stderr.read().decode()
+            time.sleep(0.05)
+        os.killpg(driver.pid, signal.SIGKILL)
+        driver.wait(timeout=30)
+    finally:
+        if driver.poll() is None:
+            os.killpg(driver.pid, signal.SIGKILL)
+            driver.wait(timeout=30)
+    survived = {rid: (out / "runs" / rid / PARAMS_FILE).stat().st_ino
+                for rid in finished_run_ids(out)}
+    assert len(survived) >= 2 and (out / JOURNAL_FILE).is_file()
+
+    optimize(path, out, 5, workers=2)
+    trials = pd.read_parquet(out / "trials.parquet")
+    complete = trials[trials["state"] == "COMPLETE"]
+    assert len(complete) == 5  # --trials is the total wanted
+    killed = trials[trials["reason"] == "killed"]
+    assert not killed.empty  # the kill caught trials in flight
+    for _, row in killed.iterrows():  # each asked again with its parameters
+        retry = trials[trials["retry_of"] == row["trial"]].iloc[0]
+        assert retry["market.fee_bps"] == row["market.fee_bps"]
+        assert retry["state"] == "COMPLETE"
+    assert {rid: (out / "runs" / rid / PARAMS_FILE).stat().st_ino for rid in survived} \
+        == survived  # runs of the killed driver were reused, not recomputed
+    assert not (out / STAGING_DIR).exists()
+    # Asking again for the same total runs nothing.
+    before = finished_run_ids(out)
+    optimize(path, out, 5, workers=2)
+    assert finished_run_ids(out) == before
+    assert len(pd.read_parquet(out / "trials.parquet")) == len(trials)
+
+
+@pytest.mark.parametrize(("change", "expected"), [
+    ({"objectives": [{"output": "happiness", "direction": "maximize"}]},
+     "objectives[0].output = 'happiness': not a run output"),
+    ({"parameters": {"market.fee_bps": {"low": 5, "high": 5000}}},
+     "high = 5000 is above the declared maximum 1000"),
+    ({"parameters": {"market.pool_tokens": {"low": 1, "high": 20000}},
+      "overrides": {**TINY, "market": {"seeded_by": "client", "client_cash": 1e6}}},
+     "makes an invalid scenario"),
+])
+def test_bad_study_files_are_refused_with_exit_2(tmp_path: Path, change: dict, expected: str,
+                                                 capsys: pytest.CaptureFixture) -> None:
+    path = study_file(tmp_path)
+    data = yaml.safe_load(path.read_text())
+    path.write_text(yaml.safe_dump({**data, **change}, sort_keys=False))
+    with pytest.raises(ScenarioError, match=expected.replace("[", r"\[").replace("]", r"\]")):
+        load_study(path, outputs=RUN_OUTPUTS)
+    assert main(["optimize", str(path), "--out", str(tmp_path / "never")]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.count("\n") == 1
+    assert not (tmp_path / "never").exists()
+    assert main(["validate", str(path)]) == 2
+
+
+def test_validate_prints_a_valid_study(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert main(["validate", str(study_file(tmp_path))]) == 0
+    captured = capsys.readouterr()
+    assert "valid study (3 parameters, 2 objective(s), 2 seeds per trial" in captured.err
+    assert yaml.safe_load(captured.out)["parameters"]["market.fee_bps"] == {
+        "kind": "int", "low": 5, "high": 100}
+
+
+def test_a_folder_of_another_study_is_refused(tmp_path: Path) -> None:
+    path = study_file(tmp_path, seeds=1)
+    out = optimize(path, tmp_path / "out", 1, workers=1)
+    other = study_file(tmp_path, seeds=[5], name="other")
+    with pytest.raises(ScenarioError, match="holds a different study"):
+        optimize(other, out, 1, workers=1)
+    assert math.isfinite(pd.read_parquet(out / "trials.parquet")["rewards_usd"].iloc[0])
