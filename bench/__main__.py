@@ -16,7 +16,8 @@ import traceback
 from bench.table import print_table
 
 REQUIRED = ("bench.amm",)
-OPTIONAL = ("bench.fl", "bench.model", "bench.market_loop", "bench.sweep", "bench.viz")
+OPTIONAL = ("bench.fl", "bench.model", "bench.market_loop", "bench.sweep", "bench.design",
+            "bench.viz")
 
 
 def main() -> int:
