@@ -102,16 +102,33 @@ def render_report(run: Run, figure_dir: Path, report_dir: Path) -> str:
         "final accuracy": headline["final_accuracy"],
         "counterfactual twin": "yes" if twin else "no",
     }])
+    from analysis.sweep.statistics import fisher_z_interval  # lazy: analysis.sweep imports us
+
+    n_clients = len(run.client_ids)
+
+    def rho(value: float) -> str:
+        """rho [95 % Fisher-z interval over the n clients] (Spearman's se)."""
+        low, high = fisher_z_interval(value, n_clients)
+        if not np.isfinite(low):
+            return _cell(value, ".3f")
+        return f"{_cell(value, '.3f')} [{low:.3f}, {high:.3f}]"
+
     numbers = pd.DataFrame({
         "metric": [
-            "Spearman ρ, final token price vs cumulative contribution (across clients)",
+            "Spearman ρ, final token price vs cumulative contribution (across clients; "
+            "95 % Fisher-z interval)",
+            "Spearman ρ, allotted reward vs cumulative contribution (95 % Fisher-z interval)",
+            "Spearman ρ, attributable reward vs cumulative contribution (95 % Fisher-z "
+            "interval; needs the twin)",
             "Gini of the allotments (clients' allotted USD)",
             "Rewards budgeted (USD)",
             "Distribution cost: fees and slippage paid by the federation (USD)",
             "Distribution cost (% of rewards)",
             "FL rounds the method could not rank (no positive contribution)",
         ],
-        "value": [_cell(headline["price_contribution_spearman"], ".3f"),
+        "value": [rho(headline["price_contribution_spearman"]),
+                  rho(headline["reward_contribution_rho"]),
+                  rho(headline["attributable_contribution_rho"]),
                   _cell(headline["reward_gini"], ".3f"), _cell(cost["rewards_usd"], ",.2f"),
                   _cell(cost["cost_usd"], ",.2f"), _cell(cost["cost_pct"], ".2f"),
                   _unranked_text(unranked)],

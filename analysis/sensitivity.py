@@ -16,7 +16,8 @@ runs table: `analysis.metrics.summarise_run`), averages the seeds of each design
 - Latin hypercubes (no variance decomposition): Spearman's rho of each parameter's value with
   the output across points, with its Fisher-z interval.
 
-Outputs that are constant over the design (no variance to decompose) or undefined at some
+Outputs that are constant over the design (no variance to decompose, up to float rounding:
+`CONSTANT_RTOL`) or undefined at some
 point (NaN, e.g. attributable measures of a sweep without twins) are listed, not analysed.
 An output for which no parameter's interval excludes zero gets a warning: the sample is too
 small to tell the parameters' effects from estimation noise (more samples, or trajectories).
@@ -45,6 +46,8 @@ __all__ = ["RESAMPLES", "Sensitivity", "make_sensitivity_figures", "sensitivity"
 RESAMPLES = 1000
 #: Seed of SALib's bootstrap (the same report every time).
 SEED = 0
+#: An output whose spread over the design is below this share of its magnitude is constant.
+CONSTANT_RTOL = 1e-9
 PANEL = (4.2, 3.0)  # inches per output panel
 COLUMNS = 3
 PNG_DPI = 150
@@ -129,7 +132,10 @@ def sensitivity(tables: SweepTables) -> Sensitivity:
         if not np.isfinite(y).all():
             result.undefined[output] = int((~np.isfinite(y)).sum())
             continue
-        if np.ptp(y) == 0:
+        if np.ptp(y) <= CONSTANT_RTOL * max(float(np.abs(y).max()), 1e-300):
+            # Constant up to float rounding (a Gini of allotments that only scale with the
+            # budget differs in the 16th digit): decomposing rounding noise would report
+            # the parameter it scales with as "influential".
             result.constant.append(output)
             continue
         with warnings.catch_warnings():

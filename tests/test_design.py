@@ -253,3 +253,17 @@ def test_killed_sobol_sweep_resumes_and_redoes_only_missing_runs(base_file: Path
     assert not (out / STAGING_DIR).exists()
     table = pd.read_csv(write_sweep_report(out).parent / "sensitivity.csv")
     assert np.isfinite(table["ST"]).all()
+
+
+def test_shipped_sobol_mechanism_varies_the_mechanism_parameters() -> None:
+    from tests.conftest import ROOT
+
+    sweep = load_sweep(ROOT / "scenarios" / "sweeps" / "sobol_mechanism.yaml")
+    assert sweep.design is not None and sweep.design.kind == "sobol"
+    paths = {p.path for p in sweep.parameters}
+    assert {"rewards.budget.amount", "market.fee_bps", "market.pool_tokens",
+            "investors.0.cash", "rewards.policy"} <= paths
+    assert {r.scenario.rewards.policy for r in sweep.runs} == {"buyback", "dividend", "mint"}
+    assert all(r.scenario.counterfactual for r in sweep.runs)  # attributable measures
+    text = (ROOT / "scenarios" / "sweeps" / "sobol_mechanism.yaml").read_text()
+    assert text.startswith("# Question:") and "# Answer" in text

@@ -178,3 +178,16 @@ def test_a_folder_of_another_study_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ScenarioError, match="holds a different study"):
         optimize(other, out, 1, workers=1)
     assert math.isfinite(pd.read_parquet(out / "trials.parquet")["rewards_usd"].iloc[0])
+
+
+def test_shipped_fair_and_cheap_study_is_valid() -> None:
+    from tests.conftest import ROOT
+
+    path = ROOT / "scenarios" / "optimize" / "fair_and_cheap.yaml"
+    study = load_study(path, outputs=RUN_OUTPUTS)
+    assert [o.output for o in study.objectives] == ["distribution_cost_usd",
+                                                   "attributable_contribution_rho"]
+    assert study.counterfactual  # the attributable objective needs the twins
+    assert {p.path for p in study.parameters} == {"market.fee_bps", "rewards.policy"}
+    text = path.read_text()
+    assert text.startswith("# Question:") and "# Answer" in text

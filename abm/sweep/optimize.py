@@ -606,7 +606,8 @@ def _drive(spec: Study, study: Any, folder: Path, pool: _Pool, todo: int, parall
 
 def trials_table(spec: Study, study: Any) -> Any:
     """One row per trial: `trial`, `state`, `reason`, each parameter (its value, or a
-    categorical's label), each objective (mean over seeds; NaN unless complete), `run_ids`
+    categorical's label), each objective (mean over seeds; NaN unless complete) and
+    `<objective>_per_seed` (JSON list of the values averaged, in seed order), `run_ids`
     (JSON list, one per seed), `retry_of`, `pareto` (on the Pareto front / the best trial),
     `seconds` (wall time of the trial)."""
     import pandas as pd
@@ -620,8 +621,11 @@ def trials_table(spec: Study, study: Any) -> Any:
         for p in spec.parameters:
             row[p.path] = t.params.get(p.path)
         values = t.values if t.state == TrialState.COMPLETE and t.values else None
+        per_seed = t.user_attrs.get("per_seed") or {}
         for i, objective in enumerate(spec.objectives):
             row[objective.output] = float(values[i]) if values else math.nan
+        for objective in spec.objectives:  # the values the mean is over, seeds in order
+            row[f"{objective.output}_per_seed"] = json.dumps(per_seed.get(objective.output, []))
         row["run_ids"] = json.dumps(t.user_attrs.get("run_ids", []))
         row["retry_of"] = t.user_attrs.get("retry_of", -1)
         row["pareto"] = t.number in front
