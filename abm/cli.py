@@ -395,7 +395,8 @@ def _optimize(args: argparse.Namespace) -> int:
 
     front = pd.read_csv(out / "pareto.csv")
     with pd.option_context("display.width", 140, "display.max_columns", 20):
-        print(front.drop(columns=["run_ids"], errors="ignore").to_string(index=False))
+        print(front.drop(columns=[c for c in front.columns if c == "run_ids"
+                                  or c.endswith("_per_seed")]).to_string(index=False))
     print(f"study folder: {out}")
     print(f"trials: {out / 'trials.parquet'}; front: {out / 'pareto.csv'}, "
           f"{', '.join(str(f) for f in figures)}")

@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import atexit
 import json
+import os
 import shutil
+import signal
+import subprocess
 import tempfile
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -82,3 +87,23 @@ def write_real_run(folder: Path, **overrides) -> Path:
         _RUN_CACHE[key] = write_run(simulate(small_scenario(**overrides)), root / "run")
     shutil.copytree(_RUN_CACHE[key], folder)
     return folder
+
+
+def kill_when(argv: list[str], until: Callable[[], bool], timeout: float = 120.0) -> None:
+    """Start `argv` in its own process group (a driver and its workers) and SIGKILL the whole
+    group as soon as `until()` holds, as on a power cut of the node. Fails the test if the
+    process exits first (showing its stderr) or `until` never holds within `timeout` s."""
+    driver = subprocess.Popen(argv, start_new_session=True, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + timeout
+        while not until() and time.monotonic() < deadline:
+            assert driver.poll() is None, driver.stderr.read().decode()
+            time.sleep(0.05)
+        os.killpg(driver.pid, signal.SIGKILL)
+        driver.wait(timeout=30)
+    finally:
+        if driver.poll() is None:
+            os.killpg(driver.pid, signal.SIGKILL)
+            driver.wait(timeout=30)
+

@@ -10,11 +10,7 @@ explain all of its variance.
 from __future__ import annotations
 
 import math
-import os
-import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +23,7 @@ from abm.scenario import ScenarioError
 from abm.sweep import finished_run_ids, load_sweep, run_sweep
 from abm.sweep.store import PARAMS_FILE, STAGING_DIR
 from analysis.sweep import write_sweep_report
-from tests.conftest import small_scenario
+from tests.conftest import kill_when, small_scenario
 
 # One FL round on 3 clients and a few agents: well under a second per run.
 TINY = {
@@ -222,23 +218,12 @@ def test_killed_sobol_sweep_resumes_and_redoes_only_missing_runs(base_file: Path
                         "market.fee_bps": {"low": 5, "high": 100}}, seeds=2)
     sweep = load_sweep(path)
     out = tmp_path / "out"
-    driver = subprocess.Popen(
+    kill_when(
         [sys.executable, "-c",
          "import sys; from abm.sweep import run_sweep; "
          "run_sweep(sys.argv[1], workers=2, out=sys.argv[2], progress=False)",
          str(path), str(out)],
-        start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        deadline = time.monotonic() + 120
-        while len(finished_run_ids(out)) < 2 and time.monotonic() < deadline:
-            assert driver.poll() is None, driver.stderr.read().decode()
-            time.sleep(0.05)
-        os.killpg(driver.pid, signal.SIGKILL)
-        driver.wait(timeout=30)
-    finally:
-        if driver.poll() is None:
-            os.killpg(driver.pid, signal.SIGKILL)
-            driver.wait(timeout=30)
+        until=lambda: len(finished_run_ids(out)) >= 2)
     survived = {rid: (out / "runs" / rid / PARAMS_FILE).stat().st_ino
                 for rid in finished_run_ids(out)}
     assert 2 <= len(survived) < len(sweep.runs)

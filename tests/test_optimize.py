@@ -4,11 +4,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pandas as pd
@@ -22,7 +18,7 @@ from abm.sweep import finished_run_ids
 from abm.sweep.optimize import JOURNAL_FILE, load_study, run_study
 from abm.sweep.store import PARAMS_FILE, STAGING_DIR
 from analysis.metrics import RUN_OUTPUTS, run_outputs
-from tests.conftest import small_scenario
+from tests.conftest import kill_when, small_scenario
 from tests.test_design import TINY
 
 OBJECTIVES = [{"output": "distribution_cost_usd", "direction": "minimize"},
@@ -97,25 +93,14 @@ def test_single_objective_study_writes_the_best_trial(tmp_path: Path) -> None:
 def test_killed_study_resumes_and_runs_only_missing_trials(tmp_path: Path) -> None:
     path = study_file(tmp_path, seeds=1, sampler={"kind": "random", "seed": 3})
     out = tmp_path / "out"
-    driver = subprocess.Popen(
+    kill_when(
         [sys.executable, "-c",
          "import sys; from abm.sweep.optimize import run_study; "
          "from analysis.metrics import RUN_OUTPUTS, run_outputs; "
          "run_study(sys.argv[1], trials=5, out=sys.argv[2], outputs=run_outputs, "
          "output_names=RUN_OUTPUTS, workers=2, progress=False)",
          str(path), str(out)],
-        start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        deadline = time.monotonic() + 120
-        while len(finished_run_ids(out)) < 2 and time.monotonic() < deadline:
-            assert driver.poll() is None, driver.stderr.read().decode()
-            time.sleep(0.05)
-        os.killpg(driver.pid, signal.SIGKILL)
-        driver.wait(timeout=30)
-    finally:
-        if driver.poll() is None:
-            os.killpg(driver.pid, signal.SIGKILL)
-            driver.wait(timeout=30)
+        until=lambda: len(finished_run_ids(out)) >= 2)
     survived = {rid: (out / "runs" / rid / PARAMS_FILE).stat().st_ino
                 for rid in finished_run_ids(out)}
     assert len(survived) >= 2 and (out / JOURNAL_FILE).is_file()

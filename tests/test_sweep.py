@@ -8,12 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import signal
-import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pandas as pd
@@ -27,7 +23,7 @@ from abm.sweep import SweepError, SweepRunError, finished_run_ids, load_sweep, r
 from abm.sweep.spec import canonical_json
 from abm.sweep.store import PARAMS_FILE, STAGING_DIR, open_folder
 from analysis.sweep import combine
-from tests.conftest import ROOT, small_scenario
+from tests.conftest import ROOT, kill_when, small_scenario
 
 POLICIES = registry.names("policy")
 METHODS = registry.names("method")
@@ -187,7 +183,8 @@ def test_value_valid_alone_but_not_in_combination_names_the_grid_point(base_file
     ("text", "expected"),
     [
         ("base: scenarios/small.yaml\nseeds: 2\ngird: {rewards.policy: [mint]}\n",
-         "gird: unknown field (allowed here: base, counterfactual, grid, name, overrides, report, "
+         "gird: unknown field (allowed here: base, counterfactual, design, grid, name, overrides, "
+         "parameters, report, "
          "seeds"),
         ("base: scenarios/small.yaml\nseeds: 0\n", "seed count must be at least 1"),
         ("base: scenarios/small.yaml\nseeds: [1, 1]\n", "repeats a seed"),
@@ -384,26 +381,12 @@ def test_interrupted_sweep_resumes_without_redoing_or_losing_runs(base_file: Pat
                       seeds=2)
     sweep = load_sweep(path)
     out = tmp_path / "out"
-    driver = subprocess.Popen(
+    kill_when(
         [sys.executable, "-c",
          "import sys; from abm.sweep import run_sweep; "
          "run_sweep(sys.argv[1], workers=2, out=sys.argv[2], progress=False)",
          str(path), str(out)],
-        start_new_session=True,  # its own process group: the driver and its workers
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )
-    try:
-        deadline = time.monotonic() + 120
-        while len(finished_run_ids(out)) < 1 and time.monotonic() < deadline:
-            assert driver.poll() is None, driver.stderr.read().decode()
-            time.sleep(0.05)
-        # Driver and workers die at once, as on a power cut of the node.
-        os.killpg(driver.pid, signal.SIGKILL)
-        driver.wait(timeout=30)
-    finally:
-        if driver.poll() is None:
-            os.killpg(driver.pid, signal.SIGKILL)
-            driver.wait(timeout=30)
+        until=lambda: len(finished_run_ids(out)) >= 1)
     survived = stored(out)
     assert 1 <= len(survived) < len(sweep.runs)
 

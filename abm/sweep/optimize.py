@@ -58,11 +58,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from tqdm import tqdm
 
-from abm.errors import ScenarioError, format_validation_error, shown
-from abm.scenario import Scenario, load_scenario, read_yaml
+from abm.errors import ScenarioError, shown
+from abm.scenario import Scenario, read_yaml
 from abm.sweep import store
 from abm.sweep.design import Parameter, ParamRange, resolve_parameters
 from abm.sweep.execute import (
@@ -76,7 +76,7 @@ from abm.sweep.execute import (
     _stop_workers,
     execute_run,
 )
-from abm.sweep.spec import RESERVED_KEYS, canonical_json, run_id
+from abm.sweep.spec import RESERVED_KEYS, canonical_json, load_base, read_file, run_id
 
 __all__ = [
     "DEFAULT_ROOT",
@@ -236,28 +236,13 @@ def load_study(path: str | Path, *, outputs: Sequence[str]) -> Study:
     at each end of every range (each categorical value) is resolved, before anything runs.
     Raises ScenarioError with the usual one-paragraph message.
     """
-    source = Path(path).expanduser().resolve()
-    raw = read_yaml(source, kind="study")
-    try:
-        spec = OptimizeFile.model_validate(raw)
-    except ValidationError as exc:
-        raise ScenarioError(
-            format_validation_error(exc, f"{source}: invalid study file", OptimizeFile)
-        ) from None
+    source, spec = read_file(path, "study", OptimizeFile)
     for i, objective in enumerate(spec.objectives):
         if objective.output not in outputs:
             raise ScenarioError(
                 f"{source}: objectives[{i}].output = {objective.output!r}: not a run output; "
                 f"allowed: {', '.join(outputs)}.")
-    base_path = (source.parent / spec.base).resolve()
-    if not base_path.is_file():
-        raise ScenarioError(
-            f"{source}: field 'base' = {spec.base!r}: no scenario file at {base_path} "
-            "(the path is relative to the study file's folder).")
-    try:
-        base = load_scenario(base_path)
-    except ScenarioError as exc:
-        raise ScenarioError(f"{source}: the base scenario is invalid: {exc}") from None
+    base_path, base = load_base(source, spec.base, "study")
     parameters = resolve_parameters(str(source), base, spec.parameters)
     study = Study(name=spec.name or source.stem, source=source, base_path=base_path,
                   base=base, overrides=dict(spec.overrides), parameters=parameters,

@@ -392,14 +392,7 @@ def load_sweep(path: str | Path, *, max_runs: int = MAX_RUNS) -> Sweep:
     more than `max_runs` runs (counted before any run is built), or any grid point that the
     scenario schema refuses, before anything runs.
     """
-    source = Path(path).expanduser().resolve()
-    raw = read_yaml(source, kind="sweep")
-    try:
-        spec = SweepFile.model_validate(raw)
-    except ValidationError as exc:
-        raise ScenarioError(
-            format_validation_error(exc, f"{source}: invalid sweep file", SweepFile)
-        ) from None
+    source, spec = read_file(path, "sweep", SweepFile)
     n_runs = spec.n_runs()
     if n_runs > max_runs:
         sizes = " x ".join(
@@ -414,17 +407,7 @@ def load_sweep(path: str | Path, *, max_runs: int = MAX_RUNS) -> Sweep:
             f"the ceiling with `wsf sweep --max-runs {n_runs}`."
         )
 
-    base_path = (source.parent / spec.base).resolve()
-    if not base_path.is_file():
-        raise ScenarioError(
-            f"{source}: field 'base' = {spec.base!r}: no scenario file at {base_path} "
-            "(the path is relative to the sweep file's folder)."
-        )
-    try:
-        base = load_scenario(base_path)
-    except ScenarioError as exc:
-        raise ScenarioError(f"{source}: the base scenario is invalid: {exc}") from None
-
+    base_path, base = load_base(source, spec.base, "sweep")
     seeds = spec.seed_list()
     if spec.design is not None:
         parameters = resolve_parameters(str(source), base, spec.parameters)
@@ -447,6 +430,33 @@ def load_sweep(path: str | Path, *, max_runs: int = MAX_RUNS) -> Sweep:
         report=spec.report,
         runs=runs,
     )
+
+
+def read_file(path: str | Path, kind: str, schema: type[BaseModel]) -> tuple[Path, Any]:
+    """(absolute path, validated `schema` instance) of a sweep or study file; ScenarioError
+    with the usual paragraph otherwise. `kind` names the file in messages."""
+    source = Path(path).expanduser().resolve()
+    raw = read_yaml(source, kind=kind)
+    try:
+        return source, schema.model_validate(raw)
+    except ValidationError as exc:
+        raise ScenarioError(
+            format_validation_error(exc, f"{source}: invalid {kind} file", schema)
+        ) from None
+
+
+def load_base(source: Path, base: str, kind: str) -> tuple[Path, Scenario]:
+    """The base scenario a sweep or study file names (`base`, relative to the file)."""
+    base_path = (source.parent / base).resolve()
+    if not base_path.is_file():
+        raise ScenarioError(
+            f"{source}: field 'base' = {base!r}: no scenario file at {base_path} "
+            f"(the path is relative to the {kind} file's folder)."
+        )
+    try:
+        return base_path, load_scenario(base_path)
+    except ScenarioError as exc:
+        raise ScenarioError(f"{source}: the base scenario is invalid: {exc}") from None
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from analysis.metrics import RUN_OUTPUTS
 from analysis.report import markdown_table
 from analysis.sweep.loading import SweepTables
 from analysis.sweep.statistics import summarise_over_seeds
@@ -19,23 +20,6 @@ __all__ = ["HEADLINE", "METHOD_PATH", "POLICY_PATH", "SummaryTable", "summary_ta
 POLICY_PATH = "rewards.policy"
 METHOD_PATH = "contribution.method"
 
-HEADLINE = (
-    "final_accuracy",
-    "price_contribution_spearman",
-    "reward_gini",
-    "rewards_usd",
-    "distribution_cost_usd",
-    "distribution_cost_pct",
-    "min_allotted_vs_equal_pct",
-    "max_allotted_vs_equal_pct",
-    "min_attributable_vs_equal_pct",
-    "max_attributable_vs_equal_pct",
-    "unranked_rounds",
-    "reward_contribution_rho",
-    "attributable_contribution_rho",
-    "attributable_gini",
-    "investor_pnl_if_sold_usd",
-)
 #: The runs table's market statistics (analysis.market_stats.market_statistics).
 MARKET_METRICS = (
     "ret_excess_kurtosis",
@@ -48,6 +32,14 @@ MARKET_METRICS = (
     "bubbles",
     "price_contribution_spearman",
 )
+#: The headline figures per grid point: every run output but those that only restate
+#: another (the budget paid in, investors' PnL at spot beside its if-sold value) and those
+#: with a table of their own (participation; market statistics but the price-contribution
+#: correlation).
+HEADLINE = tuple(o for o in RUN_OUTPUTS if o not in (
+    "total_reward_usd", "investor_pnl_usd", "mean_participation", "final_participating",
+    "ir_violations", "training_costs_usd",
+    *(m for m in MARKET_METRICS if m != "price_contribution_spearman")))
 CLIENT_METRICS = (
     "contribution",
     "allotted_usd",
