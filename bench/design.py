@@ -3,22 +3,23 @@
 Both are measured against a plain grid sweep of exactly the same runs (same run ids), in the
 same process, on the same 2 local workers, each into a fresh folder:
 
-1. a Latin-hypercube design of N points over `market.fee_bps` (`wsf sweep` with
-   `design:`): T_design; then a grid listing the N fee values it drew: T_grid. Overhead
+1. a Latin-hypercube design of N points over `rewards.budget.amount` (`wsf sweep` with
+   `design:`): T_design; then a grid listing the N amounts it drew: T_grid. Overhead
    per run = (T_design − T_grid) / N: drawing the design with SALib, resolving it and
    storing its points in sweep.yaml;
 2. a study of N trials over the same parameter (random sampler, one seed per trial, so
-   both keep 2 runs in flight): T_study; then a grid of the N fee values its trials drew:
+   both keep 2 runs in flight): T_study; then a grid of the N amounts its trials drew:
    T_grid'. Overhead per run = (T_study − T_grid') / N: Optuna's ask/tell and journal
    storage, reading each finished run's outputs, and the trials table, Pareto table and
    scenario files at the end.
 
-Times are end to end (driver call, worker pool start-up, simulation, atomic writes; the
-sweeps then build their combined tables as `wsf sweep` does), seconds, after a one-run
-warm-up that starts the forkserver. Runs are `scenarios/baseline.yaml` shortened to
-`--steps` (default 60) without its twin.
+Each pair is measured `--repeat` times, alternating, and the fastest of each kept: on a
+shared machine other work only ever adds time. Times are end to end (driver call, worker
+pool start-up, simulation, atomic writes; the sweeps then build their combined tables as
+`wsf sweep` does), seconds, after a one-run warm-up that starts the forkserver. Runs are
+`scenarios/baseline.yaml` shortened to `--steps` (default 60) without its twin.
 
-    python -m bench.design [--runs N] [--steps S]
+    python -m bench.design [--runs N] [--steps S] [--repeat R]
 """
 
 from __future__ import annotations
@@ -58,14 +59,16 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.design", description=__doc__)
     parser.add_argument("--runs", type=int, default=DEFAULT_RUNS)
     parser.add_argument("--steps", type=int, default=DEFAULT_STEPS)
+    parser.add_argument("--repeat", type=int, default=2)
     args = parser.parse_args(argv)
     overrides = {"steps": args.steps, "counterfactual": False}
+    space = {"rewards.budget.amount": {"low": 100, "high": 2000}}
     with tempfile.TemporaryDirectory(prefix="wsf-bench-design-") as tmp:
         folder = Path(tmp)
         load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
         print(f"\n== design sweep and study vs plain sweep: {args.runs} runs of "
-              f"{BASELINE.name} at {args.steps} steps, 2 local workers; {os.cpu_count()} "
-              f"cores, load average {load:.2f} before")
+              f"{BASELINE.name} at {args.steps} steps, 2 local workers, fastest of "
+              f"{args.repeat}; {os.cpu_count()} cores, load average {load:.2f} before")
         warm = _write(folder / "warm.yaml", {"name": "warm", "base": str(BASELINE),
                                              "overrides": {"steps": 10}, "seeds": 1})
         _timed_sweep(warm, folder / "warm")
@@ -73,38 +76,40 @@ def main(argv: list[str] | None = None) -> None:
         design = _write(folder / "design.yaml", {
             "name": "bench-design", "base": str(BASELINE), "overrides": overrides,
             "design": {"kind": "lhs", "samples": args.runs, "seed": 0},
-            "parameters": {"market.fee_bps": {"low": 5, "high": 100}}, "seeds": 1})
-        fees = [p.params["market.fee_bps"] for p in load_sweep(design).points]
-        t_design = _timed_sweep(design, folder / "design-out")
+            "parameters": space, "seeds": 1})
+        amounts = [p.params["rewards.budget.amount"] for p in load_sweep(design).points]
         grid = _write(folder / "grid.yaml", {
             "name": "bench-grid", "base": str(BASELINE), "overrides": overrides,
-            "grid": {"market.fee_bps": sorted(set(fees))}, "seeds": 1})
+            "grid": {"rewards.budget.amount": amounts}, "seeds": 1})
         assert ({r.run_id for r in load_sweep(grid).runs}
                 == {r.run_id for r in load_sweep(design).runs}), "not the same runs"
-        t_grid = _timed_sweep(grid, folder / "grid-out")
-        n = len(set(fees))
-        print(f"plain sweep        {t_grid:7.2f} s   {t_grid / n:6.2f} s per run")
-        overhead = 1000 * (t_design - t_grid) / n
-        print(f"lhs design sweep   {t_design:7.2f} s   overhead {overhead:+7.1f} ms per run")
-
         study = _write(folder / "study.yaml", {
             "name": "bench-study", "base": str(BASELINE), "overrides": overrides,
-            "parameters": {"market.fee_bps": {"low": 5, "high": 100}},
+            "parameters": space,
             "objectives": [{"output": "distribution_cost_usd", "direction": "minimize"}],
             "seeds": 1, "sampler": {"kind": "random", "seed": 0}})
-        started = time.perf_counter()
-        out = run_study(study, trials=args.runs, out=folder / "study-out", workers=2,
-                        outputs=run_outputs, output_names=RUN_OUTPUTS, progress=False)
-        t_study = time.perf_counter() - started
-        drawn = sorted(set(pd.read_parquet(out / "trials.parquet")["market.fee_bps"]))
-        grid2 = _write(folder / "grid2.yaml", {
-            "name": "bench-grid2", "base": str(BASELINE), "overrides": overrides,
-            "grid": {"market.fee_bps": [int(f) for f in drawn]}, "seeds": 1})
-        t_grid2 = _timed_sweep(grid2, folder / "grid2-out")
-        print(f"plain sweep        {t_grid2:7.2f} s   {t_grid2 / len(drawn):6.2f} s per run "
-              f"({len(drawn)} distinct points of {args.runs} trials)")
-        print(f"optuna study       {t_study:7.2f} s   overhead "
-              f"{1000 * (t_study - t_grid2) / args.runs:+7.1f} ms per trial-run")
+        times: dict[str, list[float]] = {"design": [], "grid": [], "study": [], "grid2": []}
+        for rep in range(args.repeat):
+            times["design"].append(_timed_sweep(design, folder / f"design-{rep}"))
+            times["grid"].append(_timed_sweep(grid, folder / f"grid-{rep}"))
+            started = time.perf_counter()
+            out = run_study(study, trials=args.runs, out=folder / f"study-{rep}", workers=2,
+                            outputs=run_outputs, output_names=RUN_OUTPUTS, progress=False)
+            times["study"].append(time.perf_counter() - started)
+            drawn = list(pd.read_parquet(out / "trials.parquet")["rewards.budget.amount"])
+            grid2 = _write(folder / f"grid2-{rep}.yaml", {
+                "name": "bench-grid2", "base": str(BASELINE), "overrides": overrides,
+                "grid": {"rewards.budget.amount": [float(a) for a in drawn]}, "seeds": 1})
+            times["grid2"].append(_timed_sweep(grid2, folder / f"grid2-{rep}"))
+        t = {key: min(values) for key, values in times.items()}
+        n = args.runs
+        print(f"plain sweep        {t['grid']:7.2f} s   {t['grid'] / n:6.2f} s per run")
+        print(f"lhs design sweep   {t['design']:7.2f} s   overhead "
+              f"{1000 * (t['design'] - t['grid']) / n:+7.1f} ms per run")
+        print(f"plain sweep        {t['grid2']:7.2f} s   {t['grid2'] / n:6.2f} s per run "
+              "(the study's points)")
+        print(f"optuna study       {t['study']:7.2f} s   overhead "
+              f"{1000 * (t['study'] - t['grid2']) / n:+7.1f} ms per run (one run per trial)")
 
 
 if __name__ == "__main__":
