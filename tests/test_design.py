@@ -247,7 +247,7 @@ def test_shipped_sobol_mechanism_varies_the_mechanism_parameters() -> None:
     assert sweep.design is not None and sweep.design.kind == "sobol"
     paths = {p.path for p in sweep.parameters}
     assert {"rewards.budget.amount", "market.fee_bps", "market.pool_tokens",
-            "investors.0.cash", "rewards.policy"} <= paths
+            "investors.0.cash", "investors.0.params.signal_noise", "rewards.policy"} <= paths
     assert {r.scenario.rewards.policy for r in sweep.runs} == {"buyback", "dividend", "mint"}
     assert all(r.scenario.counterfactual for r in sweep.runs)  # attributable measures
     text = (ROOT / "scenarios" / "sweeps" / "sobol_mechanism.yaml").read_text()
