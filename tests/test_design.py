@@ -252,3 +252,35 @@ def test_shipped_sobol_mechanism_varies_the_mechanism_parameters() -> None:
     assert all(r.scenario.counterfactual for r in sweep.runs)  # attributable measures
     text = (ROOT / "scenarios" / "sweeps" / "sobol_mechanism.yaml").read_text()
     assert text.startswith("# Question:") and "# Answer" in text
+
+
+def test_second_order_indices_of_a_product_are_reported_as_pairs(tmp_path: Path) -> None:
+    """y = x1 * x2 + 0 * x3 on [0, 1]^3: S2(x1, x2) > 0, x3 has no index at all."""
+    from abm.sweep.design import DesignSpec, Parameter, draw
+    from analysis.sensitivity import sensitivity
+    from analysis.sweep.loading import SweepTables
+
+    spec = DesignSpec(kind="sobol", samples=256, second_order=True, seed=0)
+    parameters = [Parameter(f"x{i}", "float", low=0.0, high=1.0) for i in (1, 2, 3)]
+    rows = draw(spec, parameters)
+    points = [{"index": i, "unit": list(map(float, row)), "sample": list(map(float, row)),
+               "params": {}, "runs": [f"r{i}"]} for i, row in enumerate(rows)]
+    design = {**spec.model_dump(), "parameters": {p.path: p.record() for p in parameters},
+              "points": points}
+    runs = pd.DataFrame({"run_id": [f"r{i}" for i in range(len(rows))], "seed": 0,
+                         "policy": "equal", "method": "data_size",
+                         "y": rows[:, 0] * rows[:, 1]})
+    empty = pd.DataFrame()
+    tables = SweepTables(path=tmp_path, name="toy", params=[], confidence=0.95,
+                         formats=["png"], figures=False, n_planned=len(rows), runs=runs,
+                         clients=empty, investors=empty, holders=empty, design=design,
+                         seeds=(0,))
+    result = sensitivity(tables)
+    table = result.table.set_index("parameter")
+    assert list(result.table.columns) == ["output", "parameter", "S1", "S1_conf", "ST",
+                                          "ST_conf", "S2", "S2_conf"]
+    # Analytic: Var = 7/144, S1 = S2_first = (1/48) / (7/144) = 3/7 each, S12 = 1/7.
+    assert table.loc["x1", "S1"] == pytest.approx(3 / 7, abs=0.08)
+    assert table.loc["x1 × x2", "S2"] == pytest.approx(1 / 7, abs=0.12)
+    assert table.loc["x3", "ST"] == 0.0
+    assert np.isnan(table.loc["x1 × x2", "ST"])
