@@ -639,9 +639,14 @@ def write_results(spec: Study, study: Any, folder: Path) -> None:
     os.replace(tmp, folder / TRIALS_FILE)
     front = frame[frame["pareto"]] if len(frame) else frame
     front = front.drop(columns=["pareto", "state", "reason", "retry_of"], errors="ignore")
-    front.to_csv(folder / "pareto.csv", index=False)
-    front.to_latex(folder / "pareto.tex", index=False, float_format="%.4g",
-                   caption=f"Pareto front of study {spec.name}", label=f"tab:{spec.name}")
+    for name, write in (
+            ("pareto.csv", lambda path: front.to_csv(path, index=False)),
+            ("pareto.tex", lambda path: front.to_latex(
+                path, index=False, float_format="%.4g",
+                caption=f"Pareto front of study {spec.name}", label=f"tab:{spec.name}"))):
+        tmp = folder / f".{name}.{os.getpid()}.tmp"
+        write(tmp)
+        os.replace(tmp, folder / name)  # a reader never sees half a table
     target = folder / SCENARIOS_DIR
     staging = folder / f".{SCENARIOS_DIR}.{os.getpid()}.tmp"
     if staging.exists():
