@@ -71,6 +71,7 @@ from abm.sweep.execute import (
     PRELOAD,
     RunTask,
     SweepRunError,
+    SweepWorkerPlugin,
     _connect,
     _init_local_worker,
     _stop_workers,
@@ -294,7 +295,18 @@ class _Pool:
             self.pool = concurrent.futures.ProcessPoolExecutor(
                 max_workers=workers, mp_context=context, initializer=_init_local_worker,
                 initargs=(os.getpid(),))
+        else:
+            # As a sweep does: Dask's sampling profiler paused on the workers for the study.
+            from dask.distributed import WorkerPlugin
+
+            plugin = type("SweepPlugin", (SweepWorkerPlugin, WorkerPlugin), {})()
+            client.register_plugin(plugin, name=SweepWorkerPlugin.name)
         self.token = uuid.uuid4().hex[:8]
+
+    def _unplug(self) -> None:
+        if self.client is not None:
+            with contextlib.suppress(Exception):  # a cluster gone away: nothing to restore
+                self.client.unregister_worker_plugin(SweepWorkerPlugin.name)
 
     def submit(self, task: RunTask, name: str) -> Any:
         if self.client is not None:
@@ -314,10 +326,12 @@ class _Pool:
     def stop(self) -> None:
         if self.pool is not None:
             _stop_workers(self.pool)
+        self._unplug()
 
     def close(self) -> None:
         if self.pool is not None:
             self.pool.shutdown(wait=True)
+        self._unplug()
 
 
 def _error(future: Any) -> BaseException | None:
