@@ -37,6 +37,11 @@ class RoundRecord:
     budget_usd: float
     participants: int
 
+    def __post_init__(self) -> None:
+        # A client that trained was one of the round's participants; budgets are amounts.
+        if self.participants < int(self.participated) or not self.budget_usd >= 0:
+            raise ValueError(f"impossible round record: {self}")
+
 
 class ParticipationRule(Component):
     """Base class: does a client train in the next round?"""
@@ -103,9 +108,12 @@ class NetPayoff(ParticipationRule):
         budget = sum(r.budget_usd for r in trained)
         rate = sum(r.reward_usd for r in trained) / budget if budget > 0 else 0.0
         shared = sum(r.participants for r in trained) / len(trained) if trained else 1.0
+        # A round that paid nothing forgoes nothing, whatever the yield (also when a
+        # vanishing past budget made the yield infinite: inf x 0 would be NaN).
         values = [
             r.reward_usd if r.participated
-            else rate * r.budget_usd * shared / (r.participants + 1)
+            else rate * r.budget_usd * shared / (r.participants + 1) if r.budget_usd > 0
+            else 0.0
             for r in recent
         ]
         return sum(values) / len(values)
