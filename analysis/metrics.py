@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import spearmanr
 
-from analysis.market_stats import market_statistics
+from analysis.market_stats import MARKET_STAT_KEYS, market_statistics
 from analysis.runs import PRICE_PREFIX, Run
 
 NAN = float("nan")
@@ -531,14 +531,7 @@ RUN_OUTPUTS = (
     "final_participating",
     "ir_violations",
     "training_costs_usd",
-    "ret_excess_kurtosis",
-    "ret_hill_alpha",
-    "ret_acf1",
-    "absret_acf1",
-    "round_clock_acf",
-    "round_clock_absacf",
-    "max_peak_multiple",
-    "bubbles",
+    *MARKET_STAT_KEYS,
 )
 NOT_OUTPUTS = frozenset({"scenario", "seed", "policy", "steps", "rounds"})
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from analysis.market_stats import MARKET_STAT_KEYS
 from analysis.metrics import RUN_OUTPUTS
 from analysis.report import markdown_table
 from analysis.sweep.loading import SweepTables
@@ -21,17 +22,7 @@ POLICY_PATH = "rewards.policy"
 METHOD_PATH = "contribution.method"
 
 #: The runs table's market statistics (analysis.market_stats.market_statistics).
-MARKET_METRICS = (
-    "ret_excess_kurtosis",
-    "ret_hill_alpha",
-    "ret_acf1",
-    "absret_acf1",
-    "round_clock_acf",
-    "round_clock_absacf",
-    "max_peak_multiple",
-    "bubbles",
-    "price_contribution_spearman",
-)
+MARKET_METRICS = (*MARKET_STAT_KEYS, "price_contribution_spearman")
 #: The headline figures per grid point: every run output but those that only restate
 #: another (the budget paid in, investors' PnL at spot beside its if-sold value) and those
 #: with a table of their own (participation; market statistics but the price-contribution
