@@ -8,6 +8,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -107,3 +108,23 @@ def kill_when(argv: list[str], until: Callable[[], bool], timeout: float = 120.0
             os.killpg(driver.pid, signal.SIGKILL)
             driver.wait(timeout=30)
 
+
+
+def kill_sweep_when(sweep_file: Path, out: Path, until: Callable[[], bool]) -> None:
+    """`kill_when` on a `run_sweep(sweep_file, workers=2, out=out)` driver of its own."""
+    kill_when([sys.executable, "-c",
+               "import sys; from abm.sweep import run_sweep; "
+               "run_sweep(sys.argv[1], workers=2, out=sys.argv[2], progress=False)",
+               str(sweep_file), str(out)], until=until)
+
+
+def stored_runs(sweep_dir: Path) -> dict[str, tuple[int, int]]:
+    """run id -> (inode, mtime_ns) of its params.json: changes if a run is rewritten."""
+    from abm.sweep import finished_run_ids
+    from abm.sweep.store import PARAMS_FILE
+
+    out = {}
+    for run in finished_run_ids(sweep_dir):
+        st = (sweep_dir / "runs" / run / PARAMS_FILE).stat()
+        out[run] = (st.st_ino, st.st_mtime_ns)
+    return out

@@ -10,7 +10,6 @@ explain all of its variance.
 from __future__ import annotations
 
 import math
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -21,9 +20,9 @@ import yaml
 from abm.cli import main
 from abm.scenario import ScenarioError
 from abm.sweep import finished_run_ids, load_sweep, run_sweep
-from abm.sweep.store import PARAMS_FILE, STAGING_DIR
+from abm.sweep.store import STAGING_DIR
 from analysis.sweep import write_sweep_report
-from tests.conftest import kill_when, small_scenario
+from tests.conftest import kill_sweep_when, small_scenario, stored_runs
 
 # One FL round on 3 clients and a few agents: well under a second per run.
 TINY = {
@@ -218,14 +217,8 @@ def test_killed_sobol_sweep_resumes_and_redoes_only_missing_runs(base_file: Path
                         "market.fee_bps": {"low": 5, "high": 100}}, seeds=2)
     sweep = load_sweep(path)
     out = tmp_path / "out"
-    kill_when(
-        [sys.executable, "-c",
-         "import sys; from abm.sweep import run_sweep; "
-         "run_sweep(sys.argv[1], workers=2, out=sys.argv[2], progress=False)",
-         str(path), str(out)],
-        until=lambda: len(finished_run_ids(out)) >= 2)
-    survived = {rid: (out / "runs" / rid / PARAMS_FILE).stat().st_ino
-                for rid in finished_run_ids(out)}
+    kill_sweep_when(path, out, until=lambda: len(finished_run_ids(out)) >= 2)
+    survived = stored_runs(out)
     assert 2 <= len(survived) < len(sweep.runs)
     stored = yaml.safe_load((out / "sweep.yaml").read_text())
     assert [p["runs"] for p in stored["design"]["points"]] == [p.runs for p in sweep.points]
@@ -233,8 +226,7 @@ def test_killed_sobol_sweep_resumes_and_redoes_only_missing_runs(base_file: Path
     run_sweep(path, workers=2, out=out, progress=False)
     after = finished_run_ids(out)
     assert after == {r.run_id for r in sweep.runs}
-    assert {rid: (out / "runs" / rid / PARAMS_FILE).stat().st_ino for rid in survived} \
-        == survived
+    assert {rid: v for rid, v in stored_runs(out).items() if rid in survived} == survived
     assert not (out / STAGING_DIR).exists()
     table = pd.read_csv(write_sweep_report(out).parent / "sensitivity.csv")
     assert np.isfinite(table["ST"]).all()

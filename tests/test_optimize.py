@@ -18,7 +18,7 @@ from abm.sweep import finished_run_ids
 from abm.sweep.optimize import JOURNAL_FILE, load_study, run_study
 from abm.sweep.store import PARAMS_FILE, STAGING_DIR
 from analysis.metrics import RUN_OUTPUTS, run_outputs
-from tests.conftest import kill_when, small_scenario
+from tests.conftest import kill_when, small_scenario, stored_runs
 from tests.test_design import TINY
 
 OBJECTIVES = [{"output": "distribution_cost_usd", "direction": "minimize"},
@@ -101,8 +101,7 @@ def test_killed_study_resumes_and_runs_only_missing_trials(tmp_path: Path) -> No
          "output_names=RUN_OUTPUTS, workers=2, progress=False)",
          str(path), str(out)],
         until=lambda: len(finished_run_ids(out)) >= 2)
-    survived = {rid: (out / "runs" / rid / PARAMS_FILE).stat().st_ino
-                for rid in finished_run_ids(out)}
+    survived = stored_runs(out)
     assert len(survived) >= 2 and (out / JOURNAL_FILE).is_file()
 
     optimize(path, out, 5, workers=2)
@@ -115,8 +114,8 @@ def test_killed_study_resumes_and_runs_only_missing_trials(tmp_path: Path) -> No
         retry = trials[trials["retry_of"] == row["trial"]].iloc[0]
         assert retry["market.fee_bps"] == row["market.fee_bps"]
         assert retry["state"] == "COMPLETE"
-    assert {rid: (out / "runs" / rid / PARAMS_FILE).stat().st_ino for rid in survived} \
-        == survived  # runs of the killed driver were reused, not recomputed
+    # runs of the killed driver were reused, not recomputed
+    assert {rid: v for rid, v in stored_runs(out).items() if rid in survived} == survived
     assert not (out / STAGING_DIR).exists()
     # Asking again for the same total runs nothing.
     before = finished_run_ids(out)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sys
 import textwrap
 from pathlib import Path
 
@@ -23,7 +22,7 @@ from abm.sweep import SweepError, SweepRunError, finished_run_ids, load_sweep, r
 from abm.sweep.spec import canonical_json
 from abm.sweep.store import PARAMS_FILE, STAGING_DIR, open_folder
 from analysis.sweep import combine
-from tests.conftest import ROOT, kill_when, small_scenario
+from tests.conftest import ROOT, kill_sweep_when, small_scenario, stored_runs
 
 POLICIES = registry.names("policy")
 METHODS = registry.names("method")
@@ -69,15 +68,6 @@ def tiny_sweep(base_file: Path, *, grid: dict, seeds: object, name: str = "tiny"
     path = base_file.parent.parent / f"{name}.yaml"
     path.write_text(yaml.safe_dump(spec, sort_keys=False))
     return path
-
-
-def stored(sweep_dir: Path) -> dict[str, tuple[int, int]]:
-    """run id -> (inode, mtime_ns) of its params.json: changes if a run is rewritten."""
-    out = {}
-    for run in finished_run_ids(sweep_dir):
-        st = (sweep_dir / "runs" / run / PARAMS_FILE).stat()
-        out[run] = (st.st_ino, st.st_mtime_ns)
-    return out
 
 
 # -- sweep files ------------------------------------------------------------------------------
@@ -281,7 +271,7 @@ def test_rerun_on_same_folder_skips_finished_runs(base_file: Path, tmp_path: Pat
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     path = tiny_sweep(base_file, grid={"rewards.policy": ["equal"]}, seeds=2)
     out = sweep_and_combine(path, workers=1, out=tmp_path / "out", progress=False)
-    before = stored(out)
+    before = stored_runs(out)
     combined_before = pd.read_parquet(out / "combined" / "model.parquet")
 
     def no_pool(*args, **kwargs):
@@ -292,7 +282,7 @@ def test_rerun_on_same_folder_skips_finished_runs(base_file: Path, tmp_path: Pat
     again = sweep_and_combine(path, workers=1, out=tmp_path / "out", progress=True)
 
     assert again == out
-    assert stored(out) == before  # not one run rewritten
+    assert stored_runs(out) == before  # not one run rewritten
     assert "2/2" in capsys.readouterr().err  # skipped runs count as done in the progress bar
     pd.testing.assert_frame_equal(pd.read_parquet(out / "combined" / "model.parquet"),
                                   combined_before)
@@ -302,12 +292,12 @@ def test_folder_of_another_sweep_is_refused_and_left_untouched(base_file: Path,
                                                                tmp_path: Path) -> None:
     out = tmp_path / "out"
     sweep_and_combine(tiny_sweep(base_file, grid={}, seeds=1), workers=1, out=out, progress=False)
-    before = stored(out)
+    before = stored_runs(out)
     other = tiny_sweep(base_file, grid={}, seeds=2, name="other")
     with pytest.raises(SweepError) as err:
         sweep_and_combine(other, workers=1, out=out, progress=False)
     assert str(out) in str(err.value) and "different sweep" in str(err.value)
-    assert stored(out) == before
+    assert stored_runs(out) == before
 
 
 def test_non_empty_folder_without_sweep_spec_is_refused(base_file: Path, tmp_path: Path) -> None:
@@ -381,18 +371,13 @@ def test_interrupted_sweep_resumes_without_redoing_or_losing_runs(base_file: Pat
                       seeds=2)
     sweep = load_sweep(path)
     out = tmp_path / "out"
-    kill_when(
-        [sys.executable, "-c",
-         "import sys; from abm.sweep import run_sweep; "
-         "run_sweep(sys.argv[1], workers=2, out=sys.argv[2], progress=False)",
-         str(path), str(out)],
-        until=lambda: len(finished_run_ids(out)) >= 1)
-    survived = stored(out)
+    kill_sweep_when(path, out, until=lambda: len(finished_run_ids(out)) >= 1)
+    survived = stored_runs(out)
     assert 1 <= len(survived) < len(sweep.runs)
 
     sweep_and_combine(path, workers=2, out=out, progress=False)
 
-    after = stored(out)
+    after = stored_runs(out)
     assert set(after) == {r.run_id for r in sweep.runs}
     assert {run: after[run] for run in survived} == survived  # finished runs kept as they were
     assert not (out / STAGING_DIR).exists()  # half-written runs of the dead driver are gone
