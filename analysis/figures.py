@@ -10,7 +10,7 @@ per step, so a 500-step run with ~110 agents draws in a few seconds.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +35,17 @@ FIGURE_NAMES = ("reward_vs_equal", "token_prices", "contributions", "wealth_by_t
 FORMATS = ("png", "pdf")
 PNG_DPI = 150
 SIZE = (7.5, 4.2)  # inches: full text width of a paper page, legend beside the axes
+
+
+def save_figure(figure: Figure, folder: Path, name: str, formats: Sequence[str]) -> list[Path]:
+    """Write `figure` as `folder/<name>.<fmt>` for each format (PNG at `PNG_DPI`, vector
+    formats at their own resolution); returns the files written, in `formats` order."""
+    written = []
+    for fmt in formats:
+        file = folder / f"{name}.{fmt}"
+        figure.savefig(file, dpi=PNG_DPI if fmt == "png" else None)
+        written.append(file)
+    return written
 
 
 def make_figures(run: Run, out_dir: str | Path | None = None) -> list[Path]:

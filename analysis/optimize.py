@@ -18,10 +18,9 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from abm.scenario import read_yaml
+from analysis.figures import save_figure
 
 __all__ = ["write_study_figures"]
-
-PNG_DPI = 150
 
 
 def write_study_figures(folder: str | Path, formats: tuple[str, ...] = ("png", "pdf")
@@ -73,9 +72,4 @@ def write_study_figures(folder: str | Path, formats: tuple[str, ...] = ("png", "
             ax.set_visible(False)
         figure.suptitle(f"Study {spec['name']}: {len(done)} completed trials, means over "
                         f"{seeds} seed(s); Pareto front in red")
-    written = []
-    for fmt in formats:
-        path = folder / f"pareto.{fmt}"
-        figure.savefig(path, dpi=PNG_DPI if fmt == "png" else None)
-        written.append(path)
-    return written
+    return save_figure(figure, folder, "pareto", formats)

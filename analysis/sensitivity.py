@@ -36,6 +36,7 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from analysis.figures import save_figure
 from analysis.metrics import NOT_OUTPUTS, spearman
 from analysis.sweep.loading import SweepTables
 from analysis.sweep.statistics import fisher_z_interval
@@ -50,7 +51,6 @@ SEED = 0
 CONSTANT_RTOL = 1e-9
 PANEL = (4.2, 3.0)  # inches per output panel
 COLUMNS = 3
-PNG_DPI = 150
 
 SOBOL_COLUMNS = ["output", "parameter", "S1", "S1_conf", "ST", "ST_conf"]
 MORRIS_COLUMNS = ["output", "parameter", "mu_star", "mu_star_conf", "sigma"]
@@ -279,12 +279,7 @@ def make_sensitivity_figures(result: Sensitivity, out_dir: str | Path,
     }[result.kind]
     figure.suptitle(f"{title}; {result.points} points × {result.seeds} seed(s), seeds "
                     "averaged first")
-    written = []
-    for fmt in formats:
-        file = out / f"{name}.{fmt}"
-        figure.savefig(file, dpi=PNG_DPI if fmt == "png" else None)
-        written.append(file)
-    return written
+    return save_figure(figure, out, name, formats)
 
 
 def _short(path: str) -> str:

@@ -12,6 +12,7 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from analysis.figures import save_figure
 from analysis.sweep.loading import SweepTables
 from analysis.sweep.statistics import metric_interval
 from analysis.sweep.tables import METHOD_PATH, POLICY_PATH
@@ -26,7 +27,6 @@ FIGURE_NAMES = (
 )
 PANEL_SIZE = (4.6, 3.3)  # inches per facet panel
 MAX_COLUMNS = 3  # facet panels per row
-PNG_DPI = 150
 
 
 def make_sweep_figures(
@@ -115,14 +115,8 @@ def make_sweep_figures(
             ylim=(-1.1, 1.1),
         ),
     }
-    written = []
-    for name in FIGURE_NAMES:
-        figure = figures[name]
-        for fmt in formats:
-            file = out / f"{name}.{fmt}"
-            figure.savefig(file, dpi=PNG_DPI if fmt == "png" else None)
-            written.append(file)
-    return written
+    return [file for name in FIGURE_NAMES
+            for file in save_figure(figures[name], out, name, formats)]
 
 
 def _with_setting(
