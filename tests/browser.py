@@ -79,6 +79,10 @@ def ensure_chromium() -> str:
     return found
 
 
+#: Ports tried before a server start that found its port taken fails (`VizServer.start`).
+PORT_ATTEMPTS = 3
+
+
 def free_port() -> int:
     """A free TCP port on 127.0.0.1 (the OS picks it)."""
     from abm.viz.server import free_port as pick
@@ -105,7 +109,21 @@ class VizServer:
 
     def start(self) -> None:
         """Start the server in a new process group; return once it printed its URL and the
-        page answers."""
+        page answers. The port is chosen before the server binds it, so another process can
+        take it in between (seen under load with Dask's ports): the server then exits with
+        "already in use", and it is started again on a new free port (`PORT_ATTEMPTS`)."""
+        for attempt in range(1, PORT_ATTEMPTS + 1):
+            try:
+                self._start_once()
+                return
+            except AssertionError:
+                taken = "already in use" in self.log().lower()
+                if not taken or attempt == PORT_ATTEMPTS:
+                    raise
+                self.stop()
+                self.port = free_port()
+
+    def _start_once(self) -> None:
         with open(self.log_path, "wb") as log:
             # A new session makes the server (and the solara child it starts) one process
             # group whose id is the server's PID, so one killpg stops both.

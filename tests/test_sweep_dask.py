@@ -6,9 +6,9 @@ would start them on cluster nodes; every one is stopped by its PID when the test
 
 from __future__ import annotations
 
+import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -40,12 +40,6 @@ TINY = {
 }
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @dataclass
 class Cluster:
     address: str
@@ -63,29 +57,53 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
             process.wait(timeout=10)
 
 
+def _scheduler_address(scheduler: subprocess.Popen[bytes], scheduler_file: Path,
+                       log: Path, timeout: float = 60.0) -> str:
+    """The address the scheduler bound, read from its scheduler file once it is listening.
+
+    The scheduler picks its own free port (`--port 0`) and writes the file only after it
+    listens, so no other process can take the port between choosing and binding it (a port
+    chosen here and passed in was taken by another process once under load: the client then
+    reached that process, `CommClosedError`). If the scheduler exits first, its log says why.
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if scheduler.poll() is not None:
+            raise RuntimeError(f"dask scheduler exited ({scheduler.returncode}):\n"
+                               f"{log.read_text(errors='replace')[-2000:]}")
+        try:
+            return json.loads(scheduler_file.read_text())["address"]
+        except (FileNotFoundError, json.JSONDecodeError, KeyError):
+            time.sleep(0.05)  # not written yet, or written halfway
+    raise RuntimeError(f"dask scheduler wrote no {scheduler_file.name} in {timeout:.0f} s")
+
+
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[Cluster]:
     """`dask scheduler` and two single-thread `dask worker`s, loopback only, no dashboards.
 
     Workers run without a nanny, so the PID started here is the process that executes tasks:
-    killing it kills a worker for good (a nanny would restart it).
+    killing it kills a worker for good (a nanny would restart it). The workers and the
+    client find the scheduler through its scheduler file (`_scheduler_address`).
     """
-    port = free_port()
-    address = f"tcp://127.0.0.1:{port}"
     logs = tmp_path / "dask-logs"
     logs.mkdir()
+    scheduler_file = tmp_path / "scheduler.json"
     processes: list[subprocess.Popen[bytes]] = []
     try:
         scheduler = subprocess.Popen(
-            [str(DASK), "scheduler", "--host", "127.0.0.1", "--port", str(port),
-             "--no-dashboard", "--no-show"],
+            [str(DASK), "scheduler", "--host", "127.0.0.1", "--port", "0",
+             "--scheduler-file", str(scheduler_file), "--no-dashboard"],
             stdout=subprocess.DEVNULL, stderr=open(logs / "scheduler.log", "wb"),  # noqa: SIM115
         )
         processes.append(scheduler)
+        address = _scheduler_address(scheduler, scheduler_file, logs / "scheduler.log")
+        assert address.startswith("tcp://127.0.0.1:"), address  # loopback only
         workers = []
         for i in range(2):
             worker = subprocess.Popen(
-                [str(DASK), "worker", address, "--nworkers", "1", "--nthreads", "1",
+                [str(DASK), "worker", "--scheduler-file", str(scheduler_file),
+                 "--nworkers", "1", "--nthreads", "1",
                  "--host", "127.0.0.1", "--no-dashboard", "--no-nanny",
                  "--local-directory", str(tmp_path / f"worker-{i}"), "--death-timeout", "60"],
                 stdout=subprocess.DEVNULL,
