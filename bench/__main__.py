@@ -1,10 +1,9 @@
 """Run every benchmark in bench/: `python -m bench` (what `make bench` does).
 
-bench.amm always runs; the others run when they exist and are skipped with a one-line notice
-while they do not. A benchmark that exists but fails (to import or to run) is reported, the
-others still run, and the exit status is 1. At the end, the rows the benchmarks recorded
+Each benchmark in `BENCHMARKS` runs in turn; one that fails (to import or to run) is reported,
+the others still run, and the exit status is 1. At the end, the rows the benchmarks recorded
 (`bench.table.record`) are printed as one table: issue 13's figures, each with its target and
-met / NOT met. A new benchmark is one module here plus its name in OPTIONAL.
+met / NOT met. A new benchmark is one module here plus its name in `BENCHMARKS`.
 """
 
 from __future__ import annotations
@@ -15,20 +14,16 @@ import traceback
 
 from bench.table import print_table
 
-REQUIRED = ("bench.amm",)
-OPTIONAL = ("bench.fl", "bench.model", "bench.market_loop", "bench.sweep", "bench.design",
-            "bench.viz")
+BENCHMARKS = ("bench.amm", "bench.fl", "bench.model", "bench.market_loop", "bench.sweep",
+              "bench.design", "bench.viz")
 
 
 def main() -> int:
     failed = []
-    for name in REQUIRED + OPTIONAL:
+    for name in BENCHMARKS:
         try:
             module = importlib.import_module(name)
-        except ModuleNotFoundError as error:
-            if name in OPTIONAL and error.name == name:
-                print(f"== {name}: not written yet, skipped ==")
-                continue
+        except Exception:
             failed.append(name)
             traceback.print_exc()
             continue
