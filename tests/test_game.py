@@ -88,7 +88,7 @@ def test_accumulate_breaks_ties_like_argmax():
     y = torch.from_numpy(rng.integers(0, 4, size=200))
     correct = torch.zeros(5, dtype=torch.float64)
     loss = torch.zeros(5, dtype=torch.float64)
-    Net.accumulate(logits, y, correct, loss)
+    Net.accumulate(logits.clone(), y, correct, loss)  # it overwrites the logits
     expected = (logits.argmax(1) == y).sum(-1).double()
     torch.testing.assert_close(correct, expected, rtol=0, atol=0)
     expected_loss = torch.nn.functional.cross_entropy(
@@ -187,3 +187,38 @@ def test_game_validation():
         CoalitionGame(g.net, g.prev, g.updates, g.weights, g.X_val, g.y_val, metric="f1")
     with pytest.raises(ValueError, match="weights"):
         CoalitionGame(g.net, g.prev, g.updates, -g.weights, g.X_val, g.y_val)
+
+
+def test_gtg_on_a_fixed_game_reproduces_its_recorded_values():
+    """GTG-Shapley on a coalition game that does not depend on training (synthetic updates
+    along a shared direction, a free rider, 300 digits): the permutations, coalitions and
+    convergence recorded with commit 3c1cc09's game and sampler, and its values within
+    LOSS_TOLERANCE (the fast path's stated float tolerance; equal in fact today)."""
+    from abm.fl.nets import MLP
+    from abm.fl.shapley import gtg_shapley
+
+    ds = load_dataset("digits", rng=np.random.default_rng(0), n_samples=300)
+    X = torch.as_tensor(ds.X, dtype=torch.float32)
+    y = torch.as_tensor(ds.y, dtype=torch.int64)
+    net = MLP((64,), 10, 16)
+    gen = torch.Generator().manual_seed(0)
+    prev = net.init_params(gen)
+    D = torch.randn(net.n_params, generator=gen)
+    scale = torch.tensor([0.3, 0.2, 0.0, -0.2, 0.1, 0.3, 0.25, 0.15])[:, None]
+    U = scale * D + 0.05 * torch.randn(8, net.n_params, generator=gen)
+    U[2] = 0.0  # a free rider
+    game = CoalitionGame(net, prev, U, np.array([3.0, 1, 2, 2, 1, 4, 2, 3]), X, y,
+                         metric="loss")
+    recorded = {
+        0: (64, 184, [-0.05008308364699286, -0.006509115987767801, 0.03839562356472011,
+                      0.051265124039103535, 0.0213309363710383, -0.11561761194219197,
+                      -0.02823682631676406, 0.028603698071092372]),
+        1: (56, 178, [-0.04950927839392711, -0.015384208091667764, 0.05161238200607753,
+                      0.043271343388727714, 0.018112543218192563, -0.10204650297051392,
+                      -0.03383173414639069, 0.027020865316901843]),
+    }
+    for seed, (perms, evaluations, values) in recorded.items():
+        game.clear_cache()
+        est = gtg_shapley(game, 8, rng=np.random.default_rng(seed), eps_within=0.002)
+        assert (est.n_permutations, est.evaluations, est.converged) == (perms, evaluations, True)
+        np.testing.assert_allclose(est.values, values, rtol=0, atol=LOSS_TOLERANCE)

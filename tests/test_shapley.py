@@ -275,3 +275,60 @@ def test_all_masks_order():
     m = all_masks(3)
     assert m.shape == (8, 3)
     assert m[5].tolist() == [True, False, True]  # row r holds the bits of r
+
+
+def _table_game(n, seed):
+    """log(1 + additive) plus noise, as a lookup table: a deterministic batched game on which
+    truncation fires now and then."""
+    rng = np.random.default_rng(seed)
+    w = rng.random(n)
+    members = (np.arange(2**n)[:, None] >> np.arange(n)) & 1
+    v = np.log1p(members @ w) + 0.01 * rng.normal(size=2**n)
+    bits = 1 << np.arange(n)
+
+    def game(masks):
+        return v[(np.asarray(masks).astype(np.int64) * bits).sum(1)]
+
+    return game
+
+
+# Recorded with the samplers of commit 3c1cc09 (before they worked on coalition keys and kept
+# the convergence sums incrementally): (sampler, n, seed, params, evaluations, permutations,
+# converged, sum and sum of squares of the requested coalitions' keys, values).
+FROZEN = [
+    (gtg_shapley, 9, 2, {"eps_within": 0.01}, 189, 36, True, 51568, 18496476,
+     [0.11360104773822595, 0.12597990092500405, 0.35414262160779925, 0.04312451774750243,
+      0.25726414496775846, 0.31248142399632806, 0.09464482938294812, 0.025989802687277064,
+      0.1329784790507671]),
+    (tmc_shapley, 10, 3, {"max_permutations": 37, "min_permutations": 12}, 247, 37, False,
+     119556, 85768162,
+     [0.03525631367564183, 0.09891703327288434, 0.3191171054358592, 0.21997961225587317,
+      0.03636749718569117, 0.20230868338579755, 0.21976615787589604, 0.06949577003844669,
+      0.3130384826210898, 0.04421485074822282]),
+    (gtg_shapley, 12, 4, {"eps_within": 0.005}, 324, 36, True, 645207, 1917111681,
+     [0.28301556499324027, 0.16149185398485122, 0.28298240671799535, 0.02131516379449612,
+      0.18743255147979196, 0.10969243967239545, 0.2154431660767152, 0.052183816079233517,
+      0.24137463542925205, 0.15007559192458358, 0.23732259988069318, 0.15600466624560305]),
+    (tmc_shapley, 6, 1, {"truncation_tol": 0.1}, 58, 30, True, 1820, 77682,
+     [0.20820663895504396, 0.43343507021519695, 0.07090065667066578, 0.3762286716821883,
+      0.14165858676880252, 0.15578497781958028]),
+]
+
+
+@pytest.mark.parametrize("case", FROZEN, ids=lambda c: f"{c[0].__name__}-{c[1]}")
+def test_samplers_reproduce_their_recorded_outputs(case):
+    """Same seed, same coalitions requested, same permutations and convergence, and the same
+    values to 1e-12 (the same float operations in the same order: equal in fact)."""
+    sampler, n, seed, params, evaluations, perms, converged, key_sum, key_sq, values = case
+    table = _table_game(n, seed)
+    requested = set()
+
+    def game(masks):
+        requested.update((np.asarray(masks).astype(np.int64) @ (1 << np.arange(n))).tolist())
+        return table(masks)
+
+    est = sampler(game, n, rng=np.random.default_rng(seed + 100), **params)
+    assert (est.evaluations, est.n_permutations, est.converged) == (evaluations, perms, converged)
+    assert len(requested) == evaluations
+    assert (sum(requested), sum(k * k for k in requested)) == (key_sum, key_sq)
+    np.testing.assert_allclose(est.values, values, rtol=0, atol=1e-12)

@@ -120,6 +120,10 @@ class CoalitionGame:
         self._prev64 = self.prev.double()
         self._U64 = self.updates.double()
         self._first_cache: list[tuple[int, int, torch.Tensor]] | None = None
+        self._work: tuple[torch.Tensor, torch.Tensor] | None = None
+        p1 = net.p_first
+        #: prev's and the updates' parameters after the first layer (float64)
+        self._rest = (self._prev64[p1:], self._U64[:, p1:])
         self._acc: dict[int, float] = {}  # coalition key -> validation accuracy
         self._loss: dict[int, float] = {}  # coalition key -> mean validation loss
         self._requested: set[int] = set()
@@ -140,14 +144,16 @@ class CoalitionGame:
             m = m.astype(bool)
         return m
 
-    def coefficients(self, masks: np.ndarray) -> torch.Tensor:
-        """``(k, n)`` float64 aggregation coefficients: masks * weights, rows summing to 1
-        (all zero for the empty coalition)."""
+    def _coefficients_np(self, masks: np.ndarray) -> np.ndarray:
         # numpy: these are small, and numpy's per-call cost is a fraction of torch's
         w = self._masks(masks) * self.weights
         s = w.sum(1, keepdims=True)
-        c = np.divide(w, s, out=np.zeros_like(w), where=s > 0)
-        return torch.from_numpy(c).to(self._U64.device)
+        return np.divide(w, s, out=np.zeros_like(w), where=s > 0)
+
+    def coefficients(self, masks: np.ndarray) -> torch.Tensor:
+        """``(k, n)`` float64 aggregation coefficients: masks * weights, rows summing to 1
+        (all zero for the empty coalition)."""
+        return torch.from_numpy(self._coefficients_np(masks)).to(self._U64.device)
 
     def coalition_params(self, masks: np.ndarray) -> torch.Tensor:
         """``(k, p)`` float32 parameters of the coalitions' aggregated models."""
@@ -157,7 +163,7 @@ class CoalitionGame:
     # -- evaluation -------------------------------------------------------------------------
     def _sample_chunk(self) -> int:
         width = max(1, self.net.coalition_width()) * self.net.coalition_chunk
-        return min(int(self.y_val.shape[0]), max(1, self.net.chunk_elems // width))
+        return min(int(self.y_val.shape[0]), max(1, self.net.coalition_elems // width))
 
     def _first_layer_chunks(self):
         """Yield ``(s, e, ZA (n + 1, F))`` per chunk of validation samples ``s:e``: the first
@@ -185,43 +191,76 @@ class CoalitionGame:
         if keep is not None:
             self._first_cache = keep
 
+    def _workspace(self, kc: int, f: int, ms: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """First-layer ``(kc, f)`` and logits ``(kc, C, ms)`` float32 buffers, kept for the
+        round: fresh megabyte-sized tensors per call cost page faults (measured ~4 % of
+        GTG-Shapley's time on the MLP)."""
+        w = self._work
+        if w is None or w[0].shape[0] < kc or w[0].shape[1] != f or w[1].shape[2] != ms:
+            dev = self._U64.device
+            w = self._work = (torch.empty(kc, f, dtype=torch.float32, device=dev),
+                              torch.empty(kc, self.net.n_classes, ms, dtype=torch.float32,
+                                          device=dev))
+        return w
+
+    def _coalition_chunk(self, k: int, ms: int) -> int:
+        """Coalitions per chunk for a call of ``k`` coalitions on ``ms`` samples: at most
+        ``net.coalition_elems`` activation elements, in equal chunks (no small remainder
+        chunk)."""
+        width = max(1, self.net.coalition_width())
+        kc = max(1, self.net.coalition_elems // (ms * width))
+        return -(-k // -(-k // kc))
+
     @torch.no_grad()
     def _evaluate(
         self, masks: np.ndarray, want_acc: bool, want_loss: bool
     ) -> tuple[np.ndarray, np.ndarray]:
         """``(accuracy (k,), mean loss (k,))`` of coalitions through the first-layer
-        combination (module docstring); ``nan`` for what is not wanted."""
-        C = self.coefficients(masks)
-        k = C.shape[0]
-        p1 = self.net.p_first
-        # [1 | coef] @ [Z(prev); Z(U)]: prev's row rides in the GEMM (no bias broadcast copy)
-        CA = torch.ones(k, self.n_players + 1, dtype=torch.float32, device=C.device)
-        CA[:, 1:] = C
-        P2 = torch.addmm(self._prev64[p1:], C, self._U64[:, p1:]).to(torch.float32)
-        width = max(1, self.net.coalition_width())
+        combination (module docstring); ``nan`` for what is not wanted.
+
+        A call's fixed cost matters as much as its arithmetic (GTG-Shapley makes ~8 calls of
+        ~50 coalitions per round at 10 clients, each torch call costing microseconds): the
+        coefficients are built in numpy and copied once, and a call that fits one chunk
+        (all of GTG's later calls) runs on whole tensors, without slicing."""
+        c = self._coefficients_np(masks)
+        k, n = c.shape
         dev = self._U64.device
-        correct = torch.zeros(k, dtype=torch.float64, device=dev) if want_acc else None
-        loss = torch.zeros(k, dtype=torch.float64, device=dev) if want_loss else None
+        # [1 | coef] @ [Z(prev); Z(U)]: prev's row rides in the GEMM (no bias broadcast copy)
+        ca = np.empty((k, n + 1), dtype=np.float32)
+        ca[:, 0] = 1.0
+        ca[:, 1:] = c
+        CA = torch.as_tensor(ca, device=dev)
+        prev2, U2 = self._rest
+        P2 = torch.addmm(prev2, torch.as_tensor(c, device=dev), U2).to(torch.float32)
+        # one float64 sum per wanted figure: [correct | loss] rows
+        sums = torch.zeros(2, k, dtype=torch.float64, device=dev)
         for s, e, ZA in self._first_layer_chunks():
             ms = e - s
-            ys = self.y_val[s:e]
-            kc = max(1, self.net.chunk_elems // (ms * width))
-            kc = -(-k // -(-k // kc))  # equal chunks: no small remainder chunk
+            ys = self.y_val if ms == self.y_val.shape[0] else self.y_val[s:e]
+            kc = self._coalition_chunk(k, ms)
+            Zbuf, Lbuf = self._workspace(kc, ZA.shape[1], ms)
             for a in range(0, k, kc):
                 b = min(k, a + kc)
-                logits = self.net.head_batched(P2[a:b], CA[a:b] @ ZA, ms)  # (kc, C, ms)
-                self.net.accumulate(logits, ys, None if correct is None else correct[a:b],
-                                    None if loss is None else loss[a:b])
-        m = int(self.y_val.shape[0])
+                whole = b - a == k
+                q = slice(a, b)
+                Z = torch.mm(CA if whole else CA[q], ZA,
+                             out=Zbuf if whole and Zbuf.shape[0] == k else Zbuf[: b - a])
+                logits = self.net.head_batched(
+                    P2 if whole else P2[q], Z, ms,
+                    out=Lbuf if whole and Lbuf.shape[0] == k else Lbuf[: b - a])
+                part = sums if whole else sums[:, q]
+                self.net.accumulate(logits, ys, part[0] if want_acc else None,
+                                    part[1] if want_loss else None)
+        out = sums.cpu().numpy() / int(self.y_val.shape[0])
         nan = np.full(k, np.nan)
-        acc = nan if correct is None else (correct / m).cpu().numpy()
-        return acc, (nan if loss is None else (loss / m).cpu().numpy())
+        return (out[0] if want_acc else nan), (out[1] if want_loss else nan)
 
     # -- memo -------------------------------------------------------------------------------
-    def _utility(self, key: int) -> float:
-        return self._acc[key] if self.metric == "accuracy" else -self._loss[key]
-
-    def _ensure(self, keys: Iterable[int], want_acc: bool, want_loss: bool) -> None:
+    def _ensure(
+        self, keys: list[int], want_acc: bool, want_loss: bool, masks: np.ndarray | None = None
+    ) -> None:
+        """Evaluate the coalitions of ``keys`` not known yet (``masks``: the keys' rows, used
+        when every key is missing, so that they need not be rebuilt)."""
         missing = [
             k
             for k in dict.fromkeys(keys)
@@ -229,12 +268,13 @@ class CoalitionGame:
         ]
         if not missing:
             return
-        acc, loss = self._evaluate(masks_from_keys(missing, self.n_players), want_acc, want_loss)
-        for i, key in enumerate(missing):
-            if want_acc:
-                self._acc[key] = float(acc[i])
-            if want_loss:
-                self._loss[key] = float(loss[i])
+        if masks is None or len(missing) != len(keys):
+            masks = masks_from_keys(missing, self.n_players)
+        acc, loss = self._evaluate(masks, want_acc, want_loss)
+        if want_acc:
+            self._acc.update(zip(missing, acc.tolist(), strict=True))
+        if want_loss:
+            self._loss.update(zip(missing, loss.tolist(), strict=True))
 
     def peek(self, masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``(accuracy (k,), loss (k,))`` of coalitions, evaluated (memoised) but not
@@ -254,14 +294,18 @@ class CoalitionGame:
 
     def __call__(self, masks: np.ndarray) -> np.ndarray:
         """Utilities (float64, ``(k,)``) of the coalitions in ``masks (k, n)``."""
-        keys = coalition_keys(self._masks(masks))
+        masks = self._masks(masks)
+        keys = coalition_keys(masks)
         new = [k for k in dict.fromkeys(keys) if k not in self._requested]
+        loss = self.metric == "loss"
         if new:
             self._requested.update(new)
             self.evaluations += len(new)
-            loss = self.metric == "loss"
-            self._ensure(new, want_acc=not loss, want_loss=loss)
-        return np.array([self._utility(k) for k in keys], dtype=np.float64)
+            self._ensure(new, want_acc=not loss, want_loss=loss,
+                         masks=masks if len(new) == len(keys) else None)
+        if loss:
+            return -np.array([self._loss[k] for k in keys], dtype=np.float64)
+        return np.array([self._acc[k] for k in keys], dtype=np.float64)
 
     def evaluate_naive(self, masks: np.ndarray) -> np.ndarray:
         """Reference path: one coalition at a time, unbatched forward, no memo, not counted.

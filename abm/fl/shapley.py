@@ -47,7 +47,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from abm.fl.game import coalition_keys
+from abm.fl.game import coalition_keys, masks_from_keys
 
 __all__ = [
     "MAX_EXACT_PLAYERS",
@@ -77,7 +77,8 @@ class ShapleyEstimate:
 
 
 class _Memo:
-    """Memoising, counting front of a game (distinct coalitions requested)."""
+    """Memoising, counting front of a game (distinct coalitions requested), keyed by the
+    coalition's bit pattern (:func:`abm.fl.game.coalition_keys`)."""
 
     def __init__(self, game: Game, n: int) -> None:
         self.game = game
@@ -89,21 +90,26 @@ class _Memo:
         return len(self.cache)
 
     def __call__(self, masks: np.ndarray) -> np.ndarray:
-        keys = coalition_keys(masks)
-        missing: dict[int, int] = {}
-        for row, key in enumerate(keys):
-            if key not in self.cache and key not in missing:
-                missing[key] = row
+        return self.values(coalition_keys(masks), masks)
+
+    def values(self, keys: list[int], masks: np.ndarray | None = None) -> np.ndarray:
+        """Utilities ``(len(keys),)`` of the coalitions ``keys``; the ones not known yet go to
+        the game in one call, in order of first appearance (``masks``, when given, are the
+        keys' rows, so that they need not be rebuilt)."""
+        cache = self.cache
+        missing = [key for key in dict.fromkeys(keys) if key not in cache]
         if missing:
-            rows = list(missing.values())
-            vals = np.asarray(self.game(masks[rows]), dtype=np.float64).reshape(-1)
-            if vals.shape[0] != len(rows):
+            if masks is not None and len(missing) == len(keys):
+                rows = masks
+            else:
+                rows = masks_from_keys(missing, self.n)
+            vals = np.asarray(self.game(rows), dtype=np.float64).reshape(-1)
+            if vals.shape[0] != len(missing):
                 raise ValueError(
-                    f"the game returned {vals.shape[0]} values for {len(rows)} coalitions"
+                    f"the game returned {vals.shape[0]} values for {len(missing)} coalitions"
                 )
-            for key, v in zip(missing, vals.tolist(), strict=True):
-                self.cache[key] = v
-        return np.array([self.cache[k] for k in keys], dtype=np.float64)
+            cache.update(zip(missing, vals.tolist(), strict=True))
+        return np.array([cache[key] for key in keys], dtype=np.float64)
 
 
 def _check_n(n_players: int) -> int:
@@ -184,14 +190,23 @@ def _scan(
     inside a block are evaluated (and counted) too."""
     b, n = perms.shape
     rows = np.arange(b)[:, None]
-    pos = np.empty((b, n), dtype=np.int64)
-    pos[rows, perms] = np.arange(n)  # position of each player in each permutation
+    # keys[:, j - 1] = bit pattern of the prefix of length j: a running sum of player bits
+    # (Python ints beyond 62 players, as coalition_keys)
+    bits = np.int64(1) << perms if n <= 62 else np.vectorize(lambda i: 1 << int(i),
+                                                               otypes=[object])(perms)
+    keys = np.cumsum(bits, axis=1)
     # v[:, j] = value of the prefix of length j (0: empty, n: everyone); nan = never evaluated
     v = np.full((b, n + 1), np.nan, dtype=np.float64)
     v[:, 0] = v_empty
     v[:, n] = v_all
     alive = np.ones(b, dtype=bool)  # still scanning before the prefix length `lo`
     lo = 1
+    stops_at_once = threshold >= 0 and abs(v_all - v_empty) <= threshold
+    if block >= n - 1 and not stops_at_once:
+        # every prefix of every permutation in one call (the default): the same values as
+        # the loop below, with fewer array operations (they cost as much as the call here)
+        v[:, 1:n] = memo.values(keys[:, :-1].ravel().tolist()).reshape(b, n - 1)
+        lo = n
     while lo < n:
         if threshold >= 0:
             alive &= np.abs(v_all - v[:, lo - 1]) > threshold
@@ -199,9 +214,8 @@ def _scan(
             break
         hi = min(n, lo + max(1, block))  # prefix lengths lo .. hi - 1
         live = np.flatnonzero(alive)
-        lengths = np.arange(lo, hi)
-        prefixes = pos[live, None, :] < lengths[None, :, None]  # (live, hi - lo, n)
-        vals = memo(prefixes.reshape(-1, n)).reshape(live.size, hi - lo)
+        vals = memo.values(keys[live, lo - 1 : hi - 1].ravel().tolist())
+        vals = vals.reshape(live.size, hi - lo)
         v[live, lo:hi] = vals
         if threshold >= 0 and hi - lo > 1:
             # a permutation truncated inside the block stops being scanned after it
@@ -218,19 +232,34 @@ def _scan(
     return marg
 
 
-def _converged(records: list[np.ndarray], last_k: int, tol: float) -> bool:
-    allm = np.concatenate(records)
-    t = allm.shape[0]
-    if t < 2:
-        return False
-    k = min(last_k, t)
-    run = np.cumsum(allm, axis=0)[-k:] / np.arange(t - k + 1, t + 1)[:, None]
-    last = run[-1]
-    denom = np.abs(last).sum()
-    if denom == 0.0:
-        return bool(np.all(run == 0.0))
-    err = np.abs(run - last).sum(axis=1) / denom
-    return bool(err.max() < tol)
+class _Convergence:
+    """The convergence test of the module docstring, kept incrementally: the running sums
+    of the marginals are carried from batch to batch (the same additions, in the same order,
+    as ``np.cumsum`` over every permutation so far)."""
+
+    def __init__(self, n: int, last_k: int, tol: float) -> None:
+        self.last_k = last_k
+        self.tol = tol
+        self.t = 0
+        self.cum = np.zeros((0, n))  # running sums at the last last_k permutations
+
+    def add(self, marg: np.ndarray) -> bool:
+        """Add a batch's marginals ``(b, n)``; whether the estimate has converged."""
+        carry = self.cum[-1:] if self.t else np.zeros((1, marg.shape[1]))
+        cum = np.cumsum(np.concatenate([carry, marg]), axis=0)[1:]
+        self.cum = np.concatenate([self.cum, cum])[-self.last_k :]
+        self.t += marg.shape[0]
+        t = self.t
+        if t < 2:
+            return False
+        k = self.cum.shape[0]
+        run = self.cum / np.arange(t - k + 1, t + 1)[:, None]
+        last = run[-1]
+        denom = np.abs(last).sum()
+        if denom == 0.0:
+            return bool(np.all(run == 0.0))
+        err = np.abs(run - last).sum(axis=1) / denom
+        return bool(err.max() < self.tol)
 
 
 def _sample(
@@ -258,6 +287,7 @@ def _sample(
         return ShapleyEstimate(np.array([v_all - v_empty]), memo.evaluations, 1, True, False)
     threshold = threshold_of(abs(v_all - v_empty))
     records: list[np.ndarray] = []
+    convergence = _Convergence(n, last_k, convergence_tol)
     done = 0
     converged = False
     # Convergence is not judged before min_permutations, so those are scanned in one
@@ -276,7 +306,9 @@ def _sample(
             perms = np.argsort(rng.random((size, n)), axis=1)
         records.append(_scan(memo, perms, v_all, v_empty, threshold, prefix_block))
         done += size
-        if done >= min_permutations and _converged(records, last_k, convergence_tol):
+        # the running sums are kept from the first batch on; the test counts from
+        # min_permutations
+        if convergence.add(records[-1]) and done >= min_permutations:
             converged = True
             break
     values = np.concatenate(records).mean(axis=0)
