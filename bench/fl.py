@@ -261,7 +261,7 @@ def cifar() -> dict[str, Any]:
     rows = []
     for r in range(1, CIFAR_ROUNDS + 1):
         m = make_contribution_method(method, rng=np.random.default_rng(r),
-                                     **sc.contribution.params)
+                                     **sc.contribution.params.model_dump())
         t0, c0 = time.perf_counter(), time.thread_time()
         res = fed.run_round()
         t1, c1 = time.perf_counter(), time.thread_time()
@@ -277,7 +277,7 @@ def cifar() -> dict[str, Any]:
                 fed.net, g.prev, g.updates, g.weights, fed.X_val, fed.y_val, metric=g.metric))
             c3 = time.thread_time()
             phi_full = make_contribution_method(method, rng=np.random.default_rng(r),
-                                                **sc.contribution.params)(res_full)
+                                                **sc.contribution.params.model_dump())(res_full)
             row["full_contribution_cpu_s"] = time.thread_time() - c3
             scale = float(np.abs(phi_full).sum())
             row["rel_l1_vs_full"] = float(np.abs(phi - phi_full).sum() / scale) if scale else 0.0

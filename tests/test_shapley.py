@@ -332,3 +332,36 @@ def test_samplers_reproduce_their_recorded_outputs(case):
     assert len(requested) == evaluations
     assert (sum(requested), sum(k * k for k in requested)) == (key_sum, key_sq)
     np.testing.assert_allclose(est.values, values, rtol=0, atol=1e-12)
+
+
+def test_incremental_convergence_test_equals_the_direct_formula():
+    """The running sums carried batch to batch give the decision of the formula over every
+    permutation so far (max_t sum_i |phi_t,i - phi_T,i| / sum_i |phi_T,i| < tol, last_k)."""
+    from abm.fl.shapley import _Convergence
+
+    rng = np.random.default_rng(3)
+    for last_k, tol in ((10, 0.05), (3, 0.2), (50, 0.01)):
+        test = _Convergence(6, last_k, tol)
+        rows = []
+        for size in (1, 30, 6, 6, 6, 25, 6, 6, 6):
+            batch = rng.normal(size=(size, 6)) * np.array([1, 1, 0, 2, 1, 0.5])
+            rows.append(batch)
+            allm = np.concatenate(rows)
+            t = allm.shape[0]
+            k = min(last_k, t)
+            run = np.cumsum(allm, axis=0)[-k:] / np.arange(t - k + 1, t + 1)[:, None]
+            err = np.abs(run - run[-1]).sum(1) / np.abs(run[-1]).sum()
+            assert test.add(batch) == (t >= 2 and bool(err.max() < tol))
+            np.testing.assert_array_equal(test.cum, np.cumsum(allm, axis=0)[-k:])
+
+
+def test_samplers_beyond_62_players_use_python_int_keys():
+    """Past 62 players a coalition's key is a Python int (no int64 overflow): on an additive
+    game every marginal is the player's weight, whatever the permutation."""
+    n = 70
+    w = np.linspace(0.01, 1.0, n)
+    for sampler, kw in ((gtg_shapley, {"eps_within": 0.0}), (tmc_shapley, {"truncation_tol": 0})):
+        est = sampler(lambda m: np.asarray(m, float) @ w, n, rng=np.random.default_rng(0),
+                      max_permutations=3, min_permutations=1, **kw)
+        np.testing.assert_allclose(est.values, w, rtol=0, atol=1e-12)
+        assert est.evaluations == 3 * (n - 1) + 2
