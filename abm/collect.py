@@ -37,11 +37,13 @@ MARKED = VALUE_COLUMNS[:6]
 _LP_ONLY = VALUE_COLUMNS[6:]
 
 
-def _floats(units: list[int] | np.ndarray) -> np.ndarray:
-    """Exact ints (base units) -> float64 display units, each correctly rounded (the
-    division of Python ints, done in numpy's object loop; 18-decimal amounts overflow
-    int64)."""
-    return (np.array(units, dtype=object) / ONE).astype(np.float64)
+def _floats(units: list[int], before: list[int], floats: list[float]) -> list[float]:
+    """Exact ints (base units) -> display units, each correctly rounded (the true division
+    of Python ints; 18-decimal amounts overflow int64), reusing `floats[i]` where
+    `units[i]` equals `before[i]`, the ints `floats` came from: a large int's correctly
+    rounded division costs several times a comparison, and most agents' cash and LP
+    shares do not change in a step."""
+    return [f if u == b else u / ONE for u, b, f in zip(units, before, floats, strict=True)]
 
 
 class AgentMarks:
@@ -62,6 +64,9 @@ class AgentMarks:
             "client": np.array([a.client for a in self.agents], dtype=object),
         }
         self.values = {c: np.zeros(n) for c in MARKED}
+        #: Per valued column, the exact ints of the latest `mark` and their floats.
+        self._last: dict[str, tuple[list[int], list[float]]] = {
+            c: ([0] * n, [0.0] * n) for c in MARKED[:5]}
         self._lps = [(i, a) for i, a in enumerate(self.agents) if a.agent_type == "lp"]
         self._type_rows = {t: np.flatnonzero(self.labels["agent_type"] == t)
                            for t in AGENT_TYPES}
@@ -75,13 +80,12 @@ class AgentMarks:
     def mark(self, market: Market) -> None:
         """Value every agent at the market's current state (spot and if sold)."""
         m = market.mark_accounts(self.accounts)
-        usd, tokens, lp = (np.array(x, dtype=object) for x in (m.usd, m.tokens, m.lp))
-        v = self.values
-        v["usd"][:] = _floats(usd)
-        v["token_value"][:] = _floats(tokens)
-        v["lp_value"][:] = _floats(lp)
-        v["wealth"][:] = _floats(usd + tokens + lp)  # the exact sum, rounded once
-        v["wealth_if_sold"][:] = _floats(m.if_sold)
+        wealth = [a + b + c for a, b, c in zip(m.usd, m.tokens, m.lp, strict=True)]
+        for column, units in (("usd", m.usd), ("token_value", m.tokens), ("lp_value", m.lp),
+                              ("wealth", wealth), ("wealth_if_sold", m.if_sold)):
+            floats = _floats(units, *self._last[column])
+            self.values[column][:] = floats
+            self._last[column] = (units, floats)
 
     def total(self, column: str, kind: str) -> float:
         """Sum of `column` over the agents of type `kind`, added one by one in `unique_id`

@@ -295,17 +295,30 @@ class WallStreetFedsModel(mesa.Model):
         self.view.update(self.steps, *self._market_arrays())
 
         t0 = time.perf_counter()
-        self.market_agents.shuffle_do("act")
+        self._activate()
         t1 = time.perf_counter()
         self._refresh()
         if self.check_ledger:
             self.ledger.check()
             self.check_accounting()
+            for investor in self.investors:
+                investor.check_holdings()
         self._collect()
         self.timings["market"] += t1 - t0
         self.timings["collect"] += time.perf_counter() - t1
         if self.steps >= self.config.steps:
             self.running = False
+
+    def _activate(self) -> None:
+        """Every market agent acts once, in a fresh shuffled order: what
+        `self.market_agents.shuffle_do("act")` does (the reference, tested against), on
+        bound methods. The activation generator shuffles a list of the same length in the
+        AgentSet's order, so it draws the same permutation, without a weak reference and a
+        name lookup per agent."""
+        acts = [agent.act for agent in self.market_agents]
+        self.market_agents.random.shuffle(acts)
+        for act in acts:
+            act()
 
     def _collect(self) -> None:
         """Record the step: its model row always; every agent's row at step 0, at the

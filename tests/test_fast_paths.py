@@ -1,6 +1,9 @@
-"""Every fast path of the investors' decisions against its reference path: the same orders
-(`Strategy.orders` against `Strategy.decide`) and the same tables (docs/model.md, section
-7.9; abm/agents/strategies.py, "Two paths, one rule")."""
+"""Every fast path of the market loop and the collection against its reference path: the
+same orders (`Strategy.orders` against `Strategy.decide`), the same activation order
+(`WallStreetFedsModel._activate` against Mesa's `shuffle_do`) and the same tables with every
+reference path at once (`Investor.execute_reference`, the marks converted without reuse);
+docs/model.md, section 7.9; abm/agents/strategies.py, "Two paths, one rule";
+docs/performance.md, "The market loop")."""
 
 from __future__ import annotations
 
@@ -10,13 +13,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from abm import registry
+from abm import collect, registry
 from abm.agents.investor import Investor
 from abm.agents.strategies import Fundamental, MeanReversion, Momentum, Noise, Strategy
 from abm.agents.view import MarketView
-from abm.amm import ONE
+from abm.amm import ONE, InvariantViolation
+from abm.model import WallStreetFedsModel
 from abm.run import simulate
-from tests.conftest import small_scenario
+from abm.scenario import load_scenario
+from tests.conftest import ROOT, small_scenario
 
 N = 4
 
@@ -40,7 +45,7 @@ balances = st.lists(st.sampled_from([0, 1, ONE // 3, 7 * ONE, 10**21 + 17]), min
 def _same_orders(strategy: Strategy, view, cash_units, held) -> None:
     holdings = np.array([h / ONE for h in held])
     reference = strategy.decide(view, cash_units / ONE, holdings, None)
-    fast = strategy.orders(view, cash_units, lambda j: held[j], None)
+    fast = strategy.orders(view, cash_units, {j: h for j, h in enumerate(held) if h}, None)
     assert fast == reference
 
 
@@ -68,10 +73,12 @@ def test_chartists_and_fundamentalists_give_the_reference_orders(path, held, cas
         s.start(view, np.random.default_rng(0))
     for s in crowd + chartists:
         _same_orders(s, view, cash, held)
-    # A trade moves one price: every fast path sees it (live prices), as decide does.
-    view.trade("c1", live[1], 4_000.0)
-    for s in crowd + chartists:
-        _same_orders(s, view, cash, held)
+    # A trade moves one price: every fast path sees it (live prices), as decide does; the
+    # groups recompute only the traded token's entries (incrementally, trade after trade).
+    for k, token in enumerate((1, 1, 3, 0, 1)):
+        view.trade(f"c{token}", live[token] * (1 + 0.03 * k), 4_000.0 + k)
+        for s in crowd + chartists:
+            _same_orders(s, view, cash, held)
 
 
 def test_the_noise_trader_draws_the_same_numbers_in_blocks():
@@ -81,34 +88,90 @@ def test_the_noise_trader_draws_the_same_numbers_in_blocks():
     held = [0, 2 * ONE, 0, 5]
     for _ in range(3 * Noise._BLOCK + 5):  # across block boundaries
         holdings = np.array([h / ONE for h in held])
-        assert fast.orders(view, 50 * ONE, lambda j: held[j], rng_fast) == \
+        assert fast.orders(view, 50 * ONE, {1: 2 * ONE, 3: 5}, rng_fast) == \
             reference.decide(view, 50.0, holdings, rng_ref)
 
 
-def _reference_orders(self, view, cash_units, balance, rng):
-    return Strategy.orders(self, view, cash_units, balance, rng)
+def _reference_orders(self, view, cash_units, held, rng):
+    return Strategy.orders(self, view, cash_units, held, rng)
 
 
 def _coin_one_at_a_time(self):
     return self._clock.random()
 
 
-@pytest.mark.parametrize("heterogeneous", [False, True])
-def test_the_fast_paths_give_the_reference_tables(heterogeneous, monkeypatch):
+def _reference_floats(units, before, floats):
+    return [u / ONE for u in units]
+
+
+def _reference_paths(monkeypatch) -> None:
+    """Every fast path of the market loop and the collection replaced by its reference."""
+    for cls in (Fundamental, Momentum, MeanReversion, Noise):
+        monkeypatch.setattr(cls, "orders", _reference_orders)
+    monkeypatch.setattr(Investor, "_coin", _coin_one_at_a_time)
+    monkeypatch.setattr(Investor, "execute", Investor.execute_reference)
+    monkeypatch.setattr(WallStreetFedsModel, "_activate",
+                        lambda model: model.market_agents.shuffle_do("act"))
+    monkeypatch.setattr(collect, "_floats", _reference_floats)
+
+
+def _same_tables(scenario, monkeypatch) -> None:
+    # The fast run also proves, after every step, the ledger, the accounting identity and
+    # every investor's `held` against its ledger balances (`check=True`).
+    fast = simulate(scenario, check=True, counterfactual=False)
+    with monkeypatch.context() as patch:
+        _reference_paths(patch)
+        reference = simulate(scenario, counterfactual=False)
+    for table in ("model", "agents", "rounds", "events"):
+        pd.testing.assert_frame_equal(getattr(fast, table), getattr(reference, table),
+                                      check_exact=True)
+
+
+@pytest.mark.parametrize("variant", ["defaults", "heterogeneous", "tight_limits"])
+def test_the_fast_paths_give_the_reference_tables(variant, monkeypatch):
     scenario = small_scenario(steps=40)
-    if heterogeneous:
-        groups = scenario.to_dict()["investors"]
-        for g in groups:
+    groups = scenario.to_dict()["investors"]
+    for g in groups:
+        if variant == "heterogeneous":
             g.update(activation=0.6, size_dispersion=0.4)
             if g["strategy"] == "fundamental":
                 g["params"].update(signal_noise=0.05, noise_dispersion=0.5,
                                    discount=[0.5, 1.0], horizon=[5.0, 60.0])
-        scenario = scenario.with_overrides({"investors": groups})
-    fast = simulate(scenario)
-    for cls in (Fundamental, Momentum, MeanReversion, Noise):
-        monkeypatch.setattr(cls, "orders", _reference_orders)
-    monkeypatch.setattr(Investor, "_coin", _coin_one_at_a_time)
-    reference = simulate(scenario)
-    for table in ("model", "agents", "rounds", "events"):
-        pd.testing.assert_frame_equal(getattr(fast, table), getattr(reference, table),
-                                      check_exact=True)
+        elif variant == "tight_limits":
+            # The position limit binds often: the exact wealth, the estimates around it.
+            g.update(max_position=0.12, max_trade=0.5)
+    scenario = scenario.with_overrides({"investors": groups})
+    _same_tables(scenario, monkeypatch)
+
+
+@pytest.mark.parametrize(("name", "steps"), [("baseline", 25), ("speculative", 25)])
+def test_the_fast_paths_give_the_reference_tables_of_shipped_scenarios(name, steps,
+                                                                       monkeypatch):
+    scenario = load_scenario(ROOT / "scenarios" / f"{name}.yaml")
+    _same_tables(scenario.with_overrides({"steps": steps}), monkeypatch)
+
+
+def test_agents_act_in_the_order_shuffle_do_draws():
+    orders = []
+    for reference in (False, True):
+        model = WallStreetFedsModel(small_scenario(steps=10))
+        acted: list[int] = []
+        for agent in model.market_agents:
+            agent.act = lambda a=agent, acted=acted: acted.append(a.unique_id)
+        for _ in range(3):
+            if reference:
+                model.market_agents.shuffle_do("act")
+            else:
+                model._activate()
+        orders.append(acted)
+    assert orders[0] == orders[1]
+    assert len(set(orders[0][:len(model.market_agents)])) == len(model.market_agents)
+
+
+def test_a_changed_balance_outside_its_own_swaps_is_caught():
+    model = WallStreetFedsModel(small_scenario(steps=10), check=True)
+    model.step()
+    investor = model.investors[0]
+    model.ledger.mint(investor.account, model.client_ids[0], ONE)
+    with pytest.raises(InvariantViolation, match="holdings"):
+        investor.check_holdings()

@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from abm.agents.strategies import Order, Strategy
-from abm.agents.trader import BASE, Trader, decision_units
-from abm.amm import ONE
+from abm.agents.trader import BASE, DUST, Trader, decision_units
+from abm.amm import ONE, InvariantViolation
 from abm.streams import stream
 
 if TYPE_CHECKING:
@@ -61,11 +61,24 @@ class Investor(Trader):
         self._signal = self._own_stream("signal")
         self._stream = self.stream
         ledger, account = self.market.ledger, self.account
-        # Live read-only books (`Ledger.live`): a balance is one dict lookup, and the
-        # strategy reads only the balances its decision needs (`Strategy.orders`).
+        view = self._view = self.model.view
+        # Live read-only books (`Ledger.live`): a balance is one dict lookup.
         self._usd = ledger.live(BASE)
-        self._books = books = [ledger.live(t) for t in self.model.view.tokens]
-        self._balance_of = lambda j: books[j].get(account, 0)
+        self._books = books = [ledger.live(t) for t in view.tokens]
+        self._pools = [self.market.pools[t] for t in view.tokens]
+        #: Its non-zero token balances by token index (base units), what its strategy
+        #: decides from (`Strategy.orders`). Only its own swaps change an investor's tokens
+        #: (rewards reach it as USD, never as tokens), so each swap updates the entry from
+        #: the ledger and nothing else has to; `check_holdings` proves it against the ledger
+        #: (after every step of a `check=True` run).
+        self.held = {j: b for j, book in enumerate(books) if (b := book.get(account, 0))}
+
+    def check_holdings(self) -> None:
+        """Raise `InvariantViolation` unless `held` is this investor's ledger balances."""
+        ledger = {j: b for j, book in enumerate(self._books) if (b := book.get(self.account, 0))}
+        if ledger != self.held:
+            raise InvariantViolation(f"{self.account}: holdings {self.held} but the ledger "
+                                     f"says {ledger}")
 
     def observe_round(self) -> None:
         """The federation published a round: the strategy updates what it believes."""
@@ -84,14 +97,68 @@ class Investor(Trader):
         if self.activation < 1.0 and self._coin() >= self.activation:
             return
         cash_units = self._usd.get(self.account, 0)
-        orders = self.rule.orders(self.model.view, cash_units, self._balance_of, self._stream)
-        if orders or self.rule.events:
+        rule = self.rule
+        orders = rule.orders(self._view, cash_units, self.held, self._stream)
+        if orders or rule.events:
             self.execute(orders, cash_units)
 
     def execute(self, orders: list[Order], cash_units: int) -> None:
         """Record the strategy's events; trade `orders` within the limits (docs/model.md,
         section 7.9): decided in display units from the balances before the first order
-        (the wealth for `max_position` only when there is a buy), traded in base units."""
+        (the wealth for `max_position` only when there is a buy), traded in base units.
+
+        The wealth (cash plus every holding at the live prices, a numpy dot product as
+        `_wealth` computes it) matters only when the position limit binds, i.e. when
+        `max_position * wealth - have * price` is below the buy's other two limits. For a
+        first order that is a buy, a float sum over the held tokens estimates it to ~1e-15
+        relative; if that estimate clears the other limits by far more than its error, the
+        limit cannot bind and the exact wealth is skipped (the result is the same float
+        either way); otherwise, and for any later buy, the exact wealth is computed.
+        """
+        view = self._view
+        if self.rule.events:
+            for kind, token, text in self.rule.pop_events():
+                self.model.record_event(kind, client=view.tokens[token],
+                                        agent_id=self.unique_id, text=text)
+        if not orders:
+            return
+        held, prices = self.held, view.price_list
+        haves = [held.get(o.token, 0) / ONE for o in orders]
+        wealth = None
+        if len(orders) > 1 and any(o.side == "buy" for o in orders[1:]):
+            wealth = self._wealth(cash_units)
+        scale = self.size_scale
+        for (j, side, size), have in zip(orders, haves, strict=True):
+            if side == "buy":
+                usd = min(size * scale, self.max_trade * cash_units / ONE)
+                # Orders below DUST are never swapped (`Trader._swap_at`), and the limits
+                # below only shrink an order: skip them before the wealth and the swap.
+                if usd * ONE < DUST:
+                    continue
+                cost = have * prices[j]
+                if wealth is None:
+                    exact = self._room_decides(usd, cash_units, cost)
+                    if exact is None:
+                        continue  # the room is negative: no buy
+                    if exact:
+                        wealth = self._wealth(cash_units)
+                if wealth is not None:
+                    usd = min(usd, self.max_position * wealth - cost)
+                if usd > 0:
+                    units = int(usd * ONE)  # decision_units
+                    cash = self._usd.get(self.account, 0)
+                    self._trade(j, BASE, units if units < cash else cash)
+            else:
+                balance = held.get(j, 0)
+                if balance >= DUST:  # else the swap would refuse it (amount <= balance)
+                    x = min(size * scale, have)
+                    units = int(x * ONE) if x > 0 else 0  # decision_units
+                    self._trade(j, self._pools[j].token, units if units < balance else balance)
+
+    def execute_reference(self, orders: list[Order], cash_units: int) -> None:
+        """`execute` as first written, the reference its fast path is tested against
+        (`tests/test_fast_paths.py`): the wealth from the whole holdings vector whenever
+        there is a buy, and every order through `buy` / `sell`."""
         view = self.model.view
         for kind, token, text in self.rule.pop_events():
             self.model.record_event(kind, client=view.tokens[token], agent_id=self.unique_id,
@@ -110,6 +177,53 @@ class Investor(Trader):
                 room = self.max_position * wealth - have * view.prices[order.token]
                 usd = min(order.size * scale, self.max_trade * cash_units / ONE, room)
                 if usd > 0:
-                    self.buy(token, decision_units(usd))
+                    self._refresh_held(order.token, self.buy(token, decision_units(usd)))
             else:
-                self.sell(token, decision_units(min(order.size * scale, have)))
+                self._refresh_held(order.token,
+                                   self.sell(token, decision_units(min(order.size * scale,
+                                                                       have))))
+
+    def _refresh_held(self, j: int, filled: int) -> None:
+        if filled:
+            balance = self._books[j].get(self.account, 0)
+            if balance:
+                self.held[j] = balance
+            else:
+                self.held.pop(j, None)
+
+    def _room_decides(self, usd: float, cash_units: int, cost: float) -> bool | None:
+        """Whether the position limit's room `max_position * wealth - cost` must be computed
+        exactly for a buy of `usd` (True: it may be the smallest limit); False: it is surely
+        above `usd` (the buy is `usd`); None: it is surely negative (no buy). Decided on
+        estimates of the wealth, in floats to ~1e-15 relative, with a margin of 1e-9: first
+        cash plus this token's holding (a lower bound: the other holdings only add), then
+        cash plus every holding. The exact wealth (`_wealth`) is the same float either way:
+        whenever the answer is False or None, min(usd, room) is usd, or not positive."""
+        mp = self.max_position
+        cash = cash_units / ONE
+        room = mp * (cash + cost) - cost
+        if room - usd > 1e-9 * (usd + mp * cash + cost):
+            return False
+        prices = self._view.price_list
+        wealth = cash + sum([units / ONE * prices[i] for i, units in self.held.items()])
+        room = mp * wealth - cost
+        margin = 1e-9 * (usd + mp * wealth + cost)
+        if room - usd > margin:
+            return False
+        if room < -margin:
+            return None
+        return True
+
+    def _wealth(self, cash_units: int) -> float:
+        """Cash plus every token at the live prices (USD): the position limit's wealth, the
+        holdings vector (tokens, (n,)) times the prices. (`ndarray.dot` is the same float64
+        dot kernel as `@` on two vectors, with less call overhead.)"""
+        holdings = [0.0] * len(self._books)
+        for j, units in self.held.items():
+            holdings[j] = units / ONE
+        return cash_units / ONE + float(np.array(holdings).dot(self._view.prices))
+
+    def _trade(self, j: int, asset_in: str, amount: int) -> None:
+        """Swap `amount` of `asset_in` (USD or token j) on token j's pool, and bring `held`
+        up to date from the ledger."""
+        self._refresh_held(j, self._swap_at(self._pools[j], j, asset_in, amount))

@@ -11,9 +11,10 @@ price impact) and executes them, so no strategy can trade what its investor does
 `orders` is what the model calls: the same orders (tested order for order and table for
 table, `tests/test_fast_paths.py`), with what a strategy derives from the view computed once
 for all of its investors (arrays investors x tokens) and kept until a trade changes a price
-(`MarketView.version`; a fundamental group then recomputes only that token's column), and the
-investor's balances read only where the decision needs them. A
-strategy that does not override `orders` runs `decide`.
+(`MarketView.version`; a group then recomputes only that token's entries: a fundamental
+group one column of its array, a chartist group one float), and the investor's holdings
+given as the mapping of its non-zero balances, so that a decision looks only at the tokens
+it holds. A strategy that does not override `orders` runs `decide`.
 
 Each investor has its own strategy instance. `start` draws the investor's own values of the
 parameters that vary across its group (declared with `abm.registry.spread`) and its initial
@@ -28,7 +29,7 @@ tokens. Sizes are display-unit floats; the agent converts them to base units.
 from __future__ import annotations
 
 from abc import abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Literal, NamedTuple
 
 import numpy as np
@@ -85,29 +86,30 @@ class Strategy(Component):
     ) -> list[Order]:
         """Orders for this step. `cash` in USD, `holdings` (n,) in tokens."""
 
-    def orders(self, view: MarketView, cash_units: int, balance: Callable[[int], int],
+    def orders(self, view: MarketView, cash_units: int, held: Mapping[int, int],
                rng: np.random.Generator) -> list[Order]:
-        """The orders `decide` gives, from the investor's cash (base units) and
-        `balance(j)`, its balance of token j (base units), read only where needed: the fast
-        path (module docstring). Default: `decide` on the whole holdings vector."""
-        holdings = np.array([balance(j) / ONE for j in range(view.n)])
+        """The orders `decide` gives, from the investor's cash (base units) and `held`, its
+        non-zero token balances by token index (base units; a token it does not hold is
+        absent): the fast path (module docstring). Default: `decide` on the whole holdings
+        vector."""
+        holdings = np.array([held.get(j, 0) / ONE for j in range(view.n)])
         return self.decide(view, cash_units / ONE, holdings, rng)
 
 
 def _plan_orders(buy: int, buy_fraction: float, sells: list[int], sell_fraction: float | None,
-                 cash_units: int, balance: Callable[[int], int]) -> list[Order]:
+                 cash_units: int, held: Mapping[int, int]) -> list[Order]:
     """Orders from a plan shared by a group: buy `buy_fraction` of the cash of token `buy`
-    (-1: none), sell `sell_fraction` (None: all) of every holding among `sells`. Sizes are
-    computed exactly as the `decide` paths do (cash or holdings in display units first)."""
-    orders = []
-    if buy >= 0 and cash_units > 0:
-        orders.append(Order(buy, "buy", cash_units / ONE * buy_fraction))
-    for j in sells:
-        held = balance(j)
-        if held > 0:
-            size = held / ONE
-            orders.append(Order(j, "sell", size if sell_fraction is None
-                                else size * sell_fraction))
+    (-1: none), sell `sell_fraction` (None: all) of every holding among `sells` (in token
+    order, as `decide`'s `flatnonzero`). Sizes are computed exactly as the `decide` paths do
+    (cash or holdings in display units first)."""
+    orders = [Order(buy, "buy", cash_units / ONE * buy_fraction)] \
+        if buy >= 0 and cash_units > 0 else []
+    if held:
+        for j in sells:
+            if j in held:
+                size = held[j] / ONE
+                orders.append(Order(j, "sell", size if sell_fraction is None
+                                    else size * sell_fraction))
     return orders
 
 
@@ -198,23 +200,27 @@ class Fundamental(Strategy):
             orders.append(Order(int(j), "sell", holdings[j] * p.trade_fraction))
         return orders
 
-    def orders(self, view, cash_units, balance, rng):
-        gap = self._crowd.gaps(view)[self._row].tolist()
-        margin = self.params.margin
-        best = max(gap)
-        buy = gap.index(best) if best > margin else -1  # the first largest, as argmax
-        sells = [j for j, g in enumerate(gap) if g < -margin]
-        tf = self.params.trade_fraction
-        return _plan_orders(buy, tf, sells, tf, cash_units, balance)
+    def orders(self, view, cash_units, held, rng):
+        gap = self._crowd.gaps(view)[:, self._row].tolist()
+        p = self.params
+        margin = p.margin
+        buy = -1
+        if cash_units > 0:
+            best = max(gap)
+            buy = gap.index(best) if best > margin else -1  # the first largest, as argmax
+        sells = [j for j in sorted(held) if gap[j] < -margin] if held else []
+        tf = p.trade_fraction
+        return _plan_orders(buy, tf, sells, tf, cash_units, held)
 
 
 class _Crowd:
-    """The fundamental investors of one group, as arrays (investors x tokens): the rewards
+    """The fundamental investors of one group, as arrays (tokens x investors): the rewards
     each expects (flows, from its belief, horizon and discount) and the gaps value / price - 1
     their decisions come from, kept current token by token: a trade moves one price, so only
-    that token's column is recomputed (`MarketView.changes`). Element by element these are
-    the floats `Fundamental.decide` computes for one investor. The policy's `token_value` is
-    elementwise, so it takes every investor's flows at once, or one token's column (a value
+    that token's row is recomputed (`MarketView.changes`; rows are tokens so that it is one
+    contiguous row). Element by element these are the floats `Fundamental.decide` computes
+    for one investor. The policy's `token_value` is elementwise, so it takes every investor's
+    flows at once, or one token's flows with that token's market figures as scalars (a value
     that ignores the flows broadcasts)."""
 
     def __init__(self, params: Fundamental.Params) -> None:
@@ -244,27 +250,28 @@ class _Crowd:
             discount = np.array([x.discount for x in m])[:, None]
             # Row by row, Fundamental.decide's belief x budget x horizon x discount.
             self._flows = beliefs * view.last_budget * horizon * discount
+            self._flows_by_token = np.ascontiguousarray(self._flows.T)
             self._flows_key = key
             self._mark = None
         return self._flows
 
     def gaps(self, view: MarketView) -> np.ndarray:
-        """value / price - 1 per investor and token at the live prices, (k, n)."""
+        """value / price - 1 per token and investor at the live prices, (n, k)."""
         if self._version == view.version and self._flows is not None:
             return self._gaps
         self._version = view.version
         flows = self.flows(view)
         self._mark, changed = view.changes(self._mark)
         if changed is None:
-            self._gaps = np.array(np.broadcast_to(
-                view.token_values(flows) / view.prices - 1.0, flows.shape))
+            self._gaps = np.ascontiguousarray(np.broadcast_to(
+                view.token_values(flows) / view.prices - 1.0, flows.shape).T)
         else:
+            value_of, by_token = view.policy.token_value, self._flows_by_token
+            prices, pooled, supply = view.prices, view.pooled, view.supply
             for j in set(changed):
-                s = slice(j, j + 1)
-                value = view.policy.token_value(view.pooled[s] * view.prices[s],
-                                                view.supply[s], view.pooled[s],
-                                                view.prices[s], flows[:, s])
-                self._gaps[:, s] = value / view.prices[s] - 1.0
+                # numpy scalars: the same float64 operations as on the whole arrays.
+                p, o = prices[j], pooled[j]
+                self._gaps[j] = value_of(o * p, supply[j], o, p, by_token[j]) / p - 1.0
         return self._gaps
 
 
@@ -297,14 +304,15 @@ class Momentum(Strategy):
         p = self.params
         self._chart = view.groups.setdefault(
             ("momentum", p.lookback, p.threshold),
-            _Chart(lambda v: v.momentum(p.lookback), p.threshold, highest=True))
+            _Chart(lambda v: v.momentum(p.lookback), lambda v, j: v.momentum_at(p.lookback, j),
+                   p.threshold, highest=True))
 
-    def orders(self, view, cash_units, balance, rng):
+    def orders(self, view, cash_units, held, rng):
         p = self.params
         if view.history_length <= p.lookback:
             return []
         buy, sells = self._chart.plan(view)
-        return _plan_orders(buy, p.trade_fraction, sells, None, cash_units, balance)
+        return _plan_orders(buy, p.trade_fraction, sells, None, cash_units, held)
 
 
 class MeanReversion(Strategy):
@@ -335,35 +343,50 @@ class MeanReversion(Strategy):
         p = self.params
         self._chart = view.groups.setdefault(
             ("mean_reversion", p.window, p.band),
-            _Chart(lambda v: v.deviation_from_mean(p.window), p.band, highest=False))
+            _Chart(lambda v: v.deviation_from_mean(p.window),
+                   lambda v, j: v.deviation_at(p.window, j), p.band, highest=False))
 
-    def orders(self, view, cash_units, balance, rng):
+    def orders(self, view, cash_units, held, rng):
         p = self.params
         if view.history_length < p.window:
             return []
         buy, sells = self._chart.plan(view)
         return _plan_orders(buy, p.trade_fraction, sells, p.trade_fraction, cash_units,
-                            balance)
+                            held)
 
 
 class _Chart:
     """What every chartist with one signal and threshold does at the live prices: the token
     to buy (-1: none) and the tokens to sell, recomputed once per price state
-    (`MarketView.version`) for the whole group. The choice is made in plain Python over the
-    n signal values: the first largest (momentum) or smallest (mean reversion), exactly as
+    (`MarketView.version`) for the whole group. The signal values are kept as floats: all of
+    them from `signal` (numpy, the very array `decide` reads) when a step or a round begins,
+    then only the traded tokens' from `signal_at` (the same float operations on one token:
+    a token's signal depends on its own price only). The choice is made in plain Python over
+    the n values: the first largest (momentum) or smallest (mean reversion), exactly as
     `decide`'s argmax / argmin and comparisons on the same floats."""
 
-    __slots__ = ("buy", "highest", "sells", "signal", "threshold", "version")
+    __slots__ = ("buy", "highest", "mark", "sells", "signal", "signal_at", "threshold",
+                 "values", "version")
 
-    def __init__(self, signal: Callable[[MarketView], np.ndarray], threshold: float,
+    def __init__(self, signal: Callable[[MarketView], np.ndarray],
+                 signal_at: Callable[[MarketView, int], float], threshold: float,
                  highest: bool) -> None:
-        self.signal, self.threshold, self.highest = signal, threshold, highest
+        self.signal, self.signal_at = signal, signal_at
+        self.threshold, self.highest = threshold, highest
         self.version = -1
+        self.mark: tuple[int, int] | None = None
+        self.values: list[float] = []
         self.buy, self.sells = -1, []
 
     def plan(self, view: MarketView) -> tuple[int, list[int]]:
         if self.version != view.version:
-            values = self.signal(view).tolist()
+            self.mark, changed = view.changes(self.mark)
+            if changed is None:
+                values = self.values = self.signal(view).tolist()
+            else:
+                values = self.values
+                for j in set(changed):
+                    values[j] = self.signal_at(view, j)
             t = self.threshold
             if self.highest:
                 best = max(values)
@@ -400,7 +423,7 @@ class Noise(Strategy):
             return [Order(i, "buy", cash * p.trade_fraction)] if cash > 0 else []
         return [Order(i, "sell", holdings[i] * (0.1 + 0.9 * u_size))]
 
-    def orders(self, view, cash_units, balance, rng):
+    def orders(self, view, cash_units, held, rng):
         # The same four uniforms per step, taken from blocks drawn ahead from the same
         # stream (identical numbers: a generator fills a block in order), and only the one
         # balance the decision reads.
@@ -409,11 +432,11 @@ class Noise(Strategy):
         if u_trade >= p.p_trade:
             return []
         i = min(int(u_token * view.n), view.n - 1)
-        held = balance(i)
-        if u_side < 0.5 or held <= 0:
+        have = held.get(i, 0)
+        if u_side < 0.5 or have <= 0:
             return [Order(i, "buy", cash_units / ONE * p.trade_fraction)] if cash_units > 0 \
                 else []
-        return [Order(i, "sell", held / ONE * (0.1 + 0.9 * u_size))]
+        return [Order(i, "sell", have / ONE * (0.1 + 0.9 * u_size))]
 
     #: Steps of draws taken ahead at once.
     _BLOCK = 256

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import mesa
 import numpy as np
 
-from abm.amm import ONE, InsufficientOutputAmount, Market, SlippageError
+from abm.amm import ONE, InsufficientOutputAmount, Market, Pool, SlippageError
 from abm.streams import stream
 
 if TYPE_CHECKING:
@@ -106,17 +106,28 @@ class Trader(mesa.Agent):
         return self._swap(token, token, amount)
 
     def _swap(self, token: str, asset_in: str, amount: int) -> int:
-        pool = self.market.pools[token]
+        view = self.model.view
+        return self._swap_at(self.market.pools[token], view.tokens.index(token), asset_in,
+                             amount)
+
+    def _swap_at(self, pool: Pool, j: int, asset_in: str, amount: int) -> int:
+        """Swap up to `amount` of `asset_in` on `pool` (token index `j` of the view) within
+        the agent's price-impact cap and minimum-out guard; write the new spot price into the
+        view. Returns what it received (0: not filled). The guard and the swap's own checks
+        are the pool's (`Pool.swap_exact_in`); the new reserves are the pool's commit,
+        recomputed from the amounts instead of read back."""
         reserve_token, reserve_base = pool.reserves
-        reserve_in = reserve_base if asset_in == BASE else reserve_token
+        buying = asset_in == BASE
+        reserve_in = reserve_base if buying else reserve_token
         # Execution price is worse than spot by amount / (reserve_in + amount) (plus the fee);
         # keeping that below max_slippage caps the order at reserve_in * s / (1 - s).
         s = self.max_slippage
         cap = reserve_in if s >= 0.5 else int(reserve_in * (s / (1.0 - s)))
-        amount = min(amount, cap)
+        if amount > cap:
+            amount = cap
         if amount < DUST:
             return 0
-        spot_out = (amount * reserve_token // reserve_base if asset_in == BASE
+        spot_out = (amount * reserve_token // reserve_base if buying
                     else amount * reserve_base // reserve_token)
         fee_kept = 10_000 - pool.fee_bps
         min_out = int(spot_out * fee_kept // 10_000 * (1.0 - s))
@@ -126,8 +137,13 @@ class Trader(mesa.Agent):
             # The guard refused a fill worse than the agent accepts, or the order is too
             # small to buy one base unit (a nearly drained side of the pool): not filled.
             return 0
-        reserve_token, reserve_base = pool.reserves
-        self.model.view.trade(token, reserve_base / reserve_token, reserve_token / ONE)
+        if buying:
+            reserve_token -= out
+            reserve_base += amount
+        else:
+            reserve_token += amount
+            reserve_base -= out
+        self.model.view.trade_at(j, reserve_base / reserve_token, reserve_token / ONE)
         return out
 
     @property

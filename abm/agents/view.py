@@ -40,6 +40,10 @@ class MarketView:
     step: int = 0
     rounds_done: int = 0
     prices: np.ndarray = field(default_factory=lambda: np.zeros(0))  # USD per token, (n,)
+    #: The same live prices as a list of Python floats (equal element by element), for
+    #: scalar reads on the hot path: indexing a list is several times cheaper than reading
+    #: a numpy element, and float arithmetic on it gives the same IEEE results.
+    price_list: list[float] = field(default_factory=list)
     supply: np.ndarray = field(default_factory=lambda: np.zeros(0))  # tokens in existence, (n,)
     pooled: np.ndarray = field(default_factory=lambda: np.zeros(0))  # tokens in pools, (n,)
     #: Exponential moving average of reward shares: the public contribution signal, (n,).
@@ -55,6 +59,7 @@ class MarketView:
     _traded: list[int] = field(default_factory=list)  # token indices traded since `update`
     _history: list[np.ndarray] = field(default_factory=list)
     _cache: dict[tuple, np.ndarray] = field(default_factory=dict)
+    _past: dict[tuple, list[float]] = field(default_factory=dict)  # _cache entries as lists
     #: State the investors of one group keep together (e.g. fundamental investors' beliefs
     #: as one investors x tokens array), keyed by the strategy; see `abm.agents.strategies`.
     groups: dict[object, object] = field(default_factory=dict)
@@ -82,19 +87,25 @@ class MarketView:
         """New step: record prices (USD/token) and supplies (tokens); drop cached signals."""
         self.step = step
         self.prices = prices.copy()
+        self.price_list = self.prices.tolist()
         self.supply = supply
         self.pooled = pooled
         self._history.append(prices)
         self._index = {t: i for i, t in enumerate(self.tokens)}
         self._cache.clear()
+        self._past.clear()
         self._traded = []
         self.version += 1
         self.epoch += 1
 
     def trade(self, token: str, price: float, pooled: float) -> None:
         """A swap moved `token` to spot `price` (USD/token) with `pooled` tokens in its pool."""
-        i = self._index[token]
+        self.trade_at(self._index[token], price, pooled)
+
+    def trade_at(self, i: int, price: float, pooled: float) -> None:
+        """`trade` for the token of index `i`."""
         self.prices[i] = price
+        self.price_list[i] = price
         self.pooled[i] = pooled
         self._traded.append(i)
         self.version += 1
@@ -138,6 +149,28 @@ class MarketView:
             self._cache[key] = self.price_history(window - 1)[:-1].sum(axis=0)
         mean = (self._cache[key] + self.prices) / window
         return self.prices / mean - 1.0
+
+    def momentum_at(self, lookback: int, j: int) -> float:
+        """`momentum(lookback)[j]` from the live price list: the same float (one division
+        and one subtraction, as numpy does element by element)."""
+        past = self._past.get(("momentum", lookback)) or self._past_list(
+            ("momentum", lookback), self.momentum, lookback)
+        return self.price_list[j] / past[j] - 1.0
+
+    def deviation_at(self, window: int, j: int) -> float:
+        """`deviation_from_mean(window)[j]` from the live price list: the same float."""
+        past = self._past.get(("mean", window)) or self._past_list(
+            ("mean", window), self.deviation_from_mean, window)
+        p = self.price_list[j]
+        return p / ((past[j] + p) / window) - 1.0
+
+    def _past_list(self, key: tuple, signal, arg: int) -> list[float]:
+        """The cached past part of a signal (`_cache[key]`) as a list of floats, kept for
+        the step; `signal(arg)` fills the cache entry if this step has not yet."""
+        if key not in self._cache:
+            signal(arg)
+        past = self._past[key] = self._cache[key].tolist()
+        return past
 
     def fundamental_values(self, horizon_discount: float) -> np.ndarray:
         """USD per token a holder can expect to get out of token i, (n), on the public

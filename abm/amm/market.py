@@ -146,14 +146,16 @@ class Market:
             raise ValueError("mark_accounts: accounts must be distinct")
         n = len(accounts)
         usd, tokens, lp, if_sold = [0] * n, [0] * n, [0] * n, [0] * n
-        for account, amount in self.ledger.holders(self.base).items():
-            i = row.get(account)
+        ledger, at = self.ledger, row.get
+        # The live books (read only here): copying each one per step cost more than the
+        # arithmetic of a small market.
+        for account, amount in ledger.live(self.base).items():
+            i = at(account)
             if i is not None:
                 usd[i] = if_sold[i] = amount
         for token, pool in self.pools.items():
-            held = self.ledger.holders(token)
-            shares = {account: amount
-                      for account, amount in self.ledger.holders(pool.lp_asset).items()
+            held = ledger.live(token)
+            shares = {account: amount for account, amount in ledger.live(pool.lp_asset).items()
                       if account in row}
             reserve_token, reserve_base = pool.reserves
             if not reserve_token or not reserve_base:
@@ -163,7 +165,7 @@ class Market:
             # Token holders without shares: mark at spot, and sell into the reserves
             # (get_amount_out, inlined: its checks hold here, all positive ints).
             for account, amount in held.items():
-                i = row.get(account)
+                i = at(account)
                 if i is None:
                     continue
                 tokens[i] += amount * reserve_base // reserve_token
