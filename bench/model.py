@@ -36,7 +36,7 @@ PHASES = ("setup", "fl", "contribution", "market", "collect")
 SPLIT = (
     ("FL training (Federation.run_round)", "abm/fl/federation.py", "run_round"),
     ("contributions, GTG (ContributionMethod.__call__)", "abm/fl/contribution.py", "__call__"),
-    ("market: agents acting (AgentSet.shuffle_do)", "mesa/agentset.py", "shuffle_do"),
+    ("market: agents acting (model._activate)", "abm/model.py", "_activate"),
     ("collect: valuing every agent (model._refresh)", "abm/model.py", "_refresh"),
     ("collect: recording the step (model._collect)", "abm/model.py", "_collect"),
     ("tables and summary (run._tables, run._summary)", "abm/run.py", "_tables|_summary"),
