@@ -10,11 +10,11 @@ price impact) and executes them, so no strategy can trade what its investor does
 **Two paths, one rule.** `decide` is the reference: one investor, its whole holdings vector.
 `orders` is what the model calls: the same orders (tested order for order and table for
 table, `tests/test_fast_paths.py`), with what a strategy derives from the view computed once
-for all of its investors (arrays investors x tokens) and kept until a trade changes a price
-(`MarketView.version`; a group then recomputes only that token's entries: a fundamental
-group one column of its array, a chartist group one float), and the investor's holdings
-given as the mapping of its non-zero balances, so that a decision looks only at the tokens
-it holds. A strategy that does not override `orders` runs `decide`.
+for all of its investors (arrays over investors and tokens) and kept until a trade changes a
+price (`MarketView.version`; a group then recomputes only that token's entries: a
+fundamental group one row of its tokens x investors array, a chartist group one float), and
+the investor's holdings given as the mapping of its non-zero balances, so that a decision
+looks only at the tokens it holds. A strategy that does not override `orders` runs `decide`.
 
 Each investor has its own strategy instance. `start` draws the investor's own values of the
 parameters that vary across its group (declared with `abm.registry.spread`) and its initial
