@@ -53,7 +53,7 @@ from abm.fl.behaviours import Behaviour, make_behaviour
 from abm.fl.data import Dataset
 from abm.fl.device import make_deterministic, resolve_device
 from abm.fl.game import METRICS, CoalitionGame
-from abm.fl.nets import MODELS, make_net
+from abm.fl.nets import MODELS, TRAIN_ALIGN, make_net
 
 __all__ = ["Federation", "RoundResult"]
 
@@ -231,7 +231,16 @@ class Federation:
         return self.net.n_params
 
     # -- training -----------------------------------------------------------------------------
+    #: train with the per-client autograd loop (``_local_sgd``) even where the net has a
+    #: lockstep step: the reference path the tests compare the lockstep path with
+    _reference_training: bool = False
+
+    def _generator(self, i: int) -> torch.Generator:
+        """Client ``i``'s generator for the current round (its batch order, its noise)."""
+        return torch.Generator().manual_seed(_seed_from(self.seed, 2, self.round + 1, i))
+
     def _local_sgd(self, i: int, start: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        """Reference: client ``i``'s honest update ``(p,)``, one autograd step per batch."""
         X, y = self._X[i], self._y[i]
         n = y.shape[0]
         w = start.clone().requires_grad_(True)
@@ -246,17 +255,119 @@ class Federation:
                     w.sub_(g, alpha=self.lr)
         return w.detach() - start
 
-    def client_update(self, i: int) -> torch.Tensor:
-        """Client ``i``'s update for the current round (deterministic given the seed)."""
-        gen = torch.Generator().manual_seed(_seed_from(self.seed, 2, self.round + 1, i))
+    def _train_inputs(self) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
+        """Every client's samples as the lockstep step takes them, stacked once: inputs
+        ``(N, d + 1)``, one-hot labels ``(N, C)``, and each client's first row ``(n,)``."""
+        if not hasattr(self, "_lockstep_data"):
+            X = torch.cat([self.net.train_inputs(x) for x in self._X])
+            Y = F.one_hot(torch.cat(self._y), self.n_classes).to(X.dtype)
+            first = np.concatenate([[0], np.cumsum(self.client_sizes)[:-1]])
+            self._lockstep_data = (X, Y, first)
+        return self._lockstep_data
+
+    def _lockstep_sgd(
+        self, clients: Sequence[int], start: torch.Tensor, gens: Sequence[torch.Generator]
+    ) -> torch.Tensor:
+        """The honest updates ``(k, p)`` of ``clients`` (generator ``gens[j]`` each), all
+        trained at once: step ``t`` is one batched SGD step of every client that has a
+        ``t``-th batch.
+
+        A client's batches are those of ``_local_sgd`` (the same ``randperm`` draws from its
+        generator, epoch by epoch, cut into ``batch_size`` slices), each padded to exactly
+        ``batch_size`` rows with zero-weight rows; its real rows weigh ``1/m_real``, so its
+        loss is the batch's mean cross-entropy. Shapes per client are thus fixed by its own
+        data, and a client whose batches are done drops out: with the clients ordered by
+        their number of steps (most first), the clients still training at step ``t`` are a
+        prefix of the stack. Each client's arithmetic is its own slice of every batched
+        product, so its update does not depend on who else trains (tested)."""
+        X, Y, first = self._train_inputs()
+        bs, epochs = self.batch_size, self.local_epochs
+        # rows per padded batch: a whole number of TRAIN_ALIGN floats per client's matrix
+        # in every product (see Net.train_state), more zero-weight rows if need be
+        m = -(-bs // TRAIN_ALIGN) * TRAIN_ALIGN
+        dev = start.device
+        sizes = self.client_sizes[list(clients)]
+        batches = -(-sizes // bs)  # per epoch
+        steps = epochs * batches
+        order = np.argsort(-steps, kind="stable")  # most steps first: active = a prefix
+        k, t_max = len(clients), int(steps.max())
+        rows = np.zeros((t_max, k, m), np.int64)  # padding rows: row 0, weight 0
+        w = np.zeros((t_max, k, m), np.float32)
+        for j, c in enumerate(order):
+            n, nb, t_c = int(sizes[c]), int(batches[c]), int(steps[c])
+            weight = np.zeros((nb, m), np.float32)
+            weight[:, :bs] = 1.0 / bs
+            last = n - (nb - 1) * bs  # real rows of the last (partial) batch
+            weight[-1] = 0.0
+            weight[-1, :last] = 1.0 / last
+            perms = np.zeros((epochs, nb, m), np.int64)
+            for e in range(epochs):  # the reference path's draws, in its order
+                perm = torch.randperm(n, generator=gens[c]).numpy() + first[clients[c]]
+                perms[e, :-1, :bs] = perm[: (nb - 1) * bs].reshape(nb - 1, bs)
+                perms[e, -1, :last] = perm[(nb - 1) * bs :]
+            rows[:t_c, j] = perms.reshape(t_c, m)
+            w[:t_c, j] = np.tile(weight, (epochs, 1))
+        rows_t = torch.from_numpy(rows).to(dev)
+        w_t = torch.from_numpy(w).to(dev).unsqueeze(-1)  # (t_max, k, m, 1)
+        Yw = Y.index_select(0, rows_t.view(-1)).view(t_max, k, m, -1).mul_(w_t)
+        active = (steps[None, :] > np.arange(t_max)[:, None]).sum(1).tolist()
+        state = self.net.train_state(start.expand(k, -1))
+        for t in range(t_max):
+            a = active[t]
+            Xb = X.index_select(0, rows_t[t, :a].reshape(-1)).view(a, m, -1)
+            self.net.sgd_step_batched([s[:a] for s in state], Xb, w_t[t, :a], Yw[t, :a],
+                                      self.lr)
+        out = torch.empty((k, start.shape[0]), dtype=start.dtype, device=dev)
+        out[torch.from_numpy(order).to(dev)] = self.net.train_params(state) - start
+        return out
+
+    def _train(
+        self, clients: Sequence[int], start: torch.Tensor, gens: Sequence[torch.Generator]
+    ) -> torch.Tensor:
+        """Honest updates ``(k, p)`` of ``clients``: in lockstep where the net has a batched
+        step (logreg, mlp), else (cnn, or the reference switch) one client at a time."""
+        if self.net.batched_sgd and not self._reference_training:
+            return self._lockstep_sgd(clients, start, gens)
+        return torch.stack([self._local_sgd(int(i), start, g)
+                            for i, g in zip(clients, gens, strict=True)])
+
+    def _updates(self, clients: np.ndarray) -> torch.Tensor:
+        """The updates ``(k, p)`` float32 that ``clients`` send this round.
+
+        Every behaviour that keeps the base class's ``update`` (``train()`` and nothing else:
+        honest, noisy labels, label flip, small data) is trained in one lockstep batch; its
+        ``train`` closure returns the precomputed result. A behaviour that overrides
+        ``update`` gets a closure that trains it alone when called, from its generator as it
+        is then (a free rider never calls it), so it sees what it would on its own."""
         start = self.params
-        delta = self.behaviours[i].update(lambda: self._local_sgd(i, start, gen), start, gen)
-        if delta.shape != start.shape:
-            raise ValueError(
-                f"behaviour {self.behaviours[i].name!r} returned an update of shape "
-                f"{tuple(delta.shape)}, expected {tuple(start.shape)}"
-            )
-        return delta.detach().to(torch.float32)
+        gens = {int(i): self._generator(int(i)) for i in clients}
+        plain = [int(i) for i in clients
+                 if type(self.behaviours[i]).update is Behaviour.update]
+        trained = {}
+        if plain:
+            trained = dict(zip(plain, self._train(plain, start, [gens[i] for i in plain]),
+                               strict=True))
+        out = []
+        for i in (int(c) for c in clients):
+            b = self.behaviours[i]
+            if i in trained:
+                train = trained[i].clone
+            else:
+                def train(i=i):
+                    return self._train([i], start, [gens[i]])[0]
+            delta = b.update(train, start, gens[i])
+            if delta.shape != start.shape:
+                raise ValueError(
+                    f"behaviour {b.name!r} returned an update of shape "
+                    f"{tuple(delta.shape)}, expected {tuple(start.shape)}"
+                )
+            out.append(delta.detach().to(torch.float32))
+        return torch.stack(out)
+
+    def client_update(self, i: int) -> torch.Tensor:
+        """Client ``i``'s update for the current round (deterministic given the seed; the
+        same as its row of a round's updates)."""
+        return self._updates(np.array([i]))[0]
 
     def _participants(self, participants: np.ndarray | Sequence[bool] | None) -> np.ndarray:
         if participants is None:
@@ -289,7 +400,7 @@ class Federation:
         # Each client's training depends on the round and its own index only, so whoever
         # else trains, a participant's update is the one it would send in a full round.
         t0 = time.perf_counter()
-        updates = torch.stack([self.client_update(int(i)) for i in idx])
+        updates = self._updates(idx)
         t1 = time.perf_counter()
         if idx.size == self.n_clients:
             weights = self.weights

@@ -52,9 +52,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["MODELS", "Net", "make_net"]
+__all__ = ["MODELS", "TRAIN_ALIGN", "Net", "make_net"]
 
 MODELS = ("logreg", "mlp", "cnn")
+#: floats (64 bytes) to which lockstep training pads each model's matrices and batches
+TRAIN_ALIGN = 16
 
 
 
@@ -94,6 +96,7 @@ class Net:
             raise AssertionError(f"{self.kind}: first_layer must be a prefix of the layout")
         #: the first layer's parameters are ``flat[:p_first]``
         self.p_first = self.offsets[self.first_layer[-1]][1] if self.first_layer else 0
+        self._spans: list[tuple[int, int, int, int, int]] | None = None  # _layer_spans
 
     # -- subclasses ---------------------------------------------------------------------
     def _build(self) -> None:
@@ -120,6 +123,89 @@ class Net:
     def _width(self) -> int:
         """Activation elements per sample per model (for chunking)."""
         return self.n_classes
+
+    # -- lockstep training (logreg, mlp) ------------------------------------------------
+    #: whether the net has ``sgd_step_batched`` (the federation then trains its clients in
+    #: lockstep; otherwise one client at a time with autograd)
+    batched_sgd: bool = False
+
+    def train_inputs(self, X: torch.Tensor) -> torch.Tensor:
+        """Samples ``X (m, ...)`` as ``sgd_step_batched`` takes them: flattened, then a
+        constant-1 column (the bias input), then zero columns up to ``train_state``'s padded
+        rows of the first layer: ``(m, r_1)``."""
+        X = X.reshape(X.shape[0], -1)
+        pad = self._layer_spans()[0][4] - X.shape[1] - 1
+        return torch.cat([X, X.new_ones(X.shape[0], 1), X.new_zeros(X.shape[0], pad)], 1)
+
+    def train_state(self, P: torch.Tensor) -> list[torch.Tensor]:
+        """Working copies of ``k`` models' parameters ``P (k, p)`` for ``sgd_step_batched``:
+        one contiguous ``(k, r, cols)`` tensor ``[W; b; 0]`` per layer (a weight ``W (rows,
+        cols)`` immediately followed by its bias ``b (cols,)`` in the layout is, row-major,
+        exactly ``[W; b]``, so the bias rides in the GEMM as a constant-1 input column),
+        padded with ``r - rows - 1`` zero rows (their inputs are zero columns, so they get
+        zero gradients and stay zero) so that every model's matrix is a whole number of
+        ``TRAIN_ALIGN`` floats: each model's slice then starts 64-byte aligned wherever it
+        sits in the stack, and MKL's GEMM, whose rounding depends on the output's alignment
+        (measured), gives a model the same floats at any position."""
+        k = P.shape[0]
+        state = []
+        for a, b, rows, cols, r in self._layer_spans():
+            A = P.new_zeros((k, r, cols))
+            A[:, : rows + 1] = P[:, a:b].view(k, rows + 1, cols)
+            state.append(A)
+        return state
+
+    def train_params(self, state: list[torch.Tensor]) -> torch.Tensor:
+        """The flat parameters ``(k, p)`` of a ``train_state``."""
+        spans = self._layer_spans()
+        return torch.cat([A[:, : rows + 1].reshape(A.shape[0], -1)
+                          for A, (_, _, rows, _, _) in zip(state, spans, strict=True)], 1)
+
+    def sgd_step_batched(
+        self, state: list[torch.Tensor], Xb: torch.Tensor, w: torch.Tensor, Yw: torch.Tensor,
+        lr: float,
+    ) -> None:
+        """One plain SGD step of ``k`` models at once, in place on their ``train_state``.
+
+        Each model's loss is ``L = sum_j w_j CE_j`` over its own ``m`` samples ``Xb (k, m,
+        r_1)`` (rows of ``train_inputs``; ``m`` a multiple of ``TRAIN_ALIGN``), with sample
+        weights ``w (k, m, 1)`` (``1/m_real`` on a batch's ``m_real`` real rows, 0 on padding
+        rows: the mean cross-entropy of the real rows, as ``F.cross_entropy``) and ``Yw (k,
+        m, C)`` the weighted one-hot labels ``w_j * onehot(y_j)``; the step is ``theta -= lr *
+        grad L``. The gradient is analytic (``dL/dlogits = w * softmax - Yw``, then back
+        through the layers with ``bmm``): the function autograd differentiates in
+        ``forward``, summed in another order, so equal to the autograd step up to float32
+        rounding. Each model's arithmetic is its own slice of every batched product, so a
+        model's step does not depend on the other ``k - 1`` (nor on its position)."""
+        raise NotImplementedError
+
+    def _layer_spans(self) -> list[tuple[int, int, int, int, int]]:
+        """``(start, end, rows, cols, padded rows)`` of each ``[W; b]`` pair of the layout,
+        which must be all of it (checked once)."""
+        if self._spans is None:
+            spans, o = [], 0
+            for (wn, wshape, _), (bn, bshape, _) in zip(self.layout[::2], self.layout[1::2],
+                                                        strict=True):
+                a, b, _ = self.offsets[wn]
+                if (len(wshape) != 2 or bshape != wshape[1:] or a != o
+                        or self.offsets[bn][0] != b):
+                    raise AssertionError(f"{self.kind}: the layout must alternate a weight "
+                                         f"(rows, cols) and its bias (cols,), got {wn}, {bn}")
+                o = self.offsets[bn][1]
+                rows, cols = wshape
+                r = rows + 1
+                while (r * cols) % TRAIN_ALIGN:
+                    r += 1
+                spans.append((a, o, rows, cols, r))
+            if o != self.n_params:
+                raise AssertionError(f"{self.kind}: the layers must cover the parameters")
+            self._spans = spans
+        return self._spans
+
+    @staticmethod
+    def _logit_grad(logits: torch.Tensor, w: torch.Tensor, Yw: torch.Tensor) -> torch.Tensor:
+        """``dL/dlogits = w * softmax(logits) - Yw`` for ``L = sum_j w_j CE_j``."""
+        return torch.softmax(logits, -1).mul_(w).sub_(Yw)
 
     def coalition_width(self) -> int:
         """Activation elements per sample per coalition on the fast path (for chunking)."""
@@ -266,6 +352,13 @@ class LogReg(Net):
     def head_batched(self, P2, Z, m, out=None):
         return Z.view(Z.shape[0], self.n_classes, m)
 
+    batched_sgd = True
+
+    def sgd_step_batched(self, state, Xb, w, Yw, lr):
+        (A,) = state  # (k, r_1, C) = [W; b; 0]
+        G = self._logit_grad(torch.bmm(Xb, A), w, Yw)  # (k, m, C)
+        A.baddbmm_(Xb.transpose(1, 2), G, alpha=-lr)  # A -= lr * Xb^T G
+
 
 class MLP(Net):
     kind = "mlp"
@@ -320,6 +413,22 @@ class MLP(Net):
         k = Z.shape[0]
         H = Z.relu_().view(k, self.hidden, m)
         return torch.baddbmm(b2.unsqueeze(2), W2.transpose(1, 2), H, out=out)  # (k, C, m)
+
+    batched_sgd = True
+
+    def sgd_step_batched(self, state, Xb, w, Yw, lr):
+        A1, A2 = state  # (k, r_1, h) = [W1; b1; 0], (k, r_2, C) = [W2; b2; 0]
+        h = self.hidden
+        Z = torch.bmm(Xb, A1)  # (k, m, h)
+        k, m = Z.shape[:2]
+        H = torch.cat([Z.relu(), Z.new_ones(k, m, 1), Z.new_zeros(k, m, A2.shape[1] - h - 1)],
+                      2)  # (k, m, r_2): the hidden units, the bias input, zero padding
+        G = self._logit_grad(torch.bmm(H, A2), w, Yw)  # (k, m, C)
+        # back through the second layer with the old W2, before either layer moves; the
+        # ReLU's backward as autograd's (``Z > 0`` then a product is ~8x slower here)
+        dZ = torch.ops.aten.threshold_backward(torch.bmm(G, A2[:, :h].transpose(1, 2)), Z, 0)
+        A2.baddbmm_(H.transpose(1, 2), G, alpha=-lr)
+        A1.baddbmm_(Xb.transpose(1, 2), dZ, alpha=-lr)
 
 
 class CNN(Net):
