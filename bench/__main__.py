@@ -14,8 +14,8 @@ import traceback
 
 from bench.table import print_table
 
-BENCHMARKS = ("bench.amm", "bench.fl", "bench.model", "bench.market_loop", "bench.sweep",
-              "bench.design", "bench.viz")
+BENCHMARKS = ("bench.amm", "bench.fl", "bench.train", "bench.model", "bench.market_loop",
+              "bench.sweep", "bench.design", "bench.viz")
 
 
 def main() -> int:

@@ -12,7 +12,10 @@ batch_size=32, lr=0.1, metric="accuracy", utility_samples=None, device="cpu", se
   honest training is ``local_epochs`` epochs of plain minibatch SGD (``batch_size``,
   ``lr``, cross-entropy) over its data in a fresh random order; the server aggregates
   ``new = prev + sum_i w_i U_i`` with data weights ``w_i = n_i / sum_j n_j``, and evaluates
-  the new model on the validation split.
+  the new model on the validation split. For ``logreg`` and ``mlp`` the clients' SGD steps
+  run in lockstep, batched across clients (``_lockstep_sgd``: the same batches, analytic
+  gradients; equal to the per-client autograd loop ``_local_sgd``, the reference path and
+  the ``cnn``'s, up to float32 rounding).
 - ``run_round(participants=None) -> RoundResult`` with the round's updates and the round's
   :class:`~abm.fl.game.CoalitionGame` (utility ``metric``: ``accuracy``, or ``loss`` /
   its alias ``neg_loss`` for the negative mean validation loss). ``participants`` (bool

@@ -28,6 +28,13 @@ combination of the outputs:
 - ``accumulate(logits (k, C, m), y, correct, loss)``: the evaluation sums of class-major logits
   (accuracy exactly as ``argmax``, first maximum wins on ties).
 
+Lockstep training (``batched_sgd``: ``logreg`` and ``mlp``): ``train_state(P (k, p))`` turns
+``k`` models into one contiguous ``[W; b]`` matrix stack per layer (zero-padded to whole
+64-byte units), ``train_inputs(X)`` the samples into rows with a bias column, and
+``sgd_step_batched(state, Xb, w, Yw, lr)`` takes one SGD step of all ``k`` models on their own
+batches (analytic gradients with ``bmm``); ``train_params(state)`` gives the flat vectors back.
+The federation's per-client autograd loop is the reference it is tested against.
+
 Kinds (``make_net``):
 
 - ``logreg``: multinomial logistic regression on the flattened input (batched: one GEMM).
