@@ -4,9 +4,9 @@ The reference is `Federation._local_sgd`: one client at a time, one autograd ste
 The lockstep path computes the same function's gradient analytically and sums it in another
 order, so the two agree up to float32 rounding: measured, the largest difference is
 5e-7 to 2.6e-6 of the largest update coordinate over the cases below (rounds 1-3), 1.1e-6
-to 1.7e-6 in the baseline's setting; the tests allow `TOL = 1e-5`. Where the same floating-point operations run
-(a participant with or without the others, two federations of one seed, the cnn's path)
-they check bit-identity.
+to 1.7e-6 in the baseline's setting; the tests allow `TOL = 1e-5`. Where the same
+floating-point operations run (a participant with or without the others, two federations
+of one seed, the cnn's path) they check bit-identity.
 """
 
 from __future__ import annotations
