@@ -209,6 +209,7 @@ class Federation:
             self._y.append(torch.from_numpy(np.asarray(y, dtype=np.int64)).to(dev))
             sizes.append(idx.size)
         self.client_sizes = np.asarray(sizes, dtype=np.int64)
+        self._lockstep_data: tuple[torch.Tensor, torch.Tensor, np.ndarray] | None = None
         self.weights = self.client_sizes / self.client_sizes.sum()
 
         self.X_val = torch.from_numpy(val.X).to(dev)
@@ -261,7 +262,7 @@ class Federation:
     def _train_inputs(self) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
         """Every client's samples as the lockstep step takes them, stacked once: inputs
         ``(N, d + 1)``, one-hot labels ``(N, C)``, and each client's first row ``(n,)``."""
-        if not hasattr(self, "_lockstep_data"):
+        if self._lockstep_data is None:  # built at the first lockstep round
             X = torch.cat([self.net.train_inputs(x) for x in self._X])
             Y = F.one_hot(torch.cat(self._y), self.n_classes).to(X.dtype)
             first = np.concatenate([[0], np.cumsum(self.client_sizes)[:-1]])
