@@ -219,8 +219,9 @@ def parse_python_batch(data: bytes, source: str = "<bytes>") -> tuple[np.ndarray
     except UnsafePickleError as e:
         raise UnsafePickleError(f"{source}: {e}") from None
     except Exception as e:  # a corrupt pickle can raise almost any exception type
+        # The exception may quote the file's bytes: repr keeps the message on one line.
         raise CifarFormatError(
-            f"{source}: not a readable pickle ({type(e).__name__}: {str(e)[:200]})"
+            f"{source}: not a readable pickle ({type(e).__name__}: {repr(str(e))[1:-1][:200]})"
         ) from None
     if not isinstance(obj, dict):
         raise CifarFormatError(f"{source}: expected a pickled dict, got {type(obj).__name__}")
