@@ -113,15 +113,40 @@ def final_prices(run: Run) -> pd.Series:
     return pd.Series({c: float(last[PRICE_PREFIX + c]) for c in run.client_ids}, name="price")
 
 
+#: Values closer than this, relative to the largest magnitude on their side, rank as ties
+#: (`spearman`): float rounding, not an order.
+TIE_TOLERANCE = 1e-9
+
+
+def _rounding_ties(a: np.ndarray) -> np.ndarray:
+    """`a` with every run of sorted values whose neighbours differ by at most
+    `TIE_TOLERANCE` x max|a| replaced by the run's first value, so that they tie.
+
+    Prices or shares computed by different float paths from equal quantities differ in
+    their last bits (two tokens with identical reserve histories in different order of
+    operations); ranking those bits would report an order the market does not have."""
+    if not len(a):
+        return a
+    order = np.argsort(a, kind="stable")
+    ranked = a[order]
+    close = np.diff(ranked) <= TIE_TOLERANCE * float(np.abs(a).max())
+    group = np.concatenate([[0], np.cumsum(~close)])  # run index of each sorted value
+    first = ranked[np.searchsorted(group, group)]  # each run's first value
+    out = np.empty_like(a)
+    out[order] = first
+    return out
+
+
 def spearman(x: Any, y: Any) -> float:
     """Spearman rank correlation of two equal-length sequences; `NaN` when undefined
-    (fewer than 3 points, or either side constant, where ranks carry no order)."""
+    (fewer than 3 points, or either side constant, where ranks carry no order). Values
+    within float rounding of each other (`TIE_TOLERANCE`) rank as ties."""
     a = np.asarray(x, dtype=float)
     b = np.asarray(y, dtype=float)
     if len(a) != len(b):
         raise ValueError(f"spearman: lengths differ ({len(a)} and {len(b)})")
     keep = ~(np.isnan(a) | np.isnan(b))
-    a, b = a[keep], b[keep]
+    a, b = _rounding_ties(a[keep]), _rounding_ties(b[keep])
     if len(a) < 3 or np.ptp(a) == 0 or np.ptp(b) == 0:
         return NAN
     return float(spearmanr(a, b).statistic)

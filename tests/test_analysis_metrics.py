@@ -5,8 +5,10 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
+from scipy.stats import spearmanr
 
 from analysis.metrics import (
     client_rewards,
@@ -173,6 +175,19 @@ def test_price_contribution_correlation_is_nan_for_constant_prices_or_two_client
     assert math.isnan(spearman([1.0, 2.0], [2.0, 3.0]))
     assert math.isnan(spearman([1.0, 2.0, 3.0], [0.0, 0.0, 0.0]))
     assert spearman([1.0, 2.0, 3.0], [30.0, 20.0, 10.0]) == pytest.approx(-1.0)
+
+
+def test_spearman_ranks_values_equal_up_to_float_rounding_as_ties() -> None:
+    # no_investors: six prices from identical reserve paths, two of them one ulp apart
+    price = 0.11155889538337661
+    prices = [price, np.nextafter(price, 1.0), price, np.nextafter(price, 0.0), price, price]
+    assert math.isnan(spearman(prices, [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]))
+    # a tie group among real differences: ranks as scipy's average ranks of the exact ties
+    near = [1.0, 2.0, 2.0 + 1e-15, 3.0, 2.0 - 1e-15]
+    y = [0.5, 0.1, 0.9, 0.7, 0.3]
+    assert spearman(near, y) == pytest.approx(spearmanr([1.0, 2.0, 2.0, 3.0, 2.0], y).statistic)
+    # differences well above rounding keep their order
+    assert spearman([1.0, 1.0 + 1e-6, 1.0 + 2e-6], [1.0, 2.0, 3.0]) == pytest.approx(1.0)
 
 
 def test_investor_performance_by_strategy_matches_hand_values() -> None:
