@@ -33,9 +33,11 @@ from __future__ import annotations
 
 import argparse
 import logging
+import multiprocessing
 import os
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import yaml
@@ -141,7 +143,10 @@ def main(argv: list[str] | None = None) -> None:
 
 
 CPU_RUNS = 5
-CPU_STEPS = 100
+#: Steps per run of the CPU-time row: ~2 s of CPU on an idle core, the size of run issue 13
+#: states its target for ("+0.4 to +1.5 s on 2-3 s runs"); with 100 steps (0.7 s, since the
+#: runs got faster) a worker's fixed cost per run weighed three times as much.
+CPU_STEPS = 300
 
 
 def _cpu_seconds() -> float:
@@ -160,26 +165,41 @@ def _one_run(steps: int) -> None:
     simulate(load_scenario(BASELINE).with_overrides({"steps": steps}), counterfactual=False)
 
 
+def _timed_run(steps: int) -> float:
+    """CPU seconds of this process for one run of `steps` steps (in a local worker)."""
+    _warm_worker()
+    c0 = _cpu_seconds()
+    _one_run(steps)
+    return _cpu_seconds() - c0
+
+
 def cpu_overhead() -> dict[str, float]:
     """CPU seconds per run: `local` (this process), `dask` (a warm worker, default config)
     and `dask_plugin` (the same worker with the sweep's plugin registered).
 
-    The three are taken in turn, `CPU_RUNS` times, and each keeps its smallest run: a run's
+    `local` is measured in a local worker process as a local sweep starts it (forkserver,
+    one process, warm), not in this process, which hosts the `LocalCluster`'s scheduler and
+    the client (their threads and heap made runs here ~10 % dearer: measured); a Dask run's
+    is its worker process's, every thread (the event loop's callbacks are the overhead
+    measured). The three are taken in turn,
+    `CPU_RUNS` times, and each keeps its smallest run: a run's
     CPU time varies by +-15 % from one run to the next on this machine (the shared caches;
     measured), which a mean of a few runs taken one configuration after the other turned
     into a +-25 % "overhead" either way; other work only ever adds CPU time."""
     from dask.distributed import Client, LocalCluster, WorkerPlugin
 
-    from abm.sweep.execute import SweepWorkerPlugin
+    from abm.sweep.execute import PRELOAD, SweepWorkerPlugin
 
-    _warm_worker()
-    _one_run(10)
     runs: dict[str, list[float]] = {"local": [], "dask": [], "dask_plugin": []}
-    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, host="127.0.0.1",
-                      dashboard_address=None, silence_logs=logging.CRITICAL) as cluster, \
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(list(PRELOAD))
+    with ProcessPoolExecutor(max_workers=1, mp_context=context) as local, \
+            LocalCluster(n_workers=1, threads_per_worker=1, processes=True, host="127.0.0.1",
+                         dashboard_address=None, silence_logs=logging.CRITICAL) as cluster, \
             Client(cluster) as client:
         client.run(_warm_worker)
         client.submit(_one_run, 10, pure=False).result()
+        local.submit(_timed_run, 10).result()
 
         def on_worker() -> float:
             (c0,) = client.run(_cpu_seconds).values()
@@ -188,9 +208,7 @@ def cpu_overhead() -> dict[str, float]:
             return c1 - c0
 
         for _ in range(CPU_RUNS):
-            c0 = _cpu_seconds()
-            _one_run(CPU_STEPS)
-            runs["local"].append(_cpu_seconds() - c0)
+            runs["local"].append(local.submit(_timed_run, CPU_STEPS).result())
             runs["dask"].append(on_worker())
             plugin = type("SweepPlugin", (SweepWorkerPlugin, WorkerPlugin), {})()
             client.register_plugin(plugin, name=SweepWorkerPlugin.name)
