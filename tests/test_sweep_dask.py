@@ -6,6 +6,7 @@ would start them on cluster nodes; every one is stopped by its PID when the test
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -80,7 +81,25 @@ def _scheduler_address(scheduler: subprocess.Popen[bytes], scheduler_file: Path,
 
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[Cluster]:
-    """`dask scheduler` and two single-thread `dask worker`s, loopback only, no dashboards.
+    """`dask scheduler` and two single-thread `dask worker`s, loopback only, no dashboards,
+    with Dask's default worker configuration (`_start_cluster`)."""
+    with _start_cluster(tmp_path) as started:
+        yield started
+
+
+@pytest.fixture
+def unprofiled_cluster(tmp_path: Path) -> Iterator[Cluster]:
+    """The same, with the workers started as README advises for sweeps: without Dask's
+    profiler (`DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED=False`)."""
+    with _start_cluster(tmp_path, {"DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED": "False"}) \
+            as started:
+        yield started
+
+
+@contextlib.contextmanager
+def _start_cluster(tmp_path: Path, env: dict[str, str] | None = None) -> Iterator[Cluster]:
+    """Start the scheduler and two workers (`env` added to the workers' environment); stop
+    them all on exit, also on failure.
 
     Workers run without a nanny, so the PID started here is the process that executes tasks:
     killing it kills a worker for good (a nanny would restart it). The workers and the
@@ -108,6 +127,7 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
                  "--local-directory", str(tmp_path / f"worker-{i}"), "--death-timeout", "60"],
                 stdout=subprocess.DEVNULL,
                 stderr=open(logs / f"worker-{i}.log", "wb"),  # noqa: SIM115
+                env={**os.environ, **(env or {})},
             )
             processes.append(worker)
             workers.append(worker)
@@ -195,10 +215,13 @@ def _profiling(dask_worker) -> list[bool]:
 
 
 def test_a_sweep_pauses_the_workers_diagnostics_while_it_runs_and_restores_them(
-    cluster: Cluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    cluster: Cluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     """Dask's profiler and monitors cost these pure-Python runs 30-50 % CPU
-    (docs/performance.md): paused on every worker for the sweep, resumed after it."""
+    (docs/performance.md): paused on every worker for the sweep, resumed after it. The
+    event-loop profiler thread cannot be paused: the sweep says so, once, naming the
+    setting that turns it off (the fixture's workers run Dask's defaults)."""
 
     base = tmp_path / "small.yaml"
     base.write_text(yaml.safe_dump(small_scenario().to_dict(), sort_keys=False))
@@ -215,6 +238,9 @@ def test_a_sweep_pauses_the_workers_diagnostics_while_it_runs_and_restores_them(
     finally:
         cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
     assert len(finished_run_ids(tmp_path / "out")) == 1
+    err = capsys.readouterr().err
+    assert err.count("event-loop profiler") == 1, err
+    assert "2 Dask worker(s)" in err and "DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED=False" in err
 
 
 def _check_profiler_paused(cluster, path, tmp_path, monkeypatch, during) -> None:
@@ -232,3 +258,16 @@ def _check_profiler_paused(cluster, path, tmp_path, monkeypatch, during) -> None
         run_sweep(path, scheduler=cluster.address, out=tmp_path / "out", progress=False)
         assert len(during) == 2 and not any(any(v) for v in during.values())
         assert all(all(v) for v in client.run(_profiling).values())
+
+
+def test_workers_started_without_dasks_profiler_get_no_notice(
+    unprofiled_cluster: Cluster, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    base = tmp_path / "small.yaml"
+    base.write_text(yaml.safe_dump(small_scenario().to_dict(), sort_keys=False))
+    path = tmp_path / "one.yaml"
+    path.write_text(yaml.safe_dump({"name": "one", "base": "small.yaml", "overrides": TINY,
+                                    "seeds": 1}))
+    run_sweep(path, scheduler=unprofiled_cluster.address, out=tmp_path / "out", progress=False)
+    assert len(finished_run_ids(tmp_path / "out")) == 1
+    assert "profiler" not in capsys.readouterr().err
