@@ -145,14 +145,13 @@ class Investor(Trader):
                 if wealth is not None:
                     usd = min(usd, self.max_position * wealth - cost)
                 if usd > 0:
-                    units = int(usd * ONE)  # decision_units
+                    units = decision_units(usd)
                     cash = self._usd.get(self.account, 0)
                     self._trade(j, BASE, units if units < cash else cash)
             else:
                 balance = held.get(j, 0)
                 if balance >= DUST:  # else the swap would refuse it (amount <= balance)
-                    x = min(size * scale, have)
-                    units = int(x * ONE) if x > 0 else 0  # decision_units
+                    units = decision_units(min(size * scale, have))
                     self._trade(j, self._pools[j].token, units if units < balance else balance)
 
     def execute_reference(self, orders: list[Order], cash_units: int) -> None:
