@@ -39,6 +39,7 @@ from abm.agents.client import COST_SINK, Client
 from abm.agents.federation import TREASURY, FederationAgent
 from abm.agents.investor import Investor
 from abm.agents.liquidity import LiquidityProvider
+from abm.agents.replay import LearningLog, Replay, learning_key
 from abm.agents.view import MarketView
 from abm.amm import ONE, Ledger, Market, to_units
 from abm.collect import AGENT_TYPES, AgentMarks, AgentTable
@@ -65,12 +66,17 @@ class WallStreetFedsModel(mesa.Model):
             the seed actually used. (Mesa 3.5 reserves `model.scenario` for its own
             experiments.)
         check: prove the ledger's conservation invariant after every step (raises on failure).
+        replay: the learning log (`model.federation.log`) of the run this model is the
+            counterfactual twin of: its rounds are taken from the log while the twin's
+            clients choose the same participants (`abm.agents.replay`; the same tables as
+            learning them again). `ValueError` if the log's run learns differently.
         **overrides: scenario fields by dotted path (``**{"rewards.policy": "mint"}``,
             ``steps=30``), applied with `Scenario.with_overrides` (`ScenarioError` if refused).
     """
 
     def __init__(self, scenario: Scenario | str | Path, *, rng: int | None = None,
-                 check: bool = False, **overrides: Any):
+                 check: bool = False, replay: LearningLog | None = None,
+                 **overrides: Any):
         if not isinstance(scenario, Scenario):
             scenario = load_scenario(scenario)
         if overrides:
@@ -113,6 +119,8 @@ class WallStreetFedsModel(mesa.Model):
             clients=[ClientAccount(c.account, c.token) for c in self.clients],
             spec=scenario.contribution,
             behaviours=[g.behaviour for _, g in groups],
+            log=LearningLog(learning_key(self.config)),
+            replay=None if replay is None else Replay(replay, self.config),
         )
         #: USD minted at genesis, by holder type (base units): the endowments.
         self.endowments: dict[str, int] = dict.fromkeys(AGENT_TYPES, 0)
@@ -275,12 +283,12 @@ class WallStreetFedsModel(mesa.Model):
     @property
     def accuracy(self) -> float:
         """Validation accuracy of the current global model (a fraction)."""
-        return float(self.federation.federation.accuracy)
+        return self.federation.accuracy
 
     @property
     def loss(self) -> float:
         """Validation cross-entropy loss of the current global model."""
-        return float(self.federation.federation.loss)
+        return self.federation.loss
 
     def step(self) -> None:
         """Round (if due) -> refreshed view -> market agents in shuffled order -> record.

@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import yaml
@@ -52,6 +52,9 @@ from tqdm import tqdm
 
 from abm.amm import ONE
 from abm.scenario import Scenario, ScenarioError
+
+if TYPE_CHECKING:
+    from abm.agents.replay import LearningLog
 
 TABLES = ("model", "agents", "rounds", "events")
 COUNTERFACTUAL_DIR = "counterfactual"
@@ -75,6 +78,8 @@ class RunResult:
     timings: dict[str, float] = field(default_factory=dict)
     final_if_sold: dict[str, int] = field(default_factory=dict)
     accounts: dict[str, str] = field(default_factory=dict)  # ledger account -> agent type
+    #: The run's learning rounds (`abm.agents.replay`), which its twin replays.
+    learning: LearningLog | None = None
     twin: RunResult | None = None
 
 
@@ -85,19 +90,23 @@ def simulate(scenario: Scenario, *, check: bool = False, progress: bool = False,
     check: prove the ledger invariant and the accounting identity after every step.
     progress: show a tqdm bar on stderr. counterfactual: also run the twin (same seed, reward
     budget 0) and fill the summary's attributable measures; `None` follows the scenario's
-    `counterfactual` field. The twin costs as much as the run itself.
+    `counterfactual` field. The twin replays the run's learning rounds while its clients
+    choose the same participants (`abm.agents.replay`), so it costs the run's market and
+    collection, plus whatever learning its own participation choices need.
     """
     if counterfactual is None:
         counterfactual = scenario.counterfactual
     result = _simulate_one(scenario, check=check, progress=progress)
     if counterfactual:
-        twin = _simulate_one(scenario.twin(), check=check, progress=progress)
+        twin = _simulate_one(scenario.twin(), check=check, progress=progress,
+                             replay=result.learning)
         result.twin = twin
         _attribute(result, twin)
     return result
 
 
-def _simulate_one(scenario: Scenario, *, check: bool, progress: bool) -> RunResult:
+def _simulate_one(scenario: Scenario, *, check: bool, progress: bool,
+                  replay: LearningLog | None = None) -> RunResult:
     # Small tensors: one thread per process is faster and keeps parallel sweeps honest.
     import torch
 
@@ -105,7 +114,7 @@ def _simulate_one(scenario: Scenario, *, check: bool, progress: bool) -> RunResu
 
     torch.set_num_threads(1)
     started = time.perf_counter()
-    model = WallStreetFedsModel(scenario, check=check)
+    model = WallStreetFedsModel(scenario, check=check, replay=replay)
     setup = time.perf_counter() - started
     for _ in tqdm(range(scenario.steps), desc=scenario.name, unit="step",
                   disable=not progress, leave=False):
@@ -120,6 +129,7 @@ def _simulate_one(scenario: Scenario, *, check: bool, progress: bool) -> RunResu
         config=resolved_config(model.config, device=model.federation.federation.device),
         timings=timings, final_if_sold=final_if_sold,
         accounts={a.account: a.agent_type for a in model.agents},
+        learning=model.federation.log,
     )
 
 
@@ -151,8 +161,11 @@ def _attribute(result: RunResult, twin: RunResult) -> None:
     summary["counterfactual"] = {
         "ran": True, "folder": COUNTERFACTUAL_DIR,
         "twin_wall_time_s": twin.summary["wall_time_s"],
+        "twin_rounds_replayed": twin.summary["learning_rounds_replayed"],
         "note": "twin = same scenario and seed, reward budget 0; attributable = realisable "
-                "final wealth (if sold) of the run minus the twin's",
+                "final wealth (if sold) of the run minus the twin's; the twin reuses the "
+                "run's learning rounds while its clients train in the same rounds "
+                "(twin_rounds_replayed), which gives the same tables as learning them again",
     }
 
 
@@ -290,6 +303,8 @@ def _summary(model, tables, timings, check: bool) -> dict[str, Any]:
         "wall_time_s": round(timings["total"], 3),
         "steps_per_s": round(steps / timings["total"], 2) if timings["total"] else None,
         "time_by_phase_s": {k: round(v, 3) for k, v in timings.items() if k != "total"},
+        # A twin's learning rounds taken from its run's log and never trained (0 otherwise).
+        "learning_rounds_replayed": fed.replayed_rounds,
         "clients": clients,
         "holders": holders,
         "money": money_table(model),

@@ -9,6 +9,11 @@ evaluation), `contribution` (coalition evaluations), `market` (agents acting), `
 (valuing every agent, the model's figures, recording the step); `other` is the rest of the
 loop.
 
+Then the run with its counterfactual twin, as `wsf run` and a sweep with `counterfactual: true`
+simulate it: the twin replaying the run's learning rounds (`abm.agents.replay`) against the
+twin learning every round again (the path before the replay), alternating, best CPU time of
+`REPEAT` each, and whether both twins' tables are the same.
+
 Then the profile split: one more run under cProfile, the cumulative time of each phase's
 entry point (`SPLIT`: FL training, contributions, agents acting, valuing every agent,
 recording, the tables) as a share of the run, and the functions with the most own time.
@@ -23,7 +28,7 @@ import pstats
 import time
 from pathlib import Path
 
-from abm.run import simulate
+from abm.run import _simulate_one, simulate
 from abm.scenario import load_scenario
 from bench.table import record
 
@@ -77,6 +82,27 @@ def profile_split(scenario, top: int = 10) -> tuple[float, list[tuple[str, float
     return total, rows, functions[:top]
 
 
+def twin_cost(scenario) -> dict[str, float]:
+    """CPU seconds of the run plus its twin, the twin replaying the run's learning or
+    learning every round again (alternating, best of `REPEAT` each), and whether the two
+    twins' tables are identical."""
+    replaying = relearning = float("inf")
+    for _ in range(REPEAT):
+        cpu = time.process_time()
+        fast = simulate(scenario, counterfactual=True)
+        replaying = min(replaying, time.process_time() - cpu)
+        cpu = time.process_time()
+        run = simulate(scenario, counterfactual=False)
+        slow = _simulate_one(scenario.twin(), check=False, progress=False)
+        relearning = min(relearning, time.process_time() - cpu)
+    same = all(getattr(fast.twin, name).equals(getattr(slow, name))
+               for name in ("model", "agents", "rounds", "events"))
+    return {"replaying": replaying, "relearning": relearning, "same": same,
+            "replayed": fast.twin.summary["learning_rounds_replayed"],
+            "rounds": run.summary["rounds"], "twin_s": fast.twin.timings["total"],
+            "twin_alone_s": slow.timings["total"]}
+
+
 def main() -> None:
     scenario = load_scenario(BASELINE)
     simulate(scenario.with_overrides({"steps": 20}), counterfactual=False)  # imports, caches
@@ -106,6 +132,14 @@ def main() -> None:
                       for p in (*PHASES[1:], "other"))
     record("baseline", "baseline end to end (500 steps, 50 rounds), simulation time",
            f"{total:.2f} s wall ({cpu:.2f} s CPU); {split}", f"<= {TARGET_S:.0f} s", met)
+
+    c = twin_cost(scenario)
+    print(f"with its counterfactual twin (CPU time, best of {REPEAT}): run + twin replaying "
+          f"the run's learning {c['replaying']:.2f} s, run + twin learning again "
+          f"{c['relearning']:.2f} s ({c['relearning'] / c['replaying']:.2f}x); the twin "
+          f"{c['twin_s']:.2f} s against {c['twin_alone_s']:.2f} s wall, "
+          f"{c['replayed']} of {c['rounds']} rounds replayed; twins' tables "
+          f"{'identical' if c['same'] else 'DIFFERENT'}")
 
     whole, rows, functions = profile_split(scenario)
     print(f"profile split of the baseline (cProfile, cumulative time of each phase, "

@@ -466,6 +466,26 @@ def test_under_cash_rewards_the_twin_difference_is_the_cash_paid(scenario: Scena
     assert (frame.iloc[0] == 0).all()
 
 
+def test_the_twin_replays_the_runs_learning_rounds(scenario: Scenario) -> None:
+    """The twin opened mid-run takes the run's rounds from its learning log (it trains
+    none of them) and still gets the tables of a twin that learns every round itself."""
+    from abm.model import WallStreetFedsModel
+
+    model = app.VizModel(scenario)
+    for _ in range(3):
+        model.step()
+    model.start_twin()
+    for _ in range(3):
+        model.step()
+    assert model.twin.federation.replayed_rounds == model.federation.rounds_done == 3
+    alone = WallStreetFedsModel(model.config.twin())
+    alone.run_for(model.steps)
+    pd.testing.assert_frame_equal(pd.DataFrame(model.twin.round_rows),
+                                  pd.DataFrame(alone.round_rows), check_exact=True)
+    pd.testing.assert_frame_equal(model.twin.agents_dataframe(), alone.agents_dataframe(),
+                                  check_exact=True)
+
+
 # -- downloads ----------------------------------------------------------------------------------
 
 

@@ -11,8 +11,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from abm.agents.replay import LearnedRound, LearningLog, Replay
 from abm.agents.trader import Trader
-from abm.amm import ONE, to_units
+from abm.amm import ONE, InvariantViolation, to_units
 from abm.rewards import Budget, ClientAccount, Payout, RewardPolicy, shares_from_contributions
 
 if TYPE_CHECKING:
@@ -37,10 +38,20 @@ class FederationAgent(Trader):
     def __init__(self, model: WallStreetFedsModel, federation: Federation,
                  method: ContributionMethod, policy: RewardPolicy, budget: Budget,
                  clients: list[ClientAccount], spec: ContributionSpec,
-                 behaviours: list[str]) -> None:
+                 behaviours: list[str], log: LearningLog,
+                 replay: Replay | None = None) -> None:
         super().__init__(model, TREASURY, policy.name, max_slippage=1.0)
         self.federation = federation
         self.method = method
+        #: This model's learning rounds (`abm.agents.replay`), for a twin to replay.
+        self.log = log
+        #: The run's rounds, when this model is that run's counterfactual twin.
+        self.replay = replay
+        #: Rounds taken from `replay` that the learning core has not run (yet).
+        self._skipped: list[np.ndarray] = []
+        #: The current global model's validation accuracy and loss (`LearnedRound`).
+        self.accuracy = float(federation.accuracy)
+        self.loss = float(federation.loss)
         self.policy = policy
         self.budget = budget
         self.clients = clients
@@ -89,20 +100,17 @@ class FederationAgent(Trader):
         n = len(self.clients)
         mask = np.ones(n, dtype=bool) if participants is None else np.asarray(participants)
         idx = np.flatnonzero(mask)
-        t0 = time.perf_counter()
-        result = self.federation.run_round(mask)
-        t1 = time.perf_counter()
+        learned = self._learn(mask)
+        self.log.rounds.append(learned)
+        self.accuracy, self.loss = learned.accuracy, learned.loss
         contributions = np.zeros(n)
         shares = np.zeros(n)
         if idx.size:
-            contributions[idx] = np.asarray(self.method(result), dtype=np.float64)
+            contributions[idx] = learned.contributions
             shares[idx] = shares_from_contributions(
                 contributions[idx], negative=self.spec.negative, zero_total=self.spec.zero_total
             )
-        self.timings["fl"] += t1 - t0
-        self.timings["contribution"] += time.perf_counter() - t1
-
-        info = (getattr(self.method, "info_last_round", None) or {}) if idx.size else {}
+        info = learned.info
         truncated = bool(info.get("truncated_round", False))
         played = contributions[idx]
         all_zero = bool(idx.size and np.all(played == 0.0))
@@ -114,7 +122,7 @@ class FederationAgent(Trader):
         else:
             unranked = False  # an empty round is counted on its own (`empty_rounds`)
         budget_usd = self.budget.for_round(
-            self.rounds_done, result.accuracy - result.prev_accuracy
+            self.rounds_done, learned.accuracy - learned.prev_accuracy
         )
         budget = to_units(float(budget_usd))
         market = self.model.market
@@ -162,7 +170,7 @@ class FederationAgent(Trader):
         self.last_realised = realised
 
         sizes = self.federation.client_sizes
-        evaluations = int(getattr(self.method, "evaluations_last_round", 0)) if idx.size else 0
+        evaluations = learned.evaluations
         rows = []
         for i, (client, payout) in enumerate(zip(self.clients, payouts, strict=True)):
             rows.append({
@@ -178,7 +186,7 @@ class FederationAgent(Trader):
                 "tokens_burned": payout.tokens_burned / ONE,
                 "price_before": prices_before[i],
                 "price_after": market.price(client.token),
-                "accuracy": float(result.accuracy),
+                "accuracy": learned.accuracy,
                 "evaluations": evaluations,
                 "method": self.spec.method,
                 "policy": self.policy.name,
@@ -193,3 +201,52 @@ class FederationAgent(Trader):
                 "reward_if_sold_usd": realised[i] / ONE,
             })
         return rows, shares, budget_usd
+
+    @property
+    def replayed_rounds(self) -> int:
+        """Rounds taken from the run's log that this twin never trained."""
+        return len(self._skipped)
+
+    def _learn(self, mask: np.ndarray) -> LearnedRound:
+        """This round's learning among `mask` (bool (n,)): taken from the run's log while
+        this twin is in step with it (`abm.agents.replay`), else trained and measured here,
+        after catching up on the rounds taken so far. A `check=True` model learns every
+        round and proves that the log holds what it learned."""
+        recorded = None
+        if self.replay is not None:
+            recorded = self.replay.recorded(self.rounds_done, mask)
+            if recorded is not None and not self.model.check_ledger:
+                self._skipped.append(mask.copy())
+                return recorded
+            for skipped in self._skipped:  # the learning core and the method catch up
+                self._train_and_measure(skipped)
+            self._skipped.clear()
+        learned = self._train_and_measure(mask)
+        if recorded is not None:
+            differ = recorded.differences(learned)
+            if differ:
+                raise InvariantViolation(
+                    f"round {self.rounds_done + 1}: the twin learned other {', '.join(differ)} "
+                    "than its run's log holds for the same participants"
+                )
+        return learned
+
+    def _train_and_measure(self, mask: np.ndarray) -> LearnedRound:
+        """Train one FedAvg round among `mask` and measure its contributions (the
+        participants' only), timed as `fl` and `contribution`."""
+        t0 = time.perf_counter()
+        result = self.federation.run_round(mask)
+        t1 = time.perf_counter()
+        trained = bool(mask.any())
+        contributions = (np.asarray(self.method(result), dtype=np.float64) if trained
+                         else np.zeros(0))
+        self.timings["fl"] += t1 - t0
+        self.timings["contribution"] += time.perf_counter() - t1
+        method = self.method
+        return LearnedRound(
+            participants=mask.copy(), accuracy=float(result.accuracy),
+            loss=float(result.loss), prev_accuracy=float(result.prev_accuracy),
+            contributions=contributions,
+            info=dict(getattr(method, "info_last_round", None) or {}) if trained else {},
+            evaluations=int(getattr(method, "evaluations_last_round", 0)) if trained else 0,
+        )

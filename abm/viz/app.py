@@ -238,10 +238,11 @@ class VizModel(WallStreetFedsModel):
             self._catch_up_twin()
 
     def start_twin(self) -> WallStreetFedsModel:
-        """The counterfactual twin, built on first call and stepped to the run's step."""
+        """The counterfactual twin, built on first call and stepped to the run's step. It
+        replays the run's learning rounds (`abm.agents.replay`): the run is always ahead."""
         with self.lock:
             if self.twin is None:
-                self.twin = WallStreetFedsModel(self.config.twin())
+                self.twin = WallStreetFedsModel(self.config.twin(), replay=self.federation.log)
                 self.twin_if_sold = [clients_if_sold(self.twin)]
                 self.twin_started_at = int(self.steps)
             self._catch_up_twin()

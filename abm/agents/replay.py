@@ -1,0 +1,106 @@
+"""A run's learning rounds, kept so that its counterfactual twin need not learn them again.
+
+The twin (`Scenario.twin`: the same scenario and seed, reward budget 0) differs from its run
+in the market only. Its federated learning is the run's for as long as its clients choose
+the same participants: the learning core is deterministic given the seed and each round's
+participants (`abm.fl.federation`; the contribution method draws from its own stream), and
+nothing else of the market reaches it. So the twin takes each round's outcome from the run's
+`LearningLog` while its participants match, and trains nothing. At the first round where
+they differ (a client priced out of training by a zero budget, say) the twin catches up:
+it trains and measures the rounds it took from the log, in order, so that its learning core
+and contribution method reach the state that round starts from, and learns on its own from
+there. Either way its tables are those of a twin that learned every round itself (tested;
+and proved round by round in a `check=True` run, which learns every round and compares).
+
+The saving is the twin's whole learning (the baseline's `fl` and `contribution` phases,
+about half of the twin's time) whenever participation does not depend on the rewards.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from abm.scenario import Scenario
+
+
+@dataclass(frozen=True)
+class LearnedRound:
+    """What one round's learning gave the model.
+
+    `participants` bool (n,) (who trained); `accuracy`, `loss` of the new global model and
+    `prev_accuracy` of the one before (validation split; a fraction and a mean cross-entropy);
+    `contributions` (k,) float64, the method's values for the k participants in client
+    order; the method's `info` and coalition `evaluations` (0 when nobody trained).
+    """
+
+    participants: np.ndarray
+    accuracy: float
+    loss: float
+    prev_accuracy: float
+    contributions: np.ndarray
+    info: dict[str, Any]
+    evaluations: int
+
+    def differences(self, other: LearnedRound) -> list[str]:
+        """The fields in which `other` differs from this round (exact comparison; [] if
+        none)."""
+        out = [name for name in ("accuracy", "loss", "prev_accuracy", "info", "evaluations")
+               if getattr(self, name) != getattr(other, name)]
+        for name in ("participants", "contributions"):
+            if not np.array_equal(getattr(self, name), getattr(other, name)):
+                out.append(name)
+        return out
+
+
+def learning_key(scenario: Scenario) -> str:
+    """What a run's learning depends on besides the participants, as canonical JSON: the seed,
+    the `fl` and `contribution` sections and every client's behaviour. A log replays only
+    into a model whose key is the same."""
+    return json.dumps({
+        "seed": scenario.seed,
+        "fl": scenario.fl.model_dump(mode="json"),
+        "contribution": scenario.contribution.model_dump(mode="json"),
+        "behaviours": [[g.behaviour, g.behaviour_params.model_dump(mode="json")]
+                       for _, g in scenario.client_groups()],
+    }, sort_keys=True)
+
+
+@dataclass
+class LearningLog:
+    """A model's learning rounds in order (`rounds[r]`: round r + 1), and the `key`
+    (`learning_key`) of the scenario that learned them."""
+
+    key: str
+    rounds: list[LearnedRound] = field(default_factory=list)
+
+
+class Replay:
+    """Serves a twin the rounds of its run's `LearningLog` while its participants match.
+
+    `recorded(r, participants)` is the run's round r + 1 if every round so far matched and
+    this one has the same participants, else None, from then on for good: once the twin
+    chose differently its learning is its own.
+    """
+
+    def __init__(self, log: LearningLog, scenario: Scenario) -> None:
+        if log.key != learning_key(scenario):
+            raise ValueError(
+                f"{scenario.source}: the learning log comes from a scenario that learns "
+                "differently (seed, fl, contribution or the clients' behaviours differ); "
+                "a log replays only into its run's counterfactual twin"
+            )
+        self.log = log
+        self.in_step = True
+
+    def recorded(self, r: int, participants: np.ndarray) -> LearnedRound | None:
+        rounds = self.log.rounds
+        if (self.in_step and r < len(rounds)
+                and np.array_equal(rounds[r].participants, participants)):
+            return rounds[r]
+        self.in_step = False
+        return None
