@@ -84,7 +84,8 @@ class RunResult:
 
 
 def simulate(scenario: Scenario, *, check: bool = False, progress: bool = False,
-             counterfactual: bool | None = None) -> RunResult:
+             counterfactual: bool | None = None,
+             replay: LearningLog | None = None) -> RunResult:
     """Run `scenario` for `scenario.steps` steps and return its tables.
 
     check: prove the ledger invariant and the accounting identity after every step.
@@ -93,10 +94,13 @@ def simulate(scenario: Scenario, *, check: bool = False, progress: bool = False,
     `counterfactual` field. The twin replays the run's learning rounds while its clients
     choose the same participants (`abm.agents.replay`), so it costs the run's market and
     collection, plus whatever learning its own participation choices need.
+    replay: the learning log (`RunResult.learning`) of an earlier run of a scenario that
+    learns the same (`abm.agents.replay.learning_key`: a sweep point that differs in market
+    or reward parameters only); the run replays it as a twin does (the same tables).
     """
     if counterfactual is None:
         counterfactual = scenario.counterfactual
-    result = _simulate_one(scenario, check=check, progress=progress)
+    result = _simulate_one(scenario, check=check, progress=progress, replay=replay)
     if counterfactual:
         twin = _simulate_one(scenario.twin(), check=check, progress=progress,
                              replay=result.learning)

@@ -14,6 +14,11 @@ simulate it: the twin replaying the run's learning rounds (`abm.agents.replay`) 
 twin learning every round again (the path before the replay), alternating, best CPU time of
 `REPEAT` each, and whether both twins' tables are the same.
 
+Then a sweep's points that learn the same (`SWEEP_POLICIES` at `SWEEP_STEPS` steps, one seed,
+each with its twin), simulated one after the other as a sweep worker does: each point
+replaying the learning log of the point before (`abm.sweep.execute`), against each point
+learning itself (its twin replaying its own run); CPU time, and whether the tables match.
+
 Then the profile split: one more run under cProfile, the cumulative time of each phase's
 entry point (`SPLIT`: FL training, contributions, agents acting, valuing every agent,
 recording, the tables) as a share of the run, and the functions with the most own time.
@@ -103,6 +108,33 @@ def twin_cost(scenario) -> dict[str, float]:
             "twin_alone_s": slow.timings["total"]}
 
 
+SWEEP_POLICIES = ("buyback", "dividend", "mint", "direct")
+SWEEP_STEPS = 300
+
+
+def shared_learning(scenario) -> dict[str, float]:
+    """CPU seconds of a sweep's points that differ in the reward policy only, with their
+    twins, each learning itself or replaying the point before; and whether each point's run
+    and twin tables are the same both ways."""
+    points = [scenario.with_overrides({"steps": SWEEP_STEPS, "rewards.policy": policy})
+              for policy in SWEEP_POLICIES]
+    cpu = time.process_time()
+    alone = [simulate(p, counterfactual=True) for p in points]
+    learning = time.process_time() - cpu
+    cpu = time.process_time()
+    shared, log = [], None
+    for p in points:
+        shared.append(simulate(p, counterfactual=True, replay=log))
+        log = shared[-1].learning
+    sharing = time.process_time() - cpu
+    same = all(getattr(x, name).equals(getattr(y, name))
+               for a, b in zip(alone, shared, strict=True) for x, y in ((a, b), (a.twin, b.twin))
+               for name in ("model", "agents", "rounds", "events"))
+    return {"learning": learning, "sharing": sharing, "same": same,
+            "replayed": sum(r.summary["learning_rounds_replayed"] for r in shared),
+            "rounds": sum(r.summary["rounds"] for r in shared)}
+
+
 def main() -> None:
     scenario = load_scenario(BASELINE)
     simulate(scenario.with_overrides({"steps": 20}), counterfactual=False)  # imports, caches
@@ -139,6 +171,14 @@ def main() -> None:
           f"{c['relearning']:.2f} s ({c['relearning'] / c['replaying']:.2f}x); the twin "
           f"{c['twin_s']:.2f} s against {c['twin_alone_s']:.2f} s wall, "
           f"{c['replayed']} of {c['rounds']} rounds replayed; twins' tables "
+          f"{'identical' if c['same'] else 'DIFFERENT'}")
+
+    c = shared_learning(scenario)
+    print(f"a sweep's {len(SWEEP_POLICIES)} points that learn the same (policies "
+          f"{', '.join(SWEEP_POLICIES)}, {SWEEP_STEPS} steps, one seed, with twins; CPU "
+          f"time): replaying the point before {c['sharing']:.2f} s, each learning itself "
+          f"{c['learning']:.2f} s ({c['learning'] / c['sharing']:.2f}x); {c['replayed']} of "
+          f"the runs' {c['rounds']} rounds replayed (and every twin round); tables "
           f"{'identical' if c['same'] else 'DIFFERENT'}")
 
     whole, rows, functions = profile_split(scenario)

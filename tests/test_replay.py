@@ -113,3 +113,25 @@ def test_simulate_reports_how_many_rounds_the_twin_replayed():
     alone.run_for(scenario.steps)
     assert np.array_equal(result.twin.rounds["contribution"].to_numpy(),
                           pd.DataFrame(alone.round_rows)["contribution"].to_numpy())
+
+
+def test_a_run_that_learns_as_an_earlier_one_replays_its_log():
+    """A sweep point differing in market and reward parameters only (the same learning key)
+    replays an earlier run's rounds, and its twin the same, with the tables of learning."""
+    first = small_scenario(steps=40, **{"contribution.method": "gtg_shapley"})
+    later = first.with_overrides({"rewards.policy": "dividend", "market.fee_bps": 100,
+                                  "investors.0.count": 5})
+    assert learning_key(later) == learning_key(first)
+    log = simulate(first, counterfactual=False).learning
+    reused = simulate(later, counterfactual=True, replay=log)
+    alone = simulate(later, counterfactual=True)
+    for mine, theirs in ((reused, alone), (reused.twin, alone.twin)):
+        for name in ("model", "agents", "rounds", "events"):
+            pd.testing.assert_frame_equal(getattr(mine, name), getattr(theirs, name),
+                                          check_exact=True)
+    assert reused.summary["learning_rounds_replayed"] == 4
+    assert reused.twin.summary["learning_rounds_replayed"] == 4
+    assert alone.summary["learning_rounds_replayed"] == 0
+    assert reused.summary["time_by_phase_s"]["contribution"] == 0.0
+    assert [row["attributable_usd"] for row in reused.summary["clients"].values()] == \
+        [row["attributable_usd"] for row in alone.summary["clients"].values()]

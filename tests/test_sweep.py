@@ -266,6 +266,26 @@ def test_sweep_runs_equal_running_each_config_alone(base_file: Path, tmp_path: P
         pd.testing.assert_frame_equal(mine, alone.model)
 
 
+def test_a_worker_learns_once_for_runs_that_learn_the_same(base_file: Path,
+                                                           tmp_path: Path) -> None:
+    # One worker: the second policy's run replays the first's learning rounds (the same
+    # seed, fl, contribution and behaviours) and stores the tables of learning them itself.
+    path = tiny_sweep(base_file, grid={"rewards.policy": ["buyback", "dividend"]}, seeds=[5])
+    sweep = load_sweep(path)
+    out = run_sweep(path, workers=1, out=tmp_path / "out", progress=False)
+    base = small_scenario().with_overrides(TINY)
+    replayed = []
+    for run in sweep.runs:
+        folder = out / "runs" / run.run_id
+        replayed.append(json.loads((folder / "summary.json").read_text())
+                        ["learning_rounds_replayed"])
+        alone = simulate(base.with_overrides({**run.params, "seed": run.seed}))
+        for table in ("model", "agents", "rounds"):
+            pd.testing.assert_frame_equal(pd.read_parquet(folder / f"{table}.parquet"),
+                                          getattr(alone, table))
+    assert sorted(replayed) == [0, TINY["steps"] // TINY["round_every"]]
+
+
 def test_rerun_on_same_folder_skips_finished_runs(base_file: Path, tmp_path: Path,
                                                   capsys: pytest.CaptureFixture[str],
                                                   monkeypatch: pytest.MonkeyPatch) -> None:

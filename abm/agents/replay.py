@@ -14,6 +14,12 @@ and proved round by round in a `check=True` run, which learns every round and co
 
 The saving is the twin's whole learning (the baseline's `fl` and `contribution` phases,
 about half of the twin's time) whenever participation does not depend on the rewards.
+
+The same holds between any two runs whose scenarios have the same `learning_key` (seed, `fl`,
+`contribution`, the clients' behaviours): a sweep over market or reward parameters learns
+once per key in each worker process (`abm.sweep.execute`), each later run of that key
+replaying the log of the one before. A log is only ever replayed in the process that
+learned it, so a run's tables are those its own machine would compute.
 """
 
 from __future__ import annotations
@@ -92,7 +98,7 @@ class Replay:
             raise ValueError(
                 f"{scenario.source}: the learning log comes from a scenario that learns "
                 "differently (seed, fl, contribution or the clients' behaviours differ); "
-                "a log replays only into its run's counterfactual twin"
+                "a log replays only into a scenario with the same learning_key"
             )
         self.log = log
         self.in_step = True

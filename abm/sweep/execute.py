@@ -26,6 +26,7 @@ import threading
 import time
 import traceback
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from concurrent.futures import CancelledError, Future, ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -153,12 +154,30 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+#: Learning logs of the runs this worker process simulated, by `learning_key`, the most
+#: recently used last: a later run that learns the same replays the latest one.
+_LOGS: OrderedDict[str, Any] = OrderedDict()
+#: Learning keys kept per worker process (a log is ~1 kB per round).
+LOG_CACHE = 32
+
+
+def _learned(key: str, log: Any) -> None:
+    _LOGS[key] = log
+    _LOGS.move_to_end(key)
+    while len(_LOGS) > LOG_CACHE:
+        _LOGS.popitem(last=False)
+
+
 def execute_run(task: RunTask) -> RunOutcome:
     """Simulate one run and store it under the sweep folder. Runs in a worker process.
 
     Skips the simulation when the run is already stored (a Dask retry of a task whose first
-    attempt finished, or a second driver). Raises whatever the simulation raises.
+    attempt finished, or a second driver). Raises whatever the simulation raises. A run whose
+    scenario learns as one this process simulated before (same `learning_key`: a sweep over
+    market or reward parameters) replays that run's learning rounds while its clients choose
+    the same participants (`abm.agents.replay`; the same tables as learning them again).
     """
+    from abm.agents.replay import learning_key
     from abm.run import simulate
 
     start = time.perf_counter()
@@ -175,8 +194,10 @@ def execute_run(task: RunTask) -> RunOutcome:
         )
     limit_threads()
     staging = store.begin_run(Path(task.sweep_dir), task.record["run_id"])
+    key = learning_key(task.scenario)
     try:
-        result = simulate(task.scenario, check=False, progress=False)
+        result = simulate(task.scenario, check=False, progress=False, replay=_LOGS.get(key))
+        _learned(key, result.learning)
         stored = store.publish_run(result, Path(task.sweep_dir), staging, task.record)
     finally:
         store.discard(staging)
