@@ -139,7 +139,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="skip the figures and report.md (`wsf report RUN_DIR` makes them later)")
     r.add_argument("--counterfactual", action="store_true",
                    help="also run the twin (same seed, reward budget 0) into counterfactual/ "
-                        "and report what the rewards caused (doubles the run time)")
+                        "and report what the rewards caused (it replays the run's learning: "
+                        "it adds the market's time)")
     r.set_defaults(func=_run)
 
     rep = sub.add_parser("report", help="regenerate figures and report.md of a run or sweep")

@@ -370,7 +370,8 @@ class Scenario(_Spec):
     collect: CollectSpec = param(CollectSpec(), "what the run tables record")
     counterfactual: bool = param(
         False, "also run the twin (same scenario and seed, reward budget 0) and write it under "
-        "counterfactual/ in the run folder; doubles the run time"
+        "counterfactual/ in the run folder; it replays the run's learning while its clients train "
+        "in the same rounds, so it adds the run's market time, not its learning time"
     )
 
     #: The mapping the scenario was validated from: overrides apply to it, so that a value

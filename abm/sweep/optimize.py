@@ -133,7 +133,8 @@ class OptimizeFile(BaseModel):
                                         description="run outputs to minimise or maximise")
     seeds: Any = Field(description="a seed count n (seeds 0..n-1) or a list of distinct seeds")
     counterfactual: bool = Field(False, description="run every run's twin (needed by the "
-                                 "attributable outputs); doubles the time")
+                                 "attributable outputs); it replays its run's learning, so it "
+                                 "adds the run's market time")
     sampler: SamplerSpec = Field(default_factory=SamplerSpec)
 
     @field_validator("overrides", "parameters")
