@@ -433,3 +433,22 @@ def test_run_id_changes_with_any_resolved_field() -> None:
     assert run_id(base) == run_id(small_scenario())
     assert run_id(base) != run_id(base.with_overrides({"market.fee_bps": 31}))
     assert run_id(base) != run_id(base.with_overrides({"seed": base.seed + 1}))
+
+
+def test_runs_that_learn_the_same_are_handed_out_together(base_file: Path) -> None:
+    from abm.agents.replay import learning_key
+    from abm.sweep.execute import _by_learning
+
+    path = tiny_sweep(base_file, grid={"rewards.policy": ["buyback", "dividend", "mint"]},
+                      seeds=[1, 2])
+    runs = load_sweep(path).runs
+    ordered = _by_learning(runs)
+    assert sorted(r.run_id for r in ordered) == sorted(r.run_id for r in runs)
+    keys = [learning_key(r.scenario) for r in ordered]
+    assert [keys[0]] * 3 + [keys[3]] * 3 == keys and keys[0] != keys[3]
+    # within a key, and across keys, the sweep's own order is kept
+    index = {r.run_id: i for i, r in enumerate(runs)}
+    for a, b in zip(ordered, ordered[1:]):
+        if learning_key(a.scenario) == learning_key(b.scenario):
+            assert index[a.run_id] < index[b.run_id]
+    assert learning_key(ordered[0].scenario) == learning_key(runs[0].scenario)

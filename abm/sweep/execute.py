@@ -267,7 +267,7 @@ def run_sweep(
             )
             try:
                 if todo:
-                    tasks = [_task(sweep_dir, run) for run in todo]
+                    tasks = [_task(sweep_dir, run) for run in _by_learning(todo)]
                     recorder = _Recorder(sweep_dir, bar, failed,
                                          _Estimate(len(todo), n_workers, warn_runs))
                     if client is not None:
@@ -347,6 +347,17 @@ def _connect(address: str, timeout: float) -> Any:
             "(`dask scheduler`), check the address (tcp://HOST:PORT), or allow more time "
             "with --connect-timeout SECONDS."
         ) from None
+
+
+def _by_learning(runs: list[RunSpec]) -> list[RunSpec]:
+    """`runs` with those of one `learning_key` next to each other, keys in order of first
+    appearance: a worker then runs a key's runs in a row and learns it once (`execute_run`),
+    whatever the sweep's size and `LOG_CACHE`."""
+    from abm.agents.replay import learning_key
+
+    first: dict[str, int] = {}
+    keys = [first.setdefault(learning_key(run.scenario), len(first)) for run in runs]
+    return [run for _, _, run in sorted(zip(keys, range(len(runs)), runs, strict=True))]
 
 
 def _task(sweep_dir: Path, run: RunSpec) -> RunTask:
