@@ -463,16 +463,78 @@ def _event_loop_profiled() -> bool:
     return any(t.name == "Profile" for t in threading.enumerate())
 
 
+#: mallopt(3) parameters (glibc's malloc.h).
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+#: glibc's own mmap threshold when none is set (DEFAULT_MMAP_THRESHOLD_MIN, 128 KiB).
+GLIBC_MMAP_THRESHOLD = 128 << 10
+#: The thresholds a sweep's runs get on a Dask worker: where glibc's dynamic thresholds end up
+#: in a local process (the mmap threshold rises to the largest block freed, at most 32 MiB on
+#: 64-bit, DEFAULT_MMAP_THRESHOLD_MAX; the trim threshold follows at twice that).
+SWEEP_MMAP_THRESHOLD = 32 << 20
+SWEEP_TRIM_THRESHOLD = 64 << 20
+
+
+def relax_malloc_trim() -> Callable[[], None] | None:
+    """Give this process a local process's malloc thresholds; return what restores them.
+
+    Dask's nanny starts every worker with `MALLOC_TRIM_THRESHOLD_=65536`
+    (`distributed.nanny.pre-spawn-environ`, so that freed memory goes back to the OS at once).
+    Setting it also freezes glibc's thresholds: every block of 128 KiB or more (tensors,
+    arrays) is then mmap-ed and unmapped each time, and its pages are faulted in afresh:
+    measured, a 300-step baseline run took ~60,000 minor page faults and ~0.2 s of system
+    time on a nanny's worker against ~2,000 and ~0.01 s in a local process; the same run in a
+    local process with the same setting took the same 60,000 (docs/performance.md, "Dask
+    sweeps"). Only a process started with that variable is changed (its thresholds are static
+    already, so restoring them restores exactly); on a process without it, or without glibc,
+    nothing is done and None is returned. The restore also returns the free memory to the OS
+    (`malloc_trim`), as Dask's setting intends; during a sweep a worker keeps up to
+    `SWEEP_TRIM_THRESHOLD` bytes of freed heap.
+    """
+    value = os.environ.get("MALLOC_TRIM_THRESHOLD_")
+    if value is None or not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+    import platform
+
+    try:
+        trim = int(value)
+        mmap = int(os.environ.get("MALLOC_MMAP_THRESHOLD_", GLIBC_MMAP_THRESHOLD))
+        if platform.libc_ver()[0] != "glibc":
+            return None
+        libc = ctypes.CDLL(None)
+        mallopt, malloc_trim = libc.mallopt, libc.malloc_trim
+    except (ValueError, OSError, AttributeError):
+        return None
+    if not (mallopt(M_MMAP_THRESHOLD, SWEEP_MMAP_THRESHOLD)
+            and mallopt(M_TRIM_THRESHOLD, SWEEP_TRIM_THRESHOLD)):
+        mallopt(M_TRIM_THRESHOLD, trim)
+        mallopt(M_MMAP_THRESHOLD, mmap)
+        return None
+
+    def restore() -> None:
+        mallopt(M_TRIM_THRESHOLD, trim)
+        mallopt(M_MMAP_THRESHOLD, mmap)
+        malloc_trim(0)
+
+    return restore
+
+
 class SweepWorkerPlugin:
     """A Dask worker plugin registered for the duration of a sweep (`_run_dask`).
 
-    On each worker (present or joining) the diagnostic periodic callbacks
-    (`DASK_PAUSED_CALLBACKS`) are paused. They run on the worker's event loop, under the GIL,
-    every 10 ms (the profiler walks every running task's stack), 20 ms (the latency tick) or
-    500 ms (the system monitor): measured on these pure-Python runs they added 30-50 % to the
-    worker's CPU time per run against a local process, ~5 % once paused (docs/performance.md).
-    `teardown` (when the sweep unregisters the plugin) resumes what `setup` paused, so a
-    shared cluster gets its diagnostics back after the sweep.
+    On each worker (present or joining), for the sweep:
+    - the diagnostic periodic callbacks (`DASK_PAUSED_CALLBACKS`) are paused. They run on the
+      worker's event loop, under the GIL, every 10 ms (the profiler walks every running
+      task's stack), 20 ms (the latency tick) or 500 ms (the system monitor): with Dask's
+      defaults the event loop's thread spent ~0.18 s of CPU per 300-step run, ~0.02 s with
+      them paused (docs/performance.md);
+    - a nanny's worker gets a local process's malloc thresholds back (`relax_malloc_trim`):
+      the nanny's `MALLOC_TRIM_THRESHOLD_` made every run fault its large blocks in afresh,
+      ~10 % of a run's CPU.
+    `teardown` (when the sweep unregisters the plugin) restores both, so a shared cluster
+    gets its diagnostics and its memory policy back after the sweep. The event-loop profiler
+    thread of a worker started with Dask's profiler on cannot be paused
+    (`_event_loop_profiled`).
     """
 
     name = "wsf-sweep"
@@ -484,11 +546,16 @@ class SweepWorkerPlugin:
             if callback is not None and callback.is_running():
                 callback.stop()
                 self._paused.append(callback)
+        self._restore_malloc = relax_malloc_trim()
 
     def teardown(self, worker: Any) -> None:
         for callback in getattr(self, "_paused", []):
             callback.start()
         self._paused = []
+        restore = getattr(self, "_restore_malloc", None)
+        if restore is not None:
+            restore()
+        self._restore_malloc = None
 
 
 def _run_dask(tasks: list[RunTask], client: Any, recorder: _Recorder, name: str) -> None:
