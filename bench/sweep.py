@@ -1,44 +1,62 @@
 """Benchmark: parallel efficiency of local sweeps, and the overhead per run of the Dask path.
 
 Runs one sweep of N = 6 runs of `scenarios/baseline.yaml` (same configuration, seeds
-0..N-1, 200 steps) several times, each into a fresh folder:
+0..N-1, 200 steps) several times, each into a fresh folder, timed end to end (`run_sweep`
+wall time: worker pool start-up, simulation, atomic writes; then `analysis.sweep.combine`,
+the combined tables, as `wsf sweep` does), in seconds, after warm-up sweeps that start the
+forkserver and import the simulation stack in every Dask worker:
 
 1. locally with 1 worker process: T1;
 2. locally with 2 worker processes: T2; parallel efficiency = T1 / (2 x T2)
    (target >= 85 % on a 2-core machine); 1 and 2 alternate `--repeat` times and the fastest
-   of each is kept, since other work on a shared machine only ever adds time;
-3. on a Dask `LocalCluster` of 2 single-thread worker processes on 127.0.0.1, started (and
-   warmed up) before timing: T_dask; overhead per run = (T_dask - T2) / N, the extra wall time
-   the Dask path costs per run for the same two workers (scheduling, pickling, results, and
-   the worker's own activity). Measured with Dask's default worker configuration and with
-   the workers' statistical profiler off (`DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED=False`
-   when starting `dask worker`), which these pure-Python runs feel.
+   of each is kept, since other work on a shared machine only ever adds time.
 
-4. the same cost without the machine's load: the CPU time a warm single-thread Dask worker
-   process spends per run (the best of `CPU_RUNS` runs of `CPU_STEPS` steps, taken in turn
-   with the local ones; the worker's own `getrusage`), with Dask's default worker
-   configuration and with the sweep's worker plugin
-   (`abm.sweep.execute.SweepWorkerPlugin`: the profiler paused), against the CPU time of the
-   same runs in a local process. On a shared machine wall times stretch with other jobs; a
-   process's CPU time much less, so this is the row `make bench` records.
+Then the Dask path against local processes, in two configurations of the workers: as
+README says to start them for sweeps (Dask's profiler off,
+`DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED=False`), the row `make bench` records, and
+Dask's defaults, for comparison. Both get the sweep's worker plugin
+(`abm.sweep.execute.SweepWorkerPlugin`), as every `wsf sweep --scheduler` does. Workers are
+`LocalCluster` worker processes on 127.0.0.1, one thread each, each under a nanny as
+`dask worker` starts them (so with the nanny's `MALLOC_TRIM_THRESHOLD_`); the cluster stays
+up (idle) during the local measurements, as a user's cluster would.
 
-Times are end to end (`run_sweep` wall time: worker pool start-up, simulation, atomic writes;
-then `analysis.sweep.combine`, the combined tables, as `wsf sweep` does), in seconds, after a
-one-run warm-up that starts the forkserver.
+3. CPU time per run, one worker, the share of a run least disturbed by other work on the
+   machine: `CPU_STEPS`-step runs taken in turn, local process (a forkserver worker, as a
+   local sweep starts it), README worker, default worker, local, ..., `CPU_REPS` times.
+   A Dask run's CPU time is its worker process's (`getrusage`, every thread: the event
+   loop's callbacks and the profiler thread are the overhead measured), split into the run
+   thread, the event loop's thread, Dask's profiler thread and the rest; the run thread's
+   minor page faults and system time are printed beside a local run's. A run's CPU time
+   drifts by +-20 % over a minute on this shared machine (measured), so each Dask run is
+   compared with the mean of the local runs just before and just after it, and the median
+   of those ratios is the overhead; the best run of each configuration is printed too.
+4. Wall time per run, two workers: 6-run sweeps alternating local 2 workers and Dask 2
+   workers, L D L D ... L (`--pairs` Dask sweeps); overhead = T_dask / T_local - 1 with
+   T_local the mean of the two local sweeps around it (the same N runs on the same two
+   workers, so this is the extra wall time per run as a share of a run), median over the
+   pairs; (T_dask - T_local) / N is the extra time per run in ms.
 
-    python -m bench.sweep [--runs N] [--steps S] [--repeat R] [--no-dask]
+`make bench` records the README configuration: met when both its CPU overhead (3) and its
+wall overhead (4) are within the target (10 % of a run).
+
+    python -m bench.sweep [--runs N] [--steps S] [--repeat R] [--pairs P] [--no-dask]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import itertools
 import logging
 import multiprocessing
 import os
+import statistics
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -55,6 +73,7 @@ TARGET_DASK_OVERHEAD = 0.10
 # workers busy to the end; the whole benchmark stays under two minutes.
 DEFAULT_RUNS = 6
 DEFAULT_STEPS = 200
+DEFAULT_PAIRS = 3
 
 
 def _sweep_file(folder: Path, runs: int, steps: int) -> Path:
@@ -96,6 +115,9 @@ def main(argv: list[str] | None = None) -> None:
                         help=f"steps per run (default {DEFAULT_STEPS})")
     parser.add_argument("--repeat", type=int, default=2,
                         help="repetitions of the local measurements (default 2; fastest kept)")
+    parser.add_argument("--pairs", type=int, default=DEFAULT_PAIRS,
+                        help=f"Dask sweeps per configuration, each between two local ones "
+                             f"(default {DEFAULT_PAIRS})")
     parser.add_argument("--no-dask", action="store_true", help="skip the Dask measurement")
     args = parser.parse_args(argv)
 
@@ -128,24 +150,27 @@ def main(argv: list[str] | None = None) -> None:
               f"{efficiency:6.1%} (target >= {TARGET_EFFICIENCY:.0%}: {verdict})")
         if args.no_dask:
             return
-        report_cpu_overhead()
-        # a run's own time on one of the two local workers: 2 x T2 / N
-        per_run = 2 * t2 / args.runs
-        for profile in (True, False):
-            t_dask, ready = _dask_time(path, folder / f"dask-profile-{profile}", profile)
-            overhead = (t_dask - t2) / args.runs
-            share = 2 * overhead / per_run  # two workers: each run's share of the extra time
-            label = "default workers" if profile else "profiler off   "
-            print(f"dask, 2 workers    {t_dask:7.2f} s   {label} overhead vs local "
-                  f"{overhead * 1000:+7.1f} ms per run, {share:+.1%} of a run (cluster "
-                  f"start-up {ready:.1f} s, not counted)")
+        cpu = report_cpu_overhead()
+        wall = {label: report_wall_overhead(path, folder, label, args.runs, args.pairs)
+                for label in DASK_CONFIGS}
+    readme, defaults = cpu[README], cpu[DEFAULTS]
+    met = readme.overhead <= TARGET_DASK_OVERHEAD and wall[README] <= TARGET_DASK_OVERHEAD
+    record("dask_overhead", "Dask path overhead per run vs local processes (workers as README "
+           "says: profiler off; the sweep's plugin)",
+           f"wall {wall[README]:+.1%}, CPU {readme.overhead:+.1%} of a run (medians of "
+           f"bracketed pairs); Dask's default workers: wall {wall[DEFAULTS]:+.1%}, CPU "
+           f"{defaults.overhead:+.1%}",
+           f"<= {TARGET_DASK_OVERHEAD:.0%} of a run", met)
 
 
-
-CPU_RUNS = 5
+#: The two worker configurations measured: as README says to start sweep workers (the
+#: recorded row) and Dask's defaults. Value: `distributed.worker.profile.enabled`.
+README, DEFAULTS = "README workers (profiler off)", "Dask's default workers"
+DASK_CONFIGS = {README: False, DEFAULTS: True}
+#: Rounds of the CPU-time row (each: a local run, then one run on each Dask worker).
+CPU_REPS = 5
 #: Steps per run of the CPU-time row: ~2 s of CPU on an idle core, the size of run issue 13
-#: states its target for ("+0.4 to +1.5 s on 2-3 s runs"); with 100 steps (0.7 s, since the
-#: runs got faster) a worker's fixed cost per run weighed three times as much.
+#: states its target for ("+0.4 to +1.5 s on 2-3 s runs").
 CPU_STEPS = 300
 
 
@@ -156,101 +181,171 @@ def _cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def _one_run(steps: int) -> None:
+def _thread_cpu() -> dict[str, float]:
+    """CPU seconds so far of each Python thread of this process, by thread name."""
+    import threading
+
+    out: dict[str, float] = {}
+    for thread in threading.enumerate():
+        with contextlib.suppress(OSError, OverflowError, TypeError):
+            name = "event loop" if thread is threading.main_thread() else thread.name
+            out[name] = out.get(name, 0.0) + time.clock_gettime(
+                time.pthread_getcpuclockid(thread.ident))  # type: ignore[arg-type]
+    return out
+
+
+def _usage() -> tuple[float, dict[str, float]]:
+    """On a worker: its process CPU seconds and each thread's (`client.run` calls this on
+    the worker's event loop)."""
+    return _cpu_seconds(), _thread_cpu()
+
+
+def _one_run(steps: int) -> dict[str, Any]:
+    """Simulate a `steps`-step baseline run in this thread: its CPU seconds (`thread`),
+    system seconds, minor page faults and voluntary context switches (`waits`: in this
+    CPU-bound thread, waits for the GIL another thread holds) from this thread's
+    `getrusage`, and its `name`."""
+    import resource
+    import threading
+
     from abm.run import simulate
     from abm.scenario import load_scenario
     from abm.sweep.execute import limit_threads
 
     limit_threads()
-    simulate(load_scenario(BASELINE).with_overrides({"steps": steps}), counterfactual=False)
+    scenario = load_scenario(BASELINE).with_overrides({"steps": steps})
+    u0 = resource.getrusage(resource.RUSAGE_THREAD)
+    simulate(scenario, counterfactual=False)
+    u1 = resource.getrusage(resource.RUSAGE_THREAD)
+    return {"thread": u1.ru_utime + u1.ru_stime - u0.ru_utime - u0.ru_stime,
+            "system": u1.ru_stime - u0.ru_stime, "faults": u1.ru_minflt - u0.ru_minflt,
+            "waits": u1.ru_nvcsw - u0.ru_nvcsw, "name": threading.current_thread().name}
 
 
-def _timed_run(steps: int) -> float:
-    """CPU seconds of this process for one run of `steps` steps (in a local worker)."""
+def _local_run(steps: int) -> dict[str, Any]:
+    """`_one_run` in a local worker process, with that process's CPU seconds (`process`)."""
     _warm_worker()
     c0 = _cpu_seconds()
-    _one_run(steps)
-    return _cpu_seconds() - c0
+    run = _one_run(steps)
+    return {**run, "process": _cpu_seconds() - c0, "run thread": run["thread"]}
 
 
-def cpu_overhead() -> dict[str, float]:
-    """CPU seconds per run: `local` (this process), `dask` (a warm worker, default config)
-    and `dask_plugin` (the same worker with the sweep's plugin registered).
+@dataclass
+class CpuRow:
+    """One configuration's CPU-time runs: each a dict of CPU seconds by part (`process`, the
+    whole worker process; `run thread`, `event loop`, `Profile`, `other`) plus the run
+    thread's `system` seconds and minor `faults`; `overhead`, the median of its bracketed
+    ratios to local runs minus 1."""
 
-    `local` is measured in a local worker process as a local sweep starts it (forkserver,
-    one process, warm), not in this process, which hosts the `LocalCluster`'s scheduler and
-    the client (their threads and heap made runs here ~10 % dearer: measured); a Dask run's
-    is its worker process's, every thread (the event loop's callbacks are the overhead
-    measured). The three are taken in turn,
-    `CPU_RUNS` times, and each keeps its smallest run: a run's
-    CPU time varies by +-15 % from one run to the next on this machine (the shared caches;
-    measured), which a mean of a few runs taken one configuration after the other turned
-    into a +-25 % "overhead" either way; other work only ever adds CPU time."""
+    runs: list[dict[str, float]] = field(default_factory=list)
+    overhead: float = float("nan")
+
+    def best(self) -> dict[str, float]:
+        return min(self.runs, key=lambda run: run["process"])
+
+
+def cpu_overhead(reps: int = CPU_REPS, steps: int = CPU_STEPS) -> dict[str, CpuRow]:
+    """The CPU-time rows: "local" and one per `DASK_CONFIGS` (module docstring, 3.)."""
+    import dask
     from dask.distributed import Client, LocalCluster, WorkerPlugin
 
     from abm.sweep.execute import PRELOAD, SweepWorkerPlugin
 
-    runs: dict[str, list[float]] = {"local": [], "dask": [], "dask_plugin": []}
+    rows = {label: CpuRow() for label in ("local", *DASK_CONFIGS)}
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(list(PRELOAD))
-    with ProcessPoolExecutor(max_workers=1, mp_context=context) as local, \
-            LocalCluster(n_workers=1, threads_per_worker=1, processes=True, host="127.0.0.1",
-                         dashboard_address=None, silence_logs=logging.CRITICAL) as cluster, \
-            Client(cluster) as client:
-        client.run(_warm_worker)
-        client.submit(_one_run, 10, pure=False).result()
-        local.submit(_timed_run, 10).result()
-
-        def on_worker() -> float:
-            (c0,) = client.run(_cpu_seconds).values()
-            client.submit(_one_run, CPU_STEPS, pure=False).result()
-            (c1,) = client.run(_cpu_seconds).values()
-            return c1 - c0
-
-        for _ in range(CPU_RUNS):
-            runs["local"].append(local.submit(_timed_run, CPU_STEPS).result())
-            runs["dask"].append(on_worker())
+    with contextlib.ExitStack() as stack:
+        local = stack.enter_context(ProcessPoolExecutor(max_workers=1, mp_context=context))
+        local.submit(_local_run, 10).result()
+        clients = {}
+        for label, profile in DASK_CONFIGS.items():
+            with dask.config.set({"distributed.worker.profile.enabled": profile}):
+                cluster = stack.enter_context(LocalCluster(
+                    n_workers=1, threads_per_worker=1, processes=True, host="127.0.0.1",
+                    dashboard_address=None, silence_logs=logging.CRITICAL))
+            client = clients[label] = stack.enter_context(Client(cluster))
+            client.run(_warm_worker)
+            client.submit(_one_run, 10, pure=False).result()
+            # as a sweep does: registered for the measurement, unregistered at the end
             plugin = type("SweepPlugin", (SweepWorkerPlugin, WorkerPlugin), {})()
             client.register_plugin(plugin, name=SweepWorkerPlugin.name)
-            runs["dask_plugin"].append(on_worker())
-            client.unregister_worker_plugin(SweepWorkerPlugin.name)
-    return {label: min(times) for label, times in runs.items()}
+            stack.callback(client.unregister_worker_plugin, SweepWorkerPlugin.name)
+
+        def on_worker(client: Client) -> dict[str, Any]:
+            ((c0, t0),) = client.run(_usage).values()
+            run = client.submit(_one_run, steps, pure=False).result()
+            ((c1, t1),) = client.run(_usage).values()
+            parts = {name: t1[name] - t0.get(name, 0.0) for name in t1}
+            split = {"run thread": parts.pop(run["name"]),
+                     "event loop": parts.pop("event loop"), "Profile": parts.pop("Profile", 0.0)}
+            split["other"] = c1 - c0 - sum(split.values())
+            return {**run, **split, "process": c1 - c0}
+
+        locals_ = [local.submit(_local_run, steps).result()]
+        for _ in range(reps):
+            for label, client in clients.items():
+                rows[label].runs.append(on_worker(client))
+            locals_.append(local.submit(_local_run, steps).result())
+    rows["local"].runs = locals_
+    for label in DASK_CONFIGS:
+        around = itertools.pairwise(locals_)
+        ratios = [run["process"] / ((before["process"] + after["process"]) / 2)
+                  for run, (before, after) in zip(rows[label].runs, around, strict=True)]
+        rows[label].overhead = statistics.median(ratios) - 1
+    return rows
 
 
-def report_cpu_overhead() -> None:
-    cpu = cpu_overhead()
-    local = cpu["local"]
-    print(f"CPU time per run (best of {CPU_RUNS} runs of {CPU_STEPS} steps each, in turn, one "
-          f"worker): local "
-          f"process {local:.2f} s; Dask worker, default config {cpu['dask']:.2f} s "
-          f"({cpu['dask'] / local - 1:+.1%}); with the sweep's plugin (profiler paused) "
-          f"{cpu['dask_plugin']:.2f} s ({cpu['dask_plugin'] / local - 1:+.1%})")
-    share = cpu["dask_plugin"] / local - 1
-    record("dask_overhead", "Dask path overhead per run vs local processes (CPU time of a "
-           "warm worker, the sweep's plugin)",
-           f"{share:+.1%} of a run ({cpu['dask_plugin']:.2f} s vs {local:.2f} s local; "
-           f"{cpu['dask'] / local - 1:+.1%} without the plugin)",
-           f"<= {TARGET_DASK_OVERHEAD:.0%} of a run", share <= TARGET_DASK_OVERHEAD)
+def report_cpu_overhead() -> dict[str, CpuRow]:
+    rows = cpu_overhead()
+    local = rows["local"].best()
+    print(f"CPU time per run, one worker ({CPU_STEPS}-step runs, {CPU_REPS} rounds of local, "
+          f"then each Dask worker; best run shown; overhead = median of each Dask run over the "
+          f"mean of the local runs before and after it):")
+    print(f"  {'local process':<30} {local['process']:5.2f} s (run thread "
+          f"{local['run thread']:.2f} s: system {local['system']:.2f} s, "
+          f"{local['faults']:,.0f} minor page faults, {local['waits']:.0f} waits)")
+    for label in DASK_CONFIGS:
+        row, best = rows[label], rows[label].best()
+        print(f"  {label:<30} {best['process']:5.2f} s, overhead {row.overhead:+.1%} "
+              f"(run thread {best['run thread']:.2f} s: system {best['system']:.2f} s, "
+              f"{best['faults']:,.0f} faults, {best['waits']:.0f} waits; event loop "
+              f"{best['event loop']:.3f} s, "
+              f"profiler thread {best['Profile']:.3f} s, other {best['other']:+.3f} s)")
+    return rows
 
 
-def _dask_time(path: Path, out: Path, profile: bool) -> tuple[float, float]:
-    """(T_dask, cluster start-up) on a fresh 2-worker LocalCluster, seconds.
-
-    `profile`: Dask's statistical profiler in the workers (on by default). It samples every
-    thread's stack every 10 ms under the GIL, which slows these pure-Python runs.
-    """
+def report_wall_overhead(path: Path, folder: Path, label: str, runs: int, pairs: int) -> float:
+    """Module docstring, 4.: the median over `pairs` Dask sweeps of T_dask over the mean of
+    the local 2-worker sweeps before and after it, minus 1; prints the sweeps' times."""
     import dask
     from dask.distributed import Client, LocalCluster
 
     started = time.perf_counter()
+    tag = "readme" if label == README else "defaults"
     # Shutdown chatter (heartbeats to a closed scheduler) is not a result: silenced.
-    with dask.config.set({"distributed.worker.profile.enabled": profile}), \
+    with dask.config.set({"distributed.worker.profile.enabled": DASK_CONFIGS[label]}), \
             LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
                          dashboard_address=None, silence_logs=logging.CRITICAL) as cluster, \
             Client(cluster) as client:
         client.run(_warm_worker)
+        warm = _sweep_file(folder / f"warm-{tag}", 2, 10)
+        _timed(warm, folder / f"warm-{tag}" / "out", scheduler=cluster.scheduler_address)
         ready = time.perf_counter() - started
-        return _timed(path, out, scheduler=cluster.scheduler_address), ready
+        local = [_timed(path, folder / f"{tag}-local-0", workers=2)]
+        dask_times = []
+        for rep in range(pairs):
+            dask_times.append(_timed(path, folder / f"{tag}-dask-{rep}",
+                                     scheduler=cluster.scheduler_address))
+            local.append(_timed(path, folder / f"{tag}-local-{rep + 1}", workers=2))
+    around = [(before + after) / 2 for before, after in itertools.pairwise(local)]
+    overhead = statistics.median(t / ref for t, ref in zip(dask_times, around, strict=True)) - 1
+    extra = statistics.median(t - ref for t, ref in zip(dask_times, around, strict=True))
+    print(f"dask, 2 workers, {label}: sweeps {' '.join(f'{t:.2f}' for t in dask_times)} s "
+          f"between local 2-worker sweeps {' '.join(f'{t:.2f}' for t in local)} s; overhead "
+          f"{overhead:+.1%} of a run, {extra / runs * 1000:+.0f} ms per run (medians; best "
+          f"{min(dask_times):.2f} s vs {min(local):.2f} s; cluster start-up {ready:.1f} s, "
+          "not counted)")
+    return overhead
 
 
 if __name__ == "__main__":
