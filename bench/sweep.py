@@ -34,7 +34,10 @@ up (idle) during the local measurements, as a user's cluster would.
    workers, L D L D ... L (`--pairs` Dask sweeps); overhead = T_dask / T_local - 1 with
    T_local the mean of the two local sweeps around it (the same N runs on the same two
    workers, so this is the extra wall time per run as a share of a run), median over the
-   pairs; (T_dask - T_local) / N is the extra time per run in ms.
+   pairs; (T_dask - T_local) / N is the extra time per run in ms. Before each Dask sweep
+   the workers forget the learning logs they keep for later runs of the same learning
+   (`abm.sweep.execute`): a repeated sweep of the same seeds would otherwise replay what
+   a fresh local pool has to learn.
 
 `make bench` records the README configuration: met when both its CPU overhead (3) and its
 wall overhead (4) are within the target (10 % of a run).
@@ -314,6 +317,14 @@ def report_cpu_overhead() -> dict[str, CpuRow]:
     return rows
 
 
+def _forget_learning() -> None:
+    """On a worker: drop the learning logs it keeps for later runs of the same learning
+    (`abm.sweep.execute`), so that a repeated sweep costs what its first one did."""
+    from abm.sweep import execute
+
+    execute._LOGS.clear()
+
+
 def report_wall_overhead(path: Path, folder: Path, label: str, runs: int, pairs: int) -> float:
     """Module docstring, 4.: the median over `pairs` Dask sweeps of T_dask over the mean of
     the local 2-worker sweeps before and after it, minus 1; prints the sweeps' times."""
@@ -334,6 +345,9 @@ def report_wall_overhead(path: Path, folder: Path, label: str, runs: int, pairs:
         local = [_timed(path, folder / f"{tag}-local-0", workers=2)]
         dask_times = []
         for rep in range(pairs):
+            # Each Dask sweep learns its runs as a fresh local pool does, not from the
+            # learning logs the long-lived workers kept from the sweep before (same seeds).
+            client.run(_forget_learning)
             dask_times.append(_timed(path, folder / f"{tag}-dask-{rep}",
                                      scheduler=cluster.scheduler_address))
             local.append(_timed(path, folder / f"{tag}-local-{rep + 1}", workers=2))
