@@ -158,11 +158,12 @@ def main(argv: list[str] | None = None) -> None:
                 for label in DASK_CONFIGS}
     readme, defaults = cpu[README], cpu[DEFAULTS]
     met = readme.overhead <= TARGET_DASK_OVERHEAD and wall[README] <= TARGET_DASK_OVERHEAD
+    load_after = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     record("dask_overhead", "Dask path overhead per run vs local processes (workers as README "
            "says: profiler off; the sweep's plugin)",
            f"wall {wall[README]:+.1%}, CPU {readme.overhead:+.1%} of a run (medians of "
            f"bracketed pairs); Dask's default workers: wall {wall[DEFAULTS]:+.1%}, CPU "
-           f"{defaults.overhead:+.1%}",
+           f"{defaults.overhead:+.1%} (load {load:.1f} before, {load_after:.1f} after)",
            f"<= {TARGET_DASK_OVERHEAD:.0%} of a run", met)
 
 
@@ -342,6 +343,16 @@ def report_wall_overhead(path: Path, folder: Path, label: str, runs: int, pairs:
         warm = _sweep_file(folder / f"warm-{tag}", 2, 10)
         _timed(warm, folder / f"warm-{tag}" / "out", scheduler=cluster.scheduler_address)
         ready = time.perf_counter() - started
+        # A sweep's fixed cost on each path: 2 runs of 10 steps, best of 2 (local: the pool's
+        # start-up and its fresh processes' first run; Dask: connecting, the plugin).
+        short = _sweep_file(folder / f"short-{tag}", 2, 10)
+        fixed: dict[str, list[float]] = {"local": [], "dask": []}
+        for rep in range(2):
+            client.run(_forget_learning)
+            fixed["dask"].append(_timed(short, folder / f"short-{tag}" / f"dask-{rep}",
+                                        scheduler=cluster.scheduler_address))
+            fixed["local"].append(_timed(short, folder / f"short-{tag}" / f"local-{rep}",
+                                         workers=2))
         local = [_timed(path, folder / f"{tag}-local-0", workers=2)]
         dask_times = []
         for rep in range(pairs):
@@ -357,8 +368,9 @@ def report_wall_overhead(path: Path, folder: Path, label: str, runs: int, pairs:
     print(f"dask, 2 workers, {label}: sweeps {' '.join(f'{t:.2f}' for t in dask_times)} s "
           f"between local 2-worker sweeps {' '.join(f'{t:.2f}' for t in local)} s; overhead "
           f"{overhead:+.1%} of a run, {extra / runs * 1000:+.0f} ms per run (medians; best "
-          f"{min(dask_times):.2f} s vs {min(local):.2f} s; cluster start-up {ready:.1f} s, "
-          "not counted)")
+          f"{min(dask_times):.2f} s vs {min(local):.2f} s); a 2-run 10-step sweep (fixed "
+          f"costs) {min(fixed['dask']):.2f} s vs {min(fixed['local']):.2f} s local; cluster "
+          f"start-up {ready:.1f} s, not counted")
     return overhead
 
 
