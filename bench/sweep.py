@@ -31,17 +31,17 @@ up (idle) during the local measurements, as a user's cluster would.
    compared with the mean of the local runs just before and just after it, and the median
    of those ratios is the overhead; the best run of each configuration is printed too.
 4. Wall time per run, two workers: 6-run sweeps alternating local 2 workers and Dask 2
-   workers, L D L D ... L (`--pairs` Dask sweeps), each Dask sweep against T_local, the
-   mean of the two local sweeps around it. The two paths' fixed costs per sweep differ by
-   seconds (a local sweep starts its worker processes and their first runs are cold; a
-   Dask sweep connects to warm workers), which in a 6-run sweep would weigh as a per-run
-   difference: so each path's fixed cost F (a 2-run 10-step sweep, best of 2) is taken off
-   its sweep time, and overhead = (T_dask - F_dask) / (T_local - F_local) - 1, the extra
-   wall time per run as a share of a run in a sweep of many runs (same N runs on the same
-   two workers), median over the pairs; the end-to-end ratio T_dask / T_local - 1 is
-   printed too. Before each Dask sweep the workers forget the learning logs they keep for
-   later runs of the same learning (`abm.sweep.execute`): a repeated sweep of the same
-   seeds would otherwise replay what a fresh local pool has to learn.
+   workers, L D L D ... L (`--pairs` Dask sweeps). A run's wall time is what its worker
+   timed (`RunOutcome.seconds`: simulate + write), the mean over the runs after each
+   worker's first (in a local sweep the first runs in a fresh process: its cold caches are
+   the pool's start-up). Overhead = a Dask sweep's run time over the mean of the local
+   sweeps' just before and after it, minus 1, median over the pairs. The sweeps' end-to-end
+   times are printed too: they add each path's fixed costs per sweep (a local pool's
+   start-up and cold first runs cost seconds that warm Dask workers do not), which in a
+   6-run sweep would weigh as a per-run difference, and Dask's one scheduler round trip
+   per run. Before each Dask sweep the workers forget the learning logs they keep for later
+   runs of the same learning (`abm.sweep.execute`): a repeated sweep of the same seeds
+   would otherwise replay what a fresh local pool has to learn.
 
 `make bench` records the README configuration: met when both its CPU overhead (3) and its
 wall overhead (4) are within the target (10 % of a run).
@@ -60,6 +60,7 @@ import os
 import statistics
 import tempfile
 import time
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -330,10 +331,46 @@ def _forget_learning() -> None:
     execute._LOGS.clear()
 
 
+@contextlib.contextmanager
+def _run_seconds() -> Iterator[list[tuple[str, float]]]:
+    """Collect (worker, seconds) of every run the sweeps in this block store, in the order
+    they finish: `RunOutcome.seconds`, the run's simulate + write as its worker timed it."""
+    from abm.sweep import execute
+
+    seen: list[tuple[str, float]] = []
+    real = execute._Recorder.finished
+
+    def finished(self: Any, outcome: Any) -> None:
+        if outcome.stored:
+            seen.append((outcome.worker, outcome.seconds))
+        real(self, outcome)
+
+    execute._Recorder.finished = finished  # type: ignore[method-assign]
+    try:
+        yield seen
+    finally:
+        execute._Recorder.finished = real  # type: ignore[method-assign]
+
+
+def _timed_runs(path: Path, out: Path, **kwargs: object) -> tuple[float, float]:
+    """(end-to-end seconds, mean seconds of a run after its worker's first) of one sweep.
+
+    Each worker's first run is left out of the mean: in a local sweep it runs in a fresh
+    process (cold caches, lazy first-use work), which is the pool's start-up, not a run."""
+    with _run_seconds() as seen:
+        total = _timed(path, out, **kwargs)
+    later, first = [], set()
+    for worker, seconds in seen:
+        if worker in first:
+            later.append(seconds)
+        first.add(worker)
+    return total, statistics.fmean(later)
+
+
 def report_wall_overhead(path: Path, folder: Path, label: str, runs: int, pairs: int) -> float:
-    """Module docstring, 4.: the median over `pairs` Dask sweeps of (T_dask - F_dask) over
-    the mean of the local 2-worker sweeps before and after it less F_local, minus 1 (F: each
-    path's fixed cost per sweep); prints the sweeps' times and the end-to-end ratio."""
+    """Module docstring, 4.: the median over `pairs` Dask sweeps of the wall time of a run
+    (after its worker's first) over that of the local 2-worker sweeps before and after it,
+    minus 1; prints the sweeps' end-to-end times and ratio too."""
     import dask
     from dask.distributed import Client, LocalCluster
 
@@ -348,39 +385,27 @@ def report_wall_overhead(path: Path, folder: Path, label: str, runs: int, pairs:
         warm = _sweep_file(folder / f"warm-{tag}", 2, 10)
         _timed(warm, folder / f"warm-{tag}" / "out", scheduler=cluster.scheduler_address)
         ready = time.perf_counter() - started
-        # A sweep's fixed cost on each path: 2 runs of 10 steps, best of 2 (local: the pool's
-        # start-up and its fresh processes' first run; Dask: connecting, the plugin).
-        short = _sweep_file(folder / f"short-{tag}", 2, 10)
-        fixed: dict[str, list[float]] = {"local": [], "dask": []}
-        for rep in range(2):
-            client.run(_forget_learning)
-            fixed["dask"].append(_timed(short, folder / f"short-{tag}" / f"dask-{rep}",
-                                        scheduler=cluster.scheduler_address))
-            fixed["local"].append(_timed(short, folder / f"short-{tag}" / f"local-{rep}",
-                                         workers=2))
-        local = [_timed(path, folder / f"{tag}-local-0", workers=2)]
-        dask_times = []
+        local = [_timed_runs(path, folder / f"{tag}-local-0", workers=2)]
+        on_dask = []
         for rep in range(pairs):
             # Each Dask sweep learns its runs as a fresh local pool does, not from the
             # learning logs the long-lived workers kept from the sweep before (same seeds).
             client.run(_forget_learning)
-            dask_times.append(_timed(path, folder / f"{tag}-dask-{rep}",
-                                     scheduler=cluster.scheduler_address))
-            local.append(_timed(path, folder / f"{tag}-local-{rep + 1}", workers=2))
-    around = [(before + after) / 2 for before, after in itertools.pairwise(local)]
-    pairs_ = list(zip(dask_times, around, strict=True))
-    end_to_end = statistics.median(t / ref for t, ref in pairs_) - 1
-    # Per run, once each path's fixed cost per sweep is taken off both: what a run costs on
-    # the Dask path in a sweep of many runs.
-    f_dask, f_local = min(fixed["dask"]), min(fixed["local"])
-    overhead = statistics.median((t - f_dask) / (ref - f_local) for t, ref in pairs_) - 1
-    extra = statistics.median((t - f_dask) - (ref - f_local) for t, ref in pairs_)
-    print(f"dask, 2 workers, {label}: sweeps {' '.join(f'{t:.2f}' for t in dask_times)} s "
-          f"between local 2-worker sweeps {' '.join(f'{t:.2f}' for t in local)} s "
-          f"(best {min(dask_times):.2f} s vs {min(local):.2f} s); a 2-run 10-step sweep (the "
-          f"fixed costs) {f_dask:.2f} s vs {f_local:.2f} s local. Per run, fixed costs off: "
-          f"overhead {overhead:+.1%} of a run, {extra / runs * 1000:+.0f} ms (medians); end "
-          f"to end {end_to_end:+.1%}; cluster start-up {ready:.1f} s, not counted")
+            on_dask.append(_timed_runs(path, folder / f"{tag}-dask-{rep}",
+                                       scheduler=cluster.scheduler_address))
+            local.append(_timed_runs(path, folder / f"{tag}-local-{rep + 1}", workers=2))
+    around = [tuple((b + a) / 2 for b, a in zip(before, after, strict=True))
+              for before, after in itertools.pairwise(local)]
+    pairs_ = list(zip(on_dask, around, strict=True))
+    end_to_end = statistics.median(t / ref for (t, _), (ref, _) in pairs_) - 1
+    overhead = statistics.median(run / ref for (_, run), (_, ref) in pairs_) - 1
+    extra = statistics.median(run - ref for (_, run), (_, ref) in pairs_)
+    print(f"dask, 2 workers, {label}: a run {overhead:+.1%} ({extra * 1000:+.0f} ms; "
+          f"{' '.join(f'{run:.2f}' for _, run in on_dask)} s between local "
+          f"{' '.join(f'{run:.2f}' for _, run in local)} s); sweeps end to end "
+          f"{end_to_end:+.1%} ({' '.join(f'{t:.2f}' for t, _ in on_dask)} s between local "
+          f"{' '.join(f'{t:.2f}' for t, _ in local)} s); medians of {pairs} pairs; cluster "
+          f"start-up {ready:.1f} s, not counted")
     return overhead
 
 
