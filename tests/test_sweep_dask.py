@@ -220,7 +220,7 @@ def test_a_sweep_pauses_the_workers_diagnostics_while_it_runs_and_restores_them(
     cluster: Cluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    """Dask's profiler and monitors cost these pure-Python runs 30-50 % CPU
+    """Dask's profiler callbacks and monitors cost these runs ~0.2 s of CPU per 2 s run
     (docs/performance.md): paused on every worker for the sweep, resumed after it. The
     event-loop profiler thread cannot be paused: the sweep says so, once, naming the
     setting that turns it off (the fixture's workers run Dask's defaults)."""

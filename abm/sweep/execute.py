@@ -221,9 +221,10 @@ def run_sweep(
     `scheduler`: address of a running Dask scheduler (`tcp://host:8786`); every Dask worker
     needs this package installed (same version) and the sweep folder at the same path on a
     shared file system. Start workers single-threaded (`--nthreads 1`, one per core). For the
-    sweep, `SweepWorkerPlugin` pauses the workers' diagnostic callbacks (Dask's profiler and
-    monitors cost these pure-Python runs 30-50 % CPU; docs/performance.md) and resumes them
-    after it.
+    sweep, `SweepWorkerPlugin` pauses the workers' diagnostic callbacks and gives a nanny's
+    workers a local process's malloc thresholds (with Dask's defaults, a run cost ~+34 %
+    CPU against a local process, ~+6 % with the plugin on workers started as README says;
+    docs/performance.md), and restores both after it.
     `out`: the sweep folder (default `sweeps-out/<sweep name>` under the current directory);
     a folder holding the same sweep is resumed, one holding another sweep is refused.
     `progress`: show a tqdm bar (runs done / total, ETA) on stderr; runs found finished
@@ -450,8 +451,9 @@ DASK_PAUSED_CALLBACKS = ("profile", "profile-cycle", "tick", "ticks", "monitor",
 #: Told once per sweep when workers run Dask's event-loop profiler (docs/performance.md).
 PROFILER_NOTICE = (
     "{n} Dask worker(s) run Dask's event-loop profiler, a thread the sweep cannot pause, which "
-    "slows these pure-Python runs (by 15-25 % of their wall time, measured); for a cluster "
-    "that runs sweeps, start the workers with DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED=False")
+    "takes the GIL from the runs every 10 ms (about 1 % of a run's CPU in itself, measured); "
+    "for a cluster that runs sweeps, start the workers with "
+    "DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED=False")
 
 
 def _event_loop_profiled() -> bool:
