@@ -7,6 +7,7 @@ that the whole file stays within a minute on two shared cores.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import textwrap
 from pathlib import Path
@@ -448,7 +449,7 @@ def test_runs_that_learn_the_same_are_handed_out_together(base_file: Path) -> No
     assert [keys[0]] * 3 + [keys[3]] * 3 == keys and keys[0] != keys[3]
     # within a key, and across keys, the sweep's own order is kept
     index = {r.run_id: i for i, r in enumerate(runs)}
-    for a, b in zip(ordered, ordered[1:]):
+    for a, b in itertools.pairwise(ordered):
         if learning_key(a.scenario) == learning_key(b.scenario):
             assert index[a.run_id] < index[b.run_id]
     assert learning_key(ordered[0].scenario) == learning_key(runs[0].scenario)
