@@ -281,7 +281,7 @@ def test_readme_workers_get_no_notice_and_a_local_processs_malloc_for_the_sweep(
 ) -> None:
     """Workers started as README says: no profiler notice; the nanny's malloc setting (every
     block of 128 KiB or more mapped and faulted in afresh, ~10 % of a run's CPU:
-    docs/performance.md) is lifted for the sweep and put back after it."""
+    docs/performance.md) is lifted for the sweep and put back after it; same tables."""
     from abm.sweep import execute
 
     base = tmp_path / "small.yaml"
@@ -314,3 +314,10 @@ def test_readme_workers_get_no_notice_and_a_local_processs_malloc_for_the_sweep(
     assert all(faults > 200 for faults in before.values()), before
     assert all(faults < 32 for faults in during.values()), during
     assert all(faults > 200 for faults in after.values()), after
+    # the run computed with the sweep's malloc thresholds holds the numbers of a run alone
+    (run,) = load_sweep(path).runs
+    alone = simulate(run.scenario)
+    for table in ("model", "rounds"):
+        pd.testing.assert_frame_equal(
+            pd.read_parquet(tmp_path / "out" / "runs" / run.run_id / f"{table}.parquet"),
+            getattr(alone, table))
