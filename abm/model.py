@@ -113,14 +113,15 @@ class WallStreetFedsModel(mesa.Model):
             LiquidityProvider(self, spec)
             for spec in scenario.liquidity_providers for _ in range(spec.count)
         ]
+        key = learning_key(self.config)
         self.federation = FederationAgent(
             self, *self._build_learning(groups),
             budget=build(scenario.rewards.budget),
             clients=[ClientAccount(c.account, c.token) for c in self.clients],
             spec=scenario.contribution,
             behaviours=[g.behaviour for _, g in groups],
-            log=LearningLog(learning_key(self.config)),
-            replay=None if replay is None else Replay(replay, self.config),
+            log=LearningLog(key),
+            replay=None if replay is None else Replay(replay, key, self.config.source),
         )
         #: USD minted at genesis, by holder type (base units): the endowments.
         self.endowments: dict[str, int] = dict.fromkeys(AGENT_TYPES, 0)

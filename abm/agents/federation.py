@@ -47,11 +47,9 @@ class FederationAgent(Trader):
         self.log = log
         #: The run's rounds, when this model is that run's counterfactual twin.
         self.replay = replay
-        #: Rounds taken from `replay` that the learning core has not run (yet).
-        self._skipped: list[np.ndarray] = []
-        #: The current global model's validation accuracy and loss (`LearnedRound`).
-        self.accuracy = float(federation.accuracy)
-        self.loss = float(federation.loss)
+        #: How many rounds, the first ones of `log`, were taken from `replay` and not run by
+        #: the learning core (yet).
+        self._skipped = 0
         self.policy = policy
         self.budget = budget
         self.clients = clients
@@ -102,7 +100,6 @@ class FederationAgent(Trader):
         idx = np.flatnonzero(mask)
         learned = self._learn(mask)
         self.log.rounds.append(learned)
-        self.accuracy, self.loss = learned.accuracy, learned.loss
         contributions = np.zeros(n)
         shares = np.zeros(n)
         if idx.size:
@@ -203,9 +200,22 @@ class FederationAgent(Trader):
         return rows, shares, budget_usd
 
     @property
+    def accuracy(self) -> float:
+        """Validation accuracy of the current global model (the latest round's, learned or
+        replayed; before any round, the initial model's)."""
+        rounds = self.log.rounds
+        return rounds[-1].accuracy if rounds else float(self.federation.accuracy)
+
+    @property
+    def loss(self) -> float:
+        """Validation loss of the current global model, as `accuracy`."""
+        rounds = self.log.rounds
+        return rounds[-1].loss if rounds else float(self.federation.loss)
+
+    @property
     def replayed_rounds(self) -> int:
         """Rounds taken from the run's log that this twin never trained."""
-        return len(self._skipped)
+        return self._skipped
 
     def _learn(self, mask: np.ndarray) -> LearnedRound:
         """This round's learning among `mask` (bool (n,)): taken from the run's log while
@@ -216,11 +226,13 @@ class FederationAgent(Trader):
         if self.replay is not None:
             recorded = self.replay.recorded(self.rounds_done, mask)
             if recorded is not None and not self.model.check_ledger:
-                self._skipped.append(mask.copy())
+                self._skipped += 1
                 return recorded
-            for skipped in self._skipped:  # the learning core and the method catch up
-                self._train_and_measure(skipped)
-            self._skipped.clear()
+            # Replay stops for good at the first round out of step, so the skipped rounds
+            # are the log's first ones: the learning core and the method catch up on them.
+            for skipped in self.log.rounds[:self._skipped]:
+                self._train_and_measure(skipped.participants)
+            self._skipped = 0
         learned = self._train_and_measure(mask)
         if recorded is not None:
             differ = recorded.differences(learned)

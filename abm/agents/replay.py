@@ -93,10 +93,12 @@ class Replay:
     chose differently its learning is its own.
     """
 
-    def __init__(self, log: LearningLog, scenario: Scenario) -> None:
-        if log.key != learning_key(scenario):
+    def __init__(self, log: LearningLog, key: str, source: str) -> None:
+        """`key`: the `learning_key` of the replaying model's scenario, read from `source`
+        (for the message)."""
+        if log.key != key:
             raise ValueError(
-                f"{scenario.source}: the learning log comes from a scenario that learns "
+                f"{source}: the learning log comes from a scenario that learns "
                 "differently (seed, fl, contribution or the clients' behaviours differ); "
                 "a log replays only into a scenario with the same learning_key"
             )

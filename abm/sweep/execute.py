@@ -31,13 +31,16 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import CancelledError, Future, ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tqdm import tqdm
 
 from abm.scenario import Scenario
 from abm.sweep import store
 from abm.sweep.spec import MAX_RUNS, WARN_RUNS, RunSpec, Sweep, load_sweep, run_id
+
+if TYPE_CHECKING:
+    from abm.agents.replay import LearningLog
 
 __all__ = ["RunOutcome", "RunTask", "SweepRunError", "execute_run", "run_sweep"]
 
@@ -156,12 +159,12 @@ def _pid_alive(pid: int) -> bool:
 
 #: Learning logs of the runs this worker process simulated, by `learning_key`, the most
 #: recently used last: a later run that learns the same replays the latest one.
-_LOGS: OrderedDict[str, Any] = OrderedDict()
+_LOGS: OrderedDict[str, LearningLog] = OrderedDict()
 #: Learning keys kept per worker process (a log is ~1 kB per round).
 LOG_CACHE = 32
 
 
-def _learned(key: str, log: Any) -> None:
+def _learned(key: str, log: LearningLog) -> None:
     _LOGS[key] = log
     _LOGS.move_to_end(key)
     while len(_LOGS) > LOG_CACHE:
