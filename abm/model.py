@@ -115,7 +115,7 @@ class WallStreetFedsModel(mesa.Model):
         ]
         key = learning_key(self.config)
         self.federation = FederationAgent(
-            self, *self._build_learning(groups),
+            self, *build_learning(self.config), build(self.config.rewards.params),
             budget=build(scenario.rewards.budget),
             clients=[ClientAccount(c.account, c.token) for c in self.clients],
             spec=scenario.contribution,
@@ -170,59 +170,6 @@ class WallStreetFedsModel(mesa.Model):
             Investor(self, build(spec.params), spec)
             for spec in self.config.investors for _ in range(spec.count)
         ]
-
-    def _build_learning(self, groups) -> tuple[Any, Any, Any]:
-        """The FL federation, the contribution method and the reward policy."""
-        # Imported here so that importing the model (e.g. by the viz app) stays light until a
-        # model is built; torch loads with the first federation.
-        from abm.fl import Federation, partition, split_validation
-
-        cfg = self.config
-        fl = cfg.fl
-        data_rng = stream(cfg.seed, "fl.data")
-        fl_seed = stream_int(cfg.seed, "fl.torch", bits=31)
-        method_rng = stream(cfg.seed, "contribution")
-        with _as_scenario_error(cfg, "fl.dataset", fl.dataset.model_dump(mode="json")):
-            data = build(fl.dataset).load(data_rng)
-            wanted = getattr(fl.dataset, "n_samples", None)
-            if wanted is not None and len(data) < wanted:
-                # The resolved config must not claim samples that were not used (a partial
-                # CIFAR-10 copy; the bundled sizes are checked by the schema).
-                raise ValueError(
-                    f"n_samples is {wanted} but the data holds {len(data)} samples; give at "
-                    f"most {len(data)}"
-                )
-            train, val = split_validation(data, fl.val_fraction, data_rng)
-        behaviours = [build(g.behaviour_params) for _, g in groups]
-        with _as_scenario_error(cfg, "fl.partition", fl.partition.model_dump()):
-            # The partitioner enforces the minimum (redrawing Dirichlet proportions, topping up
-            # small clients from the largest); checked again on what it produced.
-            parts = partition(train.y, len(groups), scheme=fl.partition.scheme, rng=data_rng,
-                              alpha=fl.partition.alpha,
-                              size_weights=[b.size_weight for b in behaviours],
-                              min_size=MIN_SAMPLES_PER_CLIENT)
-        for (cid, g), part in zip(groups, parts, strict=True):
-            if len(part) < MIN_SAMPLES_PER_CLIENT:
-                raise ScenarioError(
-                    f"{cfg.source}: a problem: client {cid} (behaviour {g.behaviour}) gets "
-                    f"{len(part)} training samples of {len(train)}; every client needs at "
-                    f"least {MIN_SAMPLES_PER_CLIENT}: use fewer clients, more samples, or a "
-                    f"larger size_weight or partition alpha."
-                )
-        from abm.fl.device import resolve_device
-
-        with _as_scenario_error(cfg, "fl.device", fl.device):
-            device = resolve_device(fl.device)
-        # the only user-reachable Federation error left after the schema's checks
-        with _as_scenario_error(cfg, "fl.utility_samples", fl.utility_samples):
-            federation = Federation(
-                train, parts, val, behaviours, model=fl.model, hidden=fl.hidden,
-                local_epochs=fl.local_epochs, batch_size=fl.batch_size, lr=fl.lr,
-                metric=fl.metric, utility_samples=fl.utility_samples, device=device,
-                seed=fl_seed,
-            )
-        method = build(cfg.contribution.params, rng=method_rng)
-        return federation, method, build(cfg.rewards.params)
 
     def _genesis(self) -> None:
         """Initial supplies, endowments and seeded pools (docs/model.md, section 5).
@@ -477,6 +424,64 @@ def _remarked(old: AgentMarks, agents) -> AgentMarks:
     new = AgentMarks(agents)
     new.values["fees_earned"][:] = [fees.get(i, 0.0) for i in new.ids.tolist()]
     return new
+
+
+def build_learning(cfg: Scenario) -> tuple[Any, Any]:
+    """The FL federation (`abm.fl.Federation`) and the contribution method a scenario asks
+    for, built from its seed's streams (`fl.data`, `fl.torch`, `contribution`) exactly as a
+    run builds them (so that what `bench.contribution_grid` measures is what runs compute).
+    A data file or partition that cannot be made is a `ScenarioError` naming the field."""
+    # Imported here so that importing the model (e.g. by the viz app) stays light until a
+    # model is built; torch loads with the first federation.
+    from abm.fl import Federation, partition, split_validation
+
+    groups = cfg.client_groups()
+    fl = cfg.fl
+    data_rng = stream(cfg.seed, "fl.data")
+    fl_seed = stream_int(cfg.seed, "fl.torch", bits=31)
+    method_rng = stream(cfg.seed, "contribution")
+    with _as_scenario_error(cfg, "fl.dataset", fl.dataset.model_dump(mode="json")):
+        data = build(fl.dataset).load(data_rng)
+        wanted = getattr(fl.dataset, "n_samples", None)
+        if wanted is not None and len(data) < wanted:
+            # The resolved config must not claim samples that were not used (a partial
+            # CIFAR-10 copy; the bundled sizes are checked by the schema).
+            raise ValueError(
+                f"n_samples is {wanted} but the data holds {len(data)} samples; give at "
+                f"most {len(data)}"
+            )
+        train, val = split_validation(data, fl.val_fraction, data_rng)
+    behaviours = [build(g.behaviour_params) for _, g in groups]
+    with _as_scenario_error(cfg, "fl.partition", fl.partition.model_dump()):
+        # The partitioner enforces the minimum (redrawing Dirichlet proportions, topping up
+        # small clients from the largest); checked again on what it produced.
+        parts = partition(train.y, len(groups), scheme=fl.partition.scheme, rng=data_rng,
+                          alpha=fl.partition.alpha,
+                          size_weights=[b.size_weight for b in behaviours],
+                          min_size=MIN_SAMPLES_PER_CLIENT)
+    for (cid, g), part in zip(groups, parts, strict=True):
+        if len(part) < MIN_SAMPLES_PER_CLIENT:
+            raise ScenarioError(
+                f"{cfg.source}: a problem: client {cid} (behaviour {g.behaviour}) gets "
+                f"{len(part)} training samples of {len(train)}; every client needs at "
+                f"least {MIN_SAMPLES_PER_CLIENT}: use fewer clients, more samples, or a "
+                f"larger size_weight or partition alpha."
+            )
+    from abm.fl.device import resolve_device
+
+    with _as_scenario_error(cfg, "fl.device", fl.device):
+        device = resolve_device(fl.device)
+    # the only user-reachable Federation error left after the schema's checks
+    with _as_scenario_error(cfg, "fl.utility_samples", fl.utility_samples):
+        federation = Federation(
+            train, parts, val, behaviours, model=fl.model, hidden=fl.hidden,
+            local_epochs=fl.local_epochs, batch_size=fl.batch_size, lr=fl.lr,
+            metric=fl.metric, coalition=cfg.contribution.coalition,
+            utility_samples=fl.utility_samples, device=device,
+            seed=fl_seed,
+        )
+    method = build(cfg.contribution.params, rng=method_rng)
+    return federation, method
 
 
 class _as_scenario_error:

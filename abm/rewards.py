@@ -110,18 +110,43 @@ class AccuracyGainBudget(Budget):
         return self.params.per_point * max(0.0, 100.0 * accuracy_gain)
 
 
+class CarriedContributions:
+    """The `carry` rule's state: per client its contributions to date and their high-water mark.
+
+    A round's payable score is what lifts a client's running total above its highest total so
+    far (never below 0): a client whose update hurt the model first makes up that loss before
+    it earns again, so chance positive rounds of an update that is worth nothing in
+    expectation (noise) do not add up to pay. Totals are in the utility's units, summed over
+    the rounds the client took part in (a round it sat out adds 0). docs/model.md, 7.6.
+    """
+
+    def __init__(self, n: int) -> None:
+        self.total = np.zeros(n)
+        self.high = np.zeros(n)  # starts at 0: a negative start is owed, a positive one paid
+
+    def payable(self, contributions: np.ndarray) -> np.ndarray:
+        """Add one round's contributions (n,) and return the payable scores (n,), all >= 0."""
+        self.total = self.total + np.asarray(contributions, dtype=np.float64)
+        high = np.maximum(self.high, self.total)
+        gain = high - self.high
+        self.high = high
+        assert np.all(gain >= 0.0), "a high-water mark never falls"
+        return gain
+
+
 def shares_from_contributions(
     contributions: np.ndarray,
     *,
     negative: Literal["clip", "shift"] = "clip",
     zero_total: Literal["equal", "withhold"] = "equal",
 ) -> np.ndarray:
-    """Reward shares s (n,) summing to 1, or all zero, from one round's contributions c (n,).
+    """Reward shares s (n,) summing to 1, or all zero, from one round's scores c (n,).
 
-    `clip`: s_i = max(c_i, 0) / sum_j max(c_j, 0), the design's rule: a client that hurt the
-    model earns nothing. `shift`: s_i proportional to c_i - min(c), which keeps the ranking even
-    when every score is negative. When no client has a positive score the round's budget is
-    split equally (`zero_total="equal"`) or kept by the federation (`"withhold"`).
+    `clip`: s_i = max(c_i, 0) / sum_j max(c_j, 0): a client that hurt the model earns
+    nothing. `shift`: s_i proportional to c_i - min(c), which keeps the ranking even when
+    every score is negative. (The `carry` rule clips the payable scores of
+    `CarriedContributions`.) When no client has a positive score the round's budget is split
+    equally (`zero_total="equal"`) or kept by the federation (`"withhold"`).
     """
     c = np.asarray(contributions, dtype=np.float64)
     if c.ndim != 1 or c.size == 0:

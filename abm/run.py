@@ -288,6 +288,15 @@ def _summary(model, tables, timings, check: bool) -> dict[str, Any]:
                     "between-round truncation scored all zero); their budget was "
                     + handled,
         },
+        "zero_probe": {
+            "mean_pct": sum(fed.probe_pcts) / len(fed.probe_pcts) if fed.probe_pcts else 0.0,
+            "max_pct": max(fed.probe_pcts, default=0.0),
+            "rounds_paid": int(sum(p > 0 for p in fed.probe_pcts)),
+            "note": "what a phantom client sending a zero update (claiming the participants' "
+                    "mean data size) would have been paid, % of each round's positive "
+                    "contributions; above 0 the coalition game rewards sending nothing "
+                    "(docs/model.md, section 7.5)",
+        },
         "empty_rounds": {
             "rounds": fed.empty_rounds,
             "budget_usd": fed.empty_budget / ONE,

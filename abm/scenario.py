@@ -228,9 +228,22 @@ class ContributionSpec(_Named):
 
     method: str = param("gtg_shapley", "the contribution method (a registered component)")
     params: SerializeAsAny[Params] = param(Params(), "the method's parameters")
-    negative: Literal["clip", "shift"] = param(
-        "clip", "clip: s_i = max(c_i, 0) / sum, a client that hurt the model earns nothing; "
-        "shift: s_i proportional to c_i - min(c), keeps the order when every score is negative"
+    negative: Literal["carry", "clip", "shift"] = param(
+        "carry", "how scores below zero count: carry = a round pays what lifts a client's "
+        "contributions to date above their highest total so far (a round that hurt the model "
+        "is made up before the client earns again, so the chance positive rounds of a noise "
+        "update do not add up to pay); clip = s_i = max(c_i, 0) / sum, each round on its own; "
+        "shift = s_i proportional to c_i - min(c), keeps the order when every score is "
+        "negative; docs/model.md, section 7.6"
+    )
+    coalition: Literal["round_weights", "coalition_fedavg"] = param(
+        "round_weights", "how a coalition's model is formed in the round's game: "
+        "round_weights = the round's aggregate with only the coalition's updates, each at its "
+        "weight in the round (a client that sent a zero update is a null player, worth exactly "
+        "0 whatever data size it claims); coalition_fedavg = the FedAvg of the coalition's own "
+        "updates, weights renormalised within it (a zero update dilutes the others' step and "
+        "can earn value where the full step overshoots; kept for comparison); docs/model.md, "
+        "section 7.4"
     )
     zero_total: Literal["equal", "withhold"] = param(
         "withhold", "when no client has a positive score (a round the method could not rank, "

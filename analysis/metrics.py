@@ -475,7 +475,9 @@ def summarise_run(run: Run) -> dict[str, Any]:
     `distribution_cost_pct`, `min_allotted_vs_equal_pct`, `max_allotted_vs_equal_pct`,
     `min_attributable_vs_equal_pct`, `max_attributable_vs_equal_pct` (the extremes of the
     `client_rewards` columns; NaN without a twin), `unranked_rounds` (rounds the method could
-    not rank, from summary.json; NaN if absent); participation
+    not rank, from summary.json; NaN if absent), `zero_probe_pct` (the mean share of a
+    round's rewards the zero-update probe would be paid, docs/model.md 7.5; NaN if absent);
+    participation
     (`participation_summary`: `mean_participation`, `final_participating`,
     `participation_<behaviour>`, `ir_violations`, `training_costs_usd`); and the market
     statistics of `analysis.market_stats.market_statistics` (medians across tokens of
@@ -519,6 +521,7 @@ def summarise_run(run: Run) -> dict[str, Any]:
         "max_attributable_vs_equal_pct": _nan_extreme(rewards["attributable_vs_equal_pct"],
                                                       max),
         "unranked_rounds": float(unranked),
+        "zero_probe_pct": float((run.summary.get("zero_probe") or {}).get("mean_pct", NAN)),
         "total_reward_usd": NAN if budgets is None else float(budgets),
         "reward_contribution_rho": spearman(rewards["allotted_usd"], rewards["contribution"]),
         "attributable_contribution_rho": spearman(rewards["attributable_usd"],
@@ -547,6 +550,7 @@ RUN_OUTPUTS = (
     "min_attributable_vs_equal_pct",
     "max_attributable_vs_equal_pct",
     "unranked_rounds",
+    "zero_probe_pct",
     "reward_contribution_rho",
     "attributable_contribution_rho",
     "attributable_gini",

@@ -125,13 +125,15 @@ def render_report(run: Run, figure_dir: Path, report_dir: Path) -> str:
             "Distribution cost: fees and slippage paid by the federation (USD)",
             "Distribution cost (% of rewards)",
             "FL rounds the method could not rank (no positive contribution)",
+            "Zero-update probe: what a client sending nothing would be paid (% of a "
+            "round's rewards; mean over rounds, max, rounds above 0)",
         ],
         "value": [rho(headline["price_contribution_spearman"]),
                   rho(headline["reward_contribution_rho"]),
                   rho(headline["attributable_contribution_rho"]),
                   _cell(headline["reward_gini"], ".3f"), _cell(cost["rewards_usd"], ",.2f"),
                   _cell(cost["cost_usd"], ",.2f"), _cell(cost["cost_pct"], ".2f"),
-                  _unranked_text(unranked)],
+                  _unranked_text(unranked), _probe_text(run.summary.get("zero_probe"))],
     })
     client_table = rewards[[
         "client", "behaviour", "contribution", "allotted_usd", "allotted_vs_equal_pct",
@@ -190,6 +192,7 @@ def render_report(run: Run, figure_dir: Path, report_dir: Path) -> str:
         markdown_table(overview, {"final accuracy": ".4f"}),
         "## Headline",
         markdown_table(numbers),
+        *_probe_warning(run.summary.get("zero_probe"), run.config),
         "The Gini uses the mean absolute difference with losses kept (not clipped to 0): "
         "it is the usual Gini when every value is non-negative.",
         "## Reward per client: allotted, attributable, spot-marked",
@@ -410,6 +413,28 @@ def _participation_text(summary: Mapping[str, Any]) -> str:
         text += (f" In {empty} round(s) nobody trained: the model stayed as it was and the "
                  "round's budget was withheld by the treasury.")
     return text
+
+
+def _probe_text(probe: Mapping[str, Any] | None) -> str:
+    """The zero-update probe's row of the headline (docs/model.md, section 7.5)."""
+    if not probe:
+        return MISSING
+    return (f"{float(probe['mean_pct']):.2f} % (max {float(probe['max_pct']):.2f} %, "
+            f"{int(probe['rounds_paid'])} rounds above 0)")
+
+
+def _probe_warning(probe: Mapping[str, Any] | None, config: Mapping[str, Any]) -> list[str]:
+    """A paragraph when the coalition game pays a client for sending nothing."""
+    if not probe or not float(probe["rounds_paid"]):
+        return []
+    rule = (config.get("contribution") or {}).get("coalition", "?")
+    return [f"**The coalition game rewards sending nothing.** A phantom client sending a zero "
+            f"update would have been paid in {int(probe['rounds_paid'])} rounds "
+            f"({float(probe['mean_pct']):.2f} % of a round's rewards on average): under the "
+            f"`{rule}` coalition rule a zero update dilutes the others' step, which lowers "
+            "the loss where the full step overshoots, so free riders are paid for damping. "
+            "`contribution.coalition: round_weights` makes a zero update a null player "
+            "(docs/model.md, section 7.5)."]
 
 
 def _unranked_text(unranked: Mapping[str, Any]) -> str:

@@ -25,6 +25,12 @@ Rows:
    (Spearman and relative L1 error over 20 permutation seeds per round, on each round's table
    of all 1,024 utilities): what a cheaper setting costs in accuracy.
 
+6. The coalition rule's cost (issue 21): exact Shapley and GTG-Shapley per round under
+   ``round_weights`` (the default: a zero update is a null player) against
+   ``coalition_fedavg`` (the rule before), on the same rounds' updates, digits MLP (row 1's
+   rounds) and the CIFAR CNN (row 3's last round), side by side; and the zero-update probe's
+   cost per round. Row 3's CIFAR round includes the probe.
+
 The baseline's end-to-end time and its split by phase are printed by ``bench.model``.
 """
 
@@ -51,7 +57,14 @@ from abm.fl import (
     split_validation,
 )
 from abm.fl.game import LOSS_TOLERANCE, CoalitionGame
-from abm.fl.shapley import all_masks, exact_shapley, shapley_from_values, tmc_shapley
+from abm.fl.shapley import (
+    all_masks,
+    exact_shapley,
+    gtg_shapley,
+    shapley_from_values,
+    tmc_shapley,
+    zero_probe,
+)
 from abm.scenario import parse_scenario, read_yaml
 from bench.cifar_like import write_cifar_like
 from bench.table import record
@@ -266,6 +279,7 @@ def cifar() -> dict[str, Any]:
         res = fed.run_round()
         t1, c1 = time.perf_counter(), time.thread_time()
         phi = m(res)
+        zero_probe(res.game, float(np.mean(res.weights)), np.random.default_rng(r))
         t2, c2 = time.perf_counter(), time.thread_time()
         row = {"round": r, "fl_s": t1 - t0, "contribution_s": t2 - t1, "cpu_s": c2 - c0,
                "fl_cpu_s": c1 - c0, "evaluations": m.evaluations_last_round,
@@ -288,7 +302,8 @@ def cifar() -> dict[str, Any]:
             row["utility_abs_diff"] = float(np.abs(acc_sub - acc_full).mean())
         rows.append(row)
     return {"rows": rows, "n_val": len(val), "utility_samples": fl.utility_samples,
-            "n_train": len(train), "method": method}
+            "n_train": len(train), "method": method, "last": res, "net": fed.net,
+            "X": fed.X_utility, "y": fed.y_utility}
 
 
 def report_cifar(f: dict[str, Any]) -> list[tuple[str, str, str, bool]]:
@@ -297,7 +312,8 @@ def report_cifar(f: dict[str, Any]) -> list[tuple[str, str, str, bool]]:
           f"{f['utility_samples'] or f['n_val']}, {f['method']}")
     for x in f["rows"]:
         print(f"  round {x['round']}: wall: FL {x['fl_s']:.2f} s + contributions "
-              f"{x['contribution_s']:.2f} s ({x['evaluations']} coalitions); CPU time of the "
+              f"{x['contribution_s']:.2f} s ({x['evaluations']} coalitions, and the "
+              "zero-update probe); CPU time of the "
               f"run's one thread: FL {x['fl_cpu_s']:.2f} s + contributions "
               f"{x['cpu_s'] - x['fl_cpu_s']:.2f} s; accuracy {x['accuracy']:.3f}")
     last = f["rows"][-1]
@@ -312,6 +328,60 @@ def report_cifar(f: dict[str, Any]) -> list[tuple[str, str, str, bool]]:
     return [("CIFAR-10 CNN, FL + GTG per round (CPU time)",
              f"{cpu:.1f} s CPU ({wall:.1f} s wall)",
              f"<= {CIFAR_ROUND_TARGET_S:.0f} s", cpu <= CIFAR_ROUND_TARGET_S)]
+
+
+# -- row 6 ------------------------------------------------------------------------------------
+def utility_cost(games: dict[int, CoalitionGame], cifar_round: dict[str, Any]) -> list[dict]:
+    """Exact and GTG-Shapley per round under each coalition rule on the same updates (best of
+    3, alternating), and the zero-update probe's cost; CIFAR: GTG only (exact is 1,024 CNN
+    coalitions)."""
+    cases = [(f"digits MLP, round {r}", g.net, g.prev, g.updates, g.weights, g.X_val, g.y_val,
+              True) for r, g in games.items()]
+    res = cifar_round["last"]
+    cases.append(("CIFAR CNN (stand-in), round 3", cifar_round["net"], res.prev_params,
+                  res.updates, res.weights, cifar_round["X"], cifar_round["y"], False))
+    out = []
+    for name, net, prev, U, w, X, y, with_exact in cases:
+        games_by = {rule: CoalitionGame(net, prev, U, w, X, y, metric="loss", coalition=rule)
+                    for rule in ("round_weights", "coalition_fedavg")}
+        n = U.shape[0]
+        row = {"case": name}
+        for label, run in (("gtg", lambda g, n=n: gtg_shapley(g, n,
+                                                               rng=np.random.default_rng(0))),
+                           ("exact", lambda g, n=n: exact_shapley(g, n))):
+            if label == "exact" and not with_exact:
+                continue
+
+            def timed(rule, run=run, games_by=games_by):
+                g = games_by[rule]
+                g.clear_cache()
+                g._first_cache = None  # each measurement pays its first layer
+                return run(g)
+
+            t_new, _, t_old, _ = _interleaved(lambda: timed("round_weights"),
+                                              lambda: timed("coalition_fedavg"), reps=3)
+            row[f"{label}_new_s"], row[f"{label}_old_s"] = t_new, t_old
+        g = games_by["round_weights"]
+        g.clear_cache()
+        gtg_shapley(g, n, rng=np.random.default_rng(0))
+        t0 = time.perf_counter()
+        zero_probe(g, float(np.mean(w)), np.random.default_rng(0))
+        row["probe_s"] = time.perf_counter() - t0
+        out.append(row)
+    return out
+
+
+def report_utility_cost(rows: list[dict]) -> None:
+    print("coalition rule's cost per round, round_weights (new default) vs coalition_fedavg "
+          "(before), same updates, best of 3 alternating; the probe after GTG (its memo "
+          "warm):")
+    print(f"  {'case':32s} {'GTG new':>9s} {'GTG before':>11s} {'exact new':>10s} "
+          f"{'exact before':>13s} {'probe':>8s}")
+    for x in rows:
+        ex = (f"{1e3 * x['exact_new_s']:8.0f}ms {1e3 * x['exact_old_s']:11.0f}ms"
+              if "exact_new_s" in x else f"{'-':>10s} {'-':>13s}")
+        print(f"  {x['case']:32s} {1e3 * x['gtg_new_s']:7.0f}ms {1e3 * x['gtg_old_s']:9.0f}ms "
+              f"{ex} {1e3 * x['probe_s']:6.0f}ms")
 
 
 # -- row 4 ------------------------------------------------------------------------------------
@@ -369,9 +439,12 @@ def main() -> None:
     try:
         measured = exact_and_gtg()
         summary = report_exact_and_gtg(measured)
-        report_gtg_study(gtg_study(measured.pop("games")))
+        measured_games = measured.pop("games")
+        report_gtg_study(gtg_study(measured_games))
         report_many(many_clients())
-        summary += report_cifar(cifar())
+        cifar_measured = cifar()
+        summary += report_cifar(cifar_measured)
+        report_utility_cost(utility_cost(measured_games, cifar_measured))
     finally:
         torch.set_num_threads(old)
     print("summary (learning rows of issue 13):")

@@ -79,8 +79,10 @@ def test_data_size_cosine_and_leave_one_out_semantics():
     cos = method("cosine")(res)
     assert cos.shape == (5,) and cos[3] == 0.0  # zero update
     assert np.all(cos[:3] > 0.3) and cos[4] < cos[:3].min()
-    u, agg = res.updates[0].double(), res.aggregate.double()
-    assert cos[0] == pytest.approx(float(u @ agg / (u.norm() * agg.norm())))
+    # against the aggregate of the others, never one that contains the update itself
+    U, w = res.updates.double(), torch.from_numpy(res.weights)
+    u, others = U[0], w[1:] @ U[1:]
+    assert cos[0] == pytest.approx(float(u @ others / (u.norm() * others.norm())), abs=1e-12)
 
     loo = method("leave_one_out")
     vals = loo(res)

@@ -97,14 +97,18 @@ def test_accumulate_breaks_ties_like_argmax():
     torch.testing.assert_close(loss, expected_loss, rtol=0, atol=1e-4)
 
 
-def test_values_do_not_depend_on_the_batch_a_coalition_came_in():
+@pytest.mark.parametrize("coalition", ["round_weights", "coalition_fedavg"])
+def test_values_do_not_depend_on_the_batch_a_coalition_came_in(coalition):
+    """Within the fast path's stated tolerance (a float32 GEMM rounds with the batch's shape),
+    and exactly once memoised: a coalition keeps the value it first got for the round."""
     _, res = round_result(NAMES, metric="loss", rounds=2)
     g = res.game
+
     masks = all_masks(len(NAMES))
 
     def fresh():
         return CoalitionGame(g.net, g.prev, g.updates, g.weights, g.X_val, g.y_val,
-                             metric="loss")
+                             metric="loss", coalition=coalition)
 
     whole = fresh()(masks)
     game = fresh()
@@ -112,7 +116,8 @@ def test_values_do_not_depend_on_the_batch_a_coalition_came_in():
     parts = np.empty(64)
     for chunk in np.array_split(order, 7):
         parts[chunk] = game(masks[chunk])
-    np.testing.assert_allclose(parts, whole, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(parts, whole, rtol=0, atol=LOSS_TOLERANCE)
+    np.testing.assert_array_equal(game(masks), parts)  # one value per coalition and round
 
 
 def test_first_layer_outputs_recomputed_when_too_big_to_keep(monkeypatch):
@@ -129,12 +134,20 @@ def test_first_layer_outputs_recomputed_when_too_big_to_keep(monkeypatch):
     assert fresh._first_cache is None
 
 
-def test_coalition_model_is_prev_plus_weighted_mean_of_members():
+@pytest.mark.parametrize("coalition", ["round_weights", "coalition_fedavg"])
+def test_coalition_model_is_prev_plus_its_members_weighted_updates(coalition):
+    """round_weights: each member at its weight in the round; coalition_fedavg: weights
+    renormalised within the coalition. Either way the grand coalition is the round's model."""
     fed, res = round_result(NAMES)
-    g = res.game
+    g = CoalitionGame(fed.net, res.prev_params, res.updates, res.weights, fed.X_val, fed.y_val,
+                      coalition=coalition)
+    torch.testing.assert_close(g.coalition_params(g.grand_mask)[0], res.params, atol=1e-7,
+                               rtol=0)
     mask = np.array([[True, False, True, False, False, True]])
     w = res.weights * mask[0]
-    expected = res.prev_params.double() + torch.from_numpy(w / w.sum()) @ res.updates.double()
+    if coalition == "coalition_fedavg":
+        w = w / w.sum()
+    expected = res.prev_params.double() + torch.from_numpy(w) @ res.updates.double()
     torch.testing.assert_close(g.coalition_params(mask)[0].double(), expected, atol=1e-6, rtol=0)
     acc, _ = fed.net.evaluate(expected.float(), g.X_val, g.y_val)
     assert g(mask)[0] == pytest.approx(acc, abs=1 / len(g.y_val) + 1e-12)
@@ -207,8 +220,10 @@ def test_gtg_on_a_fixed_game_reproduces_its_recorded_values():
     scale = torch.tensor([0.3, 0.2, 0.0, -0.2, 0.1, 0.3, 0.25, 0.15])[:, None]
     U = scale * D + 0.05 * torch.randn(8, net.n_params, generator=gen)
     U[2] = 0.0  # a free rider
-    game = CoalitionGame(net, prev, U, np.array([3.0, 1, 2, 2, 1, 4, 2, 3]), X, y,
-                         metric="loss")
+    weights = np.array([3.0, 1, 2, 2, 1, 4, 2, 3])
+    # recorded under the coalition rule of the time: the free rider earned 0.038 there
+    game = CoalitionGame(net, prev, U, weights, X, y, metric="loss",
+                         coalition="coalition_fedavg")
     recorded = {
         0: (64, 184, [-0.05008308364699286, -0.006509115987767801, 0.03839562356472011,
                       0.051265124039103535, 0.0213309363710383, -0.11561761194219197,
@@ -222,3 +237,6 @@ def test_gtg_on_a_fixed_game_reproduces_its_recorded_values():
         est = gtg_shapley(game, 8, rng=np.random.default_rng(seed), eps_within=0.002)
         assert (est.n_permutations, est.evaluations, est.converged) == (perms, evaluations, True)
         np.testing.assert_allclose(est.values, values, rtol=0, atol=LOSS_TOLERANCE)
+    # under round_weights the free rider is a null player: 0 in every permutation
+    null = CoalitionGame(net, prev, U, weights / weights.sum(), X, y, metric="loss")
+    assert gtg_shapley(null, 8, rng=np.random.default_rng(0)).values[2] == 0.0

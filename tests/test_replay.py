@@ -52,7 +52,7 @@ def test_a_twin_in_step_with_its_run_learns_nothing_and_gets_the_same_tables(met
     alone = _run(scenario.twin())
     _assert_same_tables(twin, alone)
     assert twin.federation.replayed_rounds == run.federation.rounds_done == 4
-    assert twin.federation.timings == {"fl": 0.0, "contribution": 0.0}
+    assert twin.federation.timings == {"fl": 0.0, "contribution": 0.0, "probe": 0.0}
     assert twin.accuracy == alone.accuracy and twin.loss == alone.loss
     # what the twin learned is what it logs, round for round
     for mine, theirs in zip(twin.federation.log.rounds, alone.federation.log.rounds,

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from abm import registry
 from abm.amm import ONE, Ledger, Market
-from abm.rewards import ClientAccount, allot, shares_from_contributions
+from abm.rewards import CarriedContributions, ClientAccount, allot, shares_from_contributions
 
 POLICIES = registry.names("policy")
 
@@ -177,3 +177,25 @@ def test_unknown_policy_names_the_allowed_ones():
     with pytest.raises(ValueError, match="allowed values are 'equal', 'direct', 'mint', "
                        "'buyback' or 'dividend'"):
         make_policy("airdrop")
+
+
+def test_carry_pays_what_lifts_the_total_above_its_high_water_mark():
+    """A round that hurt the model is made up before the client earns again (exact vector)."""
+    carried = CarriedContributions(2)
+    rounds = [[1.0, -2.0], [-3.0, 1.0], [1.0, 1.5], [2.5, 0.25], [0.5, -1.0]]
+    got = [carried.payable(np.array(c)).tolist() for c in rounds]
+    # client 0: totals 1, -2, -1, 1.5, 2 -> high 1, 1, 1, 1.5, 2
+    # client 1: totals -2, -1, 0.5, 0.75, -0.25 -> high 0, 0, 0.5, 0.75, 0.75
+    assert got == [[1.0, 0.0], [0.0, 0.0], [0.0, 0.5], [0.5, 0.25], [0.5, 0.0]]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.lists(st.floats(-1e3, 1e3), min_size=3, max_size=3), min_size=1,
+                max_size=30))
+def test_carry_never_pays_more_than_the_best_total_to_date(rounds):
+    """Payable scores are >= 0 and, summed, equal each client's highest running total
+    (floored at 0): noise that sums to nothing in expectation is paid only its excursions."""
+    carried = CarriedContributions(3)
+    paid = sum(carried.payable(np.array(c)) for c in rounds)
+    best = np.maximum(np.cumsum(np.array(rounds), axis=0).max(axis=0), 0.0)
+    np.testing.assert_allclose(paid, best, rtol=1e-9, atol=1e-9)

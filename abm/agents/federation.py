@@ -14,7 +14,15 @@ import numpy as np
 from abm.agents.replay import LearnedRound, LearningLog, Replay
 from abm.agents.trader import Trader
 from abm.amm import ONE, InvariantViolation, to_units
-from abm.rewards import Budget, ClientAccount, Payout, RewardPolicy, shares_from_contributions
+from abm.rewards import (
+    Budget,
+    CarriedContributions,
+    ClientAccount,
+    Payout,
+    RewardPolicy,
+    shares_from_contributions,
+)
+from abm.streams import stream
 
 if TYPE_CHECKING:
     from abm.fl import ContributionMethod, Federation
@@ -55,7 +63,9 @@ class FederationAgent(Trader):
         self.clients = clients
         self.spec = spec
         self.behaviours = behaviours
-        self.timings = {"fl": 0.0, "contribution": 0.0}
+        self.timings = {"fl": 0.0, "contribution": 0.0, "probe": 0.0}
+        #: The zero-update probe's own stream: the method's draws are not shifted by it.
+        self.probe_rng = stream(model.config.seed, "contribution.probe")
         self.rounds_done = 0
         self.total_cost = 0  # base units of fees and slippage paid delivering rewards
         # The money book of the rewards, exact base units (docs/model.md, section 4.11).
@@ -82,6 +92,10 @@ class FederationAgent(Trader):
         self.realised = [0] * n
         self.last_participants = n
         self.last_realised = [0] * n
+        #: Per round in which anyone trained: the zero-update probe's share (%), above.
+        self.probe_pcts: list[float] = []
+        #: The `carry` rule's running totals and high-water marks (unused by clip and shift).
+        self.carried = CarriedContributions(n)
 
     def run_round(self, participants: np.ndarray | None = None
                   ) -> tuple[list[dict[str, Any]], np.ndarray, float]:
@@ -101,20 +115,24 @@ class FederationAgent(Trader):
         learned = self._learn(mask)
         self.log.rounds.append(learned)
         contributions = np.zeros(n)
+        contributions[idx] = learned.contributions
+        # The scores the shares come from: this round's contributions (clip, shift), or what
+        # lifts each client's contributions to date above their high-water mark (carry).
+        carry = self.spec.negative == "carry"
+        scores = self.carried.payable(contributions) if carry else contributions
+        rule = "clip" if carry else self.spec.negative
         shares = np.zeros(n)
         if idx.size:
-            contributions[idx] = learned.contributions
             shares[idx] = shares_from_contributions(
-                contributions[idx], negative=self.spec.negative, zero_total=self.spec.zero_total
+                scores[idx], negative=rule, zero_total=self.spec.zero_total
             )
         info = learned.info
         truncated = bool(info.get("truncated_round", False))
-        played = contributions[idx]
-        all_zero = bool(idx.size and np.all(played == 0.0))
+        played = scores[idx]
+        all_zero = bool(idx.size and np.all(contributions[idx] == 0.0))
         # Unranked: the shares did not come from the scores (see shares_from_contributions).
         if idx.size:
-            weights = (np.maximum(played, 0.0) if self.spec.negative == "clip"
-                       else played - played.min())
+            weights = np.maximum(played, 0.0) if rule == "clip" else played - played.min()
             unranked = not weights.sum() > 0
         else:
             unranked = False  # an empty round is counted on its own (`empty_rounds`)
@@ -168,6 +186,12 @@ class FederationAgent(Trader):
 
         sizes = self.federation.client_sizes
         evaluations = learned.evaluations
+        # What a client sending nothing would have been paid, % of the round's positive
+        # total: > 0 when the game rewards a zero update (docs/model.md, 7.5).
+        positive = float(np.maximum(contributions, 0.0).sum()) + max(learned.probe, 0.0)
+        probe_pct = 100 * max(learned.probe, 0.0) / positive if positive > 0 else 0.0
+        if idx.size:
+            self.probe_pcts.append(probe_pct)
         rows = []
         for i, (client, payout) in enumerate(zip(self.clients, payouts, strict=True)):
             rows.append({
@@ -177,6 +201,7 @@ class FederationAgent(Trader):
                 "behaviour": self.behaviours[i],
                 "n_samples": int(sizes[i]),
                 "contribution": float(contributions[i]),
+                "payable": float(scores[i]),
                 "share": float(shares[i]),
                 "reward_usd": payout.reward / ONE,
                 "tokens_minted": payout.tokens_minted / ONE,
@@ -196,6 +221,8 @@ class FederationAgent(Trader):
                 "truncated": truncated,
                 "participating": bool(mask[i]),
                 "reward_if_sold_usd": realised[i] / ONE,
+                "zero_probe": learned.probe,
+                "zero_probe_pct": probe_pct,
             })
         return rows, shares, budget_usd
 
@@ -244,8 +271,8 @@ class FederationAgent(Trader):
         return learned
 
     def _train_and_measure(self, mask: np.ndarray) -> LearnedRound:
-        """Train one FedAvg round among `mask` and measure its contributions (the
-        participants' only), timed as `fl` and `contribution`."""
+        """Train one FedAvg round among `mask`, measure its contributions (the participants'
+        only) and the zero-update probe, timed as `fl`, `contribution` and `probe`."""
         t0 = time.perf_counter()
         result = self.federation.run_round(mask)
         t1 = time.perf_counter()
@@ -254,6 +281,15 @@ class FederationAgent(Trader):
                          else np.zeros(0))
         self.timings["fl"] += t1 - t0
         self.timings["contribution"] += time.perf_counter() - t1
+        probe, probe_evaluations = 0.0, 0
+        if trained:
+            from abm.fl.shapley import zero_probe
+
+            # A phantom claiming the participants' mean data share (docs/model.md, 7.5).
+            t2 = time.perf_counter()
+            probe, probe_evaluations = zero_probe(result.game, float(np.mean(result.weights)),
+                                                  self.probe_rng)
+            self.timings["probe"] += time.perf_counter() - t2
         method = self.method
         return LearnedRound(
             participants=mask.copy(), accuracy=float(result.accuracy),
@@ -261,4 +297,5 @@ class FederationAgent(Trader):
             contributions=contributions,
             info=dict(getattr(method, "info_last_round", None) or {}) if trained else {},
             evaluations=int(getattr(method, "evaluations_last_round", 0)) if trained else 0,
+            probe=probe, probe_evaluations=probe_evaluations,
         )

@@ -41,7 +41,9 @@ class LearnedRound:
     `participants` bool (n,) (who trained); `accuracy`, `loss` of the new global model and
     `prev_accuracy` of the one before (validation split; a fraction and a mean cross-entropy);
     `contributions` (k,) float64, the method's values for the k participants in client
-    order; the method's `info` and coalition `evaluations` (0 when nobody trained).
+    order; the method's `info` and coalition `evaluations` (0 when nobody trained); the
+    zero-update probe's value in the round's game (`abm.fl.shapley.zero_probe`, utility
+    units; 0 when nobody trained) and the coalitions evaluated for it.
     """
 
     participants: np.ndarray
@@ -51,11 +53,14 @@ class LearnedRound:
     contributions: np.ndarray
     info: dict[str, Any]
     evaluations: int
+    probe: float = 0.0
+    probe_evaluations: int = 0
 
     def differences(self, other: LearnedRound) -> list[str]:
         """The fields in which `other` differs from this round (exact comparison; [] if
         none)."""
-        out = [name for name in ("accuracy", "loss", "prev_accuracy", "info", "evaluations")
+        out = [name for name in ("accuracy", "loss", "prev_accuracy", "info", "evaluations",
+                                 "probe", "probe_evaluations")
                if getattr(self, name) != getattr(other, name)]
         for name in ("participants", "contributions"):
             if not np.array_equal(getattr(self, name), getattr(other, name)):

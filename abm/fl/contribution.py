@@ -214,8 +214,11 @@ class GTGShapley(ContributionMethod):
 
 
 class Cosine(ContributionMethod):
-    """Cosine similarity between each client's update and the aggregate update
-    sum_i w_i U_i (a zero update, or a zero aggregate, scores 0): no coalition is evaluated."""
+    """Cosine similarity between each client's update and the aggregate of the others'
+    updates, sum_{j != i} w_j U_j (a zero update, or a zero aggregate, scores 0): no coalition
+    is evaluated. Against the others only, because an update always agrees with an aggregate
+    that contains it: against the whole aggregate a noise update earned a positive score from
+    its own weight. Scale-free: it ranks directions, not data (docs/model.md, section 7.5)."""
 
     name = "cosine"
 
@@ -224,14 +227,11 @@ class Cosine(ContributionMethod):
 
         self.evaluations_last_round = 0
         U = result.updates.double()
-        if result.aggregate is not None:
-            agg = result.aggregate.double()
-        else:
-            agg = torch.from_numpy(np.asarray(result.weights, dtype=np.float64)) @ U
-        un = U.norm(dim=1)
-        an = agg.norm()
-        dots = U @ agg
-        denom = un * an
+        w = torch.from_numpy(np.asarray(result.weights, dtype=np.float64)).to(U.device)
+        # (n, p): the aggregate without client i, in float64 from the updates
+        others = (w @ U)[None, :] - w[:, None] * U
+        dots = (U * others).sum(1)
+        denom = U.norm(dim=1) * others.norm(dim=1)
         cos = torch.where(denom > 0, dots / torch.where(denom > 0, denom, 1.0), 0.0)
         return cos.clamp(-1.0, 1.0).cpu().numpy()
 

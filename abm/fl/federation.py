@@ -18,11 +18,13 @@ batch_size=32, lr=0.1, metric="accuracy", utility_samples=None, device="cpu", se
   the ``cnn``'s, up to float32 rounding).
 - ``run_round(participants=None) -> RoundResult`` with the round's updates and the round's
   :class:`~abm.fl.game.CoalitionGame` (utility ``metric``: ``accuracy``, or ``loss`` /
-  its alias ``neg_loss`` for the negative mean validation loss). ``participants`` (bool
-  ``(n,)``, ``None`` = all) says which clients train: only they send updates, the aggregate
-  weighs them by their data among themselves, and the game's players are the ``k``
-  participants only (``RoundResult.participants`` maps player ``j`` to client index). With
-  no participant, nobody trains, the global model is unchanged and the round has no game.
+  its alias ``neg_loss`` for the negative mean validation loss; coalition models by the
+  ``coalition`` rule, ``round_weights`` or ``coalition_fedavg``, :mod:`abm.fl.game`).
+  ``participants`` (bool ``(n,)``, ``None`` = all) says which clients train: only they send
+  updates, the aggregate weighs them by their data among themselves, and the game's players
+  are the ``k`` participants only (``RoundResult.participants`` maps player ``j`` to client
+  index). With no participant, nobody trains, the global model is unchanged and the round has
+  no game.
 - ``utility_samples``: the coalition game's utilities are measured on a stratified subset of
   this many validation samples (drawn once, from ``seed``; per class as close to the split's
   class shares as whole samples allow), ``None`` = the whole validation split. The global
@@ -55,7 +57,7 @@ import torch.nn.functional as F
 from abm.fl.behaviours import Behaviour, make_behaviour
 from abm.fl.data import Dataset
 from abm.fl.device import make_deterministic, resolve_device
-from abm.fl.game import METRICS, CoalitionGame
+from abm.fl.game import COALITION_RULES, METRICS, CoalitionGame, fedavg_weights
 from abm.fl.nets import MODELS, TRAIN_ALIGN, make_net
 
 __all__ = ["Federation", "RoundResult"]
@@ -150,6 +152,7 @@ class Federation:
         batch_size: int = 32,
         lr: float = 0.1,
         metric: str = "accuracy",
+        coalition: str = "round_weights",
         utility_samples: int | None = None,
         device: str = "cpu",
         seed: int,
@@ -160,6 +163,10 @@ class Federation:
             raise ValueError(
                 f"Federation: metric must be one of {', '.join(METRICS)}, got {metric!r}"
             )
+        if coalition not in COALITION_RULES:
+            raise ValueError(f"Federation: coalition must be one of "
+                             f"{', '.join(COALITION_RULES)}, got {coalition!r}")
+        self.coalition = coalition
         self.hidden = _check_int("hidden", hidden, 1)
         self.local_epochs = _check_int("local_epochs", local_epochs, 1)
         self.batch_size = _check_int("batch_size", batch_size, 1)
@@ -210,7 +217,7 @@ class Federation:
             sizes.append(idx.size)
         self.client_sizes = np.asarray(sizes, dtype=np.int64)
         self._lockstep_data: tuple[torch.Tensor, torch.Tensor, np.ndarray] | None = None
-        self.weights = self.client_sizes / self.client_sizes.sum()
+        self.weights = fedavg_weights(self.client_sizes)
 
         self.X_val = torch.from_numpy(val.X).to(dev)
         self.y_val = torch.from_numpy(val.y).to(dev)
@@ -409,18 +416,23 @@ class Federation:
         if idx.size == self.n_clients:
             weights = self.weights
         else:  # FedAvg among the participants: their data shares among themselves
-            weights = self.client_sizes[idx] / self.client_sizes[idx].sum()
+            weights = fedavg_weights(self.client_sizes[idx])
         game = CoalitionGame(
             self.net, prev, updates, weights, self.X_utility, self.y_utility,
-            metric=self.metric,
+            metric=self.metric, coalition=self.coalition,
         )
+        # The server's FedAvg step, whatever rule the game measures coalitions by: the
+        # measurement never changes what the federation learns.
+        new_params = torch.addmm(prev.double(), torch.from_numpy(weights).to(prev.device)[None],
+                                 updates.double())[0].to(torch.float32)
         grand = game.grand_mask
-        new_params = game.coalition_params(grand)[0]
         if self.utility_index is None:
             # The empty coalition is the previous model, whose values are already known.
             game.seed_value(game.empty_mask, prev_acc, prev_loss)
-            acc, loss = game.peek(grand)
-        else:  # the game measures on its subset; the global model is reported on the split
+        if self.utility_index is None and torch.equal(game.coalition_params(grand)[0],
+                                                      new_params):
+            acc, loss = game.peek(grand)  # the grand coalition's model is the new model
+        else:  # measured on a subset, or renormalised weights that round otherwise
             acc, loss = self.net.evaluate_batched(new_params[None], self.X_val, self.y_val)
         self.params = new_params
         self.round += 1

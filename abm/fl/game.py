@@ -1,18 +1,29 @@
 """The per-round coalition game.
 
 For one FedAvg round with previous global parameters ``prev (p,)``, client updates
-``U (n, p)`` and data weights ``w (n,)``, the value of a coalition ``S`` is the validation
+``U (n, p)`` and the round's aggregation weights ``w (n,)`` (FedAvg's ``n_i / sum_j n_j``,
+summing to 1: :func:`fedavg_weights`), the value of a coalition ``S`` is the validation
 accuracy (``metric="accuracy"``) or the negative mean validation cross-entropy
-(``metric="loss"``) of the model
+(``metric="loss"``) of the coalition's model, formed by the game's ``coalition`` rule
+(docs/model.md, section 7.4):
 
-    prev + sum_{i in S} w_i U_i / sum_{i in S} w_i
+- ``round_weights`` (the default): ``prev + sum_{i in S} w_i U_i``, the round's aggregate with
+  only the coalition's updates in it, each at its weight in the round. A member's weight is
+  never redistributed, so a player whose update is zero changes no coalition's model: it is
+  a null player (Shapley value exactly 0, whatever weight its data size claims), and the
+  others' values do not depend on whether it is there.
+- ``coalition_fedavg``: ``prev + sum_{i in S} w_i U_i / sum_{i in S} w_i``, the FedAvg model
+  the coalition would aggregate on its own (weights renormalised within it). A zero update
+  then shrinks the others' step by its weight: where the full step overshoots (client drift
+  on non-IID data), that damping lowers the loss and the zero update earns a positive value.
+  Kept for comparison.
 
-(the data-weighted FedAvg aggregate of the coalition's updates); the empty coalition is the
-previous global model. The grand coalition is exactly the round's new global model.
+Either way the empty coalition is the previous global model and the grand coalition the
+round's new global model (``prev + sum_i w_i U_i``).
 
 ``game(masks)`` takes a boolean matrix ``(k, n)`` (row = coalition, column = player) and
-returns ``k`` float64 utilities. Coefficients ``coef`` = masks * weights, row-normalised, are
-computed in float64.
+returns ``k`` float64 utilities. The coefficients (``(k, n)``, :func:`coalition_coefficients`)
+are computed in float64.
 
 Evaluation uses the linearity of the first layer (see :mod:`abm.fl.nets`): the first layer is
 affine in its parameters, so for the coalition model ``prev + coef @ U`` its output on the
@@ -32,7 +43,8 @@ order); accuracies agree exactly except where a validation sample's two best log
 float32 rounding of each other, which flips that one prediction (``1/m`` of accuracy; the
 tests bound how often). Utilities are memoised within the round, keyed by the coalition's bit
 pattern (bit ``i`` = player ``i``), so a coalition has one value per round whichever batch
-first asked for it.
+first asked for it; under ``round_weights`` coalitions that differ only by players whose
+update is exactly zero share their model, and so one evaluation and one value.
 
 ``evaluations`` counts the distinct coalitions requested through ``game(...)`` so far (each
 coalition counts once, however often it is asked for; values the federation already knew,
@@ -49,10 +61,22 @@ import torch
 
 from abm.fl.nets import Net
 
-__all__ = ["LOSS_TOLERANCE", "METRICS", "CoalitionGame", "coalition_keys", "masks_from_keys"]
+__all__ = [
+    "COALITION_RULES",
+    "LOSS_TOLERANCE",
+    "METRICS",
+    "CoalitionGame",
+    "coalition_coefficients",
+    "coalition_keys",
+    "fedavg_weights",
+    "masks_from_keys",
+]
 
 #: ``loss`` and ``neg_loss`` are the same utility: the negative mean validation loss.
 METRICS = ("accuracy", "loss", "neg_loss")
+
+#: How a coalition's model is formed from its members' updates (module docstring).
+COALITION_RULES = ("round_weights", "coalition_fedavg")
 
 #: Stated agreement of the fast path with :meth:`CoalitionGame.evaluate_naive` on mean
 #: validation loss (absolute); tested on several models, rounds and behaviours.
@@ -62,6 +86,30 @@ LOSS_TOLERANCE = 1e-6
 #: (the CNN's first convolution on a large validation set may not); otherwise each call
 #: recomputes them chunk by chunk.
 FIRST_LAYER_CACHE_BYTES = 256 << 20
+
+
+def fedavg_weights(sizes: np.ndarray) -> np.ndarray:
+    """FedAvg's aggregation weights ``(k,)`` float64 for the ``k`` clients of a round with
+    data sizes ``sizes (k,)``: ``n_i / sum_j n_j`` (McMahan et al. 2017). The one place the
+    rule is written: the federation's aggregate, the coalition game and the cosine method all
+    take their weights from here."""
+    n = np.asarray(sizes, dtype=np.float64)
+    return n / n.sum()
+
+
+def coalition_coefficients(masks: np.ndarray, weights: np.ndarray, rule: str) -> np.ndarray:
+    """``(k, n)`` float64 coefficients of the coalitions ``masks (k, n)`` on the updates: the
+    coalition's model is ``prev + coef @ U`` (module docstring). ``round_weights``:
+    ``masks * weights``; ``coalition_fedavg``: the same, each row divided by its sum (all zero
+    for the empty coalition)."""
+    w = np.asarray(masks, dtype=bool) * np.asarray(weights, dtype=np.float64)
+    if rule == "round_weights":
+        return w
+    if rule != "coalition_fedavg":
+        raise ValueError(f"coalition rule must be one of {', '.join(COALITION_RULES)}, "
+                         f"got {rule!r}")
+    s = w.sum(1, keepdims=True)
+    return np.divide(w, s, out=np.zeros_like(w), where=s > 0)
 
 
 def coalition_keys(masks: np.ndarray) -> list[int]:
@@ -98,9 +146,13 @@ class CoalitionGame:
         y_val: torch.Tensor,
         *,
         metric: str = "accuracy",
+        coalition: str = "round_weights",
     ) -> None:
         if metric not in METRICS:
             raise ValueError(f"metric must be one of {', '.join(METRICS)}, got {metric!r}")
+        if coalition not in COALITION_RULES:
+            raise ValueError(f"coalition must be one of {', '.join(COALITION_RULES)}, "
+                             f"got {coalition!r}")
         updates = updates.detach()
         if updates.ndim != 2 or updates.shape[1] != prev_params.shape[0]:
             raise ValueError(
@@ -111,6 +163,7 @@ class CoalitionGame:
             raise ValueError("weights must be finite, >= 0 and one per player")
         self.net = net
         self.metric = "loss" if metric == "neg_loss" else metric
+        self.coalition = coalition
         self.n_players = int(updates.shape[0])
         self.prev = prev_params.detach().to(torch.float32)
         self.updates = updates.to(torch.float32)
@@ -124,10 +177,21 @@ class CoalitionGame:
         p1 = net.p_first
         #: prev's and the updates' parameters after the first layer (float64)
         self._rest = (self._prev64[p1:], self._U64[:, p1:])
-        self._acc: dict[int, float] = {}  # coalition key -> validation accuracy
-        self._loss: dict[int, float] = {}  # coalition key -> mean validation loss
+        # Players whose update is exactly zero (a free rider's). Under `round_weights` a
+        # coalition's model does not depend on them, so coalitions that differ only by them
+        # are one model, evaluated once: their values are equal, not equal up to the float
+        # rounding of two evaluations (a null player's marginal is exactly 0).
+        null = ~self.updates.ne(0).any(dim=1).cpu().numpy()
+        self._live = None
+        if coalition == "round_weights" and null.any():
+            (self._live,) = coalition_keys(~null[None, :])
+        self._acc: dict[int, float] = {}  # model key -> validation accuracy
+        self._loss: dict[int, float] = {}  # model key -> mean validation loss
         self._requested: set[int] = set()
         self.evaluations = 0
+        #: coalition models evaluated for diagnostics (`utilities`, `with_zero_player`), not
+        #: counted in `evaluations`
+        self.probe_evaluations = 0
 
     # -- parameters -------------------------------------------------------------------------
     def _masks(self, masks: np.ndarray) -> np.ndarray:
@@ -146,13 +210,11 @@ class CoalitionGame:
 
     def _coefficients_np(self, masks: np.ndarray) -> np.ndarray:
         # numpy: these are small, and numpy's per-call cost is a fraction of torch's
-        w = self._masks(masks) * self.weights
-        s = w.sum(1, keepdims=True)
-        return np.divide(w, s, out=np.zeros_like(w), where=s > 0)
+        return coalition_coefficients(self._masks(masks), self.weights, self.coalition)
 
     def coefficients(self, masks: np.ndarray) -> torch.Tensor:
-        """``(k, n)`` float64 aggregation coefficients: masks * weights, rows summing to 1
-        (all zero for the empty coalition)."""
+        """``(k, n)`` float64 aggregation coefficients of the coalitions (the game's
+        ``coalition`` rule, :func:`coalition_coefficients`)."""
         return torch.from_numpy(self._coefficients_np(masks)).to(self._U64.device)
 
     def coalition_params(self, masks: np.ndarray) -> torch.Tensor:
@@ -211,18 +273,25 @@ class CoalitionGame:
         kc = max(1, self.net.coalition_elems // (ms * width))
         return -(-k // -(-k // kc))
 
-    @torch.no_grad()
     def _evaluate(
         self, masks: np.ndarray, want_acc: bool, want_loss: bool
     ) -> tuple[np.ndarray, np.ndarray]:
-        """``(accuracy (k,), mean loss (k,))`` of coalitions through the first-layer
-        combination (module docstring); ``nan`` for what is not wanted.
+        """``(accuracy (k,), mean loss (k,))`` of coalitions ``masks (k, n)`` (see
+        :meth:`_evaluate_coefficients`)."""
+        return self._evaluate_coefficients(self._coefficients_np(masks), want_acc, want_loss)
+
+    @torch.no_grad()
+    def _evaluate_coefficients(
+        self, c: np.ndarray, want_acc: bool, want_loss: bool
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``(accuracy (k,), mean loss (k,))`` of the models ``prev + c @ U`` for float64
+        coefficients ``c (k, n)``, through the first-layer combination (module docstring);
+        ``nan`` for what is not wanted.
 
         A call's fixed cost matters as much as its arithmetic (GTG-Shapley makes ~8 calls of
         ~50 coalitions per round at 10 clients, each torch call costing microseconds): the
         coefficients are built in numpy and copied once, and a call that fits one chunk
         (all of GTG's later calls) runs on whole tensors, without slicing."""
-        c = self._coefficients_np(masks)
         k, n = c.shape
         dev = self._U64.device
         # [1 | coef] @ [Z(prev); Z(U)]: prev's row rides in the GEMM (no bias broadcast copy)
@@ -256,11 +325,18 @@ class CoalitionGame:
         return (out[0] if want_acc else nan), (out[1] if want_loss else nan)
 
     # -- memo -------------------------------------------------------------------------------
+    def _model_keys(self, keys: list[int]) -> list[int]:
+        """The key of each coalition's model: the coalition's own key, without its
+        zero-update players under ``round_weights`` (they change no model there)."""
+        live = self._live
+        return keys if live is None else [k & live for k in keys]
+
     def _ensure(
         self, keys: list[int], want_acc: bool, want_loss: bool, masks: np.ndarray | None = None
     ) -> None:
-        """Evaluate the coalitions of ``keys`` not known yet (``masks``: the keys' rows, used
-        when every key is missing, so that they need not be rebuilt)."""
+        """Evaluate the models of ``keys`` (model keys, :meth:`_model_keys`) not known yet
+        (``masks``: the keys' rows, used when every key is missing, so that they need not be
+        rebuilt)."""
         missing = [
             k
             for k in dict.fromkeys(keys)
@@ -279,7 +355,7 @@ class CoalitionGame:
     def peek(self, masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``(accuracy (k,), loss (k,))`` of coalitions, evaluated (memoised) but not
         counted in ``evaluations``; used by the federation for its own bookkeeping."""
-        keys = coalition_keys(self._masks(masks))
+        keys = self._model_keys(coalition_keys(self._masks(masks)))
         self._ensure(keys, want_acc=True, want_loss=True)
         return (
             np.array([self._acc[k] for k in keys], dtype=np.float64),
@@ -288,7 +364,7 @@ class CoalitionGame:
 
     def seed_value(self, mask: np.ndarray, accuracy: float, loss: float) -> None:
         """Record an already known (accuracy, loss) for one coalition (not counted)."""
-        (key,) = coalition_keys(self._masks(mask))
+        (key,) = self._model_keys(coalition_keys(self._masks(mask)))
         self._acc[key] = float(accuracy)
         self._loss[key] = float(loss)
 
@@ -301,11 +377,46 @@ class CoalitionGame:
         if new:
             self._requested.update(new)
             self.evaluations += len(new)
-            self._ensure(new, want_acc=not loss, want_loss=loss,
-                         masks=masks if len(new) == len(keys) else None)
+            model = self._model_keys(new)
+            self._ensure(model, want_acc=not loss, want_loss=loss,
+                         masks=masks if len(new) == len(keys) and model is new else None)
+        keys = self._model_keys(keys)
         if loss:
             return -np.array([self._loss[k] for k in keys], dtype=np.float64)
         return np.array([self._acc[k] for k in keys], dtype=np.float64)
+
+    def _utility(self, acc: np.ndarray, loss: np.ndarray) -> np.ndarray:
+        return -loss if self.metric == "loss" else acc
+
+    def utilities(self, masks: np.ndarray) -> np.ndarray:
+        """Utilities ``(k,)`` of coalitions, memoised but not counted in ``evaluations``
+        (for diagnostics that must not change what a method is seen to cost: the models
+        this evaluates count in ``probe_evaluations``)."""
+        known = len(self._acc)
+        out = self._utility(*self.peek(masks))
+        self.probe_evaluations += len(self._acc) - known
+        return out
+
+    def with_zero_player(self, masks: np.ndarray, weight: float) -> np.ndarray:
+        """Utilities ``(k,)`` of the coalitions ``masks (k, n)``, each joined by a phantom
+        player that sends a zero update and claims the aggregation weight ``weight`` (a
+        data size; never a player of the game, never paid). Under ``round_weights`` the
+        phantom changes no model; under ``coalition_fedavg`` it dilutes the members' weights.
+        Not memoised, not counted in ``evaluations``."""
+        m = self._masks(masks)
+        if not np.isfinite(weight) or weight < 0:
+            raise ValueError(f"the phantom's weight must be finite and >= 0, got {weight!r}")
+        if self.coalition == "round_weights":
+            # the phantom is a null player: each coalition's model is the coalition's own
+            return self.utilities(m)
+        k = m.shape[0]
+        joined = np.concatenate([m, np.ones((k, 1), dtype=bool)], axis=1)
+        c = coalition_coefficients(joined, np.append(self.weights, weight),
+                                   self.coalition)[:, :-1]
+        want_loss = self.metric == "loss"
+        acc, loss = self._evaluate_coefficients(c, not want_loss, want_loss)
+        self.probe_evaluations += k
+        return self._utility(acc, loss)
 
     def evaluate_naive(self, masks: np.ndarray) -> np.ndarray:
         """Reference path: one coalition at a time, unbatched forward, no memo, not counted.
@@ -324,6 +435,7 @@ class CoalitionGame:
         self._loss.clear()
         self._requested.clear()
         self.evaluations = 0
+        self.probe_evaluations = 0
 
     @property
     def grand_mask(self) -> np.ndarray:

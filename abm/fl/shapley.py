@@ -58,6 +58,7 @@ __all__ = [
     "leave_one_out",
     "shapley_from_values",
     "tmc_shapley",
+    "zero_probe",
 ]
 
 MAX_EXACT_PLAYERS = 16
@@ -380,3 +381,40 @@ def gtg_shapley(
         batch=n,
         prefix_block=prefix_block or n,
     )
+
+
+#: Coalitions the zero-update probe samples per round (:func:`zero_probe`).
+PROBE_COALITIONS = 64
+
+
+def zero_probe(game, weight: float, rng: np.random.Generator,
+               coalitions: int = PROBE_COALITIONS) -> tuple[float, int]:
+    """The Shapley value a phantom player that sends a zero update and claims the aggregation
+    weight ``weight`` would get in ``game`` (a :class:`~abm.fl.game.CoalitionGame`, through
+    its ``with_zero_player``), and the coalitions evaluated for it.
+
+    In the game of the ``n`` players and the phantom ``z``, ``phi_z = E[v(S + z) - v(S)]``
+    over coalitions ``S`` of the players drawn by Shapley's weights: a size ``s`` uniform in
+    ``0..n``, then ``S`` uniform among the subsets of that size. With ``2**n <= coalitions``
+    every coalition is taken with its weight (exact, no draw); else with ``2 (n + 1) <=
+    coalitions`` every size is drawn twice (stratified: no between-size variance); beyond,
+    ``coalitions`` sizes are drawn uniformly. The draws from ``rng`` depend on ``n`` only. A
+    utility under which a null contribution is a null player gives exactly 0; a positive
+    value is what the game pays a client for sending nothing (docs/model.md, section 7.5)."""
+    n = game.n_players
+    if 2**n <= coalitions:
+        masks = all_masks(n)
+        size = masks.sum(1)
+        weights = np.array([1.0 / ((n + 1) * math.comb(n, int(s))) for s in size])
+    else:
+        sizes = (np.repeat(np.arange(n + 1), 2) if 2 * (n + 1) <= coalitions
+                 else rng.integers(0, n + 1, size=coalitions))
+        order = np.argsort(rng.random((sizes.size, n)), axis=1)
+        masks = np.zeros((sizes.size, n), dtype=bool)
+        for row, (size, perm) in enumerate(zip(sizes.tolist(), order, strict=True)):
+            masks[row, perm[:size]] = True
+        weights = np.full(sizes.size, 1.0 / sizes.size)
+    before = game.probe_evaluations
+    gain = game.with_zero_player(masks, weight) - game.utilities(masks)
+    return float(math.fsum((weights * gain).tolist())), game.probe_evaluations - before
+
