@@ -62,6 +62,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     """Run the subcommand; turn every way it can end into an exit code and one paragraph."""
     command = f"wsf {args.command}"
     try:
+        _check_paths(args)
         return args.func(args)
     except (ScenarioError, FileExistsError, FileNotFoundError) as exc:
         print(f"{command}: {exc}", file=sys.stderr)
@@ -90,6 +91,17 @@ def _dispatch(args: argparse.Namespace) -> int:
         if report is None:
             traceback.print_exception(exc, file=sys.stderr)
         return EXIT_BUG
+
+
+def _check_paths(args: argparse.Namespace) -> None:
+    """Refuse, before anything is read or written, a path argument the file system would
+    refuse (a name too long, a link loop): `abm.paths.check_path`."""
+    from abm.paths import check_path
+
+    for name, what in (("file", "the file"), ("folder", "the folder"), ("out", "--out")):
+        value = getattr(args, name, None)
+        if value is not None:
+            check_path(value, what)
 
 
 def _save_bug_report(args: argparse.Namespace, exc: BaseException) -> Path | None:
