@@ -346,6 +346,11 @@ def _report(args: argparse.Namespace) -> int:
             path = write_report(folder)
         except RunFolderError as exc:
             raise ScenarioError(str(exc)) from None
+        except (IsADirectoryError, NotADirectoryError, PermissionError) as exc:
+            # e.g. report.md or figures/ replaced by something that is not writable there
+            raise ScenarioError(f"{exc.filename2 or exc.filename or folder}: cannot write the "
+                                f"report there "
+                                f"({exc.strerror}); move it away and run again.") from None
     print(f"report: {path}")
     return 0
 
