@@ -62,6 +62,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     """Run the subcommand; turn every way it can end into an exit code and one paragraph."""
     command = f"wsf {args.command}"
     try:
+        _check_paths(args)
         return args.func(args)
     except (ScenarioError, FileExistsError, FileNotFoundError) as exc:
         print(f"{command}: {exc}", file=sys.stderr)
@@ -90,6 +91,17 @@ def _dispatch(args: argparse.Namespace) -> int:
         if report is None:
             traceback.print_exception(exc, file=sys.stderr)
         return EXIT_BUG
+
+
+def _check_paths(args: argparse.Namespace) -> None:
+    """Refuse, before anything is read or written, a path argument the file system would
+    refuse (a name too long, a link loop): `abm.paths.check_path`."""
+    from abm.paths import check_path
+
+    for name, what in (("file", "the file"), ("folder", "the folder"), ("out", "--out")):
+        value = getattr(args, name, None)
+        if value is not None:
+            check_path(value, what)
 
 
 def _save_bug_report(args: argparse.Namespace, exc: BaseException) -> Path | None:
@@ -334,6 +346,11 @@ def _report(args: argparse.Namespace) -> int:
             path = write_report(folder)
         except RunFolderError as exc:
             raise ScenarioError(str(exc)) from None
+        except (IsADirectoryError, NotADirectoryError, PermissionError) as exc:
+            # e.g. report.md or figures/ replaced by something that is not writable there
+            raise ScenarioError(f"{exc.filename2 or exc.filename or folder}: cannot write the "
+                                f"report there "
+                                f"({exc.strerror}); move it away and run again.") from None
     print(f"report: {path}")
     return 0
 

@@ -33,12 +33,14 @@ marked at spot: speculation included, never a measure of reward).
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import platform
 import re
 import shutil
 import socket
+import tempfile
 import time
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -408,7 +410,7 @@ class OutputExistsError(FileExistsError):
 
 def refuse_existing(out: Path) -> None:
     """Raise `OutputExistsError` if `out` exists (checked before a run, and again on write)."""
-    if out.exists():
+    if os.path.lexists(out):
         raise OutputExistsError(
             f"{out}: the output folder already exists; runs never overwrite one. Choose another "
             f"--out, or remove it first."
@@ -419,12 +421,21 @@ class OutputFolderError(ScenarioError):
     """The run folder cannot be created there (permission, a file in the path, read-only)."""
 
 
-#: `.<run folder name>.wsf-tmp-<host>-<pid>`: the temporary folder of a run being written.
-_TMP = re.compile(r"^\..+\.wsf-tmp-(?P<host>[^/]+)-(?P<pid>\d+)$")
+#: `.<run folder name>.wsf-tmp-<host>-<pid>.<random>`: the random part (`tempfile.mkdtemp`,
+#: never a "-") keeps two writers of one process (threads) apart.
+_TMP = re.compile(r"^\..+\.wsf-tmp-(?P<host>[^/]+)-(?P<pid>\d+)(?:\.\w+)?$")
 
 
-def _tmp_dir(out: Path) -> Path:
-    return out.parent / f".{out.name}.wsf-tmp-{socket.gethostname()}-{os.getpid()}"
+def _make_tmp(out: Path) -> Path:
+    """Create the temporary folder beside `out` (`tempfile.mkdtemp`: a new name, O_EXCL-like);
+    its name fits wherever `out`'s does (a long name is cut, with a digest, to leave room for
+    the suffix)."""
+    from abm.paths import short_name
+
+    suffix = f".wsf-tmp-{socket.gethostname()}-{os.getpid()}."
+    room = 254 - len(os.fsencode(suffix)) - 8  # mkdtemp adds 8 characters
+    return Path(tempfile.mkdtemp(prefix=f".{short_name(out.name, room)}{suffix}",
+                                 dir=out.parent))
 
 
 def prepare_output(out: Path) -> None:
@@ -436,14 +447,15 @@ def prepare_output(out: Path) -> None:
     again, so that nothing is left behind if the run fails. Also removes stale temporary
     folders of this tool there.
     """
+    from abm.paths import check_path
+
     out = Path(out)
+    check_path(out, "--out")
     refuse_existing(out)
-    tmp = _tmp_dir(out)
     missing = [p for p in (out.parent, *out.parent.parents) if not p.exists()]
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        tmp.mkdir()
-        tmp.rmdir()
+        _make_tmp(out).rmdir()
     except OSError as exc:
         raise OutputFolderError(
             f"{out}: cannot create the run folder there ({exc.strerror or exc}"
@@ -514,17 +526,22 @@ def write_run(result: RunResult, out_dir: str | Path) -> Path:
     refuse_existing(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     clean_stale_tmp(out.parent)
-    tmp = _tmp_dir(out)
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir()
+    tmp = _make_tmp(out)
     try:
         _write_tables(result, tmp)
         if result.twin is not None:
             twin_dir = tmp / COUNTERFACTUAL_DIR
             twin_dir.mkdir()
             _write_tables(result.twin, twin_dir)
-        os.rename(tmp, out)
+        try:
+            # rename(2) is the one atomic step: of two writers of the same new folder, the
+            # first renames; the second's rename finds a non-empty folder there.
+            os.rename(tmp, out)
+        except OSError as exc:
+            if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY, errno.EISDIR, errno.ENOTDIR):
+                raise
+            refuse_existing(out)
+            raise
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

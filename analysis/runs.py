@@ -123,6 +123,8 @@ def load_run(run_dir: str | Path) -> Run:
     model = _read_table(path / MODEL_FILE, MODEL_COLUMNS)
     agents = _read_table(path / AGENTS_FILE, AGENTS_COLUMNS)
     rounds = _read_table(path / ROUNDS_FILE, ROUNDS_COLUMNS)
+    for name, frame in ((MODEL_FILE, model), (AGENTS_FILE, agents), (ROUNDS_FILE, rounds)):
+        _check_table(path / name, frame)
     if not any(c.startswith(PRICE_PREFIX) for c in model.columns):
         raise RunFolderError(f"{path / MODEL_FILE}: no per-client '{PRICE_PREFIX}<k>' columns")
     return Run(path=path, config=config, model=model, agents=agents, rounds=rounds,
@@ -153,6 +155,35 @@ def _read_mapping(file: Path, parse: Any) -> dict[str, Any]:
         raise RunFolderError(f"{file}: expected a mapping at the top level, "
                              f"got {type(data).__name__}")
     return data
+
+
+#: Columns of the run tables that hold labels; every other column analysis reads is a number.
+LABEL_COLUMNS = frozenset({"agent_type", "strategy", "client", "behaviour"})
+
+
+def _check_table(file: Path, frame: pd.DataFrame) -> None:
+    """The table as `abm.run.write_run` wrote it: rows in the model and agents tables (a
+    run records step 0; a run without a round has an empty rounds table), and every column
+    analysis reads that holds numbers numeric (bool, int or float) and finite. Raises
+    RunFolderError naming the file, the column and the first bad row."""
+    import numpy as np
+
+    if frame.empty and file.name != ROUNDS_FILE:
+        raise RunFolderError(f"{file}: the table has no rows (a run writes at least one); "
+                             "the run folder is damaged")
+    for column in (*MODEL_COLUMNS, *AGENTS_COLUMNS, *ROUNDS_COLUMNS):
+        if column in LABEL_COLUMNS or column not in frame.columns:
+            continue
+        values = frame[column]
+        if not (pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values)):
+            raise RunFolderError(f"{file}: column '{column}' holds {values.dtype} values "
+                                 "where numbers are expected; the run folder is damaged")
+        bad = ~np.isfinite(values.to_numpy(dtype=float, na_value=np.nan))
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            raise RunFolderError(f"{file}: column '{column}' = {float(values.iloc[row])} in row "
+                                 f"{row}: not a finite number (allowed: finite numbers); "
+                                 "the run folder is damaged")
 
 
 def _read_table(file: Path, required: tuple[str, ...]) -> pd.DataFrame:

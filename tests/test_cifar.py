@@ -15,10 +15,12 @@ import torch
 
 from abm.fl import Federation, load_dataset, partition, split_validation
 from abm.fl.cifar import (
+    CifarDataError,
     CifarFormatError,
     UnsafeArchiveError,
     UnsafePickleError,
     load_cifar10,
+    path_problem,
     safe_pickle_loads,
 )
 from abm.fl.shapley import all_masks
@@ -292,3 +294,24 @@ def test_a_corrupt_pickle_is_a_format_error_naming_the_file(tmp_path):
     (d / "test_batch").write_bytes(b"\x80\x02}q\x00(X\x04")  # cut short
     with pytest.raises(CifarFormatError, match=r"test_batch: not a readable pickle"):
         load_cifar10(tmp_path, split="test")
+
+
+@pytest.mark.parametrize("compression", ["gz", "bz2", "xz"])
+def test_every_cut_of_a_compressed_archive_is_a_cifar_data_error_naming_the_file(
+        tmp_path, compression):
+    """A compressed copy cut anywhere (a download stopped half-way): the cheap check of
+    `wsf validate` (`path_problem`) answers or says what is wrong, never raises, and the
+    loader raises CifarDataError naming the file; never EOFError, zlib or lzma errors."""
+    whole = tmp_path / f"whole.tar.{compression}"
+    with tarfile.open(whole, f"w:{compression}") as tf:
+        folder = write_bin_dir(tmp_path / "src")
+        tf.add(folder, arcname=folder.name)
+    data = whole.read_bytes()
+    # (a cut in the compressed trailer alone loses no batch: tarfile stops at the last one)
+    for cut in (1, 10, 64, 512, len(data) // 100, len(data) // 2, len(data) * 9 // 10):
+        path = tmp_path / f"cut{cut}.tar.{compression}"
+        path.write_bytes(data[:cut])
+        problem = path_problem(str(path))
+        assert problem is None or "archive" in problem, problem
+        with pytest.raises(CifarDataError, match=str(path)):
+            load_cifar10(path)

@@ -367,8 +367,9 @@ def test_7_sigterm_while_writing_leaves_no_folder_and_stale_ones_are_cleaned(tmp
                             stderr=subprocess.PIPE)
     try:
         assert proc.stdout.readline().strip() == "writing", proc.stderr.read()
-        assert [p.name for p in parent.iterdir() if ".wsf-tmp-" in p.name] == [
-            f".run.wsf-tmp-{socket.gethostname()}-{proc.pid}"]  # the stale one is gone
+        temps = [p.name for p in parent.iterdir() if ".wsf-tmp-" in p.name]
+        assert len(temps) == 1 and temps[0].startswith(  # the stale one is gone
+            f".run.wsf-tmp-{socket.gethostname()}-{proc.pid}."), temps
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=60)
     finally:

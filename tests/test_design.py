@@ -276,3 +276,36 @@ def test_second_order_indices_of_a_product_are_reported_as_pairs(tmp_path: Path)
     assert table.loc["x1 × x2", "S2"] == pytest.approx(1 / 7, abs=0.12)
     assert table.loc["x3", "ST"] == 0.0
     assert np.isnan(table.loc["x1 × x2", "ST"])
+
+
+# -- sizes checked before anything is drawn (issue 28) ----------------------------------------
+
+
+def test_a_design_too_big_for_the_memory_is_refused_before_it_is_drawn(
+        base_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--max-runs lets a large design through the count; the memory it takes to build is
+    checked before SALib draws it (drawing is made to fail here, to prove it never starts)."""
+    import abm.sweep.spec
+
+    def never(*args: object) -> None:
+        raise AssertionError("the design was drawn")
+
+    monkeypatch.setattr(abm.sweep.spec, "draw", never)
+    monkeypatch.setattr(abm.sweep.spec, "memory_room", lambda: 1 << 30)
+    path = design_file(base_file, {"kind": "sobol", "samples": 2**19}, KNOWN)
+    with pytest.raises(ScenarioError, match=r"the sweep has 2,621,440 runs; building them "
+                       r"before the first starts takes about 250\.0 GiB .* more than the "
+                       r"1\.0 GiB this process can use"):
+        load_sweep(path, max_runs=10**8)
+
+
+def test_wsf_sweep_of_a_huge_design_under_a_memory_limit_exits_2_at_once(
+        base_file: Path) -> None:
+    from tests.hardening import assert_refused, run_wsf
+
+    path = design_file(base_file, {"kind": "sobol", "samples": 2**19, "second_order": True},
+                       KNOWN)
+    outcome = run_wsf("sweep", str(path), "--max-runs", str(10**8), "--out",
+                      str(base_file.parent / "out"), timeout=60)
+    assert_refused(outcome, "wsf sweep: ", "this process can use", seconds=20, peak_mb=600)
+    assert not (base_file.parent / "out").exists()

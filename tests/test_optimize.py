@@ -175,3 +175,69 @@ def test_shipped_fair_and_cheap_study_is_valid() -> None:
     assert {p.path for p in study.parameters} == {"market.fee_bps", "rewards.policy"}
     text = path.read_text()
     assert text.startswith("# Question:") and "# Answer" in text
+
+
+# -- a damaged journal (issue 28) --------------------------------------------------------------
+
+
+def _journal_with_trials(tmp_path: Path, n: int = 3) -> tuple[Path, Path]:
+    """A study folder whose journal Optuna wrote with `n` finished trials (a dummy objective,
+    no runs); returns (study file, folder)."""
+    from abm.sweep.optimize import _open_folder, _optuna_study
+
+    path = study_file(tmp_path, seeds=1, sampler={"kind": "random", "seed": 3})
+    folder = tmp_path / "out"
+    spec = load_study(path, outputs=RUN_OUTPUTS)
+    with _open_folder(spec, folder):
+        study = _optuna_study(spec, folder)
+        study.optimize(lambda trial: (trial.suggest_float("x", 0, 1), 1.0), n_trials=n)
+    return path, folder
+
+
+def test_a_torn_last_record_is_dropped_reported_and_the_study_appends_cleanly(
+        tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from abm.sweep.optimize import _optuna_study
+
+    path, folder = _journal_with_trials(tmp_path)
+    journal = folder / JOURNAL_FILE
+    for cut in (False, True):  # a cut record appended, the last line cut
+        whole = journal.read_bytes()
+        torn = whole[-50:-10] if cut else b'{"op_code":4,"worker'
+        journal.write_bytes(whole + torn)
+        study = _optuna_study(load_study(path, outputs=RUN_OUTPUTS), folder)
+        assert f"{journal}: its last record was torn ({len(torn)} bytes" in \
+            capsys.readouterr().err
+        assert journal.read_bytes().startswith(whole) and len(study.trials) == 3
+        assert all(json.loads(line) for line in journal.read_bytes().splitlines())
+    study.optimize(lambda trial: (trial.suggest_float("x", 0, 1), 1.0), n_trials=1)
+    again = _optuna_study(load_study(path, outputs=RUN_OUTPUTS), folder)
+    assert len(again.trials) == 4 and "torn" not in capsys.readouterr().err
+
+
+def test_half_a_journal_resumes_from_the_trials_in_the_first_half(tmp_path: Path) -> None:
+    import os
+
+    from abm.sweep.optimize import _optuna_study
+
+    path, folder = _journal_with_trials(tmp_path, n=4)
+    journal = folder / JOURNAL_FILE
+    os.truncate(journal, journal.stat().st_size // 2)
+    study = _optuna_study(load_study(path, outputs=RUN_OUTPUTS), folder)
+    assert 1 <= len(study.trials) < 4 and journal.read_bytes().endswith(b"\n")
+
+
+@pytest.mark.parametrize("damage", ["garbage in the middle", "binary", "unknown operation"])
+def test_a_journal_damaged_before_its_end_stops_with_exit_2_and_is_kept(
+        tmp_path: Path, capsys: pytest.CaptureFixture, damage: str) -> None:
+    path, folder = _journal_with_trials(tmp_path)
+    journal = folder / JOURNAL_FILE
+    lines = journal.read_bytes().splitlines(keepends=True)
+    bad = {"garbage in the middle": b"garbage here\n", "binary": bytes(range(11, 256)) + b"\n",
+           "unknown operation": b'{"op_code": 99}\n'}[damage]
+    journal.write_bytes(b"".join([*lines[:2], bad, *lines[2:]]))
+    before = journal.read_bytes()
+    assert main(["optimize", str(path), "--trials", "4", "--out", str(folder)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith(f"wsf optimize: {journal}: line 3 of {len(lines) + 1} is not a "
+                          "record of Optuna's journal"), err
+    assert "Traceback" not in err and journal.read_bytes() == before

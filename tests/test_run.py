@@ -72,6 +72,62 @@ def test_a_failure_while_writing_leaves_no_folder_behind(result, tmp_path, monke
     assert list(tmp_path.iterdir()) == []
 
 
+def test_of_writers_racing_for_one_new_folder_one_wins_the_others_are_told_it_exists(
+        result, tmp_path):
+    """Eight threads write the same new run folder at once (the check before the rename
+    passes for all of them): one folder, one winner, every other an OutputExistsError, no
+    temporary folder left."""
+    import threading
+
+    out = tmp_path / "run"
+    barrier = threading.Barrier(8)
+    outcomes: list[object] = []
+
+    def write() -> None:
+        barrier.wait(10)
+        try:
+            outcomes.append(write_run(result, out))
+        except BaseException as exc:  # recorded for the assertion
+            outcomes.append(exc)
+
+    threads = [threading.Thread(target=write) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert [o for o in outcomes if o == out] == [out]
+    assert all(isinstance(o, OutputExistsError) for o in outcomes if o != out), outcomes
+    assert [p.name for p in tmp_path.iterdir()] == ["run"]
+    assert sorted(p.name for p in out.iterdir()) == sorted(FILES)
+
+
+def test_a_writer_that_loses_the_rename_gets_the_exists_message(result, tmp_path,
+                                                                 monkeypatch):
+    """The window between the last check and rename(2): another writer publishes the folder
+    while this one writes its tables. Its folder is kept; this one's is removed."""
+    import abm.run
+
+    out = tmp_path / "run"
+    real = abm.run._write_tables
+
+    def racing(res, folder):
+        real(res, folder)
+        if folder.parent == tmp_path and not out.exists():
+            out.mkdir()
+            (out / "summary.json").write_text("{}")  # the other writer won
+
+    monkeypatch.setattr(abm.run, "_write_tables", racing)
+    with pytest.raises(OutputExistsError, match="already exists"):
+        write_run(result, out)
+    assert [p.name for p in tmp_path.iterdir()] == ["run"]
+    assert [p.name for p in out.iterdir()] == ["summary.json"]
+
+
+def test_a_name_that_just_fits_gets_a_temporary_folder_that_fits(result, tmp_path):
+    out = write_run(result, tmp_path / ("r" * 250))
+    assert out.is_dir() and [p.name for p in tmp_path.iterdir()] == ["r" * 250]
+
+
 def test_under_direct_payout_a_holding_clients_cash_change_is_its_reward(tmp_path):
     from analysis.metrics import client_rewards
     from analysis.runs import load_run

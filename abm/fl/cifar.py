@@ -390,8 +390,14 @@ def path_problem(path: str | None) -> str | None:
                     "or data_batch_1 .. test_batch), neither itself nor in "
                     "cifar-10-batches-bin/ or cifar-10-batches-py/")
         if p.is_file():
-            if tarfile.is_tarfile(p):
-                return None
+            try:
+                if tarfile.is_tarfile(p):
+                    return None
+            except (EOFError, zlib.error, lzma.LZMAError, tarfile.TarError) as exc:
+                # `is_tarfile` reads through the compression: a gzip, bzip2 or xz stream cut
+                # before its first header raises the decompressor's error.
+                return (f"a truncated or corrupt compressed archive ({type(exc).__name__}: "
+                        f"{str(exc)[:120]})")
             return "this is a file but not a tar archive (.tar, .tar.gz, .tgz)"
     except OSError as exc:
         return f"cannot be read ({exc.strerror or exc})"

@@ -335,22 +335,11 @@ def _duration(seconds: float) -> str:
 
 
 def _connect(address: str, timeout: float) -> Any:
-    """A Dask client of the scheduler at `address`; SweepError within ~`timeout` s if none."""
-    try:
-        from dask.distributed import Client
-    except ImportError:
-        raise store.SweepError(
-            "--scheduler needs dask.distributed: pip install 'wallstreetfeds-abm[sweep]'."
-        ) from None
-    try:
-        return Client(address, timeout=f"{timeout}s")
-    except (OSError, TimeoutError, ValueError) as exc:
-        raise store.SweepError(
-            f"cannot reach the Dask scheduler at {address!r} within {timeout:g} s "
-            f"({type(exc).__name__}: {' '.join(str(exc).split())[:200]}). Start one "
-            "(`dask scheduler`), check the address (tcp://HOST:PORT), or allow more time "
-            "with --connect-timeout SECONDS."
-        ) from None
+    """A Dask client of the scheduler at `address`; SweepError within ~`timeout` s if none,
+    or if the peer is not a Dask scheduler (`abm.sweep.scheduler.connect`)."""
+    from abm.sweep.scheduler import connect
+
+    return connect(address, timeout)
 
 
 def _by_learning(runs: list[RunSpec]) -> list[RunSpec]:

@@ -50,6 +50,7 @@ import hashlib
 import json
 import math
 import os
+import sys
 import traceback
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -446,12 +447,76 @@ def _open_folder(study: Study, folder: Path) -> Iterator[None]:
         yield
 
 
+class JournalError(store.SweepError):
+    """A study journal damaged beyond its last line: bad input (exit 2), named with the line."""
+
+
+def _journal_line_ok(line: bytes) -> bool:
+    """Whether `line` is one whole record of Optuna's journal: a JSON object with a known
+    `op_code`, ending in a newline."""
+    from optuna.storages.journal._storage import JournalOperation
+
+    if not line.endswith(b"\n"):
+        return False
+    try:
+        record = json.loads(line)
+    except ValueError:  # JSONDecodeError, UnicodeDecodeError
+        return False
+    return (isinstance(record, dict) and isinstance(record.get("op_code"), int)
+            and record["op_code"] in {op.value for op in JournalOperation})
+
+
+def repair_journal(path: Path) -> int:
+    """Make the journal at `path` one Optuna can read and append to; return the bytes dropped.
+
+    A torn last record (what a crash or power cut during an append leaves: no newline, or
+    cut JSON) is dropped by truncating the file to the end of the last whole record, and
+    reported by the caller. Optuna's `JournalFileBackend.read_logs` skips such a tail while
+    reading but appends after it, which glues the torn bytes to the next record and makes
+    the journal unreadable from then on. Anything else (a bad record followed by good ones,
+    binary content) raises JournalError naming the file and the line: trials after it cannot
+    be trusted, and the file is left as it is.
+    """
+    if not path.is_file():
+        return 0
+    with open(path, "rb") as handle:
+        lines = handle.readlines()
+    good = 0
+    for number, line in enumerate(lines, start=1):
+        if _journal_line_ok(line):
+            good += len(line)
+            continue
+        if number < len(lines):
+            raise JournalError(
+                f"{path}: line {number} of {len(lines)} is not a record of Optuna's journal "
+                f"({shown(line[:40], 60)}); the journal is damaged "
+                "before its end, so the trials after it cannot be trusted. Move the file "
+                "away to start the study afresh (finished runs in runs/ are reused), or "
+                "restore it from a copy.")
+        os.truncate(path, good)
+        return len(line)
+    return 0
+
+
 def _optuna_study(spec: Study, folder: Path) -> Any:
     import optuna
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
 
-    storage = JournalStorage(JournalFileBackend(str(folder / JOURNAL_FILE)))
+    journal = folder / JOURNAL_FILE
+    dropped = repair_journal(journal)
+    if dropped:
+        tqdm.write(f"wsf optimize: warning: {journal}: its last record was torn ({dropped} "
+                   "bytes, what a crash while writing leaves); it was dropped and the study "
+                   "resumes from the trials before it.", file=sys.stderr)
+    try:
+        storage = JournalStorage(JournalFileBackend(str(journal)))
+    except (ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:
+        # Whole records Optuna cannot replay (hand-edited, or from another Optuna version).
+        raise JournalError(
+            f"{journal}: Optuna cannot replay the journal ({type(exc).__name__}: "
+            f"{shown(str(exc), 120)}). Move the file away to start the study afresh "
+            "(finished runs in runs/ are reused), or restore it from a copy.") from None
     # The sampler's random stream restarts with each driver: seeded with the file's seed
     # alone, a resumed study would draw the same first points again. Offsetting it by the
     # trials the study already holds keeps it deterministic for a given history.

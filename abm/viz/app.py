@@ -29,7 +29,9 @@ from mesa.visualization.solara_viz import ModelController
 from abm import registry
 from abm.model import WallStreetFedsModel
 from abm.scenario import Scenario, ScenarioError, load_scenario
-from abm.viz import SCENARIO_ENV, agents, charts, downloads, twin
+from abm.viz import SCENARIO_ENV, agents, assets, charts, downloads, twin
+
+assets.serve_offline()  # the asset route serves installed files only (abm.viz.assets)
 
 #: Slider maxima never go below these, so a scenario with few investors can still add some.
 MIN_MAX_INVESTORS = 50

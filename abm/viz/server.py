@@ -82,6 +82,24 @@ def solara_environment(scenario_path: str | Path) -> dict[str, str]:
     return env
 
 
+#: prctl(2) option: the signal the kernel sends this process when its parent dies.
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent(parent: int) -> None:
+    """`preexec_fn` of the server: ask the kernel (prctl PR_SET_PDEATHSIG) for SIGKILL when
+    the `wsf viz` process that started it dies, however it dies (SIGKILL included, which no
+    handler of ours sees); exit at once if it is gone already. Linux only; elsewhere the
+    server is stopped by `launch`'s handlers alone."""
+    import ctypes
+
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent:  # the parent died before the request was made
+        os._exit(1)
+
+
 def wait_until_listening(port: int, process: subprocess.Popen, timeout: float) -> bool:
     """Poll `HOST:port` until it accepts a connection; False if the process exits first or
     the timeout passes."""
@@ -115,7 +133,9 @@ def launch(scenario_path: str | Path, port: int | None = None) -> int:
         print(f"error: port {port} on {HOST} is already in use; pass --port N "
               f"(or --port 0 for any free port).", file=sys.stderr)
         return 1
-    process = subprocess.Popen(solara_command(port), env=solara_environment(scenario_path))
+    parent = os.getpid()
+    process = subprocess.Popen(solara_command(port), env=solara_environment(scenario_path),
+                               preexec_fn=lambda: die_with_parent(parent))
     # Forward SIGTERM to the server so that stopping this process never leaves it orphaned.
     previous = None
     if threading.current_thread() is threading.main_thread():
