@@ -34,7 +34,7 @@ COMPARED_METRICS = (
     "distribution_cost_usd",
     "reward_gini",
     "reward_contribution_rho",
-    "attributable_gini",
+    "attributable_nmad",
     "attributable_contribution_rho",
     "price_contribution_spearman",
     "investor_pnl_if_sold_usd",

@@ -109,10 +109,11 @@ def summary_tables(tables: SweepTables) -> list[SummaryTable]:
             "rho of final price vs cumulative contribution, Gini of the allotments, rewards "
             "and distribution cost in USD and % of rewards, extremes of allotted and "
             "attributable vs the equal split in %, rounds the method could not rank, Spearman "
-            "rho of allotted and of attributable reward vs contribution, Gini of the "
-            "attributable rewards, investors' total PnL if sold). Correlations are averaged "
-            "in Fisher z space (interval inside [-1, 1]), Gini coefficients get a bootstrap "
-            "interval.",
+            "rho of allotted and of attributable reward vs contribution, normalised mean "
+            "absolute difference of the attributable rewards (`attributable_nmad`: they can "
+            "be negative, so no Gini; it equals the Gini when none is), investors' total PnL "
+            "if sold). Correlations are averaged in Fisher z space (interval inside [-1, 1]), "
+            "Gini coefficients and NMADs get a bootstrap interval.",
             summarise_over_seeds(tables.runs, by, headline, c),
             by,
             tuple(headline),
