@@ -102,7 +102,8 @@ def _long(frame: pd.DataFrame, metric: str, x: str, hue: str, facets: Sequence[s
     return pd.DataFrame({
         "facet": facet.to_numpy(), "x": frame[x].astype(str).to_numpy(),
         "hue": frame[hue].astype(str).to_numpy() if hue in frame.columns else "",
-        "row": np.arange(len(frame)), "metric": metric, "value": frame[f"{metric}_mean"].to_numpy(dtype=float),
+        "row": np.arange(len(frame)), "metric": metric,
+        "value": frame[f"{metric}_mean"].to_numpy(dtype=float),
         "low": frame[f"{metric}_ci_low"].to_numpy(dtype=float),
         "high": frame[f"{metric}_ci_high"].to_numpy(dtype=float),
     }, columns=DATA_COLUMNS)
