@@ -251,7 +251,10 @@ def _validate(args: argparse.Namespace) -> int:
 
         sweep = load_sweep(args.file)
         record = sweep.to_record()
-        resolved = {k: record[k] for k in ("name", "base", "overrides", "grid", "seeds", "report")}
+        resolved = {k: record[k] for k in ("name", "base", "overrides", "grid", "seeds",
+                                           "counterfactual", "report")}
+        if resolved["counterfactual"] is None:  # grid points differ: say so, not null
+            resolved["counterfactual"] = "per grid point"
         if sweep.design is not None:
             design = record["design"]
             resolved["design"] = {k: v for k, v in design.items() if k != "points"}

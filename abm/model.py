@@ -437,7 +437,10 @@ def build_learning(cfg: Scenario) -> tuple[Any, Any]:
 
     groups = cfg.client_groups()
     fl = cfg.fl
-    data_rng = stream(cfg.seed, "fl.data")
+    # The data draw (subsample, validation split, partition) follows `fl.partition.seed`
+    # when given, so that each client keeps its data across a sweep's seeds.
+    data_seed = cfg.seed if fl.partition.seed is None else fl.partition.seed
+    data_rng = stream(data_seed, "fl.data")
     fl_seed = stream_int(cfg.seed, "fl.torch", bits=31)
     method_rng = stream(cfg.seed, "contribution")
     with _as_scenario_error(cfg, "fl.dataset", fl.dataset.model_dump(mode="json")):

@@ -182,6 +182,12 @@ class PartitionSpec(_Spec):
     )
     alpha: float = param(0.5, "Dirichlet concentration (smaller: more unequal); dirichlet and "
                          "quantity_skew only", gt=0, le=1000)
+    seed: int | None = param(
+        None, "seed of the data draw (dataset subsample, validation split, partition); null: "
+        "the scenario seed. Set it to keep every client's data fixed while the run seed varies "
+        "(a sweep's seeds then vary the market, the training's randomness and behaviours' "
+        "label noise, and client c00 holds the same samples in every seed)",
+        ge=0, le=2**32 - 1)
 
 
 class FLSpec(_Spec):

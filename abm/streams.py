@@ -3,7 +3,8 @@
 Every stochastic component of a run draws from its own generator, derived from the scenario
 seed and a stable name (docs/model.md, section 4.9 (Stochasticity)):
 
-    stream(seed, "fl.data")          dataset subsample, validation split, partition
+    stream(seed, "fl.data")          dataset subsample, validation split, partition (seeded
+                                     by `fl.partition.seed` instead, when a scenario sets it)
     stream(seed, "fl.torch")         the torch seed of the federation (weights, batches)
     stream(seed, "contribution")     the contribution method's sampling (MC / GTG permutations)
     activation(seed)                 the order in which market agents act each step

@@ -189,19 +189,23 @@ def price_contribution_correlation_by_round(run: Run) -> pd.Series:
 
 
 def gini(values: Any) -> float:
-    """Gini coefficient by the mean-absolute-difference formula
-    G = Σ_i Σ_j |x_i − x_j| / (2 n² μ).
+    """Gini coefficient of non-negative values by the mean-absolute-difference formula
+    G = Σ_i Σ_j |x_i − x_j| / (2 n² μ), in [0, (n − 1) / n] (0: all equal).
 
-    For non-negative values this is the classical Gini in [0, 1] (0: all equal). Negative
-    values are kept rather than clipped: clipping would make a client that lost 100 USD look
-    the same as one that got nothing, hiding exactly the losses a distribution policy
-    can cause. With negatives G may exceed 1 (spread larger than the mean). `NaN` when there
-    are no values or the mean is <= 0 (the ratio is then undefined or flips sign).
+    Defined for non-negative values only: with negatives the ratio leaves [0, 1] (a spread
+    larger than the mean, 1.10 for attributable rewards) and flips sign with the mean. Signed
+    values (gains and losses) get `nmad`, which equals the Gini when no value is negative.
+    `NaN` when there are no values, a NaN among them, or all are 0. Raises ValueError for a
+    negative value.
     """
     x = np.sort(np.asarray(values, dtype=float))
     n = len(x)
     if n == 0 or np.isnan(x).any():
         return NAN
+    if x[0] < 0:
+        raise ValueError(f"gini: {int((x < 0).sum())} of {n} values are negative (lowest "
+                         f"{x[0]:g}); the Gini is defined for non-negative values only: use "
+                         "nmad for signed values")
     mean = x.mean()
     if mean <= 0:
         return NAN
@@ -209,6 +213,28 @@ def gini(values: Any) -> float:
     ranks = np.arange(1, n + 1)
     abs_diff_sum = 2.0 * float(np.sum((2 * ranks - n - 1) * x))
     return abs_diff_sum / (2.0 * n * n * float(mean))
+
+
+def nmad(values: Any) -> float:
+    """Normalised mean absolute difference of signed values (gains and losses, e.g. USD):
+    NMAD = Σ_i Σ_j |x_i − x_j| / (2 n² mean(|x|)), dimensionless.
+
+    The Gini's numerator over the mean absolute value instead of the mean, so it is defined
+    for any signs: |x_i − x_j| <= |x_i| + |x_j| puts it in [0, 1) (0: all equal; a client
+    that lost 100 USD stays apart from one that got nothing, unlike clipping at 0), and it
+    equals `gini` when no value is negative. `NaN` when there are no values, a NaN among
+    them, or all are 0.
+    """
+    x = np.sort(np.asarray(values, dtype=float))
+    n = len(x)
+    if n == 0 or np.isnan(x).any():
+        return NAN
+    scale = float(np.abs(x).mean())
+    if scale == 0:
+        return NAN
+    ranks = np.arange(1, n + 1)
+    abs_diff_sum = 2.0 * float(np.sum((2 * ranks - n - 1) * x))
+    return abs_diff_sum / (2.0 * n * n * scale)
 
 
 def reward_gini(run: Run) -> float:
@@ -492,9 +518,10 @@ def summarise_run(run: Run) -> dict[str, Any]:
     cumulative contribution: does the policy pay by contribution?),
     `attributable_contribution_rho` (the same for the attributable reward, run − twin, if
     sold: does the mechanism, market included, deliver by contribution? NaN without a twin),
-    `attributable_gini` (Gini of the attributable rewards, negatives kept; NaN without a
-    twin), `investor_pnl_usd` and `investor_pnl_if_sold_usd` (all investors' PnL summed, at
-    spot and if each sold everything alone; 0 without investors).
+    `attributable_nmad` (`nmad` of the attributable rewards, which can be negative, so no
+    Gini: the normalised mean absolute difference, in [0, 1); NaN without a twin),
+    `investor_pnl_usd` and `investor_pnl_if_sold_usd` (all investors' PnL summed, at spot and
+    if each sold everything alone; 0 without investors).
     """
     cost = distribution_cost(run)
     rewards = client_rewards(run)
@@ -526,7 +553,7 @@ def summarise_run(run: Run) -> dict[str, Any]:
         "reward_contribution_rho": spearman(rewards["allotted_usd"], rewards["contribution"]),
         "attributable_contribution_rho": spearman(rewards["attributable_usd"],
                                                   rewards["contribution"]),
-        "attributable_gini": gini(rewards["attributable_usd"]),
+        "attributable_nmad": nmad(rewards["attributable_usd"]),
         "investor_pnl_usd": float(investors["pnl_usd"].sum()),
         "investor_pnl_if_sold_usd": float(investors["pnl_if_sold_usd"].sum()),
         **participation_summary(run),
@@ -553,7 +580,7 @@ RUN_OUTPUTS = (
     "zero_probe_pct",
     "reward_contribution_rho",
     "attributable_contribution_rho",
-    "attributable_gini",
+    "attributable_nmad",
     "investor_pnl_usd",
     "investor_pnl_if_sold_usd",
     "mean_participation",

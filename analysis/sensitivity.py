@@ -21,6 +21,19 @@ Outputs that are constant over the design (no variance to decompose, up to float
 point (NaN, e.g. attributable measures of a sweep without twins) are listed, not analysed.
 An output for which no parameter's interval excludes zero gets a warning: the sample is too
 small to tell the parameters' effects from estimation noise (more samples, or trajectories).
+
+Reproducible: SALib's bootstraps draw from `bootstrap_seed(design seed)`, a non-zero seed
+derived from the sweep's design seed (SALib's Sobol estimator reads ``seed=0`` as "no seed"
+and then draws from numpy's global state, so the intervals changed from one report to the
+next). The indices and their intervals depend on the finished runs and the design only: the
+same table whatever the number of workers, the scheduler or the machine.
+
+Trustworthy: every Sobol row carries `flags` (`sobol_flags`): an index outside [0, 1] by
+more than its interval, S1 > ST (impossible for the true indices: S1 <= ST), and an interval
+wider than the index (half-width > |index| and >= `WIDE_MIN`); `checks_of` counts them with
+what to do. `convergence` recomputes the indices on the first half of the design (N/2 base
+samples, r/2 trajectories, half the LHS points) and states the change and the size the
+design needs (`Convergence.recommended`) for half-widths of `TARGET_HALF_WIDTH`.
 """
 
 from __future__ import annotations
@@ -36,23 +49,32 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from abm.streams import stream_int
 from analysis.figures import save_figure
 from analysis.metrics import NOT_OUTPUTS, spearman
 from analysis.sweep.loading import SweepTables
 from analysis.sweep.statistics import fisher_z_interval
 
-__all__ = ["RESAMPLES", "Sensitivity", "make_sensitivity_figures", "sensitivity"]
+__all__ = ["RESAMPLES", "Convergence", "Sensitivity", "bootstrap_seed", "checks_of",
+           "convergence", "make_sensitivity_figures", "sensitivity", "sobol_flags"]
 
 #: Bootstrap resamples of SALib's confidence intervals.
 RESAMPLES = 1000
-#: Seed of SALib's bootstrap (the same report every time).
-SEED = 0
+#: Name of the random stream (`abm.streams`) the bootstrap seed is drawn from.
+BOOTSTRAP_STREAM = "sensitivity.bootstrap"
+#: An interval whose half-width exceeds |index| is flagged "wide" only from this half-width
+#: on (share of variance): ST = 0.01 +/- 0.02 resolves "no effect"; 0.46 +/- 0.56 resolves
+#: nothing.
+WIDE_MIN = 0.05
+#: The half-width (share of variance for Sobol ST; share of the largest mu* for Morris; rho
+#: for LHS) a design should reach; `Convergence.recommended` sizes the design for it.
+TARGET_HALF_WIDTH = 0.1
 #: An output whose spread over the design is below this share of its magnitude is constant.
 CONSTANT_RTOL = 1e-9
 PANEL = (4.2, 3.0)  # inches per output panel
 COLUMNS = 3
 
-SOBOL_COLUMNS = ["output", "parameter", "S1", "S1_conf", "ST", "ST_conf"]
+SOBOL_COLUMNS = ["output", "parameter", "S1", "S1_conf", "ST", "ST_conf", "flags"]
 MORRIS_COLUMNS = ["output", "parameter", "mu_star", "mu_star_conf", "sigma"]
 LHS_COLUMNS = ["output", "parameter", "rho", "rho_ci_low", "rho_ci_high", "n_points"]
 
@@ -71,10 +93,39 @@ class Sensitivity:
     undefined: dict[str, int] = field(default_factory=dict)  # output -> points with NaN
     unresolved: list[str] = field(default_factory=list)  # no interval excludes zero
     missing_runs: int = 0  # runs of the design not finished (nothing analysed then)
+    seed: int = 1  # the bootstrap's seed (`bootstrap_seed` of the design's seed)
 
     @property
     def file_stem(self) -> str:
         return "rank_correlations" if self.kind == "lhs" else "sensitivity"
+
+
+@dataclass
+class Convergence:
+    """The indices at half the design against the whole design (`convergence`).
+
+    `table`: one row per output and parameter: the main index at half size and at full size
+    (`ST` for Sobol, `mu_star` for Morris, `rho` for LHS), their change, and the full-size
+    half-width. `summary`: one row per output: the largest change, the largest half-width,
+    and the design size that output needs (`recommended`, in `size_name` units).
+    """
+
+    kind: str
+    index: str  # the index compared: ST, mu_star or rho
+    size: int  # N (base samples), r (trajectories) or points of the full design
+    half: int  # the same of the half design
+    size_name: str  # samples or trajectories
+    table: pd.DataFrame
+    summary: pd.DataFrame
+    recommended: int | None  # the largest over the outputs; None when nothing was analysed
+    note: str = ""  # why no check was possible (a design too small to halve)
+
+
+def bootstrap_seed(design_seed: int | None) -> int:
+    """The seed of SALib's bootstraps for a design drawn with `design_seed`: a 32-bit draw
+    of the `BOOTSTRAP_STREAM` stream of that seed (`abm.streams`), never 0 (SALib's Sobol
+    estimator takes 0 for "no seed" and then draws from numpy's global state)."""
+    return stream_int(int(design_seed or 0), BOOTSTRAP_STREAM, bits=32) or 1
 
 
 def outputs_of(runs: pd.DataFrame, labels: list[str]) -> list[str]:
@@ -104,6 +155,13 @@ def unit_rows(design: dict[str, Any]) -> np.ndarray:
     return np.asarray([point["unit"] for point in design["points"]], dtype=float)
 
 
+def _columns(kind: str, design: dict[str, Any]) -> list[str]:
+    if kind == "sobol":
+        return SOBOL_COLUMNS[:-1] + (["S2", "S2_conf"] if design.get("second_order")
+                                     else []) + ["flags"]
+    return {"morris": MORRIS_COLUMNS, "lhs": LHS_COLUMNS}[kind]
+
+
 def sensitivity(tables: SweepTables) -> Sensitivity:
     """The sensitivity indices of a design sweep's finished runs (see the module docstring).
 
@@ -116,16 +174,11 @@ def sensitivity(tables: SweepTables) -> Sensitivity:
     parameters = list(design["parameters"])
     outputs = outputs_of(tables.runs, tables.labels)
     means, missing = point_means(tables, outputs)
-    columns = {"sobol": SOBOL_COLUMNS + (["S2", "S2_conf"] if design.get("second_order")
-                                         else []),
-               "morris": MORRIS_COLUMNS, "lhs": LHS_COLUMNS}[kind]
-    result = Sensitivity(kind, pd.DataFrame(columns=columns), parameters,
+    result = Sensitivity(kind, pd.DataFrame(columns=_columns(kind, design)), parameters,
                          len(design["points"]), len(tables.seeds) or 1, tables.confidence,
-                         missing_runs=missing)
+                         missing_runs=missing, seed=bootstrap_seed(design.get("seed")))
     if missing:
         return result
-    problem = {"num_vars": len(parameters), "names": parameters,
-               "bounds": [[0.0, 1.0]] * len(parameters)}
     rows: list[dict[str, Any]] = []
     for output in outputs:
         y = means[output].to_numpy(dtype=float)
@@ -138,34 +191,47 @@ def sensitivity(tables: SweepTables) -> Sensitivity:
             # the parameter it scales with as "influential".
             result.constant.append(output)
             continue
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # SALib's notices on small samples
-            if kind == "sobol":
-                found = _sobol(problem, y, design, tables.confidence)
-            elif kind == "morris":
-                found = _morris(problem, unit_rows(design), y, design, tables.confidence)
-            else:
-                found = _ranks(design, parameters, y, tables.confidence)
+        found = _indices(design, parameters, y, len(design["points"]), tables.confidence,
+                         result.seed)
         for row in found:
             row["output"] = output
         rows += found
         if not _resolved(kind, found):
             result.unresolved.append(output)
-    result.table = pd.DataFrame(rows, columns=columns)
+    result.table = pd.DataFrame(rows, columns=_columns(kind, design))
     return result
 
 
+def _indices(design: dict[str, Any], parameters: list[str], y: np.ndarray, points: int,
+             confidence: float, seed: int) -> list[dict[str, Any]]:
+    """The index rows of one output over the design's first `points` points (`y` holds at
+    least that many point means, in design order)."""
+    kind = design["kind"]
+    problem = {"num_vars": len(parameters), "names": parameters,
+               "bounds": [[0.0, 1.0]] * len(parameters)}
+    y = y[:points]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # SALib's notices on small samples
+        if kind == "sobol":
+            return _sobol(problem, y, design, confidence, seed)
+        if kind == "morris":
+            return _morris(problem, unit_rows(design)[:points], y, design, confidence, seed)
+        return _ranks(design, parameters, y, confidence)
+
+
 def _sobol(problem: dict[str, Any], y: np.ndarray, design: dict[str, Any],
-           confidence: float) -> list[dict[str, Any]]:
+           confidence: float, seed: int) -> list[dict[str, Any]]:
     from SALib.analyze import sobol
 
     second = bool(design.get("second_order"))
     found = sobol.analyze(problem, y, calc_second_order=second, num_resamples=RESAMPLES,
-                          conf_level=confidence, seed=SEED)
+                          conf_level=confidence, seed=seed)
     rows = [{"parameter": name, "S1": float(found["S1"][i]),
              "S1_conf": float(found["S1_conf"][i]), "ST": float(found["ST"][i]),
              "ST_conf": float(found["ST_conf"][i])}
             for i, name in enumerate(problem["names"])]
+    for row in rows:
+        row["flags"] = sobol_flags(row)
     if second:
         for row in rows:
             row["S2"] = row["S2_conf"] = math.nan
@@ -175,16 +241,40 @@ def _sobol(problem: dict[str, Any], y: np.ndarray, design: dict[str, Any],
                 rows.append({"parameter": f"{names[i]} × {names[j]}",
                              "S1": math.nan, "S1_conf": math.nan, "ST": math.nan,
                              "ST_conf": math.nan, "S2": float(found["S2"][i, j]),
-                             "S2_conf": float(found["S2_conf"][i, j])})
+                             "S2_conf": float(found["S2_conf"][i, j]), "flags": ""})
     return rows
 
 
+def sobol_flags(row: dict[str, Any]) -> str:
+    """The checks a Sobol row fails, `;`-separated ("" when none), for a reader to see before
+    trusting it: `S1<0`, `S1>1`, `ST<0`, `ST>1` (the index lies outside [0, 1] by more than
+    its half-width), `S1>ST` (point estimates; the true indices have S1 <= ST), `S1 wide`,
+    `ST wide` (half-width > |index| and >= `WIDE_MIN`: the interval is wider than what it
+    measures)."""
+    flags = []
+    for name in ("S1", "ST"):
+        value, conf = row[name], row[f"{name}_conf"]
+        if not (math.isfinite(value) and math.isfinite(conf)):
+            continue
+        if value + conf < 0:
+            flags.append(f"{name}<0")
+        if value - conf > 1:
+            flags.append(f"{name}>1")
+    if math.isfinite(row["S1"]) and math.isfinite(row["ST"]) and row["S1"] > row["ST"]:
+        flags.append("S1>ST")
+    for name in ("S1", "ST"):
+        value, conf = row[name], row[f"{name}_conf"]
+        if math.isfinite(conf) and conf >= WIDE_MIN and conf > abs(value):
+            flags.append(f"{name} wide")
+    return ";".join(flags)
+
+
 def _morris(problem: dict[str, Any], x: np.ndarray, y: np.ndarray, design: dict[str, Any],
-            confidence: float) -> list[dict[str, Any]]:
+            confidence: float, seed: int) -> list[dict[str, Any]]:
     from SALib.analyze import morris
 
     found = morris.analyze(problem, x, y, num_resamples=RESAMPLES, conf_level=confidence,
-                           num_levels=int(design["levels"]), seed=SEED)
+                           num_levels=int(design["levels"]), seed=seed)
     return [{"parameter": name, "mu_star": float(found["mu_star"][i]),
              "mu_star_conf": float(found["mu_star_conf"][i]),
              "sigma": float(found["sigma"][i])}
@@ -193,7 +283,7 @@ def _morris(problem: dict[str, Any], x: np.ndarray, y: np.ndarray, design: dict[
 
 def _ranks(design: dict[str, Any], parameters: list[str], y: np.ndarray,
            confidence: float) -> list[dict[str, Any]]:
-    x = np.asarray([point["sample"] for point in design["points"]], dtype=float)
+    x = np.asarray([point["sample"] for point in design["points"]], dtype=float)[:len(y)]
     rows = []
     for i, name in enumerate(parameters):
         rho = spearman(x[:, i], y)
@@ -216,6 +306,113 @@ def _resolved(kind: str, rows: list[dict[str, Any]]) -> bool:
     return False
 
 
+def convergence(tables: SweepTables, result: Sensitivity) -> Convergence:
+    """The indices of `result`'s outputs recomputed on the first half of the design, against
+    the whole design, and the size the design needs.
+
+    Half the design is a design of its own: the first N/2 base samples of a Sobol design
+    (each base sample is a block of D + 2 rows, or 2D + 2 with second order, and a scrambled
+    Sobol sequence's first N/2 points are balanced), the first r/2 Morris trajectories, the
+    first half of the LHS points. Bootstrap half-widths shrink as 1 / sqrt(size), so the
+    size an output needs for half-widths of `TARGET_HALF_WIDTH` is
+    size × (largest half-width / target)², at least twice the size where halving moved an
+    index by more than the target (rounded up to a power of 2 for Sobol). Morris half-widths
+    are taken relative to the output's largest mu*; LHS half-widths are those of rho's
+    Fisher-z interval.
+    """
+    design = tables.design or {}
+    kind = result.kind
+    index = {"sobol": "ST", "morris": "mu_star", "lhs": "rho"}[kind]
+    size, size_name, block = {
+        "sobol": (int(design.get("samples") or 0), "samples",
+                  2 * len(result.parameters) + 2 if design.get("second_order")
+                  else len(result.parameters) + 2),
+        "morris": (int(design.get("trajectories") or 0), "trajectories",
+                   len(result.parameters) + 1),
+        "lhs": (int(design.get("samples") or 0), "samples", 1),
+    }[kind]
+    half = size // 2
+    columns = ["output", "parameter", f"{index}_half", index, "change", f"{index}_conf"]
+    empty = Convergence(kind, index, size, half, size_name, pd.DataFrame(columns=columns),
+                        pd.DataFrame(columns=["output", "max_change", "max_conf",
+                                              "recommended"]), None)
+    minimum = {"sobol": 4, "morris": 4, "lhs": 8}[kind]
+    if result.table.empty or size < minimum:
+        empty.note = (f"a design of {size} {size_name} is too small to halve (at least "
+                      f"{minimum})" if size < minimum else "nothing was analysed")
+        return empty
+    outputs = list(dict.fromkeys(result.table["output"]))
+    means, _ = point_means(tables, outputs)
+    parameters = result.parameters
+    rows, summary = [], []
+    for output in outputs:
+        full = result.table[(result.table["output"] == output)
+                            & result.table["parameter"].isin(parameters)]
+        full = full.set_index("parameter").loc[parameters]
+        y = means[output].to_numpy(dtype=float)
+        halved = pd.DataFrame(_indices(design, parameters, y, half * block,
+                                       result.confidence, result.seed)).set_index("parameter")
+        if kind == "lhs":
+            conf = (full["rho_ci_high"] - full["rho_ci_low"]) / 2
+        else:
+            conf = full[f"{index}_conf"]
+        scale = float(full["mu_star"].abs().max()) if kind == "morris" else 1.0
+        change = (full[index] - halved[index]).abs() / (scale or 1.0)
+        for name in parameters:
+            rows.append({"output": output, "parameter": name,
+                         f"{index}_half": float(halved.loc[name, index]),
+                         index: float(full.loc[name, index]), "change": float(change[name]),
+                         f"{index}_conf": float(conf[name])})
+        max_change = float(change.max())
+        max_conf = float(conf.max()) / (scale or 1.0)
+        summary.append({"output": output, "max_change": max_change, "max_conf": max_conf,
+                        "recommended": _recommended(kind, size, max_change, max_conf)})
+    frame = pd.DataFrame(summary, columns=list(empty.summary.columns))
+    recommended = int(frame["recommended"].max()) if len(frame) else None
+    return Convergence(kind, index, size, half, size_name, pd.DataFrame(rows, columns=columns),
+                       frame, recommended)
+
+
+def _recommended(kind: str, size: int, change: float, conf: float) -> int:
+    """The design size for half-widths of `TARGET_HALF_WIDTH` (see `convergence`)."""
+    wanted = size * (conf / TARGET_HALF_WIDTH) ** 2 if math.isfinite(conf) else 2 * size
+    if math.isfinite(change) and change > TARGET_HALF_WIDTH:
+        wanted = max(wanted, 2 * size)
+    wanted = max(float(size), wanted)
+    if kind == "sobol":
+        return int(2 ** math.ceil(math.log2(wanted)))
+    return math.ceil(wanted)
+
+
+#: What a reader should do about each flag of a Sobol row.
+FLAG_ADVICE = {
+    "outside": "an index outside [0, 1] by more than its interval: the estimators are "
+               "unbiased but not bounded, and at this size their noise exceeds the index; "
+               "raise `samples`",
+    "S1>ST": "S1 > ST, impossible for the true indices (S1 <= ST): the difference is "
+             "estimation noise; read neither index alone, raise `samples`",
+    "wide": "an interval wider than its index (half-width > |index|): the index is not "
+            "resolved, not 'small'; raise `samples` (the convergence check below gives the "
+            "size) or `seeds`",
+}
+
+
+def checks_of(result: Sensitivity) -> pd.DataFrame:
+    """Per output of a Sobol table, how many parameters fail each check of `sobol_flags`
+    (columns `output`, `outside`, `S1>ST`, `wide`); empty for other designs."""
+    columns = ["output", "outside", "S1>ST", "wide"]
+    if result.kind != "sobol" or result.table.empty:
+        return pd.DataFrame(columns=columns)
+    rows = []
+    for output, group in result.table.groupby("output", sort=False):
+        flags = [f.split(";") for f in group["flags"] if f]
+        rows.append({"output": output,
+                     "outside": sum(any(x[-2:] in ("<0", ">1") for x in f) for f in flags),
+                     "S1>ST": sum("S1>ST" in f for f in flags),
+                     "wide": sum(any(x.endswith("wide") for x in f) for f in flags)})
+    return pd.DataFrame(rows, columns=columns)
+
+
 def warnings_of(result: Sensitivity) -> list[str]:
     """One line per problem a reader must know before trusting the indices."""
     lines = []
@@ -231,6 +428,15 @@ def warnings_of(result: Sensitivity) -> list[str]:
             f"{result.confidence:.0%} level; raise the design's "
             f"{'trajectories' if result.kind == 'morris' else 'samples'} (or seeds) before "
             "reading these as 'no effect'.")
+    checks = checks_of(result)
+    if len(checks):
+        totals = {name: int(checks[name].sum()) for name in ("outside", "S1>ST", "wide")}
+        if any(totals.values()):
+            lines.append(
+                f"of {len(result.table)} Sobol rows, {totals['outside']} have an index outside "
+                f"[0, 1] beyond its interval, {totals['S1>ST']} have S1 > ST and "
+                f"{totals['wide']} an interval wider than the index (column `flags`; what to "
+                "do: the report's 'Checks' section).")
     if result.seeds < 5:
         lines.append(f"each point averages {result.seeds} seed(s) (fewer than 5): seed noise "
                      "left in the point means counts as parameter effect or estimation noise.")

@@ -16,6 +16,7 @@ from analysis.metrics import (
     gini,
     investor_performance,
     lp_decomposition,
+    nmad,
     price_contribution_correlation,
     price_contribution_correlation_by_round,
     reward_gini,
@@ -140,19 +141,32 @@ def test_gini_is_zero_for_equal_values_and_classical_for_one_winner() -> None:
     assert gini([0.0, 0.0, 0.0, 10.0]) == pytest.approx(3 / 4)  # (n - 1) / n
 
 
-def test_gini_keeps_losses_and_can_exceed_one() -> None:
-    # (-10, 10, 30): mean 10, ordered-pair |differences| sum 160, 160 / 180.
-    assert gini([-10.0, 10.0, 30.0]) == pytest.approx(8 / 9)
-    # (-20, 0, 30): mean 10/3, pair sum 200, 200 / 60 = 10/3 > 1; clipping the loss would
-    # report gini([0, 0, 30]) = 2/3 and hide it.
-    assert gini([-20.0, 0.0, 30.0]) == pytest.approx(10 / 3)
-    assert gini([0.0, 0.0, 30.0]) == pytest.approx(2 / 3)
+def test_gini_refuses_negative_values() -> None:
+    with pytest.raises(ValueError, match="non-negative values only: use nmad"):
+        gini([-10.0, 10.0, 30.0])
+
+
+def test_nmad_of_signed_values_on_exact_vectors() -> None:
+    # Σ_i Σ_j |x_i − x_j| = 2 (20 + 40 + 20) = 160; 2 n² mean|x| = 2 · 9 · 50/3 = 300.
+    assert nmad([-10.0, 10.0, 30.0]) == pytest.approx(8 / 15)
+    assert nmad([-5.0, 5.0]) == pytest.approx(1 / 2)  # 20 / (2 · 4 · 5)
+    # A loss stays apart from nothing, unlike clipping at 0 (the Gini of [0, 0, 30] is 2/3).
+    assert nmad([-20.0, 0.0, 30.0]) == pytest.approx(2 * (20 + 50 + 30) / (2 * 9 * 50 / 3))
+    assert nmad([-5.0, -5.0]) == 0.0  # all equal, whatever the sign
+    # Without negatives it is the Gini.
+    for values in ([0.0, 0.0, 30.0], [1.0, 2.0, 7.0, 7.0], [5.0, 5.0]):
+        assert nmad(values) == pytest.approx(gini(values))
+    # Bounded below 1 for any signs: |x_i − x_j| <= |x_i| + |x_j|.
+    rng = np.random.default_rng(0)
+    for _ in range(100):
+        assert 0.0 <= nmad(rng.normal(0.0, 1.0, size=7)) < 1.0
+    assert math.isnan(nmad([])) and math.isnan(nmad([0.0, 0.0]))
+    assert math.isnan(nmad([1.0, float("nan")]))
 
 
 def test_gini_is_nan_when_undefined() -> None:
     assert math.isnan(gini([]))
     assert math.isnan(gini([0.0, 0.0]))
-    assert math.isnan(gini([-5.0, 1.0]))
 
 
 def test_price_contribution_correlation_matches_hand_ranks() -> None:

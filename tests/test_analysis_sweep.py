@@ -19,7 +19,9 @@ from analysis.metrics import client_rewards, investor_performance, price_contrib
 from analysis.runs import load_run
 from analysis.sweep import (
     FIGURE_NAMES,
+    client_keys,
     combine,
+    figure_data,
     load_sweep_tables,
     make_sweep_figures,
     mean_ci,
@@ -37,6 +39,8 @@ TINY = {
         {"strategy": "noise", "count": 2, "cash": 500},
     ],
     "liquidity_providers": [{"count": 1, "cash": 2000}],
+    # Each client keeps its data across seeds: the per-client table averages one client.
+    "fl.partition.seed": 0,
 }
 GRID = {"rewards.policy": ["direct", "buyback"], "contribution.method": ["leave_one_out",
                                                                          "data_size"]}
@@ -256,7 +260,8 @@ def test_grid_key_named_like_a_table_column_gets_a_grid_prefix(tmp_path: Path) -
     assert list(runs["grid:contribution"]) == ["loo", "size"]
 
     table = pd.read_csv(write_sweep_report(out).parent / "client_rewards.csv")
-    assert list(table.columns[:3]) == ["grid:contribution", "client", "n_runs"]
+    assert list(table.columns[:5]) == ["grid:contribution", "policy", "method", "client",
+                                       "n_runs"]
     assert "contribution_mean" in table.columns
 
 
@@ -299,3 +304,52 @@ def test_a_sweep_with_twins_reports_paired_run_minus_twin_differences(tmp_path: 
     assert equal["attributable_vs_equal_pct_mean"].abs().max() < 1e-9
     assert (equal["allotted_vs_equal_pct_mean"] == 0.0).all()
     assert "Run minus twin per holder type" in report.read_text()
+
+
+def test_figures_draw_exactly_what_their_tables_print(sweep_dir: Path, report: Path) -> None:
+    """Every bar is its table's centre (the Fisher-z mean for a correlation, not the plain
+    mean) and every whisker its table's interval, read from the CSV the report wrote."""
+    from analysis.sweep.figures import FIGURE_TABLES, _bars
+
+    tables = load_sweep_tables(sweep_dir)
+    data = figure_data(tables)
+    assert set(data) == set(FIGURE_NAMES)
+    for name, bars in data.items():
+        table = pd.read_csv(report.parent / f"{FIGURE_TABLES[name]}.csv")
+        for metric, rows in bars.groupby("metric", sort=False):
+            assert sorted(rows["row"]) == list(range(len(table)))
+            cells = table.iloc[rows["row"].to_numpy()]
+            for column, suffix in (("value", "mean"), ("low", "ci_low"), ("high", "ci_high")):
+                np.testing.assert_allclose(rows[column].to_numpy(float),
+                                           cells[f"{metric}_{suffix}"].to_numpy(float),
+                                           rtol=1e-12, equal_nan=True)
+    rho = data["price_contribution_correlation"]
+    runs = tables.runs
+    first = rho.iloc[0]
+    values = runs[(runs["rewards.policy"] == first["x"])
+                  & (runs["contribution.method"] == first["hue"])]["price_contribution_spearman"]
+    z = np.arctanh(np.clip(values.to_numpy(float), -1 + 1e-6, 1 - 1e-6))
+    assert first["value"] == pytest.approx(float(np.tanh(z.mean())))
+    # The drawn bars are the data's values.
+    figure = _bars(data["distribution_cost"], hue="method", xlabel="", ylabel="", title="")
+    heights = sorted(p.get_height() for ax in figure.axes for p in ax.patches)
+    assert heights == pytest.approx(sorted(data["distribution_cost"]["value"]))
+
+
+def test_clients_not_identified_across_seeds_aggregate_by_behaviour_and_rank(
+        sweep_dir: Path, tmp_path: Path) -> None:
+    tables = load_sweep_tables(sweep_dir)
+    assert client_keys(tables) == ["client"]
+    # As if each seed had redrawn the partition (no fl.partition.seed).
+    redrawn = dataclasses.replace(tables, clients=tables.clients.assign(
+        data_seed=tables.clients["seed"]))
+    assert client_keys(redrawn) == ["behaviour", "contribution_rank"]
+    from analysis.sweep.tables import summary_tables
+
+    table = next(t for t in summary_tables(redrawn) if t.name == "client_rewards")
+    assert "not** identified" in table.note
+    assert set(table.frame["contribution_rank"]) == {1, 2, 3}
+    assert (table.frame["n_runs"] == len(SEEDS)).all()
+    bars = figure_data(redrawn)["reward_vs_equal"]
+    assert set(bars["x"]) == {"honest #1", "honest #2", "honest #3"}
+    make_sweep_figures(redrawn, tmp_path, formats=["png"])

@@ -151,11 +151,16 @@ def test_sobol_indices_of_an_output_of_one_parameter(base_file: Path, tmp_path: 
     out = run_sweep(path, workers=2, out=tmp_path / "out", progress=False)
     report = write_sweep_report(out)
     table = pd.read_csv(report.parent / "sensitivity.csv")
-    assert list(table.columns) == ["output", "parameter", "S1", "S1_conf", "ST", "ST_conf"]
+    assert list(table.columns) == ["output", "parameter", "S1", "S1_conf", "ST", "ST_conf",
+                                   "flags"]
     reward = table[table["output"] == "rewards_usd"].set_index("parameter")
-    assert reward.loc["market.fee_bps", "ST"] == 0.0
-    assert reward.loc["investors.0.cash", "ST"] == 0.0
-    assert reward.loc["market.fee_bps", "S1"] == 0.0
+    # A parameter the output does not depend on gets ST = 0 exactly, and so does its interval:
+    # its rows A and AB_j hold the same runs, so every bootstrap resample estimates 0 too.
+    for dummy in ("market.fee_bps", "investors.0.cash"):
+        assert reward.loc[dummy, "ST"] == 0.0
+        assert reward.loc[dummy, "ST_conf"] == 0.0
+        assert reward.loc[dummy, "S1"] == 0.0
+        assert pd.isna(reward.loc[dummy, "flags"])  # nothing to flag (empty in the CSV)
     assert reward.loc["rewards.budget.amount", "ST"] == pytest.approx(1.0, abs=0.35)
     # The accuracy does not depend on the market at all: constant, listed, not analysed.
     text = report.read_text()
@@ -270,7 +275,7 @@ def test_second_order_indices_of_a_product_are_reported_as_pairs(tmp_path: Path)
     result = sensitivity(tables)
     table = result.table.set_index("parameter")
     assert list(result.table.columns) == ["output", "parameter", "S1", "S1_conf", "ST",
-                                          "ST_conf", "S2", "S2_conf"]
+                                          "ST_conf", "S2", "S2_conf", "flags"]
     # Analytic: Var = 7/144, S1 = S2_first = (1/48) / (7/144) = 3/7 each, S12 = 1/7.
     assert table.loc["x1", "S1"] == pytest.approx(3 / 7, abs=0.08)
     assert table.loc["x1 × x2", "S2"] == pytest.approx(1 / 7, abs=0.12)
@@ -309,3 +314,110 @@ def test_wsf_sweep_of_a_huge_design_under_a_memory_limit_exits_2_at_once(
                       str(base_file.parent / "out"), timeout=60)
     assert_refused(outcome, "wsf sweep: ", "this process can use", seconds=20, peak_mb=600)
     assert not (base_file.parent / "out").exists()
+
+
+# -- reproducible and checked indices (issue 23) ----------------------------------------------
+
+
+def toy_tables(tmp_path: Path, function, *, samples: int, kind: str = "sobol",
+               dims: int = 3, seed: int = 0):
+    """SweepTables of a design over x1..x_dims on [0, 1] whose one output is `function(rows)`,
+    without running anything (one 'run' per point, seed 0)."""
+    from abm.sweep.design import DesignSpec, Parameter, draw
+    from analysis.sweep.loading import SweepTables
+
+    spec = (DesignSpec(kind="morris", trajectories=samples, levels=4, seed=seed)
+            if kind == "morris" else DesignSpec(kind=kind, samples=samples, seed=seed))
+    parameters = [Parameter(f"x{i}", "float", low=0.0, high=1.0) for i in range(1, dims + 1)]
+    rows = draw(spec, parameters)
+    points = [{"index": i, "unit": list(map(float, row)), "sample": list(map(float, row)),
+               "params": {}, "runs": [f"r{i}"]} for i, row in enumerate(rows)]
+    design = {**spec.model_dump(), "parameters": {p.path: p.record() for p in parameters},
+              "points": points}
+    runs = pd.DataFrame({"run_id": [f"r{i}" for i in range(len(rows))], "seed": 0,
+                         "policy": "equal", "method": "data_size", "y": function(rows)})
+    empty = pd.DataFrame()
+    return SweepTables(path=tmp_path, name="toy", params=[], confidence=0.95,
+                       formats=["png"], figures=False, n_planned=len(rows), runs=runs,
+                       clients=empty, investors=empty, holders=empty, design=design,
+                       seeds=(0,))
+
+
+def test_bootstrap_seed_is_derived_from_the_design_seed_and_never_zero() -> None:
+    from analysis.sensitivity import bootstrap_seed
+
+    # SALib's Sobol estimator reads seed=0 as "no seed" (numpy's global state).
+    assert bootstrap_seed(0) != 0 and bootstrap_seed(None) == bootstrap_seed(0)
+    assert bootstrap_seed(0) == bootstrap_seed(0) != bootstrap_seed(1)
+
+
+def test_intervals_do_not_depend_on_numpy_global_state(tmp_path: Path) -> None:
+    from analysis.sensitivity import sensitivity
+
+    tables = toy_tables(tmp_path, lambda x: x[:, 0] + 0.3 * x[:, 1] ** 2, samples=16)
+    np.random.seed(1)
+    first = sensitivity(tables).table
+    np.random.seed(2)
+    np.random.random(100)
+    second = sensitivity(tables).table
+    pd.testing.assert_frame_equal(first, second)
+    assert (first["ST_conf"] > 0).any()  # real intervals, not zeros
+
+
+def test_sobol_flags_name_each_failed_check() -> None:
+    from analysis.sensitivity import sobol_flags
+
+    assert sobol_flags({"S1": 0.2, "S1_conf": 0.05, "ST": 0.3, "ST_conf": 0.05}) == ""
+    # S1 below 0 beyond its interval, S1 > ST, and ST's interval wider than ST.
+    assert sobol_flags({"S1": -0.5, "S1_conf": 0.1, "ST": -0.8, "ST_conf": 0.9}) == \
+        "S1<0;S1>ST;ST wide"
+    assert sobol_flags({"S1": 0.1, "S1_conf": 0.01, "ST": 1.4, "ST_conf": 0.3}) == "ST>1"
+    # Within its interval of [0, 1] is not flagged; a tiny interval wider than a tiny index
+    # (below WIDE_MIN) resolves "no effect" and is not flagged either.
+    assert sobol_flags({"S1": -0.05, "S1_conf": 0.1, "ST": 0.01, "ST_conf": 0.02}) == \
+        "S1 wide"
+
+
+def test_convergence_compares_half_and_full_design_and_recommends_a_size(
+        tmp_path: Path) -> None:
+    from analysis.sensitivity import TARGET_HALF_WIDTH, checks_of, convergence, sensitivity
+
+    # y = 4 x1 + x2 (x3 a dummy): S1 = ST = 16/17 and 1/17, 0 for x3.
+    tables = toy_tables(tmp_path, lambda x: 4 * x[:, 0] + x[:, 1], samples=64)
+    result = sensitivity(tables)
+    converged = convergence(tables, result)
+    assert (converged.size, converged.half, converged.index) == (64, 32, "ST")
+    table = converged.table.set_index("parameter")
+    assert table.loc["x3", "ST"] == table.loc["x3", "ST_half"] == 0.0
+    full = result.table.set_index("parameter")
+    assert table.loc["x1", "ST"] == full.loc["x1", "ST"]
+    assert table.loc["x1", "change"] == pytest.approx(
+        abs(table.loc["x1", "ST"] - table.loc["x1", "ST_half"]))
+    row = converged.summary.iloc[0]
+    assert row["max_conf"] == pytest.approx(full["ST_conf"].max())
+    wanted = max(64 * (row["max_conf"] / TARGET_HALF_WIDTH) ** 2, 64)
+    if row["max_change"] > TARGET_HALF_WIDTH:
+        wanted = max(wanted, 128)
+    assert converged.recommended == 2 ** math.ceil(math.log2(wanted))
+    assert list(checks_of(result).columns) == ["output", "outside", "S1>ST", "wide"]
+    # Too small to halve: said, not computed.
+    small = convergence(toy_tables(tmp_path, lambda x: x[:, 0], samples=2),
+                        sensitivity(toy_tables(tmp_path, lambda x: x[:, 0], samples=2)))
+    assert small.recommended is None and "too small" in small.note
+
+
+def test_sensitivity_table_is_identical_with_one_and_two_workers(base_file: Path,
+                                                                 tmp_path: Path) -> None:
+    path = design_file(base_file, {"kind": "sobol", "samples": 4, "seed": 0},
+                       {"rewards.budget.amount": {"low": 100, "high": 1000},
+                        "investors.0.cash": {"low": 100, "high": 1000}})
+    texts = []
+    for workers in (1, 2):
+        out = run_sweep(path, workers=workers, out=tmp_path / f"w{workers}", progress=False)
+        report = write_sweep_report(out)
+        texts.append({name: (report.parent / name).read_text()
+                      for name in ("sensitivity.csv", "convergence.csv")})
+        assert "## Convergence" in report.read_text()
+    assert texts[0] == texts[1]
+    table = pd.read_csv(tmp_path / "w1" / "report" / "sensitivity.csv")
+    assert (table["ST_conf"] > 0).any()  # real bootstrap intervals were compared

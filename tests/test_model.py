@@ -239,3 +239,22 @@ def test_agent_attributes_read_the_models_marks(small):
         assert agent.usd == model.ledger.balance(agent.account, "USD") / ONE
     table = model.agents_dataframe()
     assert table["step"].max() == 12 and len(table) == 13 * len(model.agents)
+
+
+def test_partition_seed_keeps_each_clients_data_fixed_while_the_run_seed_varies() -> None:
+    """`fl.partition.seed` draws subsample, validation split and partition from its own seed:
+    client c00 holds the same samples in every run seed; without it each seed redraws them."""
+    import torch
+
+    def data(seed: int, partition_seed: int | None) -> list[torch.Tensor]:
+        scenario = small_scenario(**{"seed": seed, "fl.partition.scheme": "dirichlet",
+                                     "fl.partition.seed": partition_seed})
+        federation = WallStreetFedsModel(scenario).federation.federation
+        return [x.cpu() for x in federation._X]
+
+    fixed = [data(seed, 7) for seed in (0, 1, 2)]
+    for other in fixed[1:]:
+        assert [len(x) for x in other] == [len(x) for x in fixed[0]]
+        assert all(torch.equal(a, b) for a, b in zip(other, fixed[0], strict=True))
+    redrawn = [data(seed, None) for seed in (0, 1)]
+    assert [len(x) for x in redrawn[0]] != [len(x) for x in redrawn[1]]

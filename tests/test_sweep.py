@@ -92,6 +92,61 @@ def test_grid_is_the_cartesian_product_of_values_times_seeds(base_file: Path) ->
         assert run.scenario.steps == TINY["steps"]  # overrides apply to every run
 
 
+@pytest.mark.parametrize("written", [False, True, None])
+def test_a_sweep_files_counterfactual_wins_over_the_base(base_file: Path, written: bool | None,
+                                                         capsys: pytest.CaptureFixture) -> None:
+    """The base turns the twin on (as the shipped baseline does); the sweep file's own
+    `counterfactual: false` turns it off for every run, and `wsf validate` prints the
+    resolved value. Left out, the base's value holds."""
+    from abm.cli import main
+
+    twin_base = base_file.with_name("twin.yaml")
+    twin_base.write_text(yaml.safe_dump({**small_scenario().to_dict(), "counterfactual": True},
+                                        sort_keys=False))
+    spec = {"base": f"scenarios/{twin_base.name}", "overrides": TINY, "seeds": [0, 1],
+            "grid": {"rewards.policy": ["equal", "mint"]}}
+    if written is not None:
+        spec["counterfactual"] = written
+    path = base_file.parent.parent / "cf.yaml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    expected = True if written is None else written
+    sweep = load_sweep(path)
+    assert [r.scenario.counterfactual for r in sweep.runs] == [expected] * 4
+    assert sweep.counterfactual is expected
+    assert main(["validate", str(path)]) == 0
+    assert yaml.safe_load(capsys.readouterr().out)["counterfactual"] is expected
+
+
+def test_counterfactual_set_twice_in_a_sweep_file_is_refused(base_file: Path) -> None:
+    spec = {"base": f"scenarios/{base_file.name}", "seeds": 1, "counterfactual": False,
+            "overrides": {**TINY, "counterfactual": True}}
+    path = base_file.parent.parent / "twice.yaml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    with pytest.raises(ScenarioError, match="set it in one place"):
+        load_sweep(path)
+
+
+def test_a_study_files_counterfactual_wins_over_the_base(base_file: Path) -> None:
+    from abm.sweep.optimize import load_study
+    from analysis.metrics import RUN_OUTPUTS
+
+    twin_base = base_file.with_name("twin.yaml")
+    twin_base.write_text(yaml.safe_dump({**small_scenario().to_dict(), "counterfactual": True},
+                                        sort_keys=False))
+    spec = {"base": f"scenarios/{twin_base.name}", "overrides": TINY, "seeds": 1,
+            "counterfactual": False, "parameters": {"market.fee_bps": {"low": 5, "high": 50}},
+            "objectives": [{"output": "distribution_cost_usd", "direction": "minimize"}]}
+    path = base_file.parent.parent / "study.yaml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    study = load_study(path, outputs=RUN_OUTPUTS)
+    assert study.counterfactual is False
+    assert study.scenario({"market.fee_bps": 10}, 0).counterfactual is False
+    del spec["counterfactual"]
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    assert load_study(path, outputs=RUN_OUTPUTS).scenario({"market.fee_bps": 10},
+                                                           0).counterfactual is True
+
+
 def test_seed_count_means_seeds_zero_to_count_minus_one(base_file: Path) -> None:
     sweep = load_sweep(tiny_sweep(base_file, grid={}, seeds=4))
     assert sweep.seeds == [0, 1, 2, 3]

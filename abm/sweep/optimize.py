@@ -133,9 +133,10 @@ class OptimizeFile(BaseModel):
     objectives: list[Objective] = Field(min_length=1, max_length=8,
                                         description="run outputs to minimise or maximise")
     seeds: Any = Field(description="a seed count n (seeds 0..n-1) or a list of distinct seeds")
-    counterfactual: bool = Field(False, description="run every run's twin (needed by the "
-                                 "attributable outputs); it replays its run's learning, so it "
-                                 "adds the run's market time")
+    counterfactual: bool | None = Field(
+        None, description="run every run's twin (needed by the attributable outputs); it "
+        "replays its run's learning, so it adds the run's market time. `true` or `false` here "
+        "wins over the base scenario's `counterfactual`; left out, the base's value holds")
     sampler: SamplerSpec = Field(default_factory=SamplerSpec)
 
     @field_validator("overrides", "parameters")
@@ -191,7 +192,7 @@ class Study:
     parameters: list[Parameter]
     objectives: list[Objective]
     seeds: list[int]
-    counterfactual: bool
+    counterfactual: bool  # resolved: the study file's, else its overrides', else the base's
     sampler: SamplerSpec
 
     @property
@@ -205,8 +206,7 @@ class Study:
             label = labels[p.path]
             values[p.path] = (p.values[p.labels.index(label)] if p.kind == "categorical"
                               else label)
-        overrides = ({**self.overrides, "counterfactual": True} if self.counterfactual
-                     else self.overrides)
+        overrides = {**self.overrides, "counterfactual": self.counterfactual}
         return self.base.with_overrides({**overrides, **values, "seed": seed},
                                         source=f"{self.source} (point {shown(labels, 200)})")
 
@@ -246,11 +246,16 @@ def load_study(path: str | Path, *, outputs: Sequence[str]) -> Study:
                 f"{source}: objectives[{i}].output = {objective.output!r}: not a run output; "
                 f"allowed: {', '.join(outputs)}.")
     base_path, base = load_base(source, spec.base, "study")
+    if spec.counterfactual is not None and "counterfactual" in spec.overrides:
+        raise ScenarioError(f"{source}: `counterfactual` is set both at the top of the file "
+                            "and under `overrides`; set it in one place.")
+    counterfactual = (spec.counterfactual if spec.counterfactual is not None
+                      else bool(spec.overrides.get("counterfactual", base.counterfactual)))
     parameters = resolve_parameters(str(source), base, spec.parameters)
     study = Study(name=spec.name or source.stem, source=source, base_path=base_path,
                   base=base, overrides=dict(spec.overrides), parameters=parameters,
                   objectives=list(spec.objectives), seeds=spec.seed_list(),
-                  counterfactual=spec.counterfactual, sampler=spec.sampler)
+                  counterfactual=counterfactual, sampler=spec.sampler)
     try:
         base.with_overrides(spec.overrides, source=f"{source}, field 'overrides'")
     except ScenarioError as exc:

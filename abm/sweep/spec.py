@@ -31,7 +31,10 @@ Every design point is resolved and validated like a grid point before anything r
 stored in `sweep.yaml` (the raw draw and the values that ran), so a resumed sweep redoes only
 missing runs. Points that resolve to the same scenario share one run.
 
-Every run is ``base.with_overrides({**overrides, **grid_point, "seed": seed})``. All runs
+Every run is ``base.with_overrides({**overrides, **grid_point, "seed": seed})``, where
+`overrides` includes the top-level fields that set a scenario field (`counterfactual`): the
+sweep file wins over its base scenario, field by field, whichever way the value goes
+(`counterfactual: false` turns off a twin the base turns on). All runs
 are built and validated before anything runs, so a bad value stops the sweep up front with
 a message naming the sweep file and the grid key. A grid key's values are a list, or a
 mapping from labels to values: the label then stands for the value in folders' params.json,
@@ -163,11 +166,13 @@ class SweepFile(BaseModel):
         default_factory=dict, description="with `design`: dotted path -> {low, high} (either "
         "may default to the field's declared range) or {values: [...]}")
     seeds: Any = Field(description="a seed count n (seeds 0..n-1) or a list of distinct seeds")
-    counterfactual: bool = Field(
-        False,
+    counterfactual: bool | None = Field(
+        None,
         description="run every run's counterfactual twin (same seed, reward budget 0) into "
         "its counterfactual/ folder; `wsf report` then gives run − twin paired differences "
-        "across seeds. Doubles the sweep's run time",
+        "across seeds; the twin replays its run's learning, so it adds the run's market "
+        "time. `true` or `false` here wins over the base scenario's `counterfactual`; left "
+        "out, the base's value holds",
     )
     report: ReportSettings = Field(default_factory=ReportSettings)
 
@@ -182,7 +187,21 @@ class SweepFile(BaseModel):
         elif self.parameters:
             raise ValueError("`parameters` needs a `design` (kind sobol, lhs or morris); a "
                              "grid lists its values under `grid`")
+        if self.counterfactual is not None:
+            for field_name, keys in (("overrides", self.overrides), ("grid", self.grid),
+                                     ("parameters", self.parameters)):
+                if "counterfactual" in keys:
+                    raise ValueError(
+                        f"`counterfactual` is set both at the top of the file and under "
+                        f"`{field_name}`; set it in one place")
         return self
+
+    def top_level_overrides(self) -> dict[str, Any]:
+        """The overrides every run gets: `overrides`, plus the top-level fields that set a
+        scenario field (`counterfactual`, when given). They win over the base scenario; grid
+        points and design values win over them, the seed over everything."""
+        extra = {} if self.counterfactual is None else {"counterfactual": self.counterfactual}
+        return {**self.overrides, **extra}
 
     @field_validator("overrides", "grid", "parameters")
     @classmethod
@@ -341,6 +360,13 @@ class Sweep:
     points: list[DesignPoint] = field(default_factory=list)
 
     @property
+    def counterfactual(self) -> bool | None:
+        """Whether the runs get their twin, as resolved (sweep file over base scenario):
+        True or False for every run, None when grid points differ."""
+        values = {run.scenario.counterfactual for run in self.runs}
+        return values.pop() if len(values) == 1 else None
+
+    @property
     def param_names(self) -> list[str]:
         """Grid keys or design parameters, in file order: the columns that tell runs apart
         besides the seed."""
@@ -381,6 +407,7 @@ class Sweep:
             "overrides": self.overrides,
             "grid": self.grid,
             "seeds": self.seeds,
+            "counterfactual": self.counterfactual,
             "report": self.report.model_dump(mode="json"),
             **({"design": self.design_record()} if self.design is not None else {}),
             "n_runs": len(self.runs),
@@ -522,8 +549,7 @@ def _expand(
     for combo in itertools.product(*(points[key] for key in keys)):
         labels = {key: label for key, (label, _) in zip(keys, combo, strict=True)}
         values = {key: value for key, (_, value) in zip(keys, combo, strict=True)}
-        overrides = ({**spec.overrides, "counterfactual": True} if spec.counterfactual
-                     else spec.overrides)
+        overrides = spec.top_level_overrides()
         for seed in seeds:
             scenario = _resolve(where, base, overrides, labels, values, seed)
             run = RunSpec(run_id=run_id(scenario), params=labels, seed=seed, scenario=scenario)
@@ -549,8 +575,7 @@ def _expand_design(
     once, each point names the run of every seed."""
     assert spec.design is not None
     where = _Where(source, base_path)
-    overrides = ({**spec.overrides, "counterfactual": True} if spec.counterfactual
-                 else spec.overrides)
+    overrides = spec.top_level_overrides()
     runs: list[RunSpec] = []
     seen: set[str] = set()
     points: list[DesignPoint] = []

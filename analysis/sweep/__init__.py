@@ -29,18 +29,21 @@ Modules, split as the single-run analysis is: `loading` (combined tables), `stat
 (means and intervals), `tables`, `figures`, `report`.
 """
 
-from analysis.sweep.figures import FIGURE_NAMES, make_sweep_figures
+from analysis.sweep.figures import FIGURE_NAMES, figure_data, make_sweep_figures
 from analysis.sweep.loading import SweepTables, combine, combined_is_current, load_sweep_tables
 from analysis.sweep.report import REPORT_DIR, write_sweep_report
 from analysis.sweep.statistics import mean_ci, summarise_over_seeds
-from analysis.sweep.tables import sweep_summary_tables
+from analysis.sweep.tables import client_keys, clients_identified, sweep_summary_tables
 
 __all__ = [
     "FIGURE_NAMES",
     "REPORT_DIR",
     "SweepTables",
+    "client_keys",
+    "clients_identified",
     "combine",
     "combined_is_current",
+    "figure_data",
     "load_sweep_tables",
     "make_sweep_figures",
     "mean_ci",

@@ -1,4 +1,10 @@
-"""The sweep report's seaborn figures: bars are means over seeds with t-interval error bars."""
+"""The sweep report's figures: each draws exactly what its table prints.
+
+A figure's bars are the centres its table gives (`<metric>_mean`: the mean, or the Fisher-z
+mean of a correlation) and its whiskers the table's interval (`<metric>_ci_low`,
+`<metric>_ci_high`), read from `analysis.sweep.tables.summary_tables` by `figure_data`, never
+re-estimated: one estimator per figure and table.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +12,7 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import seaborn as sns
 from matplotlib.axes import Axes
@@ -14,10 +21,9 @@ from matplotlib.figure import Figure
 
 from analysis.figures import save_figure
 from analysis.sweep.loading import SweepTables
-from analysis.sweep.statistics import metric_interval
-from analysis.sweep.tables import METHOD_PATH, POLICY_PATH
+from analysis.sweep.tables import METHOD_PATH, POLICY_PATH, summary_tables
 
-__all__ = ["FIGURE_NAMES", "make_sweep_figures"]
+__all__ = ["FIGURE_NAMES", "FIGURE_TABLES", "figure_data", "make_sweep_figures"]
 
 FIGURE_NAMES = (
     "reward_vs_equal",
@@ -25,8 +31,82 @@ FIGURE_NAMES = (
     "investor_returns",
     "price_contribution_correlation",
 )
+#: The table each figure draws (a report table of the same rows and intervals).
+FIGURE_TABLES = {
+    "reward_vs_equal": "client_rewards",
+    "distribution_cost": "distribution_cost",
+    "investor_returns": "investor_returns",
+    "price_contribution_correlation": "price_contribution_correlation",
+}
 PANEL_SIZE = (4.6, 3.3)  # inches per facet panel
 MAX_COLUMNS = 3  # facet panels per row
+ATTRIBUTABLE = "attributable (run − twin, if sold)"
+#: The figure data's columns: panel, bar group, bar colour, the table's row and metric,
+#: centre, interval.
+DATA_COLUMNS = ["facet", "x", "hue", "row", "metric", "value", "low", "high"]
+
+
+def figure_data(tables: SweepTables) -> dict[str, pd.DataFrame]:
+    """Per figure (`FIGURE_NAMES`), the bars it draws, one row per bar (`DATA_COLUMNS`):
+    `value`, `low`, `high` are the `<metric>_mean`, `_ci_low`, `_ci_high` cells of row `row`
+    of its table (`FIGURE_TABLES`) as `summary_tables` computes them."""
+    by = tables.params
+    frames = {t.name: t for t in summary_tables(tables)}
+    policy = POLICY_PATH if POLICY_PATH in by else "policy"
+    method = METHOD_PATH if METHOD_PATH in by else "method"
+    rest = [p for p in by if p not in (POLICY_PATH, METHOD_PATH)]
+
+    clients = frames["client_rewards"]
+    keyed = clients.frame.copy()
+    keyed["_x"] = (keyed["client"].astype(str) if "client" in clients.by else
+                   keyed["behaviour"].astype(str) + " #"
+                   + keyed["contribution_rank"].astype(str))
+    measures = [_long(keyed, "allotted_vs_equal_pct", "_x", policy, [method, *rest],
+                      "allotted by the policy"),
+                _long(keyed, "attributable_vs_equal_pct", "_x", policy, [method, *rest],
+                      ATTRIBUTABLE)]
+    if measures[1]["value"].isna().all():  # no twins in this sweep: the allotment alone
+        measures = measures[:1]
+    rewards = pd.concat(measures, ignore_index=True)
+    order = {f: i for i, f in enumerate(dict.fromkeys(
+        f.rsplit(" · ", 1)[0] for f in rewards["facet"]))}
+    rewards = rewards.assign(_o=[order[f.rsplit(" · ", 1)[0]] for f in rewards["facet"]])
+    rewards = rewards.sort_values("_o", kind="stable").drop(columns="_o")
+    return {
+        "reward_vs_equal": rewards.reset_index(drop=True),
+        "distribution_cost": _long(frames["distribution_cost"].frame, "distribution_cost_usd",
+                                   policy, method, rest),
+        "investor_returns": _long(frames["investor_returns"].frame, "mean_return_pct",
+                                  "strategy", policy, [method, *rest]),
+        "price_contribution_correlation": _long(
+            frames["price_contribution_correlation"].frame, "price_contribution_spearman",
+            policy, method, rest),
+    }
+
+
+def _long(frame: pd.DataFrame, metric: str, x: str, hue: str, facets: Sequence[str],
+          measure: str = "") -> pd.DataFrame:
+    """The bars of one metric of a summary table: `x` and `hue` from those columns, the panel
+    from the `facets` columns that vary (a method as "method <m>", others "<key>=<v>"),
+    followed by " · `measure`" when given."""
+    parts: list[pd.Series] = []
+    for key in facets:
+        if key in frame.columns and frame[key].nunique(dropna=False) > 1:
+            label = f"{key} " if key == "method" else f"{key}="
+            parts.append(label + frame[key].astype(str))
+    facet = pd.Series([""] * len(frame), index=frame.index, dtype=object)
+    for part in parts:
+        facet = facet.where(facet == "", facet + ", ") + part
+    if measure:
+        facet = facet.where(facet != "", "all runs") + " · " + measure
+    return pd.DataFrame({
+        "facet": facet.to_numpy(), "x": frame[x].astype(str).to_numpy(),
+        "hue": frame[hue].astype(str).to_numpy() if hue in frame.columns else "",
+        "row": np.arange(len(frame)), "metric": metric,
+        "value": frame[f"{metric}_mean"].to_numpy(dtype=float),
+        "low": frame[f"{metric}_ci_low"].to_numpy(dtype=float),
+        "high": frame[f"{metric}_ci_high"].to_numpy(dtype=float),
+    }, columns=DATA_COLUMNS)
 
 
 def make_sweep_figures(
@@ -35,81 +115,51 @@ def make_sweep_figures(
     """Draw the four sweep figures into `out_dir`; return the written files (figure by
     figure in `FIGURE_NAMES` order, formats in the given order).
 
-    Bars are means over seeds with `tables.confidence` error bars (the interval the tables
-    give each metric: `analysis.sweep.statistics.metric_kind`). Grid parameters
-    other than policy and method, when they vary, split the figures into panels.
+    Each bar and whisker is a cell of the figure's table (`figure_data`): the centre over
+    seeds and its `tables.confidence` interval, of the kind the table gives the metric
+    (Student t, Fisher z for correlations, bootstrap for Gini). Grid parameters other than
+    policy and method, when they vary, split the figures into panels.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    c = tables.confidence
-    rest = [p for p in tables.params if p not in (POLICY_PATH, METHOD_PATH)]
-    level = f"{c:.0%} CI over seeds"
-    # The paper's figure, two measures side by side: one row of panels per setting (method
-    # and any other varying grid key), allotted on the left, attributable on the right.
-    clients = _with_setting(tables.clients, rest, lead="method")
-    setting = clients["facet"].where(clients["facet"] != "", "all runs")
-    measures = pd.concat(
-        [
-            clients.assign(
-                vs_equal_pct=clients[column],
-                facet=setting + " · " + label,
-                order=setting.map({s: i for i, s in enumerate(dict.fromkeys(setting))}) * 2
-                + k,
-            )
-            for k, (column, label) in enumerate((
-                ("allotted_vs_equal_pct", "allotted by the policy"),
-                ("attributable_vs_equal_pct", "attributable (run − twin, if sold)"),
-            ))
-        ],
-        ignore_index=True,
-    ).sort_values("order", kind="stable")
-    twins = measures.loc[measures["facet"].str.endswith("if sold)"), "vs_equal_pct"]
-    if twins.isna().all():  # no twins in this sweep: the allotment alone
-        measures = measures[~measures["facet"].str.endswith("if sold)")]
-    zero = pd.Series(0.0, index=list(dict.fromkeys(measures["facet"])))
+    level = f"{tables.confidence:.0%} CI over seeds, as in its table"
+    data = figure_data(tables)
+    rewards = data["reward_vs_equal"]
+    twins = rewards["facet"].str.endswith(ATTRIBUTABLE).any()
+    zero = pd.Series(0.0, index=list(dict.fromkeys(rewards["facet"])))
+    by_rank = not rewards.empty and " #" in rewards["x"].iloc[0]
     figures = {
         "reward_vs_equal": _bars(
-            measures,
-            x="client",
-            y="vs_equal_pct",
-            hue="policy",
-            confidence=c,
-            xlabel="Client",
+            rewards,
+            xlabel="Behaviour #contribution rank" if by_rank else "Client",
             ylabel="Difference from the equal split (%)",
-            title=f"Allotted and attributable reward vs the equal split, per client ({level})",
+            hue="policy",
+            title=f"Allotted and attributable reward vs the equal split, per "
+                  f"{'behaviour and contribution rank' if by_rank else 'client'} ({level})",
             reference=("equal split (0 %)", zero),
-            columns=2 if twins.notna().any() else MAX_COLUMNS,
+            columns=2 if twins else MAX_COLUMNS,
         ),
         "distribution_cost": _bars(
-            _with_setting(tables.runs, rest),
-            x="policy",
-            y="distribution_cost_usd",
+            data["distribution_cost"],
             hue="method",
-            confidence=c,
             xlabel="Distribution policy",
             ylabel="Distribution cost (USD)",
             title=f"Cost of distributing the rewards per policy ({level})",
         ),
         "investor_returns": _bars(
-            _with_setting(tables.investors, rest, lead="method"),
-            x="strategy",
-            y="mean_return_pct",
+            data["investor_returns"],
             hue="policy",
-            confidence=c,
             xlabel="Investor strategy",
             ylabel="Mean return (%)",
             title=f"Investor returns per strategy ({level})",
             zero_line=True,
         ),
         "price_contribution_correlation": _bars(
-            _with_setting(tables.runs, rest),
-            x="policy",
-            y="price_contribution_spearman",
+            data["price_contribution_correlation"],
             hue="method",
-            confidence=c,
             xlabel="Distribution policy",
             ylabel="Spearman ρ (final price vs contribution)",
-            title=f"Do token prices rank clients by contribution? ({level})",
+            title=f"Do token prices rank clients by contribution? Fisher-z mean ({level})",
             zero_line=True,
             # rho lies in [-1, 1], and so does its Fisher-z interval.
             ylim=(-1.1, 1.1),
@@ -119,33 +169,10 @@ def make_sweep_figures(
             for file in save_figure(figures[name], out, name, formats)]
 
 
-def _with_setting(
-    frame: pd.DataFrame, rest: Sequence[str], lead: str | None = None
-) -> pd.DataFrame:
-    """Add a `facet` column: the panel a row is drawn in (`lead` column and the other grid
-    parameters that vary; one panel when nothing varies)."""
-    parts: list[pd.Series] = []
-    if lead is not None and frame[lead].nunique(dropna=False) > 1:
-        parts.append(lead + " " + frame[lead].astype(str))
-    for key in rest:
-        if frame[key].nunique(dropna=False) > 1:
-            parts.append(key + "=" + frame[key].astype(str))
-    if not parts:
-        facet = pd.Series([""] * len(frame), index=frame.index)
-    else:
-        facet = parts[0]
-        for part in parts[1:]:
-            facet = facet + ", " + part
-    return frame.assign(facet=facet.to_numpy())
-
-
 def _bars(
-    frame: pd.DataFrame,
+    data: pd.DataFrame,
     *,
-    x: str,
-    y: str,
     hue: str,
-    confidence: float,
     xlabel: str,
     ylabel: str,
     title: str,
@@ -154,10 +181,11 @@ def _bars(
     ylim: tuple[float, float] | None = None,
     columns: int = MAX_COLUMNS,
 ) -> Figure:
-    """Bar chart of the mean of `y` per `x` and `hue`, one panel per `facet` (`columns`
-    panels per row), error bars from the metric's interval (`metric_interval`);
-    `reference` draws a dashed horizontal line per panel, `ylim` fixes the y range."""
-    facets = list(dict.fromkeys(frame["facet"])) or [""]  # an empty table: one empty panel
+    """Grouped bars of `data` (`DATA_COLUMNS`: one bar per row at its `x`, coloured by its
+    `hue`, whiskers from `low` to `high`), one panel per `facet` (`columns` panels per row);
+    `reference` draws a dashed horizontal line per panel, `ylim` fixes the y range. A bar
+    without a centre is left out; one without an interval has no whisker."""
+    facets = list(dict.fromkeys(data["facet"])) or [""]  # an empty table: one empty panel
     ncols = min(len(facets), columns)
     nrows = math.ceil(len(facets) / ncols)
     figure = Figure(
@@ -165,27 +193,30 @@ def _bars(
     )
     FigureCanvasAgg(figure)
     axes = figure.subplots(nrows, ncols, squeeze=False, sharey=True)
-    order = list(dict.fromkeys(frame[x]))
-    hue_order = list(dict.fromkeys(frame[hue]))
+    order = list(dict.fromkeys(data["x"]))
+    hue_order = list(dict.fromkeys(data["hue"]))
     palette = dict(zip(hue_order, sns.color_palette("colorblind", len(hue_order)), strict=True))
+    width = 0.8 / max(len(hue_order), 1)
     with sns.axes_style("whitegrid"), sns.plotting_context("paper", font_scale=1.0):
         for ax, facet in zip(axes.flat, facets, strict=False):
-            data = frame[frame["facet"] == facet]
-            if data[y].notna().any():
-                sns.barplot(
-                    data=data,
-                    x=x,
-                    y=y,
-                    hue=hue,
-                    order=order,
-                    hue_order=hue_order,
-                    palette=palette,
-                    estimator="mean",
-                    errorbar=metric_interval(y, confidence),
-                    capsize=0.15,
-                    err_kws={"linewidth": 0.9},
-                    ax=ax,
-                )
+            panel = data[data["facet"] == facet]
+            if panel["value"].notna().any():
+                for k, level in enumerate(hue_order):
+                    rows = panel[(panel["hue"] == level) & panel["value"].notna()]
+                    if rows.empty:
+                        continue
+                    at = np.asarray([order.index(x) for x in rows["x"]], dtype=float)
+                    at += (k - (len(hue_order) - 1) / 2) * width
+                    value = rows["value"].to_numpy(dtype=float)
+                    ax.bar(at, value, width=width, color=palette[level], label=level)
+                    low, high = rows["low"].to_numpy(float), rows["high"].to_numpy(float)
+                    has = np.isfinite(low) & np.isfinite(high)
+                    if has.any():
+                        ax.errorbar(at[has], value[has],
+                                    yerr=np.vstack([value[has] - low[has],
+                                                    high[has] - value[has]]),
+                                    fmt="none", ecolor="#333333", elinewidth=0.9, capsize=3)
+                ax.set_xticks(range(len(order)), order)
             else:
                 ax.text(0.5, 0.5, "no data", transform=ax.transAxes, ha="center", color="grey")
             if zero_line:
@@ -205,24 +236,26 @@ def _bars(
             ax.set_ylabel(ylabel)
             if len(order) > 5:
                 ax.tick_params(axis="x", labelrotation=45)
-            if ax.get_legend() is not None:
-                ax.get_legend().remove()
         for ax in axes.flat[len(facets) :]:
             ax.set_visible(False)
-        _figure_legend(figure, axes.flat[0], hue)
+        _figure_legend(figure, list(axes.flat), hue)
         figure.suptitle(title)
     return figure
 
 
-def _figure_legend(figure: Figure, ax: Axes, title: str) -> None:
-    handles, labels = ax.get_legend_handles_labels()
-    if handles:
+def _figure_legend(figure: Figure, axes: Sequence[Axes], title: str) -> None:
+    """One legend below the panels, every label once (a panel may lack a colour)."""
+    seen: dict[str, object] = {}
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            seen.setdefault(label, handle)
+    if seen:
         # Below the panels: beside them it would collide with the figure title.
         figure.legend(
-            handles,
-            labels,
+            list(seen.values()),
+            list(seen),
             title=title,
             loc="outside lower center",
-            ncols=min(len(labels), 6),
+            ncols=min(len(seen), 6),
             frameon=False,
         )

@@ -3,7 +3,8 @@
 `combine(sweep_dir)` (re)builds `<sweep>/combined/`: one row per (run, step) in
 `model.parquet`, per (run, client, round) in `rounds.parquet`, per run in `runs.parquet`
 (parameters and the `summarise_run` headline figures), per (run, client) in
-`clients.parquet` (`client_rewards`), per (run, strategy) in `investors.parquet`
+`clients.parquet` (`client_rewards`, with `data_seed` and `contribution_rank`: what tells
+whether a client is the same client across seeds), per (run, strategy) in `investors.parquet`
 (`investor_performance`) and per (run, holder type) in `holders.parquet` (`holder_outcomes`:
 run minus its counterfactual twin when the sweep ran twins). Each row starts with `run_id`,
 one column per grid key (named values by their label), `seed`, `policy` and `method` (from
@@ -104,7 +105,7 @@ def combine(sweep_dir: str | Path) -> dict[str, Path]:
         labels["method"] = _config_value(run.config, "contribution", "method")
         frames["model"].append(_labelled(run.model, labels))
         frames["rounds"].append(_labelled(run.rounds, labels))
-        frames["clients"].append(_labelled(per_client, labels))
+        frames["clients"].append(_labelled(_identified(per_client, run), labels))
         frames["investors"].append(_labelled(per_strategy, labels))
         frames["holders"].append(_labelled(per_holder, labels))
         figures = _flatten(summarise_run(run))
@@ -129,7 +130,19 @@ def combined_is_current(sweep_dir: str | Path) -> bool:
                               columns=["run_id"])["run_id"]
     except (OSError, ValueError, KeyError):
         return False
+    if "data_seed" not in _parquet_columns(sweep_dir / COMBINED_DIR / "clients.parquet"):
+        return False  # written before clients carried what identifies them across seeds
     return len(ids) == len(set(ids)) and set(ids) == finished_run_ids(sweep_dir)
+
+
+def _parquet_columns(path: Path) -> list[str]:
+    """The column names of a Parquet file (its schema only; [] when unreadable)."""
+    import pyarrow.parquet as pq
+
+    try:
+        return list(pq.read_schema(path).names)
+    except (OSError, ValueError):
+        return []
 
 
 def load_sweep_tables(sweep_dir: str | Path) -> SweepTables:
@@ -165,6 +178,20 @@ def load_sweep_tables(sweep_dir: str | Path) -> SweepTables:
         design=spec.get("design") or None,
         seeds=tuple(spec.get("seeds") or ()),
     )
+
+
+def _identified(per_client: pd.DataFrame, run: Any) -> pd.DataFrame:
+    """`client_rewards` of one run with what identifies a client across seeds:
+    `data_seed` (the seed its data was drawn from: `fl.partition.seed`, else the run seed)
+    and `contribution_rank` (1 = the largest cumulative contribution of the run; ties in
+    table order)."""
+    partition = ((run.config.get("fl") or {}).get("partition") or {}).get("seed")
+    out = per_client.copy()
+    seed = run.seed if partition is None else partition
+    out["data_seed"] = -1 if seed is None else int(seed)
+    out["contribution_rank"] = (out["contribution"].rank(ascending=False, method="first")
+                                .astype("int64"))
+    return out
 
 
 def _config_value(config: dict[str, Any], *path: str) -> str:

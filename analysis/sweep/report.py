@@ -34,7 +34,7 @@ COMPARED_METRICS = (
     "distribution_cost_usd",
     "reward_gini",
     "reward_contribution_rho",
-    "attributable_gini",
+    "attributable_nmad",
     "attributable_contribution_rho",
     "price_contribution_spearman",
     "investor_pnl_if_sold_usd",
@@ -65,14 +65,28 @@ def write_sweep_report(sweep_dir: str | Path) -> Path:
     warnings = _seed_warnings(tables)
     sections: list[str] = []
     if design:
-        from analysis.sensitivity import make_sensitivity_figures, sensitivity, warnings_of
+        from analysis.sensitivity import (
+            convergence,
+            make_sensitivity_figures,
+            sensitivity,
+            warnings_of,
+        )
 
         result = sensitivity(tables)
         write_table(result.table, out / result.file_stem)
+        converged = convergence(tables, result)
+        write_table(converged.table, out / "convergence")
+        write_table(converged.summary, out / "convergence_summary")
         pictures = (make_sensitivity_figures(result, out / "figures", tables.formats)
                     if tables.figures else [])
         warnings += [w for w in warnings_of(result) if "seed(s)" not in w]
+        if converged.recommended is not None and converged.recommended > converged.size:
+            warnings.append(
+                f"the design is too small for {TARGET_TEXT}: the convergence check recommends "
+                f"{converged.size_name} = {converged.recommended} (it has {converged.size}); "
+                "read these indices as exploratory.")
         sections += _sensitivity_sections(tables, result, pictures, out)
+        sections += _convergence_sections(result, converged)
     else:
         comparisons = _comparisons(tables)
         if comparisons is not None:
@@ -176,7 +190,9 @@ def _sensitivity_sections(tables: SweepTables, result, pictures: list[Path],
         f"{result.kind} design of {size} over {len(result.parameters)} parameters "
         f"({', '.join(f'`{p}`' for p in result.parameters)}): {result.points} points × "
         f"{result.seeds} seed(s); each point's outputs are averaged over its seeds first. "
-        + what,
+        + what + (f" The bootstrap draws from seed {result.seed}, derived from the design's "
+                  "seed: the same intervals on every machine and with any number of workers."
+                  if result.kind != "lhs" else ""),
     ]
     if result.constant:
         lines.append("Constant over the design (nothing to attribute): "
@@ -196,6 +212,46 @@ def _sensitivity_sections(tables: SweepTables, result, pictures: list[Path],
         lines.append(f"![{png.stem}]({rel})" + (f"\n\n{others}" if others else ""))
     lines.append("Per design point (means over seeds and intervals, as for a grid): "
                  "[runs_by_point.csv](runs_by_point.csv) and the other tables beside it.")
+    return lines
+
+
+TARGET_TEXT = "its intervals (target half-width 0.1)"
+
+
+def _convergence_sections(result, converged) -> list[str]:
+    """The report's 'Checks' (Sobol flags, with what to do) and 'Convergence' sections."""
+    from analysis.sensitivity import FLAG_ADVICE, TARGET_HALF_WIDTH, WIDE_MIN, checks_of
+
+    lines: list[str] = []
+    checks = checks_of(result)
+    if len(checks):
+        lines += [
+            "## Checks",
+            "Per output, the parameters whose Sobol row fails a check (column `flags` of "
+            f"sensitivity.csv). *outside*: {FLAG_ADVICE['outside']}. *S1>ST*: "
+            f"{FLAG_ADVICE['S1>ST']}. *wide* (half-width > |index| and >= {WIDE_MIN}): "
+            f"{FLAG_ADVICE['wide']}.",
+            markdown_table(checks),
+        ]
+    index = {"ST": "ST", "mu_star": "mu*", "rho": "rho"}[converged.index]
+    lines.append("## Convergence")
+    if converged.recommended is None:
+        lines.append(f"No convergence check: {converged.note}.")
+        return lines
+    relative = " (relative to the output's largest mu*)" if converged.kind == "morris" else ""
+    lines += [
+        f"Each output's {index} recomputed on the first half of the design ("
+        f"{converged.half} {converged.size_name} against {converged.size}; the same bootstrap "
+        f"seed, {result.seed}): *max change* is the largest |{index}(full) − {index}(half)| "
+        f"over the parameters{relative}, *max conf* the largest half-width at full size; "
+        f"*recommended* the {converged.size_name} that output needs for half-widths of "
+        f"{TARGET_HALF_WIDTH} (half-widths shrink as 1/sqrt(size); at least twice the size "
+        f"where halving moved an index by more than {TARGET_HALF_WIDTH}). The design needs "
+        f"**{converged.size_name} = {converged.recommended}** (it has {converged.size}).",
+        markdown_table(converged.summary, {"max_change": ".3f", "max_conf": ".3f"}),
+        "Per parameter: [convergence.csv](convergence.csv); summary: "
+        "[convergence_summary.csv](convergence_summary.csv).",
+    ]
     return lines
 
 

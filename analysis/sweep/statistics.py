@@ -13,7 +13,7 @@ Each metric gets the interval its kind calls for (`metric_kind` decides by name)
   pooled over seeds, k / n, with the Wilson score interval (`wilson_ci`, statsmodels),
   which stays inside [0, 1] and behaves at 0 and 1; it treats the n units (investors) as
   independent draws;
-- `bootstrap` (Gini coefficients, bounded below, skewed): the mean over seeds with a
+- `bootstrap` (Gini coefficients and `nmad`s, bounded, skewed): the mean over seeds with a
   percentile bootstrap interval (`bootstrap_ci`, scipy.stats.bootstrap, 9,999 resamples,
   fixed seed), which never leaves the range of the values.
 
@@ -164,7 +164,7 @@ def metric_kind(name: str) -> str:
         return "correlation"
     if name.endswith("_share"):
         return "proportion"
-    if name.endswith("_gini"):
+    if name.endswith(("_gini", "_nmad")):
         return "bootstrap"
     return "mean"
 

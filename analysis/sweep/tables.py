@@ -14,8 +14,8 @@ from analysis.report import markdown_table
 from analysis.sweep.loading import SweepTables
 from analysis.sweep.statistics import summarise_over_seeds
 
-__all__ = ["HEADLINE", "METHOD_PATH", "POLICY_PATH", "SummaryTable", "summary_tables",
-           "sweep_summary_tables"]
+__all__ = ["HEADLINE", "METHOD_PATH", "POLICY_PATH", "SummaryTable", "client_keys",
+           "clients_identified", "summary_tables", "sweep_summary_tables"]
 
 # Grid keys that the policy and method columns (read from each run's config) already show.
 POLICY_PATH = "rewards.policy"
@@ -97,8 +97,51 @@ def _participation_table(tables: SweepTables) -> list[SummaryTable]:
     )]
 
 
+def clients_identified(tables: SweepTables) -> bool:
+    """Is a client id the same client (the same data) in every seed of a grid point?
+
+    True when every run of a point drew its data from one seed (`data_seed` of the combined
+    clients table: `fl.partition.seed`, or the run seed when the scenario leaves it out; a
+    point with a single seed is identified trivially). Combined tables written before the
+    column existed count the run seed."""
+    clients = tables.clients
+    if clients.empty:
+        return True
+    column = "data_seed" if "data_seed" in clients.columns else "seed"
+    if not tables.params:
+        return clients[column].nunique(dropna=False) <= 1
+    counts = clients.groupby(tables.params, sort=False, dropna=False)[column].nunique(
+        dropna=False)
+    return bool((counts <= 1).all())
+
+
+def client_keys(tables: SweepTables) -> list[str]:
+    """The columns that tell clients apart in the per-client table: `client` when clients are
+    identified across seeds (`clients_identified`), otherwise `behaviour` and
+    `contribution_rank` (1 = the largest cumulative contribution of its run)."""
+    if clients_identified(tables) or "contribution_rank" not in tables.clients.columns:
+        return ["client"]
+    return ["behaviour", "contribution_rank"]
+
+
+def _settings(by: Sequence[str]) -> list[str]:
+    """The grid parameters, then policy and method unless the grid varies them: what a
+    figure's bars, colours and panels are read from."""
+    return [*by, *_unless(by, "policy"), *_unless(by, "method")]
+
+
 def summary_tables(tables: SweepTables) -> list[SummaryTable]:
     by, c = tables.params, tables.confidence
+    keys = client_keys(tables)
+    identity = (
+        "Clients are identified across seeds: every seed of a point drew the data from the "
+        "same seed (`fl.partition.seed`, or one seed per point), so a row is one client."
+        if keys == ["client"] else
+        "Clients are **not** identified across seeds (each seed redraws the data partition, "
+        "so client c00 holds other samples in each): rows aggregate by behaviour and by "
+        "contribution rank within the run (1 = the largest cumulative contribution). Set "
+        "`fl.partition.seed` in the scenario to keep each client's data fixed and get one "
+        "row per client.")
     headline = [v for v in HEADLINE if v in tables.runs.columns]
     market = [v for v in MARKET_METRICS if v in tables.runs.columns]
     return [
@@ -109,10 +152,11 @@ def summary_tables(tables: SweepTables) -> list[SummaryTable]:
             "rho of final price vs cumulative contribution, Gini of the allotments, rewards "
             "and distribution cost in USD and % of rewards, extremes of allotted and "
             "attributable vs the equal split in %, rounds the method could not rank, Spearman "
-            "rho of allotted and of attributable reward vs contribution, Gini of the "
-            "attributable rewards, investors' total PnL if sold). Correlations are averaged "
-            "in Fisher z space (interval inside [-1, 1]), Gini coefficients get a bootstrap "
-            "interval.",
+            "rho of allotted and of attributable reward vs contribution, normalised mean "
+            "absolute difference of the attributable rewards (`attributable_nmad`: they can "
+            "be negative, so no Gini; it equals the Gini when none is), investors' total PnL "
+            "if sold). Correlations are averaged in Fisher z space (interval inside [-1, 1]), "
+            "Gini coefficients and NMADs get a bootstrap interval.",
             summarise_over_seeds(tables.runs, by, headline, c),
             by,
             tuple(headline),
@@ -126,9 +170,9 @@ def summary_tables(tables: SweepTables) -> list[SummaryTable]:
             "*attributable* = realisable final wealth of the run minus its counterfactual "
             "twin's (same seed, budget 0; n/a when the sweep ran no twins), i.e. the paired "
             "difference per seed; *mtm change* = final − initial wealth at spot "
-            "(speculation included, no measure of reward).",
-            summarise_over_seeds(tables.clients, [*by, "client"], CLIENT_METRICS, c),
-            [*by, "client"],
+            "(speculation included, no measure of reward). " + identity,
+            summarise_over_seeds(tables.clients, [*_settings(by), *keys], CLIENT_METRICS, c),
+            [*_settings(by), *keys],
             CLIENT_METRICS,
         ),
         SummaryTable(
@@ -147,8 +191,8 @@ def summary_tables(tables: SweepTables) -> list[SummaryTable]:
             "Distribution cost",
             "Fees and slippage the federation paid to distribute the rewards (USD, and % of "
             "the rewards distributed).",
-            summarise_over_seeds(tables.runs, [*by, *_unless(by, "policy")], COST_METRICS, c),
-            [*by, *_unless(by, "policy")],
+            summarise_over_seeds(tables.runs, _settings(by), COST_METRICS, c),
+            _settings(by),
             COST_METRICS,
         ),
         SummaryTable(
@@ -157,9 +201,9 @@ def summary_tables(tables: SweepTables) -> list[SummaryTable]:
             "Per run and strategy: mean return (%) and mean PnL (USD) at spot and if sold "
             "(everything sold alone, fees and impact included), mean run-horizon Sharpe ratio "
             "on each, and the share of investors profitable at spot (0..1).",
-            summarise_over_seeds(tables.investors, [*by, "strategy"], INVESTOR_METRICS, c,
-                                 count="n"),
-            [*by, "strategy"],
+            summarise_over_seeds(tables.investors, [*_settings(by), "strategy"],
+                                 INVESTOR_METRICS, c, count="n"),
+            [*_settings(by), "strategy"],
             INVESTOR_METRICS,
         ),
         SummaryTable(
@@ -169,11 +213,11 @@ def summary_tables(tables: SweepTables) -> list[SummaryTable]:
             "contribution (+1: the market ranks clients as the contribution method does).",
             summarise_over_seeds(
                 tables.runs,
-                [*by, *_unless(by, "policy")],
+                _settings(by),
                 ("price_contribution_spearman",),
                 c,
             ),
-            [*by, *_unless(by, "policy")],
+            _settings(by),
             ("price_contribution_spearman",),
         ),
         SummaryTable(
