@@ -155,6 +155,11 @@ def _parser() -> argparse.ArgumentParser:
                         "it adds the market's time)")
     r.set_defaults(func=_run)
 
+    cc = sub.add_parser("check-claims", help="re-run shipped files and check the answers "
+                        "their `claims:` blocks state (exit 0: all hold, 1: some fail)")
+    cc.add_argument("files", type=Path, nargs="+")
+    cc.set_defaults(func=_check_claims)
+
     rep = sub.add_parser("report", help="regenerate figures and report.md of a run or sweep")
     rep.add_argument("folder", type=Path)
     rep.set_defaults(func=_report)
@@ -234,6 +239,13 @@ def _validate(args: argparse.Namespace) -> int:
     import yaml
 
     data = read_yaml(args.file, kind="scenario, sweep or study")
+    if "claims" in data:
+        from analysis.claims import read_claims
+
+        _, checks = read_claims(args.file)
+        print(f"# {args.file}: claims block valid ({sum(len(c.figures) for c in checks)} "
+              f"figures in {len(checks)} check(s); `wsf check-claims` re-measures them)",
+              file=sys.stderr)
     if "base" in data and "objectives" in data:  # a study file (`wsf optimize`)
         from abm.sweep.optimize import load_study
         from analysis.metrics import RUN_OUTPUTS
@@ -270,6 +282,22 @@ def _validate(args: argparse.Namespace) -> int:
     print(f"# {args.file}: valid ({scenario.n_clients} clients, {scenario.steps} steps, "
           f"{scenario.n_rounds} FL rounds)", file=sys.stderr)
     return 0
+
+
+def _check_claims(args: argparse.Namespace) -> int:
+    from analysis.claims import check_file, format_results, read_claims
+
+    for path in args.files:  # every file's block is checked before anything runs
+        read_claims(path)
+    results = []
+    for path in args.files:
+        checked = check_file(path)
+        print(format_results(checked), flush=True)
+        results += checked
+    failed = [r for r in results if not r.holds]
+    print(f"{len(results) - len(failed)} of {len(results)} claims hold in "
+          f"{len(args.files)} file(s)")
+    return 1 if failed else 0
 
 
 def _schema(args: argparse.Namespace) -> int:

@@ -740,9 +740,16 @@ def read_yaml(
     return data
 
 
+#: A file's stated answers (`analysis.claims`): metadata, dropped before validation.
+CLAIMS_KEY = "claims"
+
+
 def load_scenario(path: str | Path) -> Scenario:
-    """Load and validate a scenario file. Raises `ScenarioError` with a one-paragraph message."""
-    return parse_scenario(read_yaml(path), source=str(path))
+    """Load and validate a scenario file. Raises `ScenarioError` with a one-paragraph message.
+    Its `claims:` block, if any, is not part of the scenario (`analysis.claims`)."""
+    data = read_yaml(path)
+    data.pop(CLAIMS_KEY, None)
+    return parse_scenario(data, source=str(path))
 
 
 def parse_scenario(data: dict[str, Any], *, source: str = "<scenario>") -> Scenario:

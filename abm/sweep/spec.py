@@ -65,7 +65,7 @@ from pydantic import (
 )
 
 from abm.errors import MAX_SHOWN, ScenarioError, format_validation_error, shown
-from abm.scenario import Scenario, load_scenario, read_yaml
+from abm.scenario import CLAIMS_KEY, Scenario, load_scenario, read_yaml
 from abm.sweep.design import (
     DesignSpec,
     Parameter,
@@ -501,6 +501,7 @@ def read_file(path: str | Path, kind: str, schema: type[BaseModel]) -> tuple[Pat
     with the usual paragraph otherwise. `kind` names the file in messages."""
     source = Path(path).expanduser().resolve()
     raw = read_yaml(source, kind=kind)
+    raw.pop(CLAIMS_KEY, None)  # the file's stated answers (`analysis.claims`), not its spec
     try:
         return source, schema.model_validate(raw)
     except ValidationError as exc:
