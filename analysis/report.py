@@ -409,7 +409,7 @@ def _orders_section(orders: Mapping[str, Any] | None) -> list[str]:
     sales = pd.DataFrame([
         {"client": cid, "purpose": purpose, "asked (tokens)": b["asked_tokens"],
          "sold (tokens)": b["sold_tokens"], "sold (%)": b["sold_pct"],
-         "asked at spot (USD)": b["asked_usd_at_spot"], "USD received": b["usd_received"]}
+         "asked at spot (USD)": b["asked_usd_at_spot"], "proceeds (USD)": b["proceeds_usd"]}
         for cid, books in orders["clients"].items() for purpose, b in books.items()])
     text = [head,
             "Every order an agent asked for (0.01 USD or token and above) passes its limits "
@@ -435,7 +435,7 @@ def _orders_section(orders: Mapping[str, Any] | None) -> list[str]:
             text.append("Clients' own sales by purpose.")
         text.append(markdown_table(sales, {"asked (tokens)": ",.2f", "sold (tokens)": ",.2f",
                                            "sold (%)": ".1f", "asked at spot (USD)": ",.2f",
-                                           "USD received": ",.2f"}))
+                                           "proceeds (USD)": ",.2f"}))
     return text
 
 

@@ -64,7 +64,7 @@ class Client(Trader):
         self.offering_usd = self.offering_tokens = 0
         self.funding_usd = self.funding_tokens = 0
         #: Its own sales by purpose (`abm.agents.orders.SALE_PURPOSES`): tokens asked and
-        #: sold, USD received, cumulative (`SaleBook`).
+        #: sold, proceeds in USD, cumulative (`SaleBook`).
         self.sales = {purpose: SaleBook() for purpose in SALE_PURPOSES}
 
     def act(self) -> None:
@@ -174,7 +174,7 @@ class Client(Trader):
     def _sell_tokens(self, amount: int, *, new: bool, purpose: str) -> tuple[int, int]:
         """Sell up to `amount` tokens (base units) into the client's pool, newly minted
         (`new`, within what the dilution limit leaves) or from its balance, for `purpose`
-        (`SALE_PURPOSES`). Returns (tokens sold, USD received), base units. Minted tokens the
+        (`SALE_PURPOSES`). Returns (tokens sold, proceeds in USD), base units. Minted tokens the
         guard did not let sell are burned again, so that only what was sold is ever issued.
         The order goes on record (`abm.agents.orders`) with what the dilution limit, the
         holding and the trade guard cut, and in `sales[purpose]`."""

@@ -156,7 +156,7 @@ class SaleBook:
         return {"asked_tokens": self.asked / ONE, "sold_tokens": self.sold / ONE,
                 "sold_pct": 100 * self.sold / self.asked if self.asked else None,
                 "asked_usd_at_spot": self.asked_usd, "sold_usd_at_spot": self.sold_usd,
-                "usd_received": self.usd / ONE}
+                "proceeds_usd": self.usd / ONE}
 
 
 def orders_summary(record: OrderRecord, agent_types: Sequence[str],

@@ -109,7 +109,7 @@ class Trader(mesa.Agent):
 
     def sell(self, token: str, amount: int, *, asked: int | None = None, cash: int = 0,
              dilution: int = 0) -> int:
-        """Sell up to `amount` base units of `token`; returns USD received (base units).
+        """Sell up to `amount` base units of `token`; returns proceeds in USD (base units).
 
         On record like `buy`: the holding cuts it as `cash`, the trade guard as `slippage`;
         `dilution` is what the dilution limit cut before (a client's new tokens)."""
