@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from abm.agents.orders import ORDER_COLUMNS, OrderRecord
 from abm.amm import ONE
 
 if TYPE_CHECKING:
@@ -24,9 +25,13 @@ if TYPE_CHECKING:
 
 #: The agent types, in the order of `agents.parquet`'s `agent_type` categories.
 AGENT_TYPES = ("client", "investor", "lp", "federation")
-#: Float columns of `agents.parquet` (USD display units), in table order.
+#: Number columns of `agents.parquet`, in table order: floats in USD display units, then
+#: the cumulative order counters (`abm.agents.orders.ORDER_COLUMNS`: two int counts, two
+#: USD sums).
 VALUE_COLUMNS = ("usd", "token_value", "lp_value", "wealth", "wealth_if_sold", "fees_earned",
-                 "hodl_value", "zapped_usd")
+                 "hodl_value", "zapped_usd", *ORDER_COLUMNS)
+#: Columns of `VALUE_COLUMNS` that hold counts (int64 in the table).
+COUNT_COLUMNS = ("orders", "orders_cut")
 #: Text columns of `agents.parquet`, stored as pandas categoricals.
 LABEL_COLUMNS = ("agent_type", "strategy", "client")
 #: Columns of agents.parquet besides `step` and `agent_id` (docs/architecture.md).
@@ -34,7 +39,7 @@ AGENT_COLUMNS = (*LABEL_COLUMNS, *VALUE_COLUMNS)
 #: Columns whose values live in `AgentMarks` (read and written through the agents'
 #: attributes); `hodl_value` and `zapped_usd` are the liquidity providers' own attributes.
 MARKED = VALUE_COLUMNS[:6]
-_LP_ONLY = VALUE_COLUMNS[6:]
+_LP_ONLY = VALUE_COLUMNS[6:8]
 
 
 def _floats(units: list[int], before: list[int], floats: list[float]) -> list[float]:
@@ -50,7 +55,8 @@ class AgentMarks:
     """The agents' valuations this step, one float64 array per column of `MARKED`.
 
     `agents` are the model's agents; they are kept in `unique_id` order and each learns its
-    row (`Trader.mark_row`). `rows_of(kind)` are the rows of one agent type.
+    row (`Trader.mark_row`). `rows_of(kind)` are the rows of one agent type. `orders` holds
+    every agent's cumulative order counters by row (`abm.agents.orders.OrderRecord`).
     """
 
     def __init__(self, agents: Sequence[Trader]) -> None:
@@ -64,6 +70,7 @@ class AgentMarks:
             "client": np.array([a.client for a in self.agents], dtype=object),
         }
         self.values = {c: np.zeros(n) for c in MARKED}
+        self.orders = OrderRecord(n)
         #: Per valued column, the exact ints of the latest `mark` and their floats.
         self._last: dict[str, tuple[list[int], list[float]]] = {
             c: ([0] * n, [0.0] * n) for c in MARKED[:5]}
@@ -106,7 +113,8 @@ class AgentMarks:
             self.values["fees_earned"][idx] += np.array(coef) * fees
 
     def row_values(self) -> np.ndarray:
-        """This step's `VALUE_COLUMNS`, an (agents, 8) float64 array (a copy)."""
+        """This step's `VALUE_COLUMNS`, an (agents, 12) float64 array (a copy; the counts
+        are exact in float64 below 2^53)."""
         out = np.empty((len(self.agents), len(VALUE_COLUMNS)))
         for j, column in enumerate(MARKED):
             out[:, j] = self.values[column]
@@ -114,6 +122,9 @@ class AgentMarks:
             out[:, j] = 0.0
             for i, lp in self._lps:
                 out[i, j] = getattr(lp, column)
+        start = len(MARKED) + len(_LP_ONLY)
+        for j, values in enumerate(self.orders.columns(), start=start):
+            out[:, j] = values
         return out
 
 
@@ -142,7 +153,8 @@ class AgentTable:
         if not self._blocks:
             return pd.DataFrame({c: pd.Series(dtype="int64") for c in ("step", "agent_id")}
                                 | {c: pd.Series(dtype="category") for c in LABEL_COLUMNS}
-                                | {c: pd.Series(dtype="float64") for c in VALUE_COLUMNS})
+                                | {c: pd.Series(dtype="int64" if c in COUNT_COLUMNS
+                                                 else "float64") for c in VALUE_COLUMNS})
         sizes = [len(marks) for _, marks, _ in self._blocks]
         data: dict[str, Any] = {
             "step": np.repeat(np.array(self.steps, dtype=np.int64), sizes),
@@ -155,5 +167,6 @@ class AgentTable:
             data[column] = pd.Categorical(labels, categories=categories)
         values = np.concatenate([v for _, _, v in self._blocks])
         for j, column in enumerate(VALUE_COLUMNS):
-            data[column] = values[:, j]
+            data[column] = (values[:, j].astype(np.int64) if column in COUNT_COLUMNS
+                            else values[:, j])
         return pd.DataFrame(data)

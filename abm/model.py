@@ -309,6 +309,9 @@ class WallStreetFedsModel(mesa.Model):
         for client, row, before, reward in zip(self.clients, rows, paid,
                                                self.federation.last_realised, strict=True):
             row["training_cost_usd"] = (client.cost_paid - before) / ONE
+            # What its cash-out rule asks right after the round, and what the guards let
+            # it sell (tokens; filled by `Client.cash_out`).
+            row["cash_out_asked_tokens"] = row["cash_out_sold_tokens"] = 0.0
             client.record_round(reward, budget, k)
         self.round_rows.extend(rows)
         self.last_round_rows = rows
@@ -419,10 +422,13 @@ class WallStreetFedsModel(mesa.Model):
 
 
 def _remarked(old: AgentMarks, agents) -> AgentMarks:
-    """New `AgentMarks` for `agents`, carrying the fees earned so far over by agent."""
+    """New `AgentMarks` for `agents`, carrying the fees earned and the order counters so far
+    over by agent."""
     fees = dict(zip(old.ids.tolist(), old.values["fees_earned"].tolist(), strict=True))
     new = AgentMarks(agents)
     new.values["fees_earned"][:] = [fees.get(i, 0.0) for i in new.ids.tolist()]
+    new.orders = old.orders.carried({uid: i for i, uid in enumerate(old.ids.tolist())},
+                                    new.ids.tolist())
     return new
 
 

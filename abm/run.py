@@ -52,6 +52,7 @@ import pandas as pd
 import yaml
 from tqdm import tqdm
 
+from abm.agents.orders import orders_summary
 from abm.amm import ONE
 from abm.scenario import Scenario, ScenarioError
 
@@ -323,6 +324,9 @@ def _summary(model, tables, timings, check: bool) -> dict[str, Any]:
         "clients": clients,
         "holders": holders,
         "money": money_table(model),
+        # Orders asked against done, and what each guard cut (docs/model.md, 7.12).
+        "orders": orders_summary(model.marks.orders, model.marks.labels["agent_type"].tolist(),
+                                 HOLDER_TYPES, {c.token: c.sales for c in model.clients}),
         "counterfactual": {"ran": False},
     }
 

@@ -238,6 +238,7 @@ def render_report(run: Run, figure_dir: Path, report_dir: Path) -> str:
         if len(ir_table) else "This run's tables predate participation.",
         figure("participation", "Clients training per FL round, by behaviour, and the "
                "validation accuracy after each round (%)"),
+        *_orders_section(run.summary.get("orders")),
         "## Token prices and contributions",
         "Spearman ρ across clients of each token's price (at the last step before the next "
         "round) against the cumulative contribution up to that round.",
@@ -384,6 +385,58 @@ def _market_section(run: Run, headline: Mapping[str, Any], figure: Any) -> list[
         markdown_table(runup_table, {"peak / typical": ".2f", "final vs peak (%)": ".1f"},
                        default_format=".4f"),
     ]
+
+
+def _orders_section(orders: Mapping[str, Any] | None) -> list[str]:
+    """"Orders cut by guards": per agent type the orders asked, how many a guard cut, USD
+    asked against done and the USD each guard cut; per client its own sales by purpose
+    (cash-out, offering, funding), tokens asked against sold (summary.json `orders`)."""
+    head = "## Orders cut by guards"
+    if not orders:
+        return [head, "This run's summary predates the order record."]
+    rows = []
+    for kind, o in orders["by_type"].items():
+        if not o["orders"]:
+            continue
+        row = {"agent type": kind, "orders": o["orders"], "cut": o["orders_cut"],
+               "asked (USD)": o["asked_usd"], "done (USD)": o["done_usd"],
+               "done (%)": o["done_pct"]}
+        for guard, g in o["by_guard"].items():
+            row[f"{guard}: cut / USD"] = (f"{g['orders_cut']:,} / {g['cut_usd']:,.2f}"
+                                          if g["orders_cut"] else "0")
+        rows.append(row)
+    by_type = pd.DataFrame(rows)
+    sales = pd.DataFrame([
+        {"client": cid, "purpose": purpose, "asked (tokens)": b["asked_tokens"],
+         "sold (tokens)": b["sold_tokens"], "sold (%)": b["sold_pct"],
+         "asked at spot (USD)": b["asked_usd_at_spot"], "proceeds (USD)": b["proceeds_usd"]}
+        for cid, books in orders["clients"].items() for purpose, b in books.items()])
+    text = [head,
+            "Every order an agent asked for (0.01 USD or token and above) passes its limits "
+            "in this order, each of which may cut it: *cash* (an investor's `max_trade` share "
+            "of its USD and its USD balance for a buy, the holding for a sale), *position* "
+            "(`max_position`), *dilution* (a client's new tokens) and *slippage* (the trade "
+            "guard's price-impact cap, and the pool refusing a fill below the minimum out). "
+            "Cumulative, over the run; a sale is valued at the spot price just before it. "
+            "Per agent and step: `orders`, `orders_cut`, `asked_usd`, `done_usd` in "
+            "agents.parquet; per client and round, `cash_out_asked_tokens` and "
+            "`cash_out_sold_tokens` in rounds.parquet.",
+            markdown_table(by_type, {"asked (USD)": ",.2f", "done (USD)": ",.2f",
+                                     "done (%)": ".1f"}) if len(by_type)
+            else "No agent asked for an order."]
+    if len(sales):
+        cash_out = sales[sales["purpose"] == "cash_out"]
+        if len(cash_out):
+            asked, sold = cash_out["asked (tokens)"].sum(), cash_out["sold (tokens)"].sum()
+            text.append(f"Clients' own sales by purpose. Their cash-out rules asked to sell "
+                        f"{asked:,.0f} tokens after the rounds and the guards let "
+                        f"{sold:,.0f} sell ({100 * sold / asked:.1f} %).")
+        else:
+            text.append("Clients' own sales by purpose.")
+        text.append(markdown_table(sales, {"asked (tokens)": ",.2f", "sold (tokens)": ",.2f",
+                                           "sold (%)": ".1f", "asked at spot (USD)": ",.2f",
+                                           "proceeds (USD)": ",.2f"}))
+    return text
 
 
 def _not_additive_note(holders: pd.DataFrame, money: Mapping[str, Any] | None) -> str:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from abm.agents.orders import SALE_PURPOSES, SaleBook
 from abm.agents.participation import RoundRecord
-from abm.agents.trader import Trader
+from abm.agents.trader import DUST, Trader
 from abm.amm import ONE
 
 if TYPE_CHECKING:
@@ -51,6 +52,8 @@ class Client(Trader):
         self.participation_rule = participation
         self.issuance = issuance
         self.participating = True
+        #: Whether its rule wanted it to train in the latest round (paid or not).
+        self.wants = True
         self.rounds_participated = 0
         self.history: list[RoundRecord] = []
         self.cost_paid = 0
@@ -60,17 +63,31 @@ class Client(Trader):
                            if issuance is not None and issuance.sells(index) else 0)
         self.offering_usd = self.offering_tokens = 0
         self.funding_usd = self.funding_tokens = 0
+        #: Its own sales by purpose (`abm.agents.orders.SALE_PURPOSES`): tokens asked and
+        #: sold, proceeds in USD, cumulative (`SaleBook`).
+        self.sales = {purpose: SaleBook() for purpose in SALE_PURPOSES}
 
     def act(self) -> None:
         self.offer()
         if self.model.view.round_just_ran:
             self.cash_out()
+        elif self.wants and self.cost and self.issuance is not None and self.issuance.fund_costs:
+            # Raise the next round's cost ahead, one guarded sale a step (docs/model.md,
+            # 7.14): one sale can raise only about max_slippage x the pool's USD, so a cost
+            # above that could never be met at the round alone.
+            self._fund(self.cost - self.balance(BASE))
 
     def cash_out(self) -> None:
-        """Sell own tokens for USD as the cash-out rule says."""
+        """Sell own tokens for USD as the cash-out rule says; what it asked and sold go on
+        the round's row (`cash_out_asked_tokens`, `cash_out_sold_tokens`) and in `sales`."""
         amount = self.cash_out_rule.tokens_to_sell(self)
         if amount > 0:
-            self.sell(self.token, amount)
+            sold, _ = self._sell_tokens(amount, new=False, purpose="cash_out")
+            rows = self.model.last_round_rows
+            if rows:
+                row = rows[self.index]
+                row["cash_out_asked_tokens"] += amount / ONE
+                row["cash_out_sold_tokens"] += sold / ONE
 
     # -- participation (docs/model.md, 7.13) ----------------------------------------------------
 
@@ -86,6 +103,7 @@ class Client(Trader):
         wants = (rule is None
                  or rule.participates(self.history, self.cost / ONE, self.participating))
         reason = "" if wants else "its expected reward does not cover its cost"
+        self.wants = wants
         if wants and self.cost:
             if self.issuance is not None and self.issuance.fund_costs:
                 self._fund(self.cost - self.balance(BASE))
@@ -125,7 +143,8 @@ class Client(Trader):
                      f"until step {end - 1}")
         amount = self.issuance.tranche(self.index, step, self.offer_left)
         if amount:
-            sold, usd = self._sell_tokens(amount, new=self.issuance.source == "new")
+            sold, usd = self._sell_tokens(amount, new=self.issuance.source == "new",
+                                          purpose="offering")
             self.offer_left -= sold
             self.offering_tokens += sold
             self.offering_usd += usd
@@ -148,28 +167,35 @@ class Client(Trader):
         from abm.amm import get_amount_in
 
         amount = get_amount_in(shortfall, reserve_token, reserve_base, pool.fee_bps)
-        sold, usd = self._sell_tokens(amount, new=True)
+        sold, usd = self._sell_tokens(amount, new=True, purpose="funding")
         self.funding_tokens += sold
         self.funding_usd += usd
 
-    def _sell_tokens(self, amount: int, *, new: bool) -> tuple[int, int]:
+    def _sell_tokens(self, amount: int, *, new: bool, purpose: str) -> tuple[int, int]:
         """Sell up to `amount` tokens (base units) into the client's pool, newly minted
-        (`new`, within what the dilution limit leaves) or from its balance. Returns
-        (tokens sold, USD received), base units. Minted tokens the guard did not let sell
-        are burned again, so that only what was sold is ever issued."""
+        (`new`, within what the dilution limit leaves) or from its balance, for `purpose`
+        (`SALE_PURPOSES`). Returns (tokens sold, proceeds in USD), base units. Minted tokens the
+        guard did not let sell are burned again, so that only what was sold is ever issued.
+        The order goes on record (`abm.agents.orders`) with what the dilution limit, the
+        holding and the trade guard cut, and in `sales[purpose]`."""
         ledger = self.market.ledger
+        asked = amount
+        price = self.model.view.price_list[self.index]
         if new:
             amount = min(amount, self.issuable - self.issued)
             if amount <= 0:
+                if asked >= DUST:
+                    self.model.marks.orders.record(self.mark_row, False, price, asked, 0,
+                                                   dilution=asked)
+                self.sales[purpose].add(asked, 0, 0, price)
                 return 0, 0
             ledger.mint(self.account, self.token, amount)
-        else:
-            amount = min(amount, self.balance(self.token))
         held = self.balance(self.token)
-        usd = self.sell(self.token, amount)
+        usd = self.sell(self.token, amount, asked=asked, dilution=asked - amount)
         sold = held - self.balance(self.token)
         if new:
             if amount > sold:
                 ledger.burn(self.account, self.token, amount - sold)
             self.issued += sold
+        self.sales[purpose].add(asked, sold, usd, price)
         return sold, usd

@@ -128,31 +128,54 @@ class Investor(Trader):
         if len(orders) > 1 and any(o.side == "buy" for o in orders[1:]):
             wealth = self._wealth(cash_units)
         scale = self.size_scale
+        record = self.model.marks.orders.record
+        row = self.mark_row
         for (j, side, size), have in zip(orders, haves, strict=True):
+            # On record (`abm.agents.orders`): asked, done and each limit's cut, base units.
+            want = size * scale
+            asked = decision_units(want)
+            if asked < DUST:
+                continue  # not an order worth a swap (docs/model.md, 7.12)
             if side == "buy":
-                usd = min(size * scale, self.max_trade * cash_units / ONE)
+                usd = min(want, self.max_trade * cash_units / ONE)
                 # Orders below DUST are never swapped (`Trader._swap_at`), and the limits
                 # below only shrink an order: skip them before the wealth and the swap.
                 if usd * ONE < DUST:
+                    record(row, True, 0.0, asked, 0, asked)
                     continue
+                capped = decision_units(usd)
                 cost = have * prices[j]
                 if wealth is None:
                     exact = self._room_decides(usd, cash_units, cost)
-                    if exact is None:
-                        continue  # the room is negative: no buy
+                    if exact is None:  # the room is negative: no buy
+                        record(row, True, 0.0, asked, 0, asked - capped, capped)
+                        continue
                     if exact:
                         wealth = self._wealth(cash_units)
                 if wealth is not None:
                     usd = min(usd, self.max_position * wealth - cost)
-                if usd > 0:
-                    units = decision_units(usd)
-                    cash = self._usd.get(self.account, 0)
-                    self._trade(j, BASE, units if units < cash else cash)
+                units = decision_units(usd)
+                if units < DUST:
+                    record(row, True, 0.0, asked, 0, asked - capped, capped)
+                    continue
+                cash = self._usd.get(self.account, 0)
+                sent = units if units < cash else cash
+                if sent < DUST:
+                    record(row, True, 0.0, asked, 0, asked - capped + units, capped - units)
+                    continue
+                self._trade(j, BASE, sent)
+                record(row, True, 0.0, asked, self.last_in, asked - capped + units - sent,
+                       capped - units)
             else:
+                price = prices[j]
                 balance = held.get(j, 0)
-                if balance >= DUST:  # else the swap would refuse it (amount <= balance)
-                    units = decision_units(min(size * scale, have))
-                    self._trade(j, self._pools[j].token, units if units < balance else balance)
+                units = decision_units(min(want, have))
+                sent = units if units < balance else balance
+                if sent < DUST:  # else the swap would refuse it (amount <= balance)
+                    record(row, False, price, asked, 0, asked)
+                    continue
+                self._trade(j, self._pools[j].token, sent)
+                record(row, False, price, asked, self.last_in, asked - sent)
 
     def execute_reference(self, orders: list[Order], cash_units: int) -> None:
         """`execute` as first written, the reference its fast path is tested against
@@ -170,17 +193,32 @@ class Investor(Trader):
             holdings = np.array([book.get(account, 0) / ONE for book in books])
             wealth = cash_units / ONE + float(holdings @ view.prices)
         scale = self.size_scale
+        record = self.model.marks.orders.record
         for order, have in zip(orders, held, strict=True):
             token = view.tokens[order.token]
+            asked = decision_units(order.size * scale)
+            if asked < DUST:
+                continue
             if order.side == "buy":
+                after_cash = min(order.size * scale, self.max_trade * cash_units / ONE)
+                capped = decision_units(after_cash)
+                if capped < DUST:  # the cash limit leaves nothing worth a swap
+                    record(self.mark_row, True, 0.0, asked, 0, asked)
+                    continue
                 room = self.max_position * wealth - have * view.prices[order.token]
-                usd = min(order.size * scale, self.max_trade * cash_units / ONE, room)
-                if usd > 0:
-                    self._refresh_held(order.token, self.buy(token, decision_units(usd)))
+                units = decision_units(min(after_cash, room))
+                if units < DUST:  # the position limit leaves nothing worth a swap
+                    record(self.mark_row, True, 0.0, asked, 0, asked - capped, capped)
+                    continue
+                self._refresh_held(order.token,
+                                   self.buy(token, units, asked=asked, cash=asked - capped,
+                                            position=capped - units))
             else:
                 self._refresh_held(order.token,
                                    self.sell(token, decision_units(min(order.size * scale,
-                                                                       have))))
+                                                                       have)), asked=asked,
+                                             cash=asked - decision_units(min(order.size
+                                                                             * scale, have))))
 
     def _refresh_held(self, j: int, filled: int) -> None:
         if filled:

@@ -85,6 +85,8 @@ class Trader(mesa.Agent):
         self.max_slippage = max_slippage
         self.mark_row = -1  # this agent's row in the model's AgentMarks (set by them)
         self.hodl_value = self.zapped_usd = 0.0
+        #: What the latest `_swap_at` paid in (base units; 0: not filled).
+        self.last_in = 0
         self._stream: np.random.Generator | None = None
 
     @property
@@ -95,26 +97,52 @@ class Trader(mesa.Agent):
         """This agent's balance of `asset`, base units."""
         return self.market.ledger.balance(self.account, asset)
 
-    def buy(self, token: str, usd: int) -> int:
-        """Spend up to `usd` base units on `token`; returns tokens received (base units)."""
-        usd = min(usd, self.balance(BASE))
-        return self._swap(token, BASE, usd)
+    def buy(self, token: str, usd: int, *, asked: int | None = None, cash: int = 0,
+            position: int = 0) -> int:
+        """Spend up to `usd` base units on `token`; returns tokens received (base units).
 
-    def sell(self, token: str, amount: int) -> int:
-        """Sell up to `amount` base units of `token`; returns USD received (base units)."""
-        amount = min(amount, self.balance(token))
-        return self._swap(token, token, amount)
+        The order goes on record (`abm.agents.orders`): `asked` is what it asked before the
+        limits its caller applied (default `usd`), `cash` and `position` what they cut (base
+        units); the USD balance cuts it further as `cash`, the trade guard as `slippage`."""
+        return self._order(token, BASE, usd, self.balance(BASE),
+                           usd if asked is None else asked, cash, position, 0)
 
-    def _swap(self, token: str, asset_in: str, amount: int) -> int:
-        view = self.model.view
-        return self._swap_at(self.market.pools[token], view.tokens.index(token), asset_in,
-                             amount)
+    def sell(self, token: str, amount: int, *, asked: int | None = None, cash: int = 0,
+             dilution: int = 0) -> int:
+        """Sell up to `amount` base units of `token`; returns proceeds in USD (base units).
+
+        On record like `buy`: the holding cuts it as `cash`, the trade guard as `slippage`;
+        `dilution` is what the dilution limit cut before (a client's new tokens)."""
+        return self._order(token, token, amount, self.balance(token),
+                           amount if asked is None else asked, cash, 0, dilution)
+
+    def _order(self, token: str, asset_in: str, amount: int, balance: int, asked: int,
+               cash: int, position: int, dilution: int) -> int:
+        """Swap `amount` (base units of `asset_in`) capped by `balance`, and record the
+        order (`OrderRecord.record`; an order asked below `DUST` is none). A cap that leaves
+        less than `DUST` cuts it all (nothing is swapped then either)."""
+        j = self.model.view.tokens.index(token)
+        price = self.model.view.price_list[j]
+        if amount > balance:
+            cash += amount - balance
+            amount = balance
+        if amount < DUST:
+            cash += max(amount, 0)
+            out = done = 0
+        else:
+            out = self._swap_at(self.market.pools[token], j, asset_in, amount)
+            done = self.last_in
+        if asked >= DUST:
+            self.model.marks.orders.record(self.mark_row, asset_in == BASE, price, asked,
+                                           done, cash, position, dilution)
+        return out
 
     def _swap_at(self, pool: Pool, j: int, asset_in: str, amount: int) -> int:
         """Swap up to `amount` of `asset_in` on `pool` (token index `j` of the view) within
         the agent's price-impact cap and minimum-out guard; write the new spot price into the
-        view. Returns what it received (0: not filled). The guard and the swap's own checks
-        are the pool's (`Pool.swap_exact_in`); the new reserves are the pool's commit,
+        view. Returns what it received (0: not filled); `last_in` is then what it paid in
+        (base units of `asset_in`: `amount` after the cap, or 0). The guard and the swap's
+        own checks are the pool's (`Pool.swap_exact_in`); the new reserves are the pool's commit,
         recomputed from the amounts instead of read back."""
         reserve_token, reserve_base = pool.reserves
         buying = asset_in == BASE
@@ -126,6 +154,7 @@ class Trader(mesa.Agent):
         if amount > cap:
             amount = cap
         if amount < DUST:
+            self.last_in = 0
             return 0
         spot_out = (amount * reserve_token // reserve_base if buying
                     else amount * reserve_base // reserve_token)
@@ -136,6 +165,7 @@ class Trader(mesa.Agent):
         except (SlippageError, InsufficientOutputAmount):
             # The guard refused a fill worse than the agent accepts, or the order is too
             # small to buy one base unit (a nearly drained side of the pool): not filled.
+            self.last_in = 0
             return 0
         if buying:
             reserve_token -= out
@@ -144,6 +174,7 @@ class Trader(mesa.Agent):
             reserve_token += amount
             reserve_base -= out
         self.model.view.trade_at(j, reserve_base / reserve_token, reserve_token / ONE)
+        self.last_in = amount
         return out
 
     @property
