@@ -132,12 +132,12 @@ def test_client_reward_table_is_mean_and_interval_over_seeds(sweep_dir: Path,
     assert tuple(got) == pytest.approx(expected)
 
 
-def test_distribution_cost_is_zero_for_direct_payouts(report: Path) -> None:
-    table = pd.read_csv(report.parent / "distribution_cost.csv")
+def test_execution_cost_is_zero_for_direct_payouts(report: Path) -> None:
+    table = pd.read_csv(report.parent / "execution_cost.csv")
     assert list(table.columns[:3]) == ["rewards.policy", "contribution.method", "n_runs"]
     direct = table[table["rewards.policy"] == "direct"]
     assert len(direct) == 2
-    assert (direct["distribution_cost_usd_mean"] == 0).all()  # `direct` pays USD without trading
+    assert (direct["execution_cost_usd_mean"] == 0).all()  # `direct` pays USD without trading
     assert (table["rewards_usd_mean"] > 0).all()
 
 

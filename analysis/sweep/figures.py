@@ -21,7 +21,7 @@ __all__ = ["FIGURE_NAMES", "make_sweep_figures"]
 
 FIGURE_NAMES = (
     "reward_vs_equal",
-    "distribution_cost",
+    "execution_cost",
     "investor_returns",
     "price_contribution_correlation",
 )
@@ -80,14 +80,14 @@ def make_sweep_figures(
             reference=("equal split (0 %)", zero),
             columns=2 if twins.notna().any() else MAX_COLUMNS,
         ),
-        "distribution_cost": _bars(
+        "execution_cost": _bars(
             _with_setting(tables.runs, rest),
             x="policy",
-            y="distribution_cost_usd",
+            y="execution_cost_usd",
             hue="method",
             confidence=c,
             xlabel="Distribution policy",
-            ylabel="Distribution cost (USD)",
+            ylabel="Execution cost (USD)",
             title=f"Cost of distributing the rewards per policy ({level})",
         ),
         "investor_returns": _bars(
