@@ -202,9 +202,12 @@ class WallStreetFedsModel(mesa.Model):
             endow("lp", lp.account, to_units(lp.spec.cash))
         # USD the LPs and investors paid the federation for genesis tokens
         self.genesis_token_sales = 0
+        supply = {t: self.ledger.supply(t) for t in self.client_ids}
         for investor in self.investors:
             if investor.inventory:
                 self.genesis_token_sales += investor.buy_inventory_at_genesis(TREASURY)
+        #: Tokens minted for the investors' starting inventories, per token (base units).
+        self.genesis_inventory = {t: self.ledger.supply(t) - supply[t] for t in self.client_ids}
         for lp in self.lps:
             if lp.spec.enter_step == 0:
                 before = self.ledger.balance(TREASURY, "USD")

@@ -169,7 +169,7 @@ def test_shipped_fair_and_cheap_study_is_valid() -> None:
 
     path = ROOT / "scenarios" / "optimize" / "fair_and_cheap.yaml"
     study = load_study(path, outputs=RUN_OUTPUTS)
-    assert [o.output for o in study.objectives] == ["execution_cost_usd",
+    assert [o.output for o in study.objectives] == ["reached_clients_pct",
                                                    "attributable_contribution_rho"]
     assert study.counterfactual  # the attributable objective needs the twins
     assert {p.path for p in study.parameters} == {"market.fee_bps", "rewards.policy"}
