@@ -200,7 +200,14 @@ class WallStreetFedsModel(mesa.Model):
             endow("investor", investor.account, to_units(investor.start_cash))
         for lp in self.lps:
             endow("lp", lp.account, to_units(lp.spec.cash))
-        self.genesis_token_sales = 0  # USD the LPs paid the federation for genesis tokens
+        # USD the LPs and investors paid the federation for genesis tokens
+        self.genesis_token_sales = 0
+        supply = {t: self.ledger.supply(t) for t in self.client_ids}
+        for investor in self.investors:
+            if investor.inventory:
+                self.genesis_token_sales += investor.buy_inventory_at_genesis(TREASURY)
+        #: Tokens minted for the investors' starting inventories, per token (base units).
+        self.genesis_inventory = {t: self.ledger.supply(t) - supply[t] for t in self.client_ids}
         for lp in self.lps:
             if lp.spec.enter_step == 0:
                 before = self.ledger.balance(TREASURY, "USD")
@@ -403,7 +410,7 @@ class WallStreetFedsModel(mesa.Model):
             "reward_usd": self._step_reward,
             "volume_usd": sum(volume.values()),
             "fees_usd": sum(fee_values.values()),
-            "distribution_cost_usd": self._step_cost,
+            "execution_cost_usd": self._step_cost,
             "federation_usd": self.ledger.balance(TREASURY, "USD") / ONE,
             "participating": float(self.federation.last_participants),
         }

@@ -53,7 +53,7 @@ import yaml
 from tqdm import tqdm
 
 from abm.agents.orders import orders_summary
-from abm.amm import ONE
+from abm.amm import ONE, JointLiquidation
 from abm.scenario import Scenario, ScenarioError
 
 if TYPE_CHECKING:
@@ -68,8 +68,12 @@ HOLDER_TYPES = ("client", "investor", "lp", "federation")
 class RunResult:
     """The tables of one run (display units), its summary, and its twin if one ran.
 
-    `final_if_sold` holds each account's realisable value at the last step (exact base
-    units, `Market.liquidation_value`), the basis of the run-minus-twin comparison.
+    `final_if_sold` holds each account's realisable value at the last step if it sold alone
+    (exact base units, `Market.liquidation_value`), the basis of each agent's run-minus-twin
+    comparison; `final_joint` what each takes home when every agent sells at once
+    (`Market.joint_liquidation`), which adds up across agents, with `joint_left` the USD the
+    pools keep then and `outside_usd` the USD no agent or pool holds (the training-cost
+    sink): `sum(final_joint) + joint_left + outside_usd` is all the USD there is.
     """
 
     model: pd.DataFrame
@@ -80,6 +84,9 @@ class RunResult:
     config: dict[str, Any]
     timings: dict[str, float] = field(default_factory=dict)
     final_if_sold: dict[str, int] = field(default_factory=dict)
+    final_joint: dict[str, int] = field(default_factory=dict)
+    joint_left: int = 0
+    outside_usd: int = 0
     accounts: dict[str, str] = field(default_factory=dict)  # ledger account -> agent type
     #: The run's learning rounds (`abm.agents.replay`), which its twin replays.
     learning: LearningLog | None = None
@@ -130,11 +137,18 @@ def _simulate_one(scenario: Scenario, *, check: bool, progress: bool,
     tables = _tables(model)
     timings = {"setup": setup, **model.federation.timings, **model.timings, "total": wall}
     final_if_sold = {a.account: model.market.liquidation_value(a.account) for a in model.agents}
+    joint = model.market.joint_liquidation([a.account for a in model.agents])
+    summary = _summary(model, tables, timings, check, joint)
+    usd = model.usd_by_holder()
+    outside = usd["costs"]
+    # The books balance: every USD is an agent's, a pool's or the cost sink's.
+    assert sum(usd.values()) == model.ledger.supply("USD")
     return RunResult(
         model=tables["model"], agents=tables["agents"], rounds=tables["rounds"],
-        events=tables["events"], summary=_summary(model, tables, timings, check),
+        events=tables["events"], summary=summary,
         config=resolved_config(model.config, device=model.federation.federation.device),
-        timings=timings, final_if_sold=final_if_sold,
+        timings=timings, final_if_sold=final_if_sold, final_joint=joint.values,
+        joint_left=joint.left_in_pools, outside_usd=outside,
         accounts={a.account: a.agent_type for a in model.agents},
         learning=model.federation.log,
     )
@@ -160,11 +174,35 @@ def _attribute(result: RunResult, twin: RunResult) -> None:
         row["attributable_usd"] = diff / ONE
         # against what `equal` would have allotted it in the rounds it trained (7.13)
         row["attributable_vs_equal_pct"] = _pct_vs(diff, row["equal_split_units"])
-    by_type: dict[str, int] = dict.fromkeys(HOLDER_TYPES, 0)
+    alone: dict[str, int] = dict.fromkeys(HOLDER_TYPES, 0)
+    joint: dict[str, int] = dict.fromkeys(HOLDER_TYPES, 0)
     for account, agent_type in result.accounts.items():
-        by_type[agent_type] += result.final_if_sold[account] - twin.final_if_sold[account]
+        alone[agent_type] += result.final_if_sold[account] - twin.final_if_sold[account]
+        joint[agent_type] += result.final_joint[account] - twin.final_joint[account]
+    for row in summary["clients"].values():
+        account = row["account"]
+        row["attributable_joint_usd"] = (result.final_joint[account]
+                                         - twin.final_joint[account]) / ONE
     for kind in HOLDER_TYPES:
-        summary["holders"][kind]["attributable_usd"] = by_type[kind] / ONE
+        summary["holders"][kind]["attributable_usd"] = joint[kind] / ONE
+        summary["holders"][kind]["attributable_alone_sum_usd"] = alone[kind] / ONE
+    # Where the budget went, by the joint liquidation: an identity in base units. The run
+    # and its twin start from the same genesis; the only USD that enters the run and not the
+    # twin is the budget; it ends with the agents (by type), in the cost sink (the training
+    # costs the run's clients paid beyond the twin's) or in the pools (locked liquidity).
+    went = {kind: joint[kind] for kind in HOLDER_TYPES}
+    went["training_costs"] = result.outside_usd - twin.outside_usd
+    went["left_in_pools"] = result.joint_left - twin.joint_left
+    paid_in = summary["money"]["budgets_paid_in_units"]
+    if sum(went.values()) != paid_in:
+        raise AssertionError(f"where the budget went does not add up: {went} against "
+                             f"{paid_in} base units paid in")
+    summary["reached_clients_usd"] = joint["client"] / ONE
+    summary["reached_clients_pct"] = (float(Fraction(100 * joint["client"], paid_in))
+                                      if paid_in else None)
+    summary["budget_went_usd"] = {k: v / ONE for k, v in went.items()}
+    summary["budget_went_pct"] = ({k: float(Fraction(100 * v, paid_in)) for k, v in went.items()}
+                                  if paid_in else None)
     summary["counterfactual"] = {
         "ran": True, "folder": COUNTERFACTUAL_DIR,
         "twin_wall_time_s": twin.summary["wall_time_s"],
@@ -207,7 +245,7 @@ def _tables(model) -> dict[str, pd.DataFrame]:
     return {"model": mdf, "agents": adf, "rounds": rdf, "events": edf}
 
 
-def _summary(model, tables, timings, check: bool) -> dict[str, Any]:
+def _summary(model, tables, timings, check: bool, joint: JointLiquidation) -> dict[str, Any]:
     cfg = model.config
     fed = model.federation
     rounds = tables["rounds"]
@@ -233,6 +271,7 @@ def _summary(model, tables, timings, check: bool) -> dict[str, Any]:
             "dividends_usd": fed.dividends_to.get(client.account, 0) / ONE,
             "attributable_usd": None,
             "attributable_vs_equal_pct": None,
+            "attributable_joint_usd": None,
             "mtm_change_usd": float(last.loc[uid, "wealth"] - first.loc[uid, "wealth"]),
             "if_sold_change_usd": float(last.loc[uid, "wealth_if_sold"]
                                         - first.loc[uid, "wealth_if_sold"]),
@@ -253,11 +292,12 @@ def _summary(model, tables, timings, check: bool) -> dict[str, Any]:
         holders[kind] = {
             "initial_wealth_usd": float(a["wealth"].sum()),
             "final_wealth_usd": float(b["wealth"].sum()),
-            "final_wealth_if_sold_usd": float(b["wealth_if_sold"].sum()),
-            # What the whole group would fetch selling together: below the sum of its
-            # members' sales alone, which are not additive (docs/model.md, section 4.11).
-            "final_if_sold_together_usd": model.market.group_liquidation_value(
-                [x.account for x in model.agents if x.agent_type == kind]) / ONE,
+            # The sum of each member's sale alone: not additive (each assumes nobody else
+            # sells), kept for the per-agent view (docs/model.md, section 4.11).
+            "final_if_each_sold_alone_usd": float(b["wealth_if_sold"].sum()),
+            # The group's part when every agent of the economy sells at once (additive).
+            "final_if_all_sold_usd": sum(joint.values[x.account] for x in model.agents
+                                         if x.agent_type == kind) / ONE,
             "mtm_change_usd": float(b["wealth"].sum() - a["wealth"].sum()),
             "if_sold_change_usd": float(b["wealth_if_sold"].sum() - a["wealth_if_sold"].sum()),
             "attributable_usd": None,
@@ -280,7 +320,12 @@ def _summary(model, tables, timings, check: bool) -> dict[str, Any]:
         "total_reward_usd": fed.budget_in / ONE,
         "equal_split_usd": equal / ONE,
         "equal_split_units": equal,
-        "distribution_cost_usd": fed.total_cost / ONE,
+        "execution_cost_usd": fed.total_cost / ONE,
+        # Filled from the twin (`_attribute`): what reached the clients, on the joint basis.
+        "reached_clients_usd": None,
+        "reached_clients_pct": None,
+        "budget_went_usd": None,
+        "budget_went_pct": None,
         "unranked_rounds": {
             "rounds": fed.unranked_rounds,
             "truncated": fed.truncated_rounds,
@@ -382,6 +427,7 @@ def money_table(model) -> dict[str, Any]:
     return {
         "endowments_usd": {k: v / ONE for k, v in model.endowments.items()},
         "budgets_paid_in_usd": fed.budget_in / ONE,
+        "budgets_paid_in_units": fed.budget_in,
         "to_clients_as_cash_usd": paid_clients / ONE,
         "into_pools_by_buybacks_usd": into_pools / ONE if policy == "buyback" else 0.0,
         "into_pools_as_mint_liquidity_usd": into_pools / ONE if policy == "mint" else 0.0,

@@ -332,6 +332,12 @@ class InvestorGroup(_Named):
     strategy: str = param(..., "how they trade (a registered component)")
     count: int = param(..., "investors in the group", ge=0, le=100_000)
     cash: Amount = param(500.0, "USD each holds at genesis", unit="USD", gt=0, le=MAX_AMOUNT)
+    inventory: float = param(
+        0.2, "share of its cash spent at genesis on a starting inventory, split evenly over "
+        "the tokens and bought from the federation at the opening price (no swap, no price "
+        "move), so that it can sell as well as buy from the first step: with 0 a population "
+        "that starts in USD can only buy, and pushes every price up by itself "
+        "(docs/model.md, section 5)", unit="fraction", ge=0, lt=1)
     params: SerializeAsAny[Params] = param(Params(), "the strategy's parameters")
     max_position: float = param(0.5, "largest share of its wealth held in one token",
                                 unit="fraction", gt=0, le=1)

@@ -7,7 +7,7 @@ sweep worker that only tabulates metrics does not need.
 
 from analysis.metrics import (
     client_rewards,
-    distribution_cost,
+    execution_cost,
     gini,
     investor_performance,
     investor_pnl,
@@ -24,12 +24,13 @@ __all__ = [
     "Run",
     "RunFolderError",
     "client_rewards",
-    "distribution_cost",
+    "execution_cost",
     "gini",
     "investor_performance",
     "investor_pnl",
     "load_run",
     "lp_decomposition",
+    "mcap_contribution_correlation",
     "nmad",
     "price_contribution_correlation",
     "price_contribution_correlation_by_round",

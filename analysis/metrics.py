@@ -163,6 +163,23 @@ def price_contribution_correlation(run: Run) -> float:
     return spearman(final_prices(run)[clients], cumulative)
 
 
+def mcap_contribution_correlation(run: Run) -> float:
+    """Spearman rank correlation, across clients, of the final market capitalisation (price
+    x total supply, USD: `price/<client>` x `supply/<client>` at the last step) with the
+    cumulative contribution. Where tokens are minted as rewards (`mint`), a well-paid
+    client's price is diluted by its own new supply: the price then ranks clients against
+    their contribution while the market value ranks them with it (docs/model.md, 4.11).
+    `NaN` as `spearman`."""
+    clients = run.client_ids
+    cumulative = run.rounds.groupby("client")["contribution"].sum().reindex(clients,
+                                                                             fill_value=0.0)
+    last = run.model.sort_values("step").iloc[-1]
+    if any("supply/" + c not in last.index for c in clients):
+        return NAN  # a table without supplies (older runs)
+    mcap = [float(last[PRICE_PREFIX + c]) * float(last["supply/" + c]) for c in clients]
+    return spearman(mcap, cumulative)
+
+
 def price_contribution_correlation_by_round(run: Run) -> pd.Series:
     """Per-round variant of `price_contribution_correlation` (float Series indexed by round).
 
@@ -378,11 +395,13 @@ def holder_outcomes(run: Run) -> pd.DataFrame:
     """Wealth per holder type (the federation included), at spot and if sold, USD.
 
     One row per type present in `model.parquet` (`wealth/<type>`), columns: `holder`,
-    `initial_wealth_usd`, `final_wealth_usd`, `final_wealth_if_sold_usd` (sum of each
-    agent's sale alone), `final_if_sold_together_usd` (the whole group selling at once, from
-    summary.json; NaN if absent), `mtm_change_usd` (final − initial at spot),
-    `if_sold_change_usd` (final − initial if sold), and `attributable_usd` (final if sold,
-    run minus twin; NaN without a twin).
+    `initial_wealth_usd`, `final_wealth_usd` (at spot), `final_if_each_sold_alone_usd` (sum
+    of each agent's sale alone: not additive, each sale assumes nobody else sells),
+    `final_if_all_sold_usd` (the type's part when every agent sells at once,
+    `Market.joint_liquidation`: additive across types; from summary.json, NaN if absent),
+    `mtm_change_usd` (final − initial at spot), `if_sold_change_usd` (final − initial, each
+    alone), `attributable_usd` (all sold at once, run minus twin: these add up to the budget
+    paid in, less extra training costs and what the pools keep; NaN without a twin).
     """
     model = run.model.sort_values("step")
     holders = (run.summary.get("holders") or {})
@@ -393,20 +412,20 @@ def holder_outcomes(run: Run) -> pd.DataFrame:
             continue
         sold_series = model[sold] if sold in model.columns else pd.Series([NAN] * len(model))
         attributable = (holders.get(kind) or {}).get("attributable_usd")
-        together = (holders.get(kind) or {}).get("final_if_sold_together_usd")
+        joint = (holders.get(kind) or {}).get("final_if_all_sold_usd")
         rows.append({
             "holder": kind,
             "initial_wealth_usd": float(model[spot].iloc[0]),
             "final_wealth_usd": float(model[spot].iloc[-1]),
-            "final_wealth_if_sold_usd": float(sold_series.iloc[-1]),
-            "final_if_sold_together_usd": NAN if together is None else float(together),
+            "final_if_each_sold_alone_usd": float(sold_series.iloc[-1]),
+            "final_if_all_sold_usd": NAN if joint is None else float(joint),
             "mtm_change_usd": float(model[spot].iloc[-1] - model[spot].iloc[0]),
             "if_sold_change_usd": float(sold_series.iloc[-1] - sold_series.iloc[0]),
             "attributable_usd": NAN if attributable is None else float(attributable),
         })
     return pd.DataFrame(rows, columns=["holder", "initial_wealth_usd", "final_wealth_usd",
-                                       "final_wealth_if_sold_usd",
-                                       "final_if_sold_together_usd", "mtm_change_usd",
+                                       "final_if_each_sold_alone_usd",
+                                       "final_if_all_sold_usd", "mtm_change_usd",
                                        "if_sold_change_usd", "attributable_usd"])
 
 
@@ -467,7 +486,7 @@ def money_by_holder(run: Run) -> pd.DataFrame:
     return table
 
 
-def distribution_cost(run: Run) -> dict[str, Any]:
+def execution_cost(run: Run) -> dict[str, Any]:
     """What distributing the rewards cost the federation.
 
     Returns a dict:
@@ -475,13 +494,13 @@ def distribution_cost(run: Run) -> dict[str, Any]:
     - `rounds`: number of FL rounds;
     - `rewards_usd`: total reward distributed, sum of `rounds.reward_usd`;
     - `cost_usd`: total fees and slippage the federation paid to distribute it, the sum over
-      steps of `model.distribution_cost_usd` (a per-step amount; 0 for policies that do not
+      steps of `model.execution_cost_usd` (a per-step amount; 0 for policies that do not
       trade, such as `equal`, `direct`, `mint`);
     - `cost_pct` = 100 × cost / rewards, percent of the rewards (`NaN` when nothing was
       distributed).
     """
     rewards = float(run.rounds["reward_usd"].sum())
-    cost = float(run.model["distribution_cost_usd"].sum())
+    cost = float(run.model["execution_cost_usd"].sum())
     return {
         "policy": run.policy,
         "rounds": run.n_rounds,
@@ -491,14 +510,29 @@ def distribution_cost(run: Run) -> dict[str, Any]:
     }
 
 
+#: Where the budget went (summary.json `budget_went_pct`), in this order.
+BUDGET_DESTINATIONS = ("client", "investor", "lp", "federation", "training_costs",
+                       "left_in_pools")
+
+
+def _summary_float(run: Run, key: str) -> float:
+    value = run.summary.get(key)
+    return NAN if value is None else float(value)
+
+
+def _budget_went(run: Run) -> dict[str, float]:
+    went = run.summary.get("budget_went_pct") or {}
+    return {k: float(went[k]) if k in went else NAN for k in BUDGET_DESTINATIONS}
+
+
 def summarise_run(run: Run) -> dict[str, Any]:
     """Headline figures of one run, flat and JSON-friendly (floats may be `NaN`), for the
     sweep layer to tabulate one row per run.
 
     Keys: `scenario`, `seed`, `policy`, `steps`, `rounds`, `final_accuracy` (validation
     metric of the global model at the last step, `model.accuracy`), `price_contribution_
-    spearman`, `reward_gini` (of the allotments), `rewards_usd`, `distribution_cost_usd`,
-    `distribution_cost_pct`, `min_allotted_vs_equal_pct`, `max_allotted_vs_equal_pct`,
+    spearman`, `reward_gini` (of the allotments), `rewards_usd`, `execution_cost_usd`,
+    `execution_cost_pct`, `min_allotted_vs_equal_pct`, `max_allotted_vs_equal_pct`,
     `min_attributable_vs_equal_pct`, `max_attributable_vs_equal_pct` (the extremes of the
     `client_rewards` columns; NaN without a twin), `unranked_rounds` (rounds the method could
     not rank, from summary.json; NaN if absent), `zero_probe_pct` (the mean share of a
@@ -520,10 +554,15 @@ def summarise_run(run: Run) -> dict[str, Any]:
     sold: does the mechanism, market included, deliver by contribution? NaN without a twin),
     `attributable_nmad` (`nmad` of the attributable rewards, which can be negative, so no
     Gini: the normalised mean absolute difference, in [0, 1); NaN without a twin),
-    `investor_pnl_usd` and `investor_pnl_if_sold_usd` (all investors' PnL summed, at spot and
-    if each sold everything alone; 0 without investors).
+    `mcap_contribution_rho` (the price rho with market capitalisation in place of price),
+    `reached_clients_pct` and `reached_clients_usd` (the clients' attributable total when
+    every agent sells at once, of the budget paid in: what reached the clients; NaN without a
+    twin), `budget_to_<destination>_pct` (where the budget went, summing to 100:
+    `BUDGET_DESTINATIONS`; NaN without a twin), `investor_pnl_usd` and
+    `investor_pnl_if_sold_usd` (all investors' PnL summed, at spot and if each sold
+    everything alone; 0 without investors).
     """
-    cost = distribution_cost(run)
+    cost = execution_cost(run)
     rewards = client_rewards(run)
     accuracy = run.model.sort_values("step")["accuracy"]
     unranked = (run.summary.get("unranked_rounds") or {}).get("rounds", NAN)
@@ -537,10 +576,14 @@ def summarise_run(run: Run) -> dict[str, Any]:
         "rounds": cost["rounds"],
         "final_accuracy": float(accuracy.iloc[-1]) if len(accuracy) else NAN,
         "price_contribution_spearman": price_contribution_correlation(run),
+        "mcap_contribution_rho": mcap_contribution_correlation(run),
+        "reached_clients_pct": _summary_float(run, "reached_clients_pct"),
+        "reached_clients_usd": _summary_float(run, "reached_clients_usd"),
+        **{f"budget_to_{k}_pct": v for k, v in _budget_went(run).items()},
         "reward_gini": gini(rewards["allotted_usd"]),
         "rewards_usd": cost["rewards_usd"],
-        "distribution_cost_usd": cost["cost_usd"],
-        "distribution_cost_pct": cost["cost_pct"],
+        "execution_cost_usd": cost["cost_usd"],
+        "execution_cost_pct": cost["cost_pct"],
         "min_allotted_vs_equal_pct": _nan_extreme(rewards["allotted_vs_equal_pct"], min),
         "max_allotted_vs_equal_pct": _nan_extreme(rewards["allotted_vs_equal_pct"], max),
         "min_attributable_vs_equal_pct": _nan_extreme(rewards["attributable_vs_equal_pct"],
@@ -567,11 +610,15 @@ def summarise_run(run: Run) -> dict[str, Any]:
 RUN_OUTPUTS = (
     "final_accuracy",
     "price_contribution_spearman",
+    "mcap_contribution_rho",
+    "reached_clients_pct",
+    "reached_clients_usd",
+    *(f"budget_to_{k}_pct" for k in BUDGET_DESTINATIONS),
     "reward_gini",
     "rewards_usd",
     "total_reward_usd",
-    "distribution_cost_usd",
-    "distribution_cost_pct",
+    "execution_cost_usd",
+    "execution_cost_pct",
     "min_allotted_vs_equal_pct",
     "max_allotted_vs_equal_pct",
     "min_attributable_vs_equal_pct",

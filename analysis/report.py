@@ -32,7 +32,7 @@ from analysis.market_stats import (
 )
 from analysis.metrics import (
     client_rewards,
-    distribution_cost,
+    execution_cost,
     holder_outcomes,
     individual_rationality,
     investor_performance,
@@ -71,11 +71,24 @@ def markdown_table(frame: pd.DataFrame, formats: Mapping[str, str] | None = None
     return "\n".join(lines)
 
 
+def _reached_text(summary: dict) -> str:
+    """`reached %` (USD) and where the rest went, or n/a without a twin."""
+    pct, went = summary.get("reached_clients_pct"), summary.get("budget_went_pct")
+    if pct is None or not went:
+        return "n/a (no twin)"
+    names = {"investor": "investors", "lp": "LPs", "federation": "federation",
+             "training_costs": "extra training costs", "left_in_pools": "left in pools"}
+    rest = ", ".join(f"{names[k]} {v:.1f} %" for k, v in went.items()
+                     if k in names and abs(v) >= 0.05)
+    return (f"{pct:.1f} % ({summary['reached_clients_usd']:,.2f} USD); the rest: "
+            f"{rest or 'none'}")
+
+
 def render_report(run: Run, figure_dir: Path, report_dir: Path) -> str:
     """The Markdown text of the report of `run`, linking figures in `figure_dir` relative
     to `report_dir` (where report.md is written)."""
     headline = summarise_run(run)
-    cost = distribution_cost(run)
+    cost = execution_cost(run)
     rewards = client_rewards(run)
     by_round = price_contribution_correlation_by_round(run)
     investors = investor_performance(run)
@@ -115,20 +128,26 @@ def render_report(run: Run, figure_dir: Path, report_dir: Path) -> str:
 
     numbers = pd.DataFrame({
         "metric": [
+            "What reached the clients: their attributable total if every agent sold at once, "
+            "% of the budget paid in (USD; needs the twin)",
             "Spearman ρ, final token price vs cumulative contribution (across clients; "
             "95 % Fisher-z interval)",
+            "Spearman ρ, final market capitalisation (price × supply) vs cumulative "
+            "contribution (95 % Fisher-z interval)",
             "Spearman ρ, allotted reward vs cumulative contribution (95 % Fisher-z interval)",
             "Spearman ρ, attributable reward vs cumulative contribution (95 % Fisher-z "
             "interval; needs the twin)",
             "Gini of the allotments (clients' allotted USD)",
             "Rewards budgeted (USD)",
-            "Distribution cost: fees and slippage paid by the federation (USD)",
-            "Distribution cost (% of rewards)",
+            "Execution cost: fees and slippage paid by the federation (USD)",
+            "Execution cost (% of rewards)",
             "FL rounds the method could not rank (no positive contribution)",
             "Zero-update probe: what a client sending nothing would be paid (% of a "
             "round's rewards; mean over rounds, max, rounds above 0)",
         ],
-        "value": [rho(headline["price_contribution_spearman"]),
+        "value": [_reached_text(run.summary),
+                  rho(headline["price_contribution_spearman"]),
+                  rho(headline["mcap_contribution_rho"]),
                   rho(headline["reward_contribution_rho"]),
                   rho(headline["attributable_contribution_rho"]),
                   _cell(headline["reward_gini"], ".3f"), _cell(cost["rewards_usd"], ",.2f"),
@@ -149,8 +168,8 @@ def render_report(run: Run, figure_dir: Path, report_dir: Path) -> str:
     holder_table = holders.rename(columns={
         "holder": "holder type", "initial_wealth_usd": "initial at spot (USD)",
         "final_wealth_usd": "final at spot (USD)",
-        "final_wealth_if_sold_usd": "final if sold, each alone (USD)",
-        "final_if_sold_together_usd": "final if all sold together (USD)",
+        "final_if_each_sold_alone_usd": "final if sold, each alone (USD)",
+        "final_if_all_sold_usd": "final if every agent sold at once (USD)",
         "mtm_change_usd": "change at spot (USD)", "if_sold_change_usd": "change if sold (USD)",
         "attributable_usd": "attributable (USD)"})
     round_table = pd.DataFrame({"FL round": by_round.index.astype(int),
@@ -441,14 +460,17 @@ def _orders_section(orders: Mapping[str, Any] | None) -> list[str]:
 
 def _not_additive_note(holders: pd.DataFrame, money: Mapping[str, Any] | None) -> str:
     """Why the if-sold column does not add up to the USD that exists (with the numbers)."""
-    note = ("Each holder's *if sold* value is its sale alone into the current pools; the "
-            "same pool USD backs every holder's sale, so these values do not add up: no group "
-            "of holders could realise the sum at once. *If all sold together* is what the "
-            "whole type would fetch selling at once (each pool one sale).")
+    note = ("Each holder's *if sold, each alone* value is its sale alone into the current "
+            "pools; the same pool USD backs every holder's sale, so these values do not add "
+            "up: no group of holders could realise the sum at once. *If every agent sold at "
+            "once* is the type's part of one joint liquidation of the whole economy (every "
+            "pool's tokens sold in one sale, then its liquidity redeemed, each share pro "
+            "rata): these add up, and so do the *attributable* figures (run minus twin), to "
+            "the budget paid in less extra training costs and what the pools keep.")
     if not money or holders.empty:
         return note
     usd = sum(float(v["end"]) for v in money["usd_by_holder"].values())
-    if_sold = float(holders["final_wealth_if_sold_usd"].sum())
+    if_sold = float(holders["final_if_each_sold_alone_usd"].sum())
     return note + (f" Here the if-sold values sum to {if_sold:,.2f} USD while {usd:,.2f} USD "
                    "exist in the whole economy.")
 

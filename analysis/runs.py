@@ -27,7 +27,7 @@ RUN_FILES = (CONFIG_FILE, MODEL_FILE, AGENTS_FILE, ROUNDS_FILE, SUMMARY_FILE)
 # The columns this package reads. The tables hold more (see docs/architecture.md); only a
 # missing column that analysis needs is refused, so that an extra or renamed column the
 # analysis never touches does not make a finished run unreadable.
-MODEL_COLUMNS = ("step", "accuracy", "reward_usd", "distribution_cost_usd")
+MODEL_COLUMNS = ("step", "accuracy", "reward_usd", "execution_cost_usd")
 AGENTS_COLUMNS = (
     "step", "agent_id", "agent_type", "strategy", "client", "usd", "token_value",
     "lp_value", "wealth", "wealth_if_sold", "fees_earned", "hodl_value",

@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> None:
         study = _write(folder / "study.yaml", {
             "name": "bench-study", "base": str(BASELINE), "overrides": overrides,
             "parameters": space,
-            "objectives": [{"output": "distribution_cost_usd", "direction": "minimize"}],
+            "objectives": [{"output": "execution_cost_usd", "direction": "minimize"}],
             "seeds": 1, "sampler": {"kind": "random", "seed": 0}})
         times: dict[str, list[float]] = {"design": [], "grid": [], "study": [], "grid2": []}
         for rep in range(args.repeat):

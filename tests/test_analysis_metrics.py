@@ -12,7 +12,7 @@ from scipy.stats import spearmanr
 
 from analysis.metrics import (
     client_rewards,
-    distribution_cost,
+    execution_cost,
     gini,
     investor_performance,
     lp_decomposition,
@@ -62,7 +62,7 @@ def hand_run(*, rewards: tuple[tuple[float, ...], ...] = ((40.0, 20.0, 0.0), (15
     ])
     prices = {0: (1.0, 1.0, 1.0), 1: (2.0, 1.5, 1.0), 2: (2.5, 1.2, 1.5), 3: final_prices}
     model = pd.DataFrame([
-        {"step": s, "accuracy": acc, "reward_usd": rew, "distribution_cost_usd": cost,
+        {"step": s, "accuracy": acc, "reward_usd": rew, "execution_cost_usd": cost,
          **{f"price/{c}": prices[s][i] for i, c in enumerate(CLIENTS)}}
         for s, acc, rew, cost in zip(STEPS, (0.1, 0.5, 0.6, 0.6), (0.0, 60.0, 30.0, 0.0),
                                      (0.0, 0.6, 0.3, 0.0), strict=True)
@@ -241,14 +241,14 @@ def test_lp_decomposition_splits_pnl_and_reads_exited_lp_at_its_last_position() 
     assert leaver["price_effect_usd"] == 30.0  # 20 - 5 - (-15)
 
 
-def test_distribution_cost_sums_per_step_cost_against_rewards() -> None:
-    cost = distribution_cost(hand_run())
+def test_execution_cost_sums_per_step_cost_against_rewards() -> None:
+    cost = execution_cost(hand_run())
     assert cost["policy"] == "buyback"
     assert cost["rounds"] == 2
     assert cost["rewards_usd"] == 90.0
     assert cost["cost_usd"] == pytest.approx(0.9)
     assert cost["cost_pct"] == pytest.approx(1.0)
-    nothing = distribution_cost(hand_run(rewards=((0.0,) * 3, (0.0,) * 3)))
+    nothing = execution_cost(hand_run(rewards=((0.0,) * 3, (0.0,) * 3)))
     assert math.isnan(nothing["cost_pct"])
 
 
@@ -260,7 +260,7 @@ def test_summarise_run_collects_the_headline_numbers() -> None:
     assert summary["final_accuracy"] == 0.6
     assert summary["price_contribution_spearman"] == pytest.approx(0.5)
     assert summary["reward_gini"] == pytest.approx(11 / 27)
-    assert summary["distribution_cost_pct"] == pytest.approx(1.0)
+    assert summary["execution_cost_pct"] == pytest.approx(1.0)
     assert summary["min_allotted_vs_equal_pct"] == pytest.approx(-100.0)
     assert summary["max_allotted_vs_equal_pct"] == pytest.approx(250 / 3)
     assert math.isnan(summary["max_attributable_vs_equal_pct"])
@@ -272,7 +272,7 @@ def test_summarise_run_collects_the_headline_numbers() -> None:
 
 
 @pytest.mark.parametrize("policy", ["equal", "direct", "mint", "buyback", "dividend"])
-def test_real_run_rewards_add_up_and_only_buyback_pays_distribution_cost(
+def test_real_run_rewards_add_up_and_only_buyback_pays_execution_cost(
         tmp_path: Path, policy: str) -> None:
     run = load_run(write_real_run(tmp_path / policy, **{"rewards.policy": policy}))
     table = client_rewards(run)
@@ -281,7 +281,7 @@ def test_real_run_rewards_add_up_and_only_buyback_pays_distribution_cost(
     assert list(table["mtm_change_usd"]) == pytest.approx(
         list(table["final_wealth_usd"] - table["initial_wealth_usd"]))
     assert (table["final_wealth_if_sold_usd"] <= table["final_wealth_usd"] + 1e-9).all()
-    cost = distribution_cost(run)
+    cost = execution_cost(run)
     assert (cost["cost_usd"] > 0) == (policy == "buyback")
     if policy == "equal":
         assert list(table["allotted_usd"]) == pytest.approx(list(table["equal_split_usd"]))
@@ -290,3 +290,26 @@ def test_real_run_rewards_add_up_and_only_buyback_pays_distribution_cost(
     assert (lps["impermanent_loss_usd"] <= 0).all()  # constant product: never a gain
     assert list(lps["pnl_usd"]) == pytest.approx(list(
         lps["fees_earned_usd"] + lps["impermanent_loss_usd"] + lps["price_effect_usd"]))
+
+
+def test_market_cap_rho_is_recomputed_from_the_tables() -> None:
+    """`mcap_contribution_rho` is Spearman of price x supply (model.parquet, last step, the
+    ledger's supply) with the cumulative contribution (rounds.parquet); under `mint` the
+    supplies differ, so it is not the price rho."""
+    from pathlib import Path
+
+    from abm.run import simulate
+    from analysis.metrics import mcap_contribution_correlation, spearman
+    from analysis.runs import Run
+    from tests.conftest import small_scenario
+
+    result = simulate(small_scenario(steps=40, **{"rewards.policy": "mint"}))
+    run = Run(path=Path("."), config=result.config, model=result.model, agents=result.agents,
+              rounds=result.rounds, summary=result.summary)
+    last = result.model.iloc[-1]
+    clients = run.client_ids
+    mcap = [last[f"price/{c}"] * last[f"supply/{c}"] for c in clients]
+    contribution = result.rounds.groupby("client")["contribution"].sum()[clients]
+    assert mcap_contribution_correlation(run) == spearman(mcap, contribution)
+    assert summarise_run(run)["mcap_contribution_rho"] == spearman(mcap, contribution)
+    assert len(set(last[[f"supply/{c}" for c in clients]])) > 1  # mint made them differ

@@ -136,12 +136,12 @@ def test_client_reward_table_is_mean_and_interval_over_seeds(sweep_dir: Path,
     assert tuple(got) == pytest.approx(expected)
 
 
-def test_distribution_cost_is_zero_for_direct_payouts(report: Path) -> None:
-    table = pd.read_csv(report.parent / "distribution_cost.csv")
+def test_execution_cost_is_zero_for_direct_payouts(report: Path) -> None:
+    table = pd.read_csv(report.parent / "execution_cost.csv")
     assert list(table.columns[:3]) == ["rewards.policy", "contribution.method", "n_runs"]
     direct = table[table["rewards.policy"] == "direct"]
     assert len(direct) == 2
-    assert (direct["distribution_cost_usd_mean"] == 0).all()  # `direct` pays USD without trading
+    assert (direct["execution_cost_usd_mean"] == 0).all()  # `direct` pays USD without trading
     assert (table["rewards_usd_mean"] > 0).all()
 
 
@@ -331,9 +331,9 @@ def test_figures_draw_exactly_what_their_tables_print(sweep_dir: Path, report: P
     z = np.arctanh(np.clip(values.to_numpy(float), -1 + 1e-6, 1 - 1e-6))
     assert first["value"] == pytest.approx(float(np.tanh(z.mean())))
     # The drawn bars are the data's values.
-    figure = _bars(data["distribution_cost"], hue="method", xlabel="", ylabel="", title="")
+    figure = _bars(data["execution_cost"], hue="method", xlabel="", ylabel="", title="")
     heights = sorted(p.get_height() for ax in figure.axes for p in ax.patches)
-    assert heights == pytest.approx(sorted(data["distribution_cost"]["value"]))
+    assert heights == pytest.approx(sorted(data["execution_cost"]["value"]))
 
 
 def test_clients_not_identified_across_seeds_aggregate_by_behaviour_and_rank(

@@ -179,7 +179,7 @@ def test_order_sizes_scale_by_a_factor_of_mean_one_drawn_per_investor():
 def test_a_scaled_order_is_still_capped_by_the_limits():
     model = WallStreetFedsModel(small_scenario(investors=[
         {"strategy": "noise", "count": 1, "cash": 500, "max_trade": 0.2,
-         "max_slippage": 0.9}]))
+         "max_slippage": 0.9, "inventory": 0.0}]))
     inv = model.investors[0]
     inv.size_scale = 100.0
     inv.rule.orders = lambda view, cash_units, balance, rng: [Order(0, "buy", 10.0)]

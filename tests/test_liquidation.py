@@ -12,7 +12,7 @@ import copy
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from abm.amm import MINIMUM_LIQUIDITY, ONE, Ledger, Market
+from abm.amm import MINIMUM_LIQUIDITY, ONE, Ledger, Market, pro_rata
 
 
 def _market(pools: dict[str, tuple[int, int]], fee_bps: int = 30) -> Market:
@@ -187,3 +187,73 @@ def test_mark_accounts_equals_value_breakdown_and_liquidation_value_per_account(
         assert (marks.usd[k], marks.tokens[k], marks.lp[k]) == (
             parts["usd"], parts["tokens"], parts["lp"])
         assert marks.if_sold[k] == market.liquidation_value(account)
+
+
+# -- joint liquidation: everyone sells at once, and the values add up ----------------------
+
+
+def test_joint_liquidation_sells_every_token_in_one_sale_then_redeems_the_liquidity():
+    """Exact vector: alice holds 10 tokens, bob 30 and 1/4 of the LP shares (seed the rest).
+    One sale of 40 tokens; alice gets 1/4 of it, bob 3/4 (pro rata by tokens); then bob's
+    shares redeem their part of the USD left; the tokens redeemed count 0."""
+    market = _market({"A": (100 * ONE, 200 * ONE)})
+    ledger, pool = market.ledger, market.pools["A"]
+    ledger.mint("alice", "A", 10 * ONE)
+    ledger.mint("bob", "A", 30 * ONE)
+    quarter = ledger.balance("seed", pool.lp_asset) // 4
+    ledger.transfer("seed", "bob", pool.lp_asset, quarter)
+    sale = 40 * ONE * 9970 * 200 * ONE // (100 * ONE * 10_000 + 40 * ONE * 9970)
+    redeemed = quarter * (200 * ONE - sale) // pool.total_shares
+    got = market.joint_liquidation(["alice", "bob"])
+    alice = sale * 10 // 40
+    assert got.values["alice"] + got.values["bob"] == sale + redeemed
+    assert got.values["alice"] in (alice, alice + 1)  # the remainder goes to one of them
+    assert got.values["bob"] - redeemed in (sale * 30 // 40, sale * 30 // 40 + 1)
+    assert got.left_in_pools == 200 * ONE - sale - redeemed
+    # selling at once fetches less than each sale alone
+    assert got.values["alice"] < market.liquidation_value("alice")
+    assert got.values["bob"] < market.liquidation_value("bob")
+
+
+def test_pro_rata_splits_exactly_whatever_the_order():
+    assert pro_rata(10, {"a": 1, "b": 1, "c": 1}) == {"a": 4, "b": 3, "c": 3}
+    assert pro_rata(10, {"c": 1, "b": 1, "a": 1}) == {"a": 4, "b": 3, "c": 3}
+    assert pro_rata(7, {"a": 0, "b": 0}) == {"a": 0, "b": 0}
+    assert pro_rata(0, {"a": 3}) == {"a": 0}
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    reserves=st.lists(st.tuples(st.integers(10**6, 10**27), st.integers(10**6, 10**27)),
+                      min_size=1, max_size=3),
+    holdings=st.lists(st.tuples(st.integers(0, 3), st.integers(0, 2), st.integers(0, 10**26),
+                                st.floats(0, 0.5)), max_size=12),
+    usd=st.lists(st.integers(0, 10**24), min_size=4, max_size=4),
+)
+def test_joint_liquidation_adds_up_exactly(reserves, holdings, usd):
+    """For any holdings: the values of all holders plus what the pools keep is the USD they
+    hold plus every pool's USD reserve, to the base unit; each is at most its sale alone."""
+    tokens = [f"T{i}" for i in range(len(reserves))]
+    market = _market(dict(zip(tokens, reserves, strict=True)))
+    ledger = market.ledger
+    people = [f"p{i}" for i in range(4)]
+    for person, amount in zip(people, usd, strict=True):
+        if amount:
+            ledger.mint(person, "USD", amount)
+    for who, index, amount, lp_fraction in holdings:
+        token = tokens[index % len(tokens)]
+        if amount:
+            ledger.mint(people[who], token, amount)
+        pool = market.pools[token]
+        give = int(ledger.balance("seed", pool.lp_asset) * lp_fraction)
+        if give:
+            ledger.transfer("seed", people[who], pool.lp_asset, give)
+    everyone = [*people, "seed"]
+    got = market.joint_liquidation(everyone)
+    held = sum(ledger.balance(a, "USD") for a in everyone)
+    reserves_usd = sum(p.reserves[1] for p in market.pools.values())
+    assert sum(got.values.values()) + got.left_in_pools == held + reserves_usd
+    for account in everyone:
+        assert got.values[account] <= market.liquidation_value(account)
+    # any partition adds up: the values are per account
+    assert set(got.values) == set(everyone)

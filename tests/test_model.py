@@ -81,7 +81,7 @@ def test_tables_have_the_documented_columns(small):
     m, ag, r = result.model, result.agents, result.rounds
     assert len(m) == 11 and list(m["step"]) == list(range(11))
     for col in ("round", "accuracy", "loss", "reward_usd", "volume_usd", "fees_usd",
-                "distribution_cost_usd", "federation_usd", "wealth/client", "wealth/investor",
+                "execution_cost_usd", "federation_usd", "wealth/client", "wealth/investor",
                 "wealth/lp", "price/c00", "reserve_token/c00", "reserve_usd/c00",
                 "supply/c00", "volume_usd/c00", "contribution/c03"):
         assert col in m.columns, col
@@ -119,7 +119,9 @@ def test_genesis_seeds_pools_at_the_opening_price_by_federation_or_by_client():
     pool = by_fed.market.pools["c00"]
     assert pool.reserves == (10_000 * ONE, 2_500 * ONE)  # 10,000 tokens at 0.25 USD
     assert by_fed.ledger.balance("client:c00", "c00") == 10_000 * ONE
-    assert by_fed.ledger.supply("c00") == 20_000 * ONE  # the federation minted the pool side
+    # the federation minted the pool side, and the investors' genesis inventories
+    inventories = sum(by_fed.ledger.balance(i.account, "c00") for i in by_fed.investors)
+    assert by_fed.ledger.supply("c00") == 20_000 * ONE + inventories
     assert by_fed.ledger.balance("federation", pool.lp_asset) == pool.total_shares - (
         MINIMUM_LIQUIDITY)
 
@@ -128,10 +130,28 @@ def test_genesis_seeds_pools_at_the_opening_price_by_federation_or_by_client():
         "market.client_cash": 1000}))
     pool = by_client.market.pools["c00"]
     assert pool.reserves == (4_000 * ONE, 1_000 * ONE)
-    assert by_client.ledger.supply("c00") == 10_000 * ONE  # nothing minted beyond the supply
+    # nothing minted beyond the supply but the investors' genesis inventories
+    inventories = sum(by_client.ledger.balance(i.account, "c00") for i in by_client.investors)
+    assert by_client.ledger.supply("c00") == 10_000 * ONE + inventories
     assert by_client.ledger.balance("client:c00", "c00") == 6_000 * ONE
     assert by_client.ledger.balance("client:c00", "USD") == 0
     assert by_client.ledger.balance("client:c00", pool.lp_asset) > 0
+
+
+def test_investors_buy_their_genesis_inventory_at_the_opening_price_without_moving_it():
+    """`inventory` of an investor's cash buys every token equally at the pool's price from
+    the federation (no swap): 500 USD x 0.3 over 4 tokens = 37.5 USD of each, 150 tokens at
+    0.25 USD; the pools do not move and the federation books the USD as a genesis sale."""
+    model = WallStreetFedsModel(small_scenario(liquidity_providers=[], investors=[
+        {"strategy": "noise", "count": 2, "cash": 500, "inventory": 0.3}]))
+    for investor in model.investors:
+        assert investor.balance("USD") == 350 * ONE
+        for token in model.client_ids:
+            assert model.ledger.balance(investor.account, token) == 150 * ONE
+    assert all(p.reserves == (10_000 * ONE, 2_500 * ONE) for p in model.market.pools.values())
+    assert model.genesis_token_sales == 2 * 150 * ONE
+    assert model.ledger.balance("federation", "USD") == 300 * ONE  # its pool USD is deposited
+    assert model.endowments["investor"] == 2 * 500 * ONE  # endowed in USD, then spent
 
 
 def test_run_model_stops_after_the_scenarios_steps():

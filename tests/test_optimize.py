@@ -21,7 +21,7 @@ from analysis.metrics import RUN_OUTPUTS, run_outputs
 from tests.conftest import kill_when, small_scenario, stored_runs
 from tests.test_design import TINY
 
-OBJECTIVES = [{"output": "distribution_cost_usd", "direction": "minimize"},
+OBJECTIVES = [{"output": "execution_cost_usd", "direction": "minimize"},
               {"output": "rewards_usd", "direction": "maximize"}]
 SPACE = {"market.fee_bps": {"low": 5, "high": 100},
          "rewards.budget.amount": {"low": 100, "high": 1000},
@@ -59,7 +59,7 @@ def test_study_runs_trials_and_writes_front_and_scenarios(tmp_path: Path) -> Non
             record = json.loads((out / "runs" / rid / PARAMS_FILE).read_text())
             assert record["seed"] == seed
             assert record["params"]["market.fee_bps"] == row["market.fee_bps"]
-        for objective in ("distribution_cost_usd", "rewards_usd"):
+        for objective in ("execution_cost_usd", "rewards_usd"):
             values = [run_outputs(out / "runs" / rid)[objective] for rid in ids]
             assert row[objective] == pytest.approx(sum(values) / len(values))
         # A one-round run allots the whole budget once: rewards = amount, on every seed.
@@ -169,7 +169,7 @@ def test_shipped_fair_and_cheap_study_is_valid() -> None:
 
     path = ROOT / "scenarios" / "optimize" / "fair_and_cheap.yaml"
     study = load_study(path, outputs=RUN_OUTPUTS)
-    assert [o.output for o in study.objectives] == ["distribution_cost_usd",
+    assert [o.output for o in study.objectives] == ["reached_clients_pct",
                                                    "attributable_contribution_rho"]
     assert study.counterfactual  # the attributable objective needs the twins
     assert {p.path for p in study.parameters} == {"market.fee_bps", "rewards.policy"}

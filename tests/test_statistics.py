@@ -68,7 +68,7 @@ def test_each_metric_gets_the_interval_of_its_kind() -> None:
     assert metric_kind("reward_contribution_rho") == "correlation"
     assert metric_kind("profitable_share") == "proportion"
     assert metric_kind("reward_gini") == "bootstrap"
-    assert metric_kind("distribution_cost_usd") == "mean"
+    assert metric_kind("execution_cost_usd") == "mean"
     frame = pd.DataFrame({"g": ["a"] * 3, "profitable_share": [0.0, 0.5, 1.0],
                           "n": [10, 10, 20], "reward_gini": [0.1, 0.2, 0.4]})
     row = summarise_over_seeds(frame, ["g"], ["profitable_share", "reward_gini"],

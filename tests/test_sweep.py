@@ -135,7 +135,7 @@ def test_a_study_files_counterfactual_wins_over_the_base(base_file: Path) -> Non
                                         sort_keys=False))
     spec = {"base": f"scenarios/{twin_base.name}", "overrides": TINY, "seeds": 1,
             "counterfactual": False, "parameters": {"market.fee_bps": {"low": 5, "high": 50}},
-            "objectives": [{"output": "distribution_cost_usd", "direction": "minimize"}]}
+            "objectives": [{"output": "execution_cost_usd", "direction": "minimize"}]}
     path = base_file.parent.parent / "study.yaml"
     path.write_text(yaml.safe_dump(spec, sort_keys=False))
     study = load_study(path, outputs=RUN_OUTPUTS)

@@ -174,6 +174,7 @@ SCENARIO = {
     "clients": [{"count": 2, "cash_out": {"kind": "sell_all"}},
                 {"count": 1, "behaviour": "halfhearted", "behaviour_params": {"scale": 0.2},
                  "participation": {"kind": "every_other"}}],
-    "investors": [{"strategy": "buy_first", "count": 2, "params": {"fraction": 0.2}}],
+    "investors": [{"strategy": "buy_first", "count": 2, "params": {"fraction": 0.2},
+                   "inventory": 0.0}],
     "liquidity_providers": [{"count": 1, "exit": {"kind": "leave_at", "step": 3}}],
 }

@@ -8,7 +8,7 @@ import numpy as np
 
 from abm.agents.strategies import Order, Strategy
 from abm.agents.trader import BASE, DUST, Trader, decision_units
-from abm.amm import ONE, InvariantViolation
+from abm.amm import ONE, InvariantViolation, to_units
 from abm.streams import stream
 
 if TYPE_CHECKING:
@@ -38,12 +38,32 @@ class Investor(Trader):
         super().__init__(model, "", strategy.name, spec.max_slippage)
         self.account = f"investor:{self.unique_id}"
         self.start_cash = spec.cash  # USD (display units) minted to it at genesis
+        self.inventory = spec.inventory  # share of it spent on tokens at genesis
         self.rule = strategy
         self.max_trade = spec.max_trade
         self.max_position = spec.max_position
         self.activation = spec.activation
         self.size_dispersion = spec.size_dispersion
         self.size_scale = 1.0  # set by `start`
+
+    def buy_inventory_at_genesis(self, issuer: str) -> int:
+        """Spend `inventory` of the cash on every token equally at its pool's price, buying
+        from `issuer` (the federation's treasury), which mints it, as a liquidity provider
+        buys its token side at genesis: no swap, no price move. Returns the USD paid (base
+        units)."""
+        ledger, paid = self.market.ledger, 0
+        tokens = list(self.market.pools)
+        per_token = to_units(self.start_cash * self.inventory) // len(tokens)
+        for token in tokens:
+            reserve_token, reserve_base = self.market.pools[token].reserves
+            # Rounded down: the issuer never sells below the pool's price.
+            bought = per_token * reserve_token // reserve_base
+            if not bought:
+                continue
+            ledger.transfer(self.account, issuer, BASE, per_token)
+            ledger.mint(self.account, token, bought)
+            paid += per_token
+        return paid
 
     def _own_stream(self, part: str) -> np.random.Generator:
         return stream(self.model.config.seed, f"agent:{self.account}/{part}")

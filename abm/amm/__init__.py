@@ -4,7 +4,7 @@ Plain library (no Mesa, no torch). Amounts are Python ints in base units (18 dec
 """
 
 from abm.amm.ledger import InsufficientBalance, InvariantViolation, Ledger, LedgerError
-from abm.amm.market import Market
+from abm.amm.market import JointLiquidation, Market, pro_rata
 from abm.amm.math import (
     BPS,
     DEFAULT_FEE_BPS,
@@ -35,6 +35,7 @@ __all__ = [
     "InsufficientLiquidity",
     "InsufficientOutputAmount",
     "InvariantViolation",
+    "JointLiquidation",
     "Ledger",
     "LedgerError",
     "Market",
@@ -44,6 +45,7 @@ __all__ = [
     "get_amount_in",
     "get_amount_out",
     "k_holds",
+    "pro_rata",
     "quote",
     "to_display",
     "to_units",

@@ -11,6 +11,10 @@ Two valuations of one account, both exact integers in base units:
 
 For any account `liquidation_value <= value` (a constant-product sale never fills at or above
 spot, and the fee only lowers it further).
+
+Sales alone do not add up: each one assumes nobody else sells. `joint_liquidation` values a set
+of accounts selling everything at once, every pool's proceeds shared among them pro rata, so
+that the values of any partition of the set (holder types, the whole economy) add up exactly.
 """
 
 from __future__ import annotations
@@ -32,6 +36,33 @@ class Marks(NamedTuple):
     tokens: list[int]
     lp: list[int]
     if_sold: list[int]
+
+
+class JointLiquidation(NamedTuple):
+    """`Market.joint_liquidation`'s result, base units: `values` per account (what each
+    takes home when every listed account sells at once) and `left_in_pools` (the USD the
+    pools keep: the locked minimum liquidity's part and rounding dust). For every pool's
+    USD, proceeds + redeemed + left = its reserve, exactly."""
+
+    values: dict[str, int]
+    left_in_pools: int
+
+
+def pro_rata(total: int, weights: dict[str, int]) -> dict[str, int]:
+    """Split `total` base units by integer `weights`, exactly: floors, then the remainder one
+    unit each to the largest fractional parts (ties by key, so the split never depends on
+    the order of `weights`). Sums to `total` when any weight is positive; all 0 otherwise."""
+    whole = sum(weights.values())
+    if whole <= 0 or total <= 0:
+        return dict.fromkeys(weights, 0)
+    out, rest = {}, []
+    for key, w in weights.items():
+        q, r = divmod(total * w, whole)
+        out[key] = q
+        rest.append((-r, key))
+    for _, key in sorted(rest)[: total - sum(out.values())]:
+        out[key] += 1
+    return out
 
 
 class Market:
@@ -109,6 +140,44 @@ class Market:
             if amount and reserve_token and reserve_base:
                 total += get_amount_out(amount, reserve_token, reserve_base, pool.fee_bps)
         return total
+
+    def joint_liquidation(self, accounts: Iterable[str]) -> JointLiquidation:
+        """What `accounts` take home when every one of them sells everything at once.
+
+        Per pool, in this order: (1) all their tokens are sold in one sale into the pool's
+        reserves (`get_amount_out`, with the fee), the USD shared pro rata by tokens sold;
+        (2) all their LP shares are redeemed together, the USD side (`shares * reserve //
+        total_shares`, at the reserves after the sale) shared pro rata by shares; the tokens
+        a redemption returns count 0, since every holder has sold and no buyer is left
+        outside the pool. Plus the USD each holds. The order is the market's: sellers are
+        filled by the pool, whose owners bear the sale. Shares are split with `pro_rata`,
+        so the values add up exactly: sum(values) + left_in_pools = USD held by the accounts
+        + every pool's USD reserve that they could claim (docs/model.md, section 4.11).
+        Nothing in the ledger changes.
+        """
+        accounts = list(dict.fromkeys(accounts))
+        books = {a: self.ledger.balances(a) for a in accounts}
+        values = {a: books[a].get(self.base, 0) for a in accounts}
+        left = 0
+        for token, pool in self.pools.items():
+            reserve_token, reserve_base = pool.reserves
+            sold = {a: b[token] for a in accounts if (b := books[a]).get(token, 0) > 0}
+            total = sum(sold.values())
+            if total and reserve_token and reserve_base:
+                proceeds = get_amount_out(total, reserve_token, reserve_base, pool.fee_bps)
+                for a, usd in pro_rata(proceeds, sold).items():
+                    values[a] += usd
+                reserve_token += total
+                reserve_base -= proceeds
+            shares = {a: b[pool.lp_asset] for a in accounts
+                      if (b := books[a]).get(pool.lp_asset, 0) > 0}
+            redeemed = 0
+            if shares and pool.total_shares:
+                redeemed = sum(shares.values()) * reserve_base // pool.total_shares
+                for a, usd in pro_rata(redeemed, shares).items():
+                    values[a] += usd
+            left += reserve_base - redeemed
+        return JointLiquidation(values, left)
 
     def value_breakdown(self, account: str) -> dict[str, int]:
         """`{"usd": base held, "tokens": tokens at spot, "lp": LP shares at spot}`, base units,

@@ -9,7 +9,7 @@ A study file is YAML data like a sweep file, with objectives instead of a grid::
       market.fee_bps: {low: 5, high: 100}
       rewards.policy: {values: [buyback, dividend, mint]}
     objectives:                                  # run outputs (analysis.metrics.RUN_OUTPUTS)
-      - {output: distribution_cost_usd, direction: minimize}
+      - {output: execution_cost_usd, direction: minimize}
       - {output: reward_contribution_rho, direction: maximize}
     seeds: 3
     sampler: {kind: tpe, seed: 0}                # optional: tpe (default), random, nsga2

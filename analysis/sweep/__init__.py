@@ -10,11 +10,11 @@ per-run metrics of `analysis.metrics`) and writes into `<sweep>/report/`:
   `runs_by_point` (headline figures of `summarise_run`), `client_rewards` (per client:
   allotted and attributable vs the equal split), `paired_differences` (per holder type: run
   minus its counterfactual twin, the paired difference of each seed, when the sweep ran
-  twins), `distribution_cost`, `investor_returns` (per strategy, at spot and if sold),
+  twins), `execution_cost`, `investor_returns` (per strategy, at spot and if sold),
   `price_contribution_correlation`;
 - seaborn figures (PNG and PDF, or the sweep file's `report.formats`), every bar a mean over
   seeds with the same t interval as error bar: allotted and attributable reward vs the equal
-  split per client per contribution method (the paper's figure), distribution cost per
+  split per client per contribution method (the paper's figure), execution cost per
   policy, investor returns per strategy, price-contribution correlation per policy;
 - `report.md` with every table and figure.
 

@@ -27,14 +27,14 @@ __all__ = ["FIGURE_NAMES", "FIGURE_TABLES", "figure_data", "make_sweep_figures"]
 
 FIGURE_NAMES = (
     "reward_vs_equal",
-    "distribution_cost",
+    "execution_cost",
     "investor_returns",
     "price_contribution_correlation",
 )
 #: The table each figure draws (a report table of the same rows and intervals).
 FIGURE_TABLES = {
     "reward_vs_equal": "client_rewards",
-    "distribution_cost": "distribution_cost",
+    "execution_cost": "execution_cost",
     "investor_returns": "investor_returns",
     "price_contribution_correlation": "price_contribution_correlation",
 }
@@ -74,7 +74,7 @@ def figure_data(tables: SweepTables) -> dict[str, pd.DataFrame]:
     rewards = rewards.sort_values("_o", kind="stable").drop(columns="_o")
     return {
         "reward_vs_equal": rewards.reset_index(drop=True),
-        "distribution_cost": _long(frames["distribution_cost"].frame, "distribution_cost_usd",
+        "execution_cost": _long(frames["execution_cost"].frame, "execution_cost_usd",
                                    policy, method, rest),
         "investor_returns": _long(frames["investor_returns"].frame, "mean_return_pct",
                                   "strategy", policy, [method, *rest]),
@@ -139,11 +139,11 @@ def make_sweep_figures(
             reference=("equal split (0 %)", zero),
             columns=2 if twins else MAX_COLUMNS,
         ),
-        "distribution_cost": _bars(
-            data["distribution_cost"],
+        "execution_cost": _bars(
+            data["execution_cost"],
             hue="method",
             xlabel="Distribution policy",
-            ylabel="Distribution cost (USD)",
+            ylabel="Execution cost (USD)",
             title=f"Cost of distributing the rewards per policy ({level})",
         ),
         "investor_returns": _bars(

@@ -31,12 +31,14 @@ REPORT_DIR = "report"
 REPORT_FILE = "report.md"
 #: The run outputs compared between policies and methods on common seeds.
 COMPARED_METRICS = (
-    "distribution_cost_usd",
+    "reached_clients_pct",
+    "execution_cost_usd",
     "reward_gini",
     "reward_contribution_rho",
     "attributable_nmad",
     "attributable_contribution_rho",
     "price_contribution_spearman",
+    "mcap_contribution_rho",
     "investor_pnl_if_sold_usd",
     "final_accuracy",
 )
@@ -280,7 +282,7 @@ def _render(tables: SweepTables, summaries: list[SummaryTable], figures: list[Pa
     pictures = {p.stem: p for p in figures if p.suffix == ".png"}
     links = {
         "client_rewards": ("reward_vs_equal", "Allotted and attributable reward vs equal split"),
-        "distribution_cost": ("distribution_cost", "Distribution cost per policy"),
+        "execution_cost": ("execution_cost", "Execution cost per policy"),
         "investor_returns": ("investor_returns", "Investor returns per strategy"),
         "price_contribution_correlation": (
             "price_contribution_correlation",

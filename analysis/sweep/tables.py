@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.market_stats import MARKET_STAT_KEYS
-from analysis.metrics import RUN_OUTPUTS
+from analysis.metrics import BUDGET_DESTINATIONS, RUN_OUTPUTS
 from analysis.report import markdown_table
 from analysis.sweep.loading import SweepTables
 from analysis.sweep.statistics import summarise_over_seeds
@@ -41,8 +41,12 @@ CLIENT_METRICS = (
     "mtm_change_usd",
 )
 HOLDER_METRICS = ("attributable_usd", "mtm_change_usd", "if_sold_change_usd",
-                  "final_if_sold_together_usd")
-COST_METRICS = ("rewards_usd", "distribution_cost_usd", "distribution_cost_pct")
+                  "final_if_all_sold_usd")
+COST_METRICS = ("rewards_usd", "execution_cost_usd", "execution_cost_pct")
+#: What reached the clients and where the rest of the budget went (% of the budget paid in).
+BUDGET_METRICS = ("reached_clients_pct", "reached_clients_usd",
+                  *(f"budget_to_{k}_pct" for k in BUDGET_DESTINATIONS))
+INFORMATIVENESS_METRICS = ("price_contribution_spearman", "mcap_contribution_rho")
 INVESTOR_METRICS = (
     "mean_return_pct",
     "mean_return_if_sold_pct",
@@ -150,7 +154,7 @@ def summary_tables(tables: SweepTables) -> list[SummaryTable]:
             "Headline figures per grid point",
             "Per run: `analysis.metrics.summarise_run` (accuracy of the global model, Spearman "
             "rho of final price vs cumulative contribution, Gini of the allotments, rewards "
-            "and distribution cost in USD and % of rewards, extremes of allotted and "
+            "and execution cost in USD and % of rewards, extremes of allotted and "
             "attributable vs the equal split in %, rounds the method could not rank, Spearman "
             "rho of allotted and of attributable reward vs contribution, normalised mean "
             "absolute difference of the attributable rewards (`attributable_nmad`: they can "
@@ -187,8 +191,20 @@ def summary_tables(tables: SweepTables) -> list[SummaryTable]:
             HOLDER_METRICS,
         ),
         SummaryTable(
-            "distribution_cost",
-            "Distribution cost",
+            "budget_reached",
+            "What reached the clients, and where the rest of the budget went",
+            "Per run, with its twin: the clients' attributable total when every agent sells "
+            "at once (joint liquidation), % of the budget paid in and USD; and the budget's "
+            "other destinations (% of the budget: investors, LPs, federation, extra training "
+            "costs, left in pools), which sum to 100 with the clients'. NaN without a twin.",
+            summarise_over_seeds(tables.runs, [*by, *_unless(by, "policy")], BUDGET_METRICS,
+                                 c),
+            [*by, *_unless(by, "policy")],
+            BUDGET_METRICS,
+        ),
+        SummaryTable(
+            "execution_cost",
+            "Execution cost",
             "Fees and slippage the federation paid to distribute the rewards (USD, and % of "
             "the rewards distributed).",
             summarise_over_seeds(tables.runs, _settings(by), COST_METRICS, c),
@@ -209,16 +225,18 @@ def summary_tables(tables: SweepTables) -> list[SummaryTable]:
         SummaryTable(
             "price_contribution_correlation",
             "Price-contribution correlation",
-            "Spearman rho across clients of the final token price against the cumulative "
-            "contribution (+1: the market ranks clients as the contribution method does).",
+            "Spearman rho across clients of the final token price, and of the final market "
+            "capitalisation (price x supply), against the cumulative contribution (+1: the "
+            "market ranks clients as the contribution method does). Under `mint` they "
+            "differ: new supply dilutes the best-paid clients' price, not their value.",
             summarise_over_seeds(
                 tables.runs,
                 _settings(by),
-                ("price_contribution_spearman",),
+                INFORMATIVENESS_METRICS,
                 c,
             ),
             _settings(by),
-            ("price_contribution_spearman",),
+            INFORMATIVENESS_METRICS,
         ),
         SummaryTable(
             "market_statistics",
