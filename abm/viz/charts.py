@@ -31,6 +31,8 @@ import traitlets
 from mesa.visualization.utils import update_counter
 from solara.components.echarts import EchartsWidget
 
+from abm.collect import AGENT_TYPE_COLOURS, AGENT_TYPE_LABELS
+
 #: Height of every chart in pixels: fits the 390-pixel cells of SolaraViz's grid layout.
 CHART_HEIGHT_PX = 370
 #: Decimal places kept when data is sent to the browser: prices are ~1 USD, so six places
@@ -288,8 +290,7 @@ def reserves_option(frame: pd.DataFrame, clients: Sequence[str]) -> dict[str, An
 VALUATIONS = {"at spot": (" at spot",), "if sold": (" if sold",),
               "both": (" at spot", " if sold")}
 #: Colour per agent type in the wealth charts (spot solid, if sold dashed in the same colour).
-TYPE_COLOURS = {"clients": "#1f77b4", "investors": "#d62728", "liquidity providers": "#2ca02c",
-                "federation": "#9467bd"}
+TYPE_COLOURS = {AGENT_TYPE_LABELS[k]: colour for k, colour in AGENT_TYPE_COLOURS.items()}
 
 
 def wealth_option(frame: pd.DataFrame, valuation: str = "both") -> dict[str, Any]:
