@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import itertools
+import json
 import math
 import socket
 from collections.abc import Iterator
@@ -740,13 +741,27 @@ def test_launch_refuses_a_bad_scenario_with_exit_code_2(tmp_path: Path, capsys) 
     assert "bad.yaml" in err and "steps" in err
 
 
-def test_launch_refuses_a_port_in_use(scenario_file: Path, capsys) -> None:
+def test_launch_refuses_a_port_in_use_as_bad_input(scenario_file: Path, capsys) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        assert server.launch(scenario_file, port=port) == 1
-    assert f"port {port}" in capsys.readouterr().err
+        assert server.launch(scenario_file, port=port) == 2  # wsf's "bad input"
+    assert capsys.readouterr().err.startswith(f"error: --port = {port}: the port on 127.0.0.1 "
+                                              "is already in use")
+
+
+def test_the_app_applies_the_command_lines_settings(scenario_file: Path, monkeypatch) -> None:
+    from abm.viz import SCENARIO_ENV, SETTINGS_ENV
+
+    monkeypatch.setenv(SCENARIO_ENV, str(scenario_file))
+    monkeypatch.setenv(SETTINGS_ENV, json.dumps({"steps": 4, "rewards.policy": "mint"}))
+    loaded = app._load()
+    assert (loaded.steps, loaded.rewards.policy) == (4, "mint")
+    assert loaded.source == str(scenario_file)
+    env = server.solara_environment(scenario_file, {"steps": 4})
+    assert json.loads(env[SETTINGS_ENV]) == {"steps": 4}
+    assert SETTINGS_ENV not in server.solara_environment(scenario_file)
 
 
 def test_heatmap_rows_carry_their_strategy_however_many_investors() -> None:
