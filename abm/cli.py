@@ -155,7 +155,8 @@ def _parser() -> argparse.ArgumentParser:
                         "it adds the market's time)")
     r.set_defaults(func=_run)
 
-    rep = sub.add_parser("report", help="regenerate figures and report.md of a run or sweep")
+    rep = sub.add_parser("report", help="regenerate figures and report.md of a run or sweep, "
+                         "or the figures of a study (wsf optimize)")
     rep.add_argument("folder", type=Path)
     rep.set_defaults(func=_report)
 
@@ -390,11 +391,20 @@ def _report(args: argparse.Namespace) -> int:
     folder: Path = args.folder
     if not folder.is_dir():
         what = "a file, not a folder" if folder.exists() else "no such folder"
-        raise FileNotFoundError(f"{folder}: {what} (expected a run or sweep folder)")
+        raise FileNotFoundError(f"{folder}: {what} (expected a run, sweep or study folder)")
     if (folder / "sweep.yaml").is_file():
         from analysis.sweep import write_sweep_report
 
         path = write_sweep_report(folder)
+    elif (folder / "optimize.yaml").is_file():  # a study folder (`wsf optimize`)
+        if not (folder / "trials.parquet").is_file():
+            raise ScenarioError(f"{folder}: a study folder without trials.parquet (no trial "
+                                f"finished yet); run `wsf optimize` on its study file first.")
+        from analysis.optimize import write_study_figures
+
+        figures = write_study_figures(folder)
+        print(f"figures: {', '.join(str(f) for f in figures)}")
+        return 0
     else:
         from analysis.report import write_report
         from analysis.runs import RunFolderError

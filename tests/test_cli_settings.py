@@ -217,3 +217,35 @@ def test_viz_on_a_busy_port_is_bad_input_with_the_commands_prefix(tmp_path, caps
     assert err.startswith(f"wsf viz: --port = {port}: the port on 127.0.0.1 is already in use")
     code, _out, err = wsf(capsys, "viz", file, "--set", "steps=0")
     assert code == 2 and err.startswith(f"wsf viz: {file} (command line): a problem: steps = 0")
+
+
+def test_report_on_a_study_folder_draws_its_figures(tmp_path, capsys) -> None:
+    (tmp_path / "optimize.yaml").write_text(yaml.safe_dump({
+        "name": "s", "seeds": [1],
+        "objectives": [{"output": "distribution_cost_usd", "direction": "minimize"}]}))
+    code, _, err = wsf(capsys, "report", tmp_path)
+    assert code == 2 and "a study folder without trials.parquet" in err
+    pd.DataFrame({"trial": [0, 1], "state": ["COMPLETE", "COMPLETE"], "pareto": [True, False],
+                  "distribution_cost_usd": [3.0, 2.0]}).to_parquet(tmp_path / "trials.parquet")
+    code, out, err = wsf(capsys, "report", tmp_path)
+    assert code == 0, err
+    assert out.strip() == f"figures: {tmp_path / 'pareto.png'}, {tmp_path / 'pareto.pdf'}"
+    assert (tmp_path / "pareto.png").stat().st_size > 10_000
+
+
+def test_commands_that_do_not_train_never_import_torch(tmp_path) -> None:
+    import subprocess
+    import sys
+
+    file = scenario_file(tmp_path)
+    code = ("import sys; from abm.cli import main; main(sys.argv[1:]); "
+            "import sys as s; print('torch' in s.modules, file=s.stderr)")
+    for args in (["validate", str(file)], ["schema"], ["viz", str(file), "--set", "steps=0"]):
+        done = subprocess.run([sys.executable, "-c", code, *args], capture_output=True,
+                              text=True, cwd=ROOT, timeout=120)
+        assert done.stderr.strip().splitlines()[-1] == "False", (args, done.stderr)
+    # `wsf report` of a run, a sweep or a study, and the model itself, import it no more.
+    done = subprocess.run([sys.executable, "-c", "import sys, abm.model, analysis.report, "
+                           "analysis.sweep, analysis.optimize; print('torch' in sys.modules)"],
+                          capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert done.stdout.strip() == "False", done.stderr
