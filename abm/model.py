@@ -490,6 +490,7 @@ class WallStreetFedsModel(mesa.Model):
             s[f"reserve_usd/{c}"] = reserve_usd / ONE
             s[f"supply/{c}"] = self.ledger.supply(c) / ONE
             s[f"volume_usd/{c}"] = volume[c]
+            s[f"fees_usd/{c}"] = fee_values[c]
             s[f"contribution/{c}"] = self.contribution[c]
         self._stats = s
 

@@ -299,3 +299,22 @@ def test_a_sweep_with_twins_reports_paired_run_minus_twin_differences(tmp_path: 
     assert equal["attributable_vs_equal_pct_mean"].abs().max() < 1e-9
     assert (equal["allotted_vs_equal_pct_mean"] == 0.0).all()
     assert "Run minus twin per holder type" in report.read_text()
+
+
+def test_combined_long_tables_hold_every_runs_tokens_and_holder_types(sweep_dir: Path) -> None:
+    from analysis.sweep.loading import load_sweep_tables
+
+    load_sweep_tables(sweep_dir)  # builds combined/
+    tokens = pd.read_parquet(sweep_dir / "combined" / "tokens.parquet")
+    wealth = pd.read_parquet(sweep_dir / "combined" / "wealth.parquet")
+    runs = sorted((sweep_dir / "runs").iterdir())
+    assert set(tokens["run_id"]) == {r.name for r in runs} == set(wealth["run_id"])
+    for run in runs[:2]:
+        own = pd.read_parquet(run / "tokens.parquet")
+        mine = tokens[tokens["run_id"] == run.name].reset_index(drop=True)
+        pd.testing.assert_frame_equal(mine[own.columns.tolist()], own)
+        assert len(wealth[wealth["run_id"] == run.name]) == len(
+            pd.read_parquet(run / "wealth.parquet"))
+    assert isinstance(tokens["client"].dtype, pd.CategoricalDtype)
+    assert isinstance(wealth["agent_type"].dtype, pd.CategoricalDtype)
+    assert {"rewards.policy", "contribution.method", "seed"} <= set(tokens.columns)
