@@ -15,7 +15,7 @@ import traceback
 from bench.table import print_table
 
 BENCHMARKS = ("bench.amm", "bench.fl", "bench.train", "bench.model", "bench.market_loop",
-              "bench.sweep", "bench.design", "bench.viz")
+              "bench.sweep", "bench.design", "bench.viz", "bench.startup")
 
 
 def main() -> int:
