@@ -24,7 +24,7 @@ $(STAMP): pyproject.toml Makefile
 	$(PY) -m pip install --quiet --upgrade pip
 	# torch first, pinned, so that nothing later pulls a different build.
 	$(PY) -m pip install --quiet torch==$(TORCH_VERSION)
-	$(PY) -m pip install --quiet -e '.[viz,sweep,dev]'
+	$(PY) -m pip install --quiet -e '.[viz,sweep,dev,notebook]'
 	touch $(STAMP)
 
 venv: $(STAMP)

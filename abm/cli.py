@@ -18,12 +18,14 @@ import argparse
 import contextlib
 import os
 import platform
+import re
 import signal
 import sys
 import tempfile
 import time
 import traceback
 from pathlib import Path
+from typing import Any
 
 from abm.errors import shown
 from abm.scenario import ScenarioError, load_scenario, read_yaml
@@ -34,6 +36,12 @@ EXIT_BUG = 70  # EX_SOFTWARE of sysexits.h
 EXIT_SIGINT = 128 + signal.SIGINT
 EXIT_SIGTERM = 128 + signal.SIGTERM
 REFERENCE = "docs/scenario-reference.md"
+SET_HELP = ("set a scenario field: a dotted path and a YAML value, e.g. --set steps=30 --set "
+            "rewards.policy=mint --set investors.0.count=50 (repeatable; validated like the file)")
+SET_HELP_RUNS = ("set a scenario field of every run (merged over the file's overrides; not a "
+                 "swept field or the seed), e.g. --set steps=30 (repeatable)")
+#: Keys that make a file with `base:` a sweep file (a scenario file may have a base too).
+SWEEP_KEYS = ("grid", "design", "parameters", "seeds", "overrides", "report")
 
 
 class Terminated(KeyboardInterrupt):
@@ -132,12 +140,14 @@ def _parser() -> argparse.ArgumentParser:
 
     v = sub.add_parser("validate", help="check a scenario or sweep file and print it resolved")
     v.add_argument("file", type=Path)
+    v.add_argument("--set", dest="settings", action="append", type=_setting, default=[],
+                    metavar="KEY=VALUE", help=SET_HELP)
     v.set_defaults(func=_validate)
 
-    sc = sub.add_parser("schema", help="print the scenario reference (every field and "
-                        "component)")
-    sc.add_argument("--markdown", action="store_true", required=True,
-                    help=f"as Markdown (the text of {REFERENCE})")
+    sc = sub.add_parser("schema", help="print the scenario files' JSON Schema (for editor "
+                        "completion), or with --markdown the scenario reference")
+    sc.add_argument("--markdown", action="store_true",
+                    help=f"the scenario reference as Markdown (the text of {REFERENCE})")
     sc.set_defaults(func=_schema)
 
     r = sub.add_parser("run", help="run a scenario and write a run folder")
@@ -145,6 +155,8 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--out", type=Path, help="run folder to create (must not exist)")
     r.add_argument("--seed", type=_nonneg_int, help="override the scenario's seed")
     r.add_argument("--steps", type=_pos_int, help="override the number of steps")
+    r.add_argument("--set", dest="settings", action="append", type=_setting, default=[],
+                    metavar="KEY=VALUE", help=SET_HELP)
     r.add_argument("--check", action="store_true",
                    help="prove the ledger's conservation invariant after every step")
     r.add_argument("--no-report", action="store_true",
@@ -160,7 +172,8 @@ def _parser() -> argparse.ArgumentParser:
     cc.add_argument("files", type=Path, nargs="+")
     cc.set_defaults(func=_check_claims)
 
-    rep = sub.add_parser("report", help="regenerate figures and report.md of a run or sweep")
+    rep = sub.add_parser("report", help="regenerate figures and report.md of a run or sweep, "
+                         "or the figures of a study (wsf optimize)")
     rep.add_argument("folder", type=Path)
     rep.set_defaults(func=_report)
 
@@ -168,6 +181,8 @@ def _parser() -> argparse.ArgumentParser:
     vz.add_argument("file", type=Path)
     vz.add_argument("--port", type=port_number, default=None,
                     help="TCP port on 127.0.0.1 (default 8765; 0 = any free port)")
+    vz.add_argument("--set", dest="settings", action="append", type=_setting, default=[],
+                    metavar="KEY=VALUE", help=SET_HELP)
     vz.set_defaults(func=_viz)
 
     sw = sub.add_parser("sweep", help="run a parameter sweep (local processes or Dask)")
@@ -182,6 +197,8 @@ def _parser() -> argparse.ArgumentParser:
                     help="refuse a sweep of more than N runs (default: the ceiling "
                          "MAX_RUNS = 10,000; raise it for a bigger sweep)")
     sw.add_argument("--out", type=Path, default=None, help="sweep folder (resumes if it exists)")
+    sw.add_argument("--set", dest="settings", action="append", type=_setting, default=[],
+                    metavar="KEY=VALUE", help=SET_HELP_RUNS)
     sw.set_defaults(func=_sweep)
 
     op = sub.add_parser("optimize", help="search mechanism settings with an Optuna study "
@@ -198,6 +215,8 @@ def _parser() -> argparse.ArgumentParser:
                     help="give up reaching --scheduler after this long (default 5)")
     op.add_argument("--out", type=Path, default=None,
                     help="study folder (default studies-out/<name>; resumes if it exists)")
+    op.add_argument("--set", dest="settings", action="append", type=_setting, default=[],
+                    metavar="KEY=VALUE", help=SET_HELP_RUNS)
     op.set_defaults(func=_optimize)
     return p
 
@@ -225,6 +244,51 @@ def _int(text: str) -> int:
         ) from None
 
 
+def _setting(text: str) -> tuple[str, Any]:
+    """argparse type of `--set KEY=VALUE`: (dotted path, the value read as YAML: `30` an
+    integer, `mint` a string, `[1, 2]` a list, `{kind: constant, amount: 5}` a mapping)."""
+    import yaml
+
+    key, sep, raw = text.partition("=")
+    key = key.strip()
+    if not sep or not re.fullmatch(r"[A-Za-z_]\w*(\.\w+)*", key):
+        raise argparse.ArgumentTypeError(
+            f"expected KEY=VALUE with KEY a dotted field path (steps=30, rewards.policy=mint, "
+            f"investors.0.count=50), got {shown(text, 60)}")
+    try:
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError as exc:
+        problem = str(exc).splitlines()[0]
+        raise argparse.ArgumentTypeError(
+            f"{key}: the value {shown(raw, 60)} is not a YAML value ({problem}); quote a "
+            f"string that holds YAML syntax") from None
+    return key, value
+
+
+def _settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The `--set` values as dotted-path overrides (a key set twice: the last value)."""
+    return dict(getattr(args, "settings", None) or [])
+
+
+def _with_settings(scenario: Any, args: argparse.Namespace, extra: dict[str, Any] | None = None
+                   ) -> Any:
+    """`scenario` with the command line's `--set` values (and `extra`) applied; the usual
+    paragraph, naming the file and "(command line)", for a bad one."""
+    overrides = {**_settings(args), **(extra or {})}
+    if not overrides:
+        return scenario
+    return scenario.with_overrides(overrides, source=f"{args.file} (command line)")
+
+
+def file_kind(data: dict[str, Any]) -> str:
+    """"study", "sweep" or "scenario": what a file's top-level keys make it."""
+    if "base" in data and "objectives" in data:
+        return "study"
+    if "base" in data and any(key in data for key in SWEEP_KEYS):
+        return "sweep"
+    return "scenario"
+
+
 def _pos_float(text: str) -> float:
     try:
         value = float(text)
@@ -246,11 +310,12 @@ def _validate(args: argparse.Namespace) -> int:
         print(f"# {args.file}: claims block valid ({sum(len(c.figures) for c in checks)} "
               f"figures in {len(checks)} check(s); `wsf check-claims` re-measures them)",
               file=sys.stderr)
-    if "base" in data and "objectives" in data:  # a study file (`wsf optimize`)
+    kind = file_kind(data)
+    if kind == "study":  # `wsf optimize`
         from abm.sweep.optimize import load_study
         from analysis.metrics import RUN_OUTPUTS
 
-        study = load_study(args.file, outputs=RUN_OUTPUTS)
+        study = load_study(args.file, outputs=RUN_OUTPUTS, settings=_settings(args))
         record = study.record()
         print(yaml.safe_dump({k: v for k, v in record.items() if k != "base_config"},
                              sort_keys=False), end="")
@@ -258,10 +323,10 @@ def _validate(args: argparse.Namespace) -> int:
               f"{len(study.objectives)} objective(s), {len(study.seeds)} seeds per trial; "
               f"base scenario {study.base_path})", file=sys.stderr)
         return 0
-    if "base" in data:  # only sweep files have one
+    if kind == "sweep":
         from abm.sweep import load_sweep
 
-        sweep = load_sweep(args.file)
+        sweep = load_sweep(args.file, settings=_settings(args))
         record = sweep.to_record()
         resolved = {k: record[k] for k in ("name", "base", "overrides", "grid", "seeds",
                                            "counterfactual", "report")}
@@ -277,7 +342,7 @@ def _validate(args: argparse.Namespace) -> int:
         print(f"# {args.file}: valid sweep ({points}{len(sweep.runs)} runs, each validated; "
               f"base scenario {sweep.base})", file=sys.stderr)
         return 0
-    scenario = load_scenario(args.file)
+    scenario = _with_settings(load_scenario(args.file), args)
     print(yaml.safe_dump(scenario.to_dict(), sort_keys=False), end="")
     print(f"# {args.file}: valid ({scenario.n_clients} clients, {scenario.steps} steps, "
           f"{scenario.n_rounds} FL rounds)", file=sys.stderr)
@@ -301,23 +366,28 @@ def _check_claims(args: argparse.Namespace) -> int:
 
 
 def _schema(args: argparse.Namespace) -> int:
-    from abm.reference import scenario_reference
+    if args.markdown:
+        from abm.reference import scenario_reference
 
-    print(scenario_reference(), end="")
+        print(scenario_reference(), end="")
+        return 0
+    import json
+
+    from abm.reference import json_schema
+
+    print(json.dumps(json_schema(), indent=2, ensure_ascii=False))
     return 0
 
 
 def _run(args: argparse.Namespace) -> int:
     from abm.run import default_out_dir, prepare_output, simulate, write_run
 
-    scenario = load_scenario(args.file)
     overrides = {}
     if args.seed is not None:
         overrides["seed"] = args.seed
     if args.steps is not None:
         overrides["steps"] = args.steps
-    if overrides:
-        scenario = scenario.with_overrides(overrides, source=f"{args.file} (command line)")
+    scenario = _with_settings(load_scenario(args.file), args, overrides)
     out = args.out or default_out_dir(scenario)
     prepare_output(out)  # before the run, not after minutes of simulation
     result = simulate(scenario, check=args.check, progress=True,
@@ -364,11 +434,20 @@ def _report(args: argparse.Namespace) -> int:
     folder: Path = args.folder
     if not folder.is_dir():
         what = "a file, not a folder" if folder.exists() else "no such folder"
-        raise FileNotFoundError(f"{folder}: {what} (expected a run or sweep folder)")
+        raise FileNotFoundError(f"{folder}: {what} (expected a run, sweep or study folder)")
     if (folder / "sweep.yaml").is_file():
         from analysis.sweep import write_sweep_report
 
         path = write_sweep_report(folder)
+    elif (folder / "optimize.yaml").is_file():  # a study folder (`wsf optimize`)
+        if not (folder / "trials.parquet").is_file():
+            raise ScenarioError(f"{folder}: a study folder without trials.parquet (no trial "
+                                f"finished yet); run `wsf optimize` on its study file first.")
+        from analysis.optimize import write_study_figures
+
+        figures = write_study_figures(folder)
+        print(f"figures: {', '.join(str(f) for f in figures)}")
+        return 0
     else:
         from analysis.report import write_report
         from analysis.runs import RunFolderError
@@ -390,8 +469,8 @@ def _viz(args: argparse.Namespace) -> int:
     from abm.viz.server import launch
 
     # Fail fast, with the usual message, before starting a server.
-    load_scenario(args.file)
-    return launch(args.file, port=args.port)
+    _with_settings(load_scenario(args.file), args)
+    return launch(args.file, port=args.port, settings=_settings(args), prefix="wsf viz")
 
 
 def _sweep(args: argparse.Namespace) -> int:
@@ -405,13 +484,14 @@ def _sweep(args: argparse.Namespace) -> int:
     try:
         out = run_sweep(args.file, workers=args.workers, scheduler=args.scheduler, out=args.out,
                         connect_timeout=args.connect_timeout or CONNECT_TIMEOUT_S,
-                        max_runs=max_runs)
+                        max_runs=max_runs, settings=_settings(args))
     except SweepRunError:
         # Report what finished (the failed runs are retried by running the command again).
         from abm.sweep import SweepError
 
         folder = (Path(args.out) if args.out
-                  else default_out(load_sweep(args.file, max_runs=max_runs)))
+                  else default_out(load_sweep(args.file, max_runs=max_runs,
+                                              settings=_settings(args))))
         with contextlib.suppress(SweepError):  # nothing finished: nothing to report
             print(f"report of the finished runs: {write_sweep_report(folder)}", file=sys.stderr)
         raise
@@ -430,12 +510,14 @@ def _optimize(args: argparse.Namespace) -> int:
         out = run_study(args.file, trials=args.trials, workers=args.workers,
                         scheduler=args.scheduler, out=args.out, outputs=run_outputs,
                         output_names=RUN_OUTPUTS,
-                        connect_timeout=args.connect_timeout or CONNECT_TIMEOUT_S)
+                        connect_timeout=args.connect_timeout or CONNECT_TIMEOUT_S,
+                        settings=_settings(args))
     except SweepRunError:
         # Trials whose runs raised are retried by the next call; draw what finished.
         from abm.sweep.optimize import default_out, load_study
 
-        folder = args.out or default_out(load_study(args.file, outputs=RUN_OUTPUTS))
+        folder = args.out or default_out(load_study(args.file, outputs=RUN_OUTPUTS,
+                                                    settings=_settings(args)))
         if (Path(folder) / "trials.parquet").is_file():
             write_study_figures(folder)
         raise

@@ -25,6 +25,13 @@ if TYPE_CHECKING:
 
 #: The agent types, in the order of `agents.parquet`'s `agent_type` categories.
 AGENT_TYPES = ("client", "investor", "lp", "federation")
+#: How each agent (holder) type is named in legends, and its one colour: the browser app's
+#: charts and the run and sweep reports' figures all read these, so a type looks the same
+#: everywhere (matplotlib's tab10 blue, red, green, purple).
+AGENT_TYPE_LABELS = {"client": "clients", "investor": "investors", "lp": "liquidity providers",
+                     "federation": "federation"}
+AGENT_TYPE_COLOURS = {"client": "#1f77b4", "investor": "#d62728", "lp": "#2ca02c",
+                      "federation": "#9467bd"}
 #: Number columns of `agents.parquet`, in table order: floats in USD display units, then
 #: the cumulative order counters (`abm.agents.orders.ORDER_COLUMNS`: two int counts, two
 #: USD sums).

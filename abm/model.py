@@ -33,6 +33,7 @@ from typing import Any
 
 import mesa
 import numpy as np
+import pandas as pd
 from mesa.agent import AgentSet
 
 from abm.agents.client import COST_SINK, Client
@@ -57,14 +58,34 @@ EVENT_KINDS = ("round", "leave", "join", "offering_start", "offering_end", "pump
 EVENT_COLUMNS = ("step", "kind", "client", "agent_id", "text")
 
 
+class StepCollector(mesa.DataCollector):
+    """Mesa's DataCollector whose agent rows are the agents table's.
+
+    The model's figures are Mesa model reporters (one row per step). Every agent's values are
+    kept as columns by `AgentTable` (one exact valuation pass per step, no Python call per
+    agent and reporter), so that `get_agent_vars_dataframe()` returns those rows in Mesa's
+    shape: indexed by `Step` and `AgentID`, one column per agents-table column (`agent_type`,
+    `strategy`, `client` categoricals, then the USD values; docs/architecture.md), at the
+    steps the agents table collects (`collect.agents_every`).
+    """
+
+    def __init__(self, table: AgentTable, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._table = table
+
+    def get_agent_vars_dataframe(self) -> pd.DataFrame:
+        return (self._table.dataframe().rename(columns={"step": "Step", "agent_id": "AgentID"})
+                .set_index(["Step", "AgentID"]))
+
+
 class WallStreetFedsModel(mesa.Model):
     """Client-specific tokens as investment vehicles in federated learning.
 
     Args:
         scenario: a validated `Scenario`, or the path of a scenario file.
         rng: seed; `None` uses the scenario's seed. The scenario kept as `self.config` carries
-            the seed actually used. (Mesa 3.5 reserves `model.scenario` for its own
-            experiments.)
+            the seed actually used. `model.config` is the project's scenario; `model.scenario`
+            is Mesa 3.5's own (its experiment object, holding only `rng`), not this file's.
         check: prove the ledger's conservation invariant after every step (raises on failure).
         replay: the learning log (`model.federation.log`) of the run this model is the
             counterfactual twin of: its rounds are taken from the log while the twin's
@@ -155,12 +176,14 @@ class WallStreetFedsModel(mesa.Model):
         self.marks = AgentMarks(self.agents)
         self._refresh()
         # Model-level figures through Mesa's DataCollector (one row per step); agent rows
-        # as columns in `agent_table` (`AgentTable`), every `collect.agents_every` steps.
-        self.datacollector = mesa.DataCollector(
-            model_reporters={k: (lambda m, k=k: m._stats[k]) for k in self._stats},
-        )
+        # as columns in `agent_table` (`AgentTable`), every `collect.agents_every` steps,
+        # which the collector's `get_agent_vars_dataframe()` returns (`StepCollector`).
         #: The rows of agents.parquet (`agents_dataframe()` builds the table).
         self.agent_table = AgentTable()
+        self.datacollector = StepCollector(
+            self.agent_table,
+            model_reporters={k: (lambda m, k=k: m._stats[k]) for k in self._stats},
+        )
         self._collect()
 
     # -- construction -------------------------------------------------------------------------
@@ -424,6 +447,7 @@ class WallStreetFedsModel(mesa.Model):
             s[f"reserve_usd/{c}"] = reserve_usd / ONE
             s[f"supply/{c}"] = self.ledger.supply(c) / ONE
             s[f"volume_usd/{c}"] = volume[c]
+            s[f"fees_usd/{c}"] = fee_values[c]
             s[f"contribution/{c}"] = self.contribution[c]
         self._stats = s
 

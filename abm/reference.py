@@ -246,3 +246,56 @@ def _table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(cell(c) for c in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON Schema (draft 2020-12) of a scenario file, for editor completion and checks
+    (`wsf schema > scenario.schema.json`; YAML editors take it with a
+    `# yaml-language-server: $schema=scenario.schema.json` first line).
+
+    Pydantic's schema of `Scenario`, with every field that names a component given the
+    registered names as its `enum` (and the component's parameters left open: the schema
+    cannot know which component a file picks, `wsf validate` checks them). A file may also
+    start from another with `base:`; the other keys are then dotted paths, which the schema
+    allows as well.
+    """
+    from abm.scenario import Scenario
+
+    schema = Scenario.model_json_schema()
+    defs = schema.get("$defs", {})
+
+    def resolve(node: dict[str, Any]) -> dict[str, Any]:
+        while "$ref" in node:
+            node = defs[node["$ref"].rsplit("/", 1)[1]]
+        return node
+
+    for kind in KINDS.values():
+        names = list(registry.names(kind.name))
+        node: dict[str, Any] = schema
+        *parts, last = kind.section.replace("[i]", ".[i]").split(".")
+        for part in parts:
+            node = resolve(node)
+            node = node["items"] if part == "[i]" else node["properties"][part]
+        if kind.params_key is None:  # a flat component: `{kind: name, param: value, ...}`
+            holder = resolve(node)["properties"] if last != "[i]" else None
+            if holder is None:
+                continue
+            holder[last] = {**{k: v for k, v in holder[last].items() if k != "$ref"},
+                            "type": "object", "additionalProperties": True,
+                            "properties": {kind.tag: {"enum": names}}}
+        else:
+            node = resolve(node)
+            node = resolve(node["items"]) if last == "[i]" else resolve(node["properties"][last])
+            field = node["properties"][kind.tag]
+            field.pop("type", None)
+            field["enum"] = names
+    if "Params" in defs:  # which component's parameters a mapping holds is the file's choice
+        defs["Params"] = {**defs["Params"], "additionalProperties": True,
+                          "description": "the component's parameters (`wsf schema --markdown` "
+                                         "lists them; `wsf validate` checks them)"}
+    schema["properties"]["base"] = {
+        "type": "string", "description": "a scenario file to start from (relative to this "
+        "file's folder); the file's other keys are then dotted paths set on it"}
+    schema["patternProperties"] = {r"^[A-Za-z_]\w*(\.\w+)+$": {
+        "description": "with `base:`, a dotted field path and its value"}}
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema", **schema}

@@ -55,6 +55,7 @@ from tqdm import tqdm
 from abm.agents.orders import orders_summary
 from abm.amm import ONE, JointLiquidation
 from abm.scenario import Scenario, ScenarioError
+from abm.tidy import long_tables
 
 if TYPE_CHECKING:
     from abm.agents.replay import LearningLog
@@ -238,10 +239,17 @@ def _tables(model) -> dict[str, pd.DataFrame]:
     mdf["participating"] = mdf["participating"].astype("int64")
     adf = model.agents_dataframe()
     rdf = pd.DataFrame(model.round_rows)
-    from abm.model import EVENT_COLUMNS
+    from abm.model import EVENT_COLUMNS, EVENT_KINDS
 
     edf = pd.DataFrame(model.events, columns=list(EVENT_COLUMNS))
     edf = edf.astype({"step": "int64", "agent_id": "int64"})
+    # Text columns as categoricals, as in the agents table: clients in the model's order.
+    clients = pd.CategoricalDtype(list(model.client_ids))
+    edf["kind"] = pd.Categorical(edf["kind"], categories=list(EVENT_KINDS))
+    edf["client"] = pd.Categorical(edf["client"], categories=["", *model.client_ids])
+    if len(rdf):
+        rdf = rdf.astype({"client": clients, "behaviour": "category", "method": "category",
+                          "policy": "category"})
     return {"model": mdf, "agents": adf, "rounds": rdf, "events": edf}
 
 
@@ -560,6 +568,8 @@ def _write_tables(result: RunResult, folder: Path) -> None:
     )
     for name in TABLES:
         getattr(result, name).to_parquet(folder / f"{name}.parquet", index=False)
+    for name, table in long_tables(result.model).items():  # tokens, wealth (abm.tidy)
+        table.to_parquet(folder / f"{name}.parquet", index=False)
     (folder / "summary.json").write_text(
         json.dumps(result.summary, indent=2) + "\n", encoding="utf-8"
     )

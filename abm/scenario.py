@@ -513,8 +513,12 @@ class Scenario(_Spec):
         if self.steps < self.round_every:
             raise FieldProblem(
                 "steps", self.steps,
-                f"at least one FL round must run: steps must be >= round_every "
-                f"({self.round_every})",
+                f"at least one FL round must run, because contributions, rewards and the "
+                f"twin's comparison are measured per round and a run without one measures "
+                f"none of them: steps must be >= round_every ({self.round_every}); for a "
+                f"shorter smoke test shorten the rounds too (wsf run FILE --steps "
+                f"{min(self.steps, self.round_every)} --set round_every="
+                f"{max(1, min(self.steps, self.round_every))})",
             )
         return self
 
@@ -748,14 +752,56 @@ def read_yaml(
 
 #: A file's stated answers (`analysis.claims`): metadata, dropped before validation.
 CLAIMS_KEY = "claims"
+#: Most scenario files a chain of `base:` files may hold (a loop is refused before this).
+MAX_BASE_DEPTH = 10
 
 
-def load_scenario(path: str | Path) -> Scenario:
+def load_scenario(path: str | Path, *, _chain: tuple[Path, ...] = ()) -> Scenario:
     """Load and validate a scenario file. Raises `ScenarioError` with a one-paragraph message.
-    Its `claims:` block, if any, is not part of the scenario (`analysis.claims`)."""
+
+    A file may start from another: `base: other.yaml` (relative to the file's folder) loads
+    that scenario, and every other key of the file is a dotted path set on it, with the merge
+    rule of a sweep's `overrides` (`Scenario.with_overrides`): `rewards.policy: mint` changes
+    the policy and keeps the base's budget, `rewards: {policy: mint}` replaces the whole
+    section (its other fields take their defaults). Bases may chain; a loop is refused.
+    """
     data = read_yaml(path)
-    data.pop(CLAIMS_KEY, None)
-    return parse_scenario(data, source=str(path))
+    data.pop(CLAIMS_KEY, None)  # the file's stated answers (`analysis.claims`), not a field
+    if "base" not in data:
+        return parse_scenario(data, source=str(path))
+    source = Path(path)
+    here = source.expanduser().resolve()
+    base = data.pop("base")
+    if not isinstance(base, str) or not base.strip():
+        raise ScenarioError(problem_text(
+            str(path), "base", base, "a scenario file to start from, as a path relative to "
+            f"this file's folder ({here.parent})"))
+    base_path = (here.parent / base).resolve()
+    if base_path in (*_chain, here):
+        loop = " -> ".join(str(p) for p in (*_chain, here, base_path))
+        raise ScenarioError(problem_text(
+            str(path), "base", base, f"a scenario that does not lead back to itself; the "
+            f"chain of base files loops: {loop}"))
+    if len(_chain) + 1 >= MAX_BASE_DEPTH:
+        raise ScenarioError(problem_text(
+            str(path), "base", base, f"at most {MAX_BASE_DEPTH} files in a chain of base "
+            "files"))
+    if not base_path.is_file():
+        raise ScenarioError(problem_text(
+            str(path), "base", base, f"an existing scenario file; there is none at {base_path} "
+            "(the path is relative to this file's folder)"))
+    try:
+        parent = load_scenario(base_path, _chain=(*_chain, here))
+    except ScenarioError as exc:
+        raise ScenarioError(f"{path}: its base scenario is invalid: {exc}") from None
+    for key in data:
+        if not isinstance(key, str):
+            raise ScenarioError(problem_text(
+                str(path), str(key), data[key], "keys of a file with a base are field paths "
+                "such as steps or rewards.policy"))
+    scenario = parent.with_overrides(data, source=str(path))
+    scenario._source = str(path)
+    return scenario
 
 
 def parse_scenario(data: dict[str, Any], *, source: str = "<scenario>") -> Scenario:

@@ -21,6 +21,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import StrMethodFormatter
 
+from abm.collect import AGENT_TYPE_COLOURS, AGENT_TYPE_LABELS, AGENT_TYPES
 from analysis.market_stats import ACF_CONFIDENCE, ACF_LAGS, acf_table, round_every
 from analysis.metrics import (
     client_rewards,
@@ -212,7 +213,13 @@ def plot_wealth_by_type(run: Run, ax: Axes) -> None:
              .melt(id_vars=["step", "agent_type"], var_name="valuation", value_name="usd"))
     table["valuation"] = table["valuation"].map({"wealth": "at spot",
                                                  "wealth_if_sold": "if each sold alone"})
-    sns.lineplot(data=table, x="step", y="usd", hue="agent_type", style="valuation",
+    # Legend names and colours are the browser app's (`abm.collect.AGENT_TYPE_LABELS`,
+    # `AGENT_TYPE_COLOURS`), not the table's codes.
+    present = [k for k in AGENT_TYPES if k in set(table["agent_type"].astype(str))]
+    table["agent type"] = table["agent_type"].astype(str).map(AGENT_TYPE_LABELS)
+    sns.lineplot(data=table, x="step", y="usd", hue="agent type", style="valuation",
+                 hue_order=[AGENT_TYPE_LABELS[k] for k in present],
+                 palette={AGENT_TYPE_LABELS[k]: AGENT_TYPE_COLOURS[k] for k in present},
                  style_order=["at spot", "if each sold alone"], estimator=None, sort=False,
                  linewidth=1.4, ax=ax)
     _legend_outside(ax, "Agent type / valuation")
@@ -241,6 +248,11 @@ def plot_lp_pnl(run: Run, ax: Axes) -> None:
             "price_effect_usd": "price effect"})
         sns.barplot(data=parts, x="lp", y="usd", hue="component", ax=ax,
                     palette=["#4c9a2a", "#c0392b", "#2e86c1"])
+        # Fees are often a hundredth of the price effect: a bar too short to see, so each
+        # fee bar carries its amount.
+        ax.bar_label(ax.containers[0], labels=[f"fees {v:,.2f}" for v in
+                                               table["fees_earned_usd"]],
+                     fontsize=7, padding=2, color="#4c9a2a")
         ax.scatter(np.arange(len(table)), table["pnl_usd"], marker="D", color="black",
                    zorder=3, label="total PnL")
         _legend_outside(ax, "Component")

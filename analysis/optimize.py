@@ -20,7 +20,21 @@ from matplotlib.figure import Figure
 from abm.scenario import read_yaml
 from analysis.figures import save_figure
 
-__all__ = ["write_study_figures"]
+__all__ = ["output_label", "write_study_figures"]
+
+#: How a run output's name ends -> its unit, as an axis shows it.
+UNIT_SUFFIXES = {"_usd": "USD", "_pct": "%", "_tokens": "tokens"}
+#: Words of output names that read better spelt out.
+WORDS = {"rho": "Spearman ρ", "gini": "Gini", "lp": "LP", "fl": "FL", "vs": "vs"}
+
+
+def output_label(name: str) -> str:
+    """A run output's name as an axis label: `distribution_cost_usd` -> "distribution cost
+    (USD)", `attributable_contribution_rho` -> "attributable contribution Spearman ρ"."""
+    unit = next((u for suffix, u in UNIT_SUFFIXES.items() if name.endswith(suffix)), None)
+    stem = name[: -len(next(s for s in UNIT_SUFFIXES if name.endswith(s)))] if unit else name
+    words = " ".join(WORDS.get(w, w) for w in stem.split("_") if w)
+    return f"{words} ({unit})" if unit else words
 
 
 def write_study_figures(folder: str | Path, formats: tuple[str, ...] = ("png", "pdf")
@@ -45,14 +59,15 @@ def write_study_figures(folder: str | Path, formats: tuple[str, ...] = ("png", "
                 label="trial (mean over seeds)")
         ax.step(ordered["trial"], best, where="post", color="#de8f05", label="best so far")
         ax.set_xlabel("trial number")
-        ax.set_ylabel(f"{name} ({arrow[direction]})")
+        ax.set_ylabel(f"{output_label(name)}, {arrow[direction]}")
         ax.legend(fontsize=8)
-        figure.suptitle(f"Study {spec['name']}: {name}, mean over {seeds} seed(s) per trial")
+        figure.suptitle(f"Study {spec['name']}: {output_label(name)}\n"
+                        f"mean over {seeds} seed(s) per trial", fontsize=11)
     else:
         pairs = list(itertools.combinations(range(len(names)), 2))
         ncols = min(3, len(pairs))
         nrows = math.ceil(len(pairs) / ncols)
-        figure = Figure(figsize=(5.2 * ncols, 4.2 * nrows), layout="constrained")
+        figure = Figure(figsize=(max(6.4, 5.2 * ncols), 4.6 * nrows), layout="constrained")
         FigureCanvasAgg(figure)
         axes = figure.subplots(nrows, ncols, squeeze=False)
         front = done[done["pareto"]]
@@ -65,11 +80,12 @@ def write_study_figures(folder: str | Path, formats: tuple[str, ...] = ("png", "
             for _, row in ordered.iterrows():
                 ax.annotate(f"t{int(row['trial'])}", (row[x], row[y]), fontsize=7,
                             xytext=(3, 3), textcoords="offset points")
-            ax.set_xlabel(f"{x} ({arrow[objectives[i]['direction']]})")
-            ax.set_ylabel(f"{y} ({arrow[objectives[j]['direction']]})")
+            ax.set_xlabel(f"{output_label(x)}, {arrow[objectives[i]['direction']]}")
+            ax.set_ylabel(f"{output_label(y)}, {arrow[objectives[j]['direction']]}")
             ax.legend(fontsize=8)
         for ax in axes.flat[len(pairs):]:
             ax.set_visible(False)
-        figure.suptitle(f"Study {spec['name']}: {len(done)} completed trials, means over "
-                        f"{seeds} seed(s); Pareto front in red")
+        # Two short lines: one line was wider than a one-panel figure and cut at both edges.
+        figure.suptitle(f"Study {spec['name']}: {len(done)} completed trials\n"
+                        f"means over {seeds} seed(s); Pareto front in red", fontsize=11)
     return save_figure(figure, folder, "pareto", formats)

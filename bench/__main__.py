@@ -15,7 +15,8 @@ import traceback
 from bench.table import print_table
 
 BENCHMARKS = ("bench.amm", "bench.fl", "bench.train", "bench.model", "bench.market_loop",
-              "bench.sweep", "bench.design", "bench.viz", "bench.contribution_grid")
+              "bench.sweep", "bench.design", "bench.viz", "bench.startup",
+              "bench.contribution_grid")
 
 
 def main() -> int:

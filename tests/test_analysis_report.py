@@ -168,3 +168,44 @@ def test_report_command_exits_2_with_a_message_on_a_bad_folder(
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "config.yaml" in err
     assert not (tmp_path / "report.md").exists()
+
+
+def _axes():
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure()
+    FigureCanvasAgg(figure)
+    return figure.subplots()
+
+
+def test_wealth_by_type_legend_names_the_types_in_the_apps_colours(
+        reported: dict[str, object]) -> None:
+    from matplotlib.colors import to_hex
+
+    from abm.collect import AGENT_TYPE_COLOURS, AGENT_TYPE_LABELS
+    from abm.viz.charts import TYPE_COLOURS
+    from analysis.figures import plot_wealth_by_type
+
+    ax = _axes()
+    plot_wealth_by_type(load_run(Path(str(reported["run_dir"]))), ax)
+    legend = {t.get_text(): h for t, h in zip(ax.get_legend().get_texts(),
+                                               ax.get_legend().legend_handles, strict=True)}
+    assert "agent_type" not in legend and "client" not in legend
+    for kind in ("client", "investor", "lp", "federation"):
+        label = AGENT_TYPE_LABELS[kind]
+        assert to_hex(legend[label].get_color()) == AGENT_TYPE_COLOURS[kind]
+        assert TYPE_COLOURS[label] == AGENT_TYPE_COLOURS[kind]  # the browser app's colour
+
+
+def test_lp_pnl_labels_every_fee_bar_with_its_amount(reported: dict[str, object]) -> None:
+    from analysis.figures import plot_lp_pnl
+    from analysis.metrics import lp_decomposition
+
+    run = load_run(Path(str(reported["run_dir"])))
+    ax = _axes()
+    plot_lp_pnl(run, ax)
+    texts = [t.get_text() for t in ax.texts]
+    fees = lp_decomposition(run)["fees_earned_usd"]
+    assert len(fees) >= 1
+    assert texts == [f"fees {v:,.2f}" for v in fees]

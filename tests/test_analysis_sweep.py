@@ -353,3 +353,22 @@ def test_clients_not_identified_across_seeds_aggregate_by_behaviour_and_rank(
     bars = figure_data(redrawn)["reward_vs_equal"]
     assert set(bars["x"]) == {"honest #1", "honest #2", "honest #3"}
     make_sweep_figures(redrawn, tmp_path, formats=["png"])
+
+
+def test_combined_long_tables_hold_every_runs_tokens_and_holder_types(sweep_dir: Path) -> None:
+    from analysis.sweep.loading import load_sweep_tables
+
+    load_sweep_tables(sweep_dir)  # builds combined/
+    tokens = pd.read_parquet(sweep_dir / "combined" / "tokens.parquet")
+    wealth = pd.read_parquet(sweep_dir / "combined" / "wealth.parquet")
+    runs = sorted((sweep_dir / "runs").iterdir())
+    assert set(tokens["run_id"]) == {r.name for r in runs} == set(wealth["run_id"])
+    for run in runs[:2]:
+        own = pd.read_parquet(run / "tokens.parquet")
+        mine = tokens[tokens["run_id"] == run.name].reset_index(drop=True)
+        pd.testing.assert_frame_equal(mine[own.columns.tolist()], own)
+        assert len(wealth[wealth["run_id"] == run.name]) == len(
+            pd.read_parquet(run / "wealth.parquet"))
+    assert isinstance(tokens["client"].dtype, pd.CategoricalDtype)
+    assert isinstance(wealth["agent_type"].dtype, pd.CategoricalDtype)
+    assert {"rewards.policy", "contribution.method", "seed"} <= set(tokens.columns)

@@ -278,3 +278,27 @@ def test_partition_seed_keeps_each_clients_data_fixed_while_the_run_seed_varies(
         assert all(torch.equal(a, b) for a, b in zip(other, fixed[0], strict=True))
     redrawn = [data(seed, None) for seed in (0, 1)]
     assert [len(x) for x in redrawn[0]] != [len(x) for x in redrawn[1]]
+
+
+def test_mesa_datacollector_agent_rows_are_the_agents_table() -> None:
+    model = WallStreetFedsModel(small_scenario(**{"collect.agents_every": 4}))
+    for _ in range(10):
+        model.step()
+    mesa_rows = model.datacollector.get_agent_vars_dataframe()
+    table = model.agents_dataframe()
+    assert mesa_rows.index.names == ["Step", "AgentID"]
+    assert sorted(set(mesa_rows.index.get_level_values("Step"))) == [0, 4, 8]
+    assert len(mesa_rows) == 3 * len(model.agents)
+    pd.testing.assert_frame_equal(
+        mesa_rows.reset_index().rename(columns={"Step": "step", "AgentID": "agent_id"}), table)
+    # Mesa's own reading of a row: an investor's wealth at step 8, as its attribute said.
+    investor = next(a for a in model.agents if a.agent_type == "investor")
+    assert mesa_rows.loc[(8, investor.unique_id), "agent_type"] == "investor"
+    # The model rows stay Mesa's, one per step from genesis.
+    assert len(model.datacollector.get_model_vars_dataframe()) == 11
+
+
+def test_model_config_is_the_projects_scenario_and_mesa_keeps_its_own() -> None:
+    model = WallStreetFedsModel(small_scenario(), rng=7)
+    assert model.config.seed == 7 and model.config.name == "small"
+    assert not hasattr(model.scenario, "rewards")  # Mesa's experiment object, not the file's

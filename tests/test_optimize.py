@@ -241,3 +241,42 @@ def test_a_journal_damaged_before_its_end_stops_with_exit_2_and_is_kept(
     assert err.startswith(f"wsf optimize: {journal}: line 3 of {len(lines) + 1} is not a "
                           "record of Optuna's journal"), err
     assert "Traceback" not in err and journal.read_bytes() == before
+
+
+def test_study_axes_are_labelled_in_words_with_units() -> None:
+    from analysis.optimize import output_label
+
+    assert output_label("distribution_cost_usd") == "distribution cost (USD)"
+    assert output_label("attributable_contribution_rho") == (
+        "attributable contribution Spearman ρ")
+    assert output_label("allotted_vs_equal_pct") == "allotted vs equal (%)"
+    assert output_label("reward_gini") == "reward Gini"
+
+
+def test_pareto_figure_title_and_axis_labels_fit_inside_the_figure(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import analysis.optimize as study_figures
+
+    (tmp_path / "optimize.yaml").write_text(yaml.safe_dump({
+        "name": "fair_and_cheap", "seeds": [1, 2],
+        "objectives": [{"output": "distribution_cost_usd", "direction": "minimize"},
+                       {"output": "attributable_contribution_rho", "direction": "maximize"}]}))
+    pd.DataFrame({"trial": [0, 1, 2], "state": ["COMPLETE"] * 3, "pareto": [True, True, False],
+                  "distribution_cost_usd": [10.0, 20.0, 30.0],
+                  "attributable_contribution_rho": [0.2, 0.5, 0.1]}).to_parquet(
+        tmp_path / "trials.parquet")
+    drawn = []
+    monkeypatch.setattr(study_figures, "save_figure",
+                        lambda figure, *args: drawn.append(figure) or [])
+    study_figures.write_study_figures(tmp_path)
+    (figure,) = drawn
+    renderer = figure.canvas.get_renderer()
+    figure.draw(renderer)
+    box = figure.bbox
+    texts = [figure._suptitle, *(a.xaxis.label for a in figure.axes),
+             *(a.yaxis.label for a in figure.axes)]
+    for text in texts:
+        extent = text.get_window_extent(renderer)
+        assert box.x0 <= extent.x0 and extent.x1 <= box.x1, text.get_text()
+    assert figure.axes[0].get_xlabel() == "distribution cost (USD), ↓ better"
+    assert figure.axes[0].get_ylabel() == "attributable contribution Spearman ρ, ↑ better"

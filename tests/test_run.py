@@ -11,7 +11,7 @@ from abm.run import OutputExistsError, simulate, write_run
 from tests.conftest import small_scenario
 
 FILES = ("config.yaml", "model.parquet", "agents.parquet", "rounds.parquet", "events.parquet",
-         "summary.json")
+         "tokens.parquet", "wealth.parquet", "summary.json")
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +37,7 @@ def test_same_seed_and_config_give_byte_identical_tables(result, tmp_path):
     a = write_run(result, tmp_path / "a")
     b = write_run(again, tmp_path / "b")
     for name in ("model.parquet", "agents.parquet", "rounds.parquet", "events.parquet",
-                 "config.yaml"):
+                 "tokens.parquet", "wealth.parquet", "config.yaml"):
         assert (a / name).read_bytes() == (b / name).read_bytes(), name
 
 
@@ -141,3 +141,42 @@ def test_under_direct_payout_a_holding_clients_cash_change_is_its_reward(tmp_pat
         assert table.loc[cid, "cash_paid_usd"] == table.loc[cid, "allotted_usd"]
     total = table["cash_change_usd"] + table["holdings_change_usd"]
     assert list(total) == pytest.approx(list(table["mtm_change_usd"]))
+
+
+def test_tokens_table_has_one_row_per_token_per_step_with_the_pools_state(result, tmp_path):
+    import pandas as pd
+
+    out = write_run(result, tmp_path / "run")
+    tokens = pd.read_parquet(out / "tokens.parquet")
+    model = pd.read_parquet(out / "model.parquet")
+    clients = ["c00", "c01", "c02", "c03"]
+    assert list(tokens.columns) == ["step", "client", "price", "supply", "reserve_token",
+                                    "reserve_usd", "volume_usd", "fees_usd"]
+    assert len(tokens) == 21 * 4  # steps 0..20 x 4 tokens
+    assert tokens["step"].tolist() == [s for s in range(21) for _ in clients]
+    assert list(tokens["client"].cat.categories) == clients
+    assert tokens["client"].tolist() == clients * 21
+    for column in ("price", "supply", "reserve_token", "reserve_usd", "volume_usd", "fees_usd"):
+        wide = tokens.pivot(index="step", columns="client", values=column)
+        for c in clients:
+            assert wide[c].tolist() == model[f"{column}/{c}"].tolist(), (column, c)
+    # Each step's fees over the tokens are the model's fees that step (the wide total).
+    fees = tokens.groupby("step", observed=True)["fees_usd"].sum()
+    assert fees.to_numpy() == pytest.approx(model["fees_usd"].to_numpy(), abs=1e-9)
+    assert (tokens["fees_usd"] > 0).any() and (tokens["volume_usd"] > 0).any()
+    # Holders' wealth: one row per holder type per step, the model's wide columns.
+    wealth = pd.read_parquet(out / "wealth.parquet")
+    assert list(wealth["agent_type"].cat.categories) == ["client", "investor", "lp",
+                                                         "federation"]
+    assert len(wealth) == 21 * 4
+    at_end = wealth[wealth["step"] == 20].set_index("agent_type")
+    for kind in ("client", "investor", "lp", "federation"):
+        assert at_end.loc[kind, "wealth"] == model[f"wealth/{kind}"].iloc[-1]
+        assert at_end.loc[kind, "wealth_if_sold"] == model[f"wealth_if_sold/{kind}"].iloc[-1]
+    # The other tables' text columns are categoricals too.
+    rounds = pd.read_parquet(out / "rounds.parquet")
+    events = pd.read_parquet(out / "events.parquet")
+    assert list(rounds["client"].cat.categories) == clients
+    assert isinstance(rounds["policy"].dtype, pd.CategoricalDtype)
+    assert isinstance(events["kind"].dtype, pd.CategoricalDtype)
+    assert (events["kind"] == "round").sum() == 2

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import itertools
+import json
 import math
 import socket
 from collections.abc import Iterator
@@ -740,10 +741,64 @@ def test_launch_refuses_a_bad_scenario_with_exit_code_2(tmp_path: Path, capsys) 
     assert "bad.yaml" in err and "steps" in err
 
 
-def test_launch_refuses_a_port_in_use(scenario_file: Path, capsys) -> None:
+def test_launch_refuses_a_port_in_use_as_bad_input(scenario_file: Path, capsys) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        assert server.launch(scenario_file, port=port) == 1
-    assert f"port {port}" in capsys.readouterr().err
+        assert server.launch(scenario_file, port=port) == 2  # wsf's "bad input"
+    assert capsys.readouterr().err.startswith(f"error: --port = {port}: the port on 127.0.0.1 "
+                                              "is already in use")
+
+
+def test_the_app_applies_the_command_lines_settings(scenario_file: Path, monkeypatch) -> None:
+    from abm.viz import SCENARIO_ENV, SETTINGS_ENV
+
+    monkeypatch.setenv(SCENARIO_ENV, str(scenario_file))
+    monkeypatch.setenv(SETTINGS_ENV, json.dumps({"steps": 4, "rewards.policy": "mint"}))
+    loaded = app._load()
+    assert (loaded.steps, loaded.rewards.policy) == (4, "mint")
+    assert loaded.source == str(scenario_file)
+    env = server.solara_environment(scenario_file, {"steps": 4})
+    assert json.loads(env[SETTINGS_ENV]) == {"steps": 4}
+    assert SETTINGS_ENV not in server.solara_environment(scenario_file)
+
+
+def test_heatmap_rows_carry_their_strategy_however_many_investors() -> None:
+    from types import SimpleNamespace
+
+    few = [SimpleNamespace(unique_id=i, strategy=s) for i, s in
+           enumerate(["fundamental", "mean_reversion", "mean_reversion"], start=5)]
+    assert agents.heatmap_row_labels(few) == ["5 fundamental", "6 mean reversion",
+                                              "7 mean reversion"]
+    # 100 investors in blocks of 30, 50 and 20 (rows a few pixels high): each block's
+    # strategy once, on its middle row, with the block's size.
+    many = [SimpleNamespace(unique_id=i, strategy=s) for i, s in enumerate(
+        ["fundamental"] * 30 + ["momentum"] * 50 + ["noise"] * 20)]
+    labels = agents.heatmap_row_labels(many)
+    assert len(labels) == 100
+    assert {i: t for i, t in enumerate(labels) if t} == {
+        14: "fundamental (30)", 54: "momentum (50)", 89: "noise (20)"}
+
+
+def test_holder_type_colours_are_one_per_type_on_every_page(scenario: Scenario) -> None:
+    from abm.collect import AGENT_TYPE_COLOURS, AGENT_TYPE_LABELS
+
+    model = app.VizModel(scenario)
+    model.step()
+    wealth = charts.wealth_option(charts.model_table(model))
+    colour_of = {kind: AGENT_TYPE_COLOURS[kind] for kind in AGENT_TYPE_LABELS}
+    for line in wealth["series"]:
+        name = str(line.get("name", ""))
+        kind = next((k for k, label in AGENT_TYPE_LABELS.items()
+                     if name.startswith(label + " ")), None)
+        if kind is not None:
+            assert line["itemStyle"]["color"] == colour_of[kind], name
+    for kind in ("client", "investor", "lp", "federation"):
+        bars = agents.wealth_histogram_option(model, kind)["series"]
+        assert [b["itemStyle"]["color"] for b in bars] == [colour_of[kind]] * 2
+    model.start_twin()
+    diff = twin.type_difference_option(model)
+    named = {s["name"]: s["itemStyle"]["color"] for s in diff["series"] if "itemStyle" in s
+             and s["name"] in charts.TYPE_COLOURS}
+    assert named == {AGENT_TYPE_LABELS[k]: colour_of[k] for k in colour_of}

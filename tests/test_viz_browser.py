@@ -11,6 +11,7 @@ import io
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -257,3 +258,120 @@ def test_server_listens_on_loopback_only(server: VizServer) -> None:
             if state == "0A" and int(port, 16) == server.port:
                 listening.append(address)
     assert listening == ["0100007F"]  # 127.0.0.1, little-endian hex; nothing on 0.0.0.0/::
+
+
+# -- the page always shows the model's current step ----------------------------------------------
+
+def settled_step(watched: OfflinePage) -> int:
+    """The counter's step once it has stopped changing for a second (a step in flight when
+    Pause was pressed has landed)."""
+    page, last, since = watched.page, None, 0.0
+    for _ in range(WAIT_MS // 250):
+        text = counter(watched)
+        assert COUNTER.match(text), text
+        if text == last:
+            since += 0.25
+            if since >= 1.0:
+                return int(text.split()[1])
+        else:
+            last, since = text, 0.0
+        page.wait_for_timeout(250)
+    raise AssertionError(f"the step counter never settled (last: {last})")
+
+
+def model_steps_downloaded(watched: OfflinePage, tmp_path: Path) -> int:
+    """The model's own step, read from outside the counter: the rows of the downloaded model
+    table, less the genesis row."""
+    page = watched.page
+    with page.expect_download(timeout=WAIT_MS) as download:
+        page.locator(".wsf-download-model-parquet").click()
+    path = tmp_path / f"model-{len(list(tmp_path.iterdir()))}.parquet"
+    download.value.save_as(path)
+    return len(pd.read_parquet(path)) - 1
+
+
+def play_until(watched: OfflinePage, at_least: int) -> int:
+    """Press Play, wait until the counter reaches `at_least`, press Pause; the step the
+    counter then settles on."""
+    page = watched.page
+    page.get_by_role("button", name="▶", exact=True).click()
+    page.wait_for_function(
+        "n => { const m = /Step (\\d+) of/.exec(document.querySelector('.wsf-step-counter')"
+        ".innerText); return m && +m[1] >= n; }", arg=at_least, timeout=WAIT_MS * 2)
+    page.get_by_role("button", name="❚❚", exact=True).click()
+    page.get_by_role("button", name="▶", exact=True).wait_for(timeout=WAIT_MS)
+    return settled_step(watched)
+
+
+def test_after_play_pause_tab_switches_and_reset_the_page_shows_the_models_step(
+        server, browser, tmp_path) -> None:
+    """Issue 24: after Play / Pause the counter read "Step 0" with empty charts, and after a
+    tab switch the counter went back to step 0. Every state below is checked against the
+    model's own step (its downloaded table) and left as a screenshot `viz-state-*.png`."""
+    watched = open_app(browser, server, accept_downloads=True)
+    page = watched.page
+    empty_prices = price_chart_pixels(watched)
+    shot = "viz-state-1-paused.png"
+    try:
+        # 1. Play, then Pause: the counter, the round table and the price chart are the
+        #    model's at the step it paused on.
+        paused = play_until(watched, 6)
+        assert paused >= 6
+        assert model_steps_downloaded(watched, tmp_path) == paused
+        assert price_chart_pixels(watched) != empty_prices
+        latest_round = paused - paused % 2  # a round every 2 steps
+        page.get_by_text(f"ran at step {latest_round}", exact=False).wait_for(timeout=WAIT_MS)
+        screenshot(watched, shot)
+        # ... and the next Step is the one after it (it used to jump from "0" to "114").
+        shot = "viz-state-2-stepped.png"
+        step(watched, paused + 1)
+        assert model_steps_downloaded(watched, tmp_path) == paused + 1
+        screenshot(watched, shot)
+
+        # 2. Market -> Agents: the counter keeps the step and the panels show it.
+        shot = "viz-state-3-agents-tab.png"
+        page.get_by_role("tab", name="Agents").click()
+        page.get_by_text(f"Largest holders per token, step {paused + 1}",
+                         exact=True).wait_for(timeout=WAIT_MS)
+        assert counter(watched) == f"Step {paused + 1} of 40"
+        screenshot(watched, shot)
+        # Play and Pause on the Agents page, then back to Market: still the model's step.
+        shot = "viz-state-4-market-tab-after-play.png"
+        again = play_until(watched, paused + 4)
+        page.get_by_text(f"Largest holders per token, step {again}",
+                         exact=True).wait_for(timeout=WAIT_MS)
+        page.get_by_role("tab", name="Market").click()
+        page.locator(".wsf-chart canvas").nth(4).wait_for(timeout=WAIT_MS)
+        assert counter(watched) == f"Step {again} of 40"
+        assert model_steps_downloaded(watched, tmp_path) == again
+        page.get_by_text(f"ran at step {again - again % 2}", exact=False).wait_for(
+            timeout=WAIT_MS)
+        assert price_chart_pixels(watched) != empty_prices
+        screenshot(watched, shot)
+
+        # 3. Reset with a changed knob: step 0 of the new model, then Step answers at once
+        #    (once it stalled for over a minute) and Play / Pause still track the model.
+        shot = "viz-state-5-reset.png"
+        fee = page.locator(".v-navigation-drawer .v-input").filter(has_text="Swap fee")
+        fee.get_by_role("slider").focus()
+        page.keyboard.press("ArrowRight")
+        page.get_by_role("button", name="Reset", exact=True).click()
+        page.get_by_text("Step 0 of 40", exact=True).wait_for(timeout=WAIT_MS)
+        page.locator(".wsf-settings-caption").filter(has_text="fee 31 bps").wait_for(
+            timeout=WAIT_MS)
+        assert model_steps_downloaded(watched, tmp_path) == 0
+        screenshot(watched, shot)
+        shot = "viz-state-6-after-reset.png"
+        for n in (1, 2):
+            started = time.monotonic()
+            step(watched, n)
+            assert time.monotonic() - started < 15, "Step after Reset took over 15 s"
+        after = play_until(watched, 5)
+        assert model_steps_downloaded(watched, tmp_path) == after
+        page.get_by_text(f"ran at step {after - after % 2}", exact=False).wait_for(
+            timeout=WAIT_MS)
+        screenshot(watched, shot)
+    except BaseException:
+        screenshot(watched, shot.replace(".png", "-failed.png"))
+        raise
+    assert_no_errors(watched)

@@ -217,6 +217,7 @@ def run_sweep(
     connect_timeout: float = CONNECT_TIMEOUT_S,
     max_runs: int = MAX_RUNS,
     warn_runs: int = WARN_RUNS,
+    settings: dict[str, Any] | None = None,
 ) -> Path:
     """Run (or resume) the sweep of a sweep file and return its folder.
 
@@ -236,6 +237,8 @@ def run_sweep(
     `max_runs`: refuse (ScenarioError, before anything is built) a sweep of more runs.
     `warn_runs`: above this many runs to do, warn on stderr, and again with the estimated
     run time once the first runs have finished.
+    `settings`: dotted path -> value set on every run (`wsf sweep --set`), merged over the
+    file's `overrides` (a different sweep: its folder is not the plain file's).
 
     Local workers are started by multiprocessing (forkserver or spawn), which imports the
     caller's main module in each worker: a script calling this needs the usual
@@ -247,7 +250,7 @@ def run_sweep(
     """
     if workers is not None and workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
-    sweep = load_sweep(path, max_runs=max_runs)
+    sweep = load_sweep(path, max_runs=max_runs, settings=settings)
     sweep_dir = Path(out) if out is not None else store.default_out(sweep)
     sweep_dir = sweep_dir.expanduser().resolve()
     # Reach the scheduler before touching the sweep folder: an unreachable one leaves nothing.

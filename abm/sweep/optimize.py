@@ -78,7 +78,14 @@ from abm.sweep.execute import (
     _stop_workers,
     execute_run,
 )
-from abm.sweep.spec import RESERVED_KEYS, canonical_json, load_base, read_file, run_id
+from abm.sweep.spec import (
+    RESERVED_KEYS,
+    canonical_json,
+    load_base,
+    read_file,
+    run_id,
+    with_settings,
+)
 
 __all__ = [
     "DEFAULT_ROOT",
@@ -232,8 +239,10 @@ class Study:
         return hashlib.sha256(canonical_json(identity).encode()).hexdigest()[:16]
 
 
-def load_study(path: str | Path, *, outputs: Sequence[str]) -> Study:
-    """Load and validate a study file; `outputs` are the run outputs objectives may name.
+def load_study(path: str | Path, *, outputs: Sequence[str],
+               settings: dict[str, Any] | None = None) -> Study:
+    """Load and validate a study file; `outputs` are the run outputs objectives may name;
+    `settings` (`wsf optimize --set`) are merged over the file's `overrides`.
 
     Every parameter is checked against the base scenario's declared ranges, and the scenario
     at each end of every range (each categorical value) is resolved, before anything runs.
@@ -246,6 +255,7 @@ def load_study(path: str | Path, *, outputs: Sequence[str]) -> Study:
                 f"{source}: objectives[{i}].output = {objective.output!r}: not a run output; "
                 f"allowed: {', '.join(outputs)}.")
     base_path, base = load_base(source, spec.base, "study")
+    spec = with_settings(source, spec, base, settings or {}, swept=set(spec.parameters))
     if spec.counterfactual is not None and "counterfactual" in spec.overrides:
         raise ScenarioError(f"{source}: `counterfactual` is set both at the top of the file "
                             "and under `overrides`; set it in one place.")
@@ -363,13 +373,14 @@ def run_study(
     out: str | Path | None = None,
     progress: bool = True,
     connect_timeout: float = CONNECT_TIMEOUT_S,
+    settings: dict[str, Any] | None = None,
 ) -> Path:
     """Run (or resume) the study of a study file until it holds `trials` finished trials.
 
     `outputs(run_dir)` returns a run folder's scalar outputs (the CLI passes
     `analysis.metrics.run_outputs`; `abm` never imports `analysis`), `output_names` the
     outputs objectives may name. `workers`, `scheduler`, `out`, `progress` and
-    `connect_timeout` are as `run_sweep`'s. Returns the output folder, with
+    `connect_timeout` and `settings` are as `run_sweep`'s. Returns the output folder, with
     `trials.parquet`, the Pareto table and the scenario files written.
 
     Raises ScenarioError for a bad file, SweepError for an unusable folder or scheduler,
@@ -380,7 +391,7 @@ def run_study(
 
     if trials < 1:
         raise ValueError(f"trials must be >= 1, got {trials}")
-    study_spec = load_study(path, outputs=output_names)
+    study_spec = load_study(path, outputs=output_names, settings=settings)
     folder = (Path(out) if out is not None else default_out(study_spec)).expanduser().resolve()
     client = _connect(scheduler, connect_timeout) if scheduler is not None else None
     failed_runs: dict[str, str] = {}

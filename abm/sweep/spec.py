@@ -64,7 +64,7 @@ from pydantic import (
     model_validator,
 )
 
-from abm.errors import MAX_SHOWN, ScenarioError, format_validation_error, shown
+from abm.errors import MAX_SHOWN, ScenarioError, format_validation_error, problem_text, shown
 from abm.scenario import CLAIMS_KEY, Scenario, load_scenario, read_yaml
 from abm.sweep.design import (
     DesignSpec,
@@ -88,6 +88,7 @@ __all__ = [
     "canonical_json",
     "load_sweep",
     "run_id",
+    "with_settings",
 ]
 
 # 16 hex digits = 64 bits: the chance of two distinct configurations colliding stays below
@@ -447,8 +448,12 @@ def check_build_memory(source: Path, n_runs: int) -> None:
             "several sweeps.")
 
 
-def load_sweep(path: str | Path, *, max_runs: int = MAX_RUNS) -> Sweep:
+def load_sweep(path: str | Path, *, max_runs: int = MAX_RUNS,
+               settings: dict[str, Any] | None = None) -> Sweep:
     """Load a sweep file, resolve and validate every run.
+
+    `settings`: dotted path -> value set on every run (`wsf sweep --set`), merged over the
+    file's `overrides` (`with_settings`).
 
     Raises ScenarioError (one paragraph naming the sweep file, the field or grid key, the
     value and what is allowed) for a malformed file, a missing base scenario, a sweep of
@@ -472,6 +477,7 @@ def load_sweep(path: str | Path, *, max_runs: int = MAX_RUNS) -> Sweep:
 
     check_build_memory(source, n_runs)
     base_path, base = load_base(source, spec.base, "sweep")
+    spec = with_settings(source, spec, base, settings or {}, swept=set(spec.grid))
     seeds = spec.seed_list()
     if spec.design is not None:
         parameters = resolve_parameters(str(source), base, spec.parameters)
@@ -494,6 +500,32 @@ def load_sweep(path: str | Path, *, max_runs: int = MAX_RUNS) -> Sweep:
         report=spec.report,
         runs=runs,
     )
+
+
+def with_settings(source: Path, spec: Any, base: Scenario, settings: dict[str, Any],
+                  swept: set[str]) -> Any:
+    """`spec` (a sweep or study file) with the command line's `--set` values merged over its
+    `overrides`: each is set on every run, as if the file's `overrides` said it. A setting of
+    the seed (set by `seeds:`) or of a swept field, and any value the scenario refuses, is
+    refused with the usual paragraph naming `--set`."""
+    if not settings:
+        return spec
+    where = f"{source} (--set)"
+    for key, value in settings.items():
+        if key == "seed":
+            raise ScenarioError(problem_text(where, key, value, "a field other than the seed, "
+                                             "which the file's `seeds:` field sets"))
+        if key in swept:
+            raise ScenarioError(problem_text(where, key, value, "a field the file does not "
+                                             "vary; this one is swept by the file"))
+        try:
+            _json_or_raise(key, value)
+        except ValueError:
+            raise ScenarioError(problem_text(where, key, value, "plain data (a number, "
+                                             "string, list or mapping)")) from None
+    merged = {**spec.overrides, **settings}
+    base.with_overrides(merged, source=where)  # the usual paragraph for a bad value
+    return spec.model_copy(update={"overrides": merged})
 
 
 def read_file(path: str | Path, kind: str, schema: type[BaseModel]) -> tuple[Path, Any]:

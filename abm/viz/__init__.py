@@ -15,4 +15,8 @@ from __future__ import annotations
 #: Environment variable naming the scenario file the app shows (set by `launch`).
 SCENARIO_ENV = "WSF_VIZ_SCENARIO"
 
-__all__ = ["SCENARIO_ENV"]
+#: Environment variable holding the command line's `--set` values (JSON: dotted path ->
+#: value), applied to the scenario by the app (set by `launch`).
+SETTINGS_ENV = "WSF_VIZ_SET"
+
+__all__ = ["SCENARIO_ENV", "SETTINGS_ENV"]

@@ -17,12 +17,14 @@ far), so the page shows the current step, genesis included.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import solara
 
 from abm.amm import ONE
+from abm.collect import AGENT_TYPE_COLOURS, AGENT_TYPE_LABELS
 from abm.viz.charts import (
     CHART_HEIGHT_PX,
     DECIMALS,
@@ -35,8 +37,10 @@ from abm.viz.charts import (
 )
 
 #: Agent types, in the order of the histogram's toggle, with their display names.
-AGENT_TYPE_NAMES = {"investor": "investors", "client": "clients", "lp": "liquidity providers",
-                    "federation": "federation"}
+AGENT_TYPE_NAMES = {k: AGENT_TYPE_LABELS[k] for k in ("investor", "client", "lp", "federation")}
+#: Heatmap rows up to which every row is labelled with its investor and strategy; beyond, only
+#: the middle row of each strategy's block is (with the tooltip naming every cell's investor).
+LABELLED_HEATMAP_ROWS = 40
 #: Bins of the wealth histogram (fewer when there are fewer agents).
 HISTOGRAM_BINS = 12
 #: Holders listed per token in the largest-holders table, and in the client panel.
@@ -65,6 +69,7 @@ def wealth_histogram_option(model: Any, agent_type: str) -> dict[str, Any]:
     spot = np.array([a.wealth for a in members], dtype=float)
     sold = np.array([a.wealth_if_sold for a in members], dtype=float)
     name = AGENT_TYPE_NAMES.get(agent_type, agent_type)
+    colour = AGENT_TYPE_COLOURS.get(agent_type, "#1f77b4")
     option = _base(f"Wealth distribution of the {name} at step {model.steps} (USD)")
     if not members:
         option["title"]["subtext"] = f"no {name} in this scenario"
@@ -84,9 +89,11 @@ def wealth_histogram_option(model: Any, agent_type: str) -> dict[str, Any]:
         "yAxis": _axis("agents", type="value", minInterval=1, nameGap=32),
         "series": [
             {"type": "bar", "name": "at spot", "data": np.histogram(spot, edges)[0].tolist(),
-             "itemStyle": {"color": "#1f77b4"}},
+             "itemStyle": {"color": colour}},
+            # The type's colour throughout (as in every chart and report figure), if sold
+            # paler.
             {"type": "bar", "name": "if sold", "data": np.histogram(sold, edges)[0].tolist(),
-             "itemStyle": {"color": "#ff7f0e"}},
+             "itemStyle": {"color": colour, "opacity": 0.45}},
         ],
     })
     return option
@@ -137,10 +144,9 @@ def holdings_heatmap_option(model: Any) -> dict[str, Any]:
         "grid": {"top": 40, "left": 120, "right": 80, "bottom": 40},
         "xAxis": _axis("client token", type="category", data=list(clients), nameGap=24,
                        splitArea={"show": True}),
-        "yAxis": {"type": "category", "inverse": True,
-                  "data": [f"{inv.unique_id} {inv.strategy.replace('_', ' ')}"
-                           for inv in investors],
-                  "axisLabel": {"show": len(investors) <= 40, "fontSize": 10}},
+        "yAxis": {"type": "category", "inverse": True, "data": heatmap_row_labels(investors),
+                  "axisTick": {"show": False},
+                  "axisLabel": {"interval": 0, "fontSize": 10}},
         "visualMap": {"min": 0, "max": max(top, 1e-6), "calculable": True, "orient": "vertical",
                       "right": 4, "top": "middle", "itemHeight": 160,
                       "text": ["USD", ""], "inRange": {"color": ["#e3f2fd", "#0d47a1"]}},
@@ -150,6 +156,22 @@ def holdings_heatmap_option(model: Any) -> dict[str, Any]:
     if not investors:
         option["title"]["subtext"] = "no investors in this scenario"
     return option
+
+
+def heatmap_row_labels(investors: Sequence[Any]) -> list[str]:
+    """The heatmap's row labels: "12 momentum" (investor id, strategy) for every row up to
+    `LABELLED_HEATMAP_ROWS` rows; beyond that (rows a few pixels high) the strategy once, on
+    the middle row of its block (rows are grouped by strategy), and the other rows blank."""
+    if len(investors) <= LABELLED_HEATMAP_ROWS:
+        return [f"{inv.unique_id} {inv.strategy.replace('_', ' ')}" for inv in investors]
+    labels = [""] * len(investors)
+    start = 0
+    for i in range(1, len(investors) + 1):
+        if i == len(investors) or investors[i].strategy != investors[start].strategy:
+            labels[(start + i - 1) // 2] = (f"{investors[start].strategy.replace('_', ' ')} "
+                                            f"({i - start})")
+            start = i
+    return labels
 
 
 def token_holders(model: Any, client: str, limit: int | None = None

@@ -16,6 +16,7 @@ controller, the model's step loop and Reset are Mesa's own.
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 from dataclasses import dataclass
@@ -29,7 +30,7 @@ from mesa.visualization.solara_viz import ModelController
 from abm import registry
 from abm.model import WallStreetFedsModel
 from abm.scenario import Scenario, ScenarioError, load_scenario
-from abm.viz import SCENARIO_ENV, agents, assets, charts, downloads, twin
+from abm.viz import SCENARIO_ENV, SETTINGS_ENV, agents, assets, charts, downloads, twin
 
 assets.serve_offline()  # the asset route serves installed files only (abm.viz.assets)
 
@@ -403,6 +404,13 @@ def _build(scenario: Scenario) -> VizModel | str:
 
 def _load() -> Scenario | str:
     try:
-        return load_scenario(scenario_path())
+        path = scenario_path()
+        scenario = load_scenario(path)
+        settings = os.environ.get(SETTINGS_ENV)
+        if settings:  # `wsf viz --set KEY=VALUE`
+            scenario = scenario.with_overrides(json.loads(settings),
+                                               source=f"{path} (command line)")
+            scenario._source = str(path)
+        return scenario
     except ScenarioError as exc:
         return str(exc)

@@ -9,8 +9,8 @@ which the bundled `solara-assets` (exact versions only) cannot serve offline, wh
 ECharts widget loads the exact bundled `echarts@5.4.0`.
 
 The `*_option` functions are pure (model table in, ECharts option dict out) so that they can
-be tested without a browser; the components wrap them and redraw after every step
-(`use_redraw`: the step updates each widget's data, not the page) and on reset (a new model).
+be tested without a browser; the components wrap them and are rendered again after every
+step (`use_redraw`: the live panels only, never the page) and on reset (a new model).
 """
 
 from __future__ import annotations
@@ -25,10 +25,13 @@ import colorcet
 import ipyvuetify
 import numpy as np
 import pandas as pd
+import reacton.core
 import solara
 import traitlets
 from mesa.visualization.utils import update_counter
 from solara.components.echarts import EchartsWidget
+
+from abm.collect import AGENT_TYPE_COLOURS, AGENT_TYPE_LABELS
 
 #: Height of every chart in pixels: fits the 390-pixel cells of SolaraViz's grid layout.
 CHART_HEIGHT_PX = 370
@@ -287,8 +290,7 @@ def reserves_option(frame: pd.DataFrame, clients: Sequence[str]) -> dict[str, An
 VALUATIONS = {"at spot": (" at spot",), "if sold": (" if sold",),
               "both": (" at spot", " if sold")}
 #: Colour per agent type in the wealth charts (spot solid, if sold dashed in the same colour).
-TYPE_COLOURS = {"clients": "#1f77b4", "investors": "#d62728", "liquidity providers": "#2ca02c",
-                "federation": "#9467bd"}
+TYPE_COLOURS = {AGENT_TYPE_LABELS[k]: colour for k, colour in AGENT_TYPE_COLOURS.items()}
 
 
 def wealth_option(frame: pd.DataFrame, valuation: str = "both") -> dict[str, Any]:
@@ -541,23 +543,68 @@ def settings_caption(config: Any) -> str:
 
 # -- components --------------------------------------------------------------------------------
 
-def use_redraw(element: Any, redraw: Callable[[Any], None], dependencies: list[Any]) -> None:
-    """After every step (and reset) of the session's model, call `redraw(widget)` with the
-    widget `element` renders to, so that it shows the new state.
+class _StepListeners:
+    """The live panels of one browser session (one reacton render context): the state
+    setters of every panel that calls `use_redraw`, told of a step all at once."""
 
-    Mesa's controller announces a step by changing `update_counter`; a component that read
-    it (or any reactive) while rendering would make Solara render the whole page again, from
-    the app bar through every sidebar control, for each such reader: the cost of a step
-    would grow with the page. The listener here changes only its own widget's data (a chart's
-    option, a text, a table), which is all a step changes. It is resubscribed when
-    `dependencies` change (a new model, a toggle), when the component renders anyway.
+    __slots__ = ("setters", "unsubscribe")
+
+    def __init__(self) -> None:
+        self.setters: dict[int, Callable[[int], None]] = {}
+        self.unsubscribe: Callable[[], None] | None = None
+
+    def fire(self, count: int) -> None:
+        # One listener of the step signal for the whole session: Solara batches what one
+        # listener sets into one render pass (a listener per panel cost a pass per panel).
+        for setter in list(self.setters.values()):
+            setter(count)
+
+
+#: Per render context (browser session), its live panels.
+_sessions: weakref.WeakKeyDictionary[Any, _StepListeners] = weakref.WeakKeyDictionary()
+
+
+def use_redraw(dependencies: list[Any]) -> int:
+    """Render the calling component again after every step (and reset) of the session's
+    model; returns the step signal's count (which the caller may ignore).
+
+    Mesa's controller announces a step by changing `update_counter`. The component keeps the
+    latest count in its own state, so that a step re-renders the live panels only (a chart,
+    a text, a table), never their parents: the sidebar and the page frame are not rendered
+    again for a step, and the panels of a session share one listener, so that a step is one
+    render pass (`_StepListeners`). Because the panel is rendered, the element reacton keeps
+    for it always holds what its widget shows. (Reacton re-applies an element's arguments to
+    its widget whenever it reconciles that part of the page: after Play / Pause, a tab
+    switch, a Reset. This app used to write each new option into the widget behind reacton's
+    back, and those reconciliations put the panels back to the state of their last render:
+    "Step 0 of 500" and empty charts after Play, Pause.)
+
+    `dependencies`: what the panel shows besides the model's state (the model, a toggle);
+    the subscription is renewed when they change. Steps taken by Mesa's play thread are
+    announced in that thread; reacton serialises render passes.
     """
+    count, set_count = solara.use_state(update_counter.peek())  # peek: no auto-subscription
+    context = reacton.core.get_render_context()
+    key = id(set_count)
 
-    def subscribe():
-        widget = solara.get_widget(element)
-        return update_counter.subscribe(lambda _count: redraw(widget))
+    def subscribe() -> Callable[[], None]:
+        group = _sessions.get(context)
+        if group is None:
+            group = _sessions[context] = _StepListeners()
+        if group.unsubscribe is None:
+            group.unsubscribe = update_counter.subscribe(group.fire)
+        group.setters[key] = set_count
+
+        def cleanup() -> None:
+            group.setters.pop(key, None)
+            if not group.setters and group.unsubscribe is not None:
+                group.unsubscribe()
+                group.unsubscribe = None
+
+        return cleanup
 
     solara.use_effect(subscribe, dependencies)
+    return count
 
 
 class Opaque:
@@ -592,22 +639,20 @@ def EChart(build: Callable[[], dict[str, Any]], dependencies: list[Any],
     step (`use_redraw`); `dependencies`: what `build` reads besides the model's state (the
     model itself, a toggle's value). `on_click(event)` receives ECharts' click event
     (`name`, `data`, `seriesName`, ...)."""
-    element = ChartWidget.element(
+    use_redraw(dependencies)
+    return ChartWidget.element(
         option=Opaque(build()), responsive=True, maps={}, on_click=on_click,
         attributes={"style": f"height: {height_px}px; width: 100%;", "class": "wsf-chart"},
     )
-    use_redraw(element, lambda widget: setattr(widget, "option", Opaque(build())), dependencies)
-    return element
 
 
 @solara.component
 def LiveText(build: Callable[[], str], dependencies: list[Any], css_class: str = "",
              style: str = "font-size: 12px; color: #616161;"):
     """A line of text that `build()` makes, again after every step (`use_redraw`)."""
-    element = ipyvuetify.Html.element(tag="div", children=[build()], class_=css_class,
-                                    style_=style)
-    use_redraw(element, lambda widget: setattr(widget, "children", [build()]), dependencies)
-    return element
+    use_redraw(dependencies)
+    return ipyvuetify.Html.element(tag="div", children=[build()], class_=css_class,
+                                   style_=style)
 
 
 @solara.component
@@ -615,11 +660,9 @@ def LiveHTML(build: Callable[[], str], dependencies: list[Any], css_class: str =
              style: str = ""):
     """An HTML fragment (a table; every cell escaped by its builder) that `build()` makes,
     again after every step (`use_redraw`)."""
-    element = solara.widgets.HTML.element(tag="div", unsafe_innerHTML=build(),
-                                          attributes={"class": css_class, "style": style})
-    use_redraw(element, lambda widget: setattr(widget, "unsafe_innerHTML", build()),
-               dependencies)
-    return element
+    use_redraw(dependencies)
+    return solara.widgets.HTML.element(tag="div", unsafe_innerHTML=build(),
+                                       attributes={"class": css_class, "style": style})
 
 
 #: The pages' grid: as many columns of at least 560 pixels as fit (two on a laptop screen);

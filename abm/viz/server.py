@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -18,9 +19,14 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 from abm.scenario import ScenarioError, load_scenario
-from abm.viz import SCENARIO_ENV
+from abm.viz import SCENARIO_ENV, SETTINGS_ENV
+
+#: Exit codes, as `wsf`'s (abm.cli): bad input; the server failed to start (EX_SOFTWARE).
+EXIT_BAD_INPUT = 2
+EXIT_SERVER_FAILED = 70
 
 #: The only interface the server listens on.
 HOST = "127.0.0.1"
@@ -62,10 +68,15 @@ def solara_command(port: int) -> list[str]:
             "--port", str(port), "--production", "--no-open", "--no-check-version"]
 
 
-def solara_environment(scenario_path: str | Path) -> dict[str, str]:
-    """The child's environment: the scenario for the app, and Solara kept offline."""
+def solara_environment(scenario_path: str | Path, settings: dict[str, Any] | None = None
+                       ) -> dict[str, str]:
+    """The child's environment: the scenario for the app (with the command line's `--set`
+    values, as JSON), and Solara kept offline."""
     env = dict(os.environ)
     env[SCENARIO_ENV] = str(Path(scenario_path).resolve())
+    env.pop(SETTINGS_ENV, None)
+    if settings:
+        env[SETTINGS_ENV] = json.dumps(settings)
     # Solara reports usage to Mixpanel by default; a research tool phones nowhere.
     env["SOLARA_TELEMETRY_MIXPANEL_ENABLE"] = "False"
     # Serve JS/CSS through Solara's local /_solara/cdn proxy (backed by solara-assets) even
@@ -113,28 +124,35 @@ def wait_until_listening(port: int, process: subprocess.Popen, timeout: float) -
     return False
 
 
-def launch(scenario_path: str | Path, port: int | None = None) -> int:
+def launch(scenario_path: str | Path, port: int | None = None, *,
+           settings: dict[str, Any] | None = None, prefix: str = "error") -> int:
     """Serve the app for `scenario_path` on http://127.0.0.1:PORT/ until interrupted.
 
     Args:
         scenario_path: the scenario YAML file.
         port: TCP port; `None` uses 8765, `0` picks a free one.
+        settings: dotted path -> value set on the scenario (`wsf viz --set`).
+        prefix: what starts each message (`wsf viz`), as every `wsf` command's do.
 
-    Returns the exit code: 0 after Ctrl+C (or SIGTERM), 2 for a bad scenario file,
-    1 if the port is taken or the server fails to start.
+    Returns the exit code, with `wsf`'s meanings: 0 after Ctrl+C (or SIGTERM), 2 for bad
+    input (a bad scenario file, a port already in use), 70 if the server fails to start
+    (its own output, above, says why).
     """
     try:
-        load_scenario(scenario_path)
+        scenario = load_scenario(scenario_path)
+        if settings:
+            scenario.with_overrides(settings, source=f"{scenario_path} (command line)")
     except ScenarioError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        print(f"{prefix}: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     port = DEFAULT_PORT if port is None else (free_port() if port == 0 else port)
     if not port_is_free(port):
-        print(f"error: port {port} on {HOST} is already in use; pass --port N "
-              f"(or --port 0 for any free port).", file=sys.stderr)
-        return 1
+        print(f"{prefix}: --port = {port}: the port on {HOST} is already in use; pass a free "
+              f"one with --port N (or --port 0 for any free port).", file=sys.stderr)
+        return EXIT_BAD_INPUT
     parent = os.getpid()
-    process = subprocess.Popen(solara_command(port), env=solara_environment(scenario_path),
+    process = subprocess.Popen(solara_command(port),
+                               env=solara_environment(scenario_path, settings),
                                preexec_fn=lambda: die_with_parent(parent))
     # Forward SIGTERM to the server so that stopping this process never leaves it orphaned.
     previous = None
@@ -142,9 +160,10 @@ def launch(scenario_path: str | Path, port: int | None = None) -> int:
         previous = signal.signal(signal.SIGTERM, lambda *_: process.terminate())
     try:
         if not wait_until_listening(port, process, START_TIMEOUT_S):
-            print(f"error: the visualization server did not start on {HOST}:{port}.",
-                  file=sys.stderr)
-            return 1
+            print(f"{prefix}: internal error: the visualization server did not start on "
+                  f"{HOST}:{port} (its output above says why); this is a bug in wsf, not a "
+                  f"problem with your input.", file=sys.stderr)
+            return EXIT_SERVER_FAILED
         print(f"WallStreetFeds viz of {scenario_path}: http://{HOST}:{port}/ "
               f"(Ctrl+C to stop)", flush=True)
         code = process.wait()

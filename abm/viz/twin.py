@@ -18,6 +18,7 @@ import pandas as pd
 import solara
 
 from abm.viz.charts import (
+    TYPE_COLOURS,
     EChart,
     Grid,
     LiveHTML,
@@ -65,7 +66,8 @@ def type_difference_option(model: Any) -> dict[str, Any]:
     diff = (run.iloc[:n][list(columns.values())] - twin.iloc[:n][list(columns.values())]
             if n else pd.DataFrame(columns=list(columns.values())))
     return line_option(diff, columns, title="By holder type: run minus twin, if sold (USD)",
-                       y_name="USD (run − twin)", markers=round_steps(run))
+                       y_name="USD (run − twin)", markers=round_steps(run),
+                       colours={label: TYPE_COLOURS[label] for label in columns})
 
 
 def attributable_rows(model: Any) -> list[list[str]]:

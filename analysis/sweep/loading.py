@@ -6,7 +6,9 @@
 `clients.parquet` (`client_rewards`, with `data_seed` and `contribution_rank`: what tells
 whether a client is the same client across seeds), per (run, strategy) in `investors.parquet`
 (`investor_performance`) and per (run, holder type) in `holders.parquet` (`holder_outcomes`:
-run minus its counterfactual twin when the sweep ran twins). Each row starts with `run_id`,
+run minus its counterfactual twin when the sweep ran twins); the runs' long tables
+(`abm.tidy`) per (run, step, client) in `tokens.parquet` and per (run, step, holder type) in
+`wealth.parquet`, with `client` and `agent_type` as categoricals. Each row starts with `run_id`,
 one column per grid key (named values by their label), `seed`, `policy` and `method` (from
 each run's resolved config). A grid key's column is its dotted path, or `grid:<path>` when a
 run table already has a column of that name.
@@ -36,12 +38,13 @@ from abm.sweep.store import (
     run_folder,
     sweep_parameters,
 )
+from abm.tidy import LONG_TABLES, long_tables
 from analysis.metrics import client_rewards, holder_outcomes, investor_performance, summarise_run
 from analysis.runs import load_run
 
 __all__ = ["TABLES", "SweepTables", "combine", "combined_is_current", "load_sweep_tables"]
 
-TABLES = ("model", "rounds", "runs", "clients", "investors", "holders")
+TABLES = ("model", "rounds", "runs", "clients", "investors", "holders", *LONG_TABLES)
 
 
 @dataclass(frozen=True)
@@ -108,15 +111,28 @@ def combine(sweep_dir: str | Path) -> dict[str, Path]:
         frames["clients"].append(_labelled(_identified(per_client, run), labels))
         frames["investors"].append(_labelled(per_strategy, labels))
         frames["holders"].append(_labelled(per_holder, labels))
+        for name, table in long_tables(run.model).items():
+            frames[name].append(_labelled(table, labels))
         figures = _flatten(summarise_run(run))
         rows.append({**labels, **{k: v for k, v in figures.items() if k not in labels}})
     out = sweep_dir / COMBINED_DIR
     out.mkdir(exist_ok=True)
-    written = {name: _write_parquet_atomic(pd.concat(parts, ignore_index=True),
-                                           out / f"{name}.parquet")
+    written = {name: _write_parquet_atomic(_concat(parts), out / f"{name}.parquet")
                for name, parts in frames.items()}
     written["runs"] = _write_parquet_atomic(pd.DataFrame(rows), out / "runs.parquet")
     return written
+
+
+def _concat(parts: list[pd.DataFrame]) -> pd.DataFrame:
+    """The runs' rows in one table; a categorical column stays one (runs whose categories
+    differ, e.g. clients, get the union in first-seen order)."""
+    table = pd.concat(parts, ignore_index=True)
+    for column in parts[0].columns:
+        if isinstance(parts[0][column].dtype, pd.CategoricalDtype) and \
+                not isinstance(table[column].dtype, pd.CategoricalDtype):
+            seen = dict.fromkeys(c for part in parts for c in part[column].cat.categories)
+            table[column] = pd.Categorical(table[column], categories=list(seen))
+    return table
 
 
 def combined_is_current(sweep_dir: str | Path) -> bool:
