@@ -296,6 +296,10 @@ def json_schema() -> dict[str, Any]:
     schema["properties"]["base"] = {
         "type": "string", "description": "a scenario file to start from (relative to this "
         "file's folder); the file's other keys are then dotted paths set on it"}
+    schema["properties"]["claims"] = {
+        "type": "array", "items": {"type": "object"},
+        "description": "the file's stated answers, re-measured by `wsf check-claims` "
+                       "(analysis/claims.py); never part of the scenario"}
     schema["patternProperties"] = {r"^[A-Za-z_]\w*(\.\w+)+$": {
         "description": "with `base:`, a dotted field path and its value"}}
     return {"$schema": "https://json-schema.org/draft/2020-12/schema", **schema}

@@ -20,7 +20,9 @@ Figures, by the kind of file:
 - a scenario (one run, with its twin when the scenario asks for one):
   `summary.<dotted path>` into summary.json; `metrics.<key>` into
   `analysis.metrics.summarise_run`; `clients[<behaviour>].<field>` a summary.json client
-  field over the clients of one behaviour, reduced by `agg`;
+  field over the clients of one behaviour, reduced by `agg`; `investors[<strategy>].<column>`
+  a column of `analysis.metrics.investor_performance` for one strategy (e.g.
+  `mean_return_if_sold_pct`);
 - a sweep: `<table>.<column>` over one of the combined tables (`runs`, `clients`,
   `investors`, `holders`), or `report.<csv name>.<column>` over a table of its report
   (e.g. `report.sensitivity.ST`), rows chosen by `where` (column: value) and reduced by
@@ -56,6 +58,7 @@ CLAIMS_KEY = "claims"
 AGGREGATES = ("mean", "median", "min", "max", "sum", "abs_median", "count")
 SWEEP_TABLES = ("runs", "clients", "investors", "holders")
 _CLIENTS = re.compile(r"^clients\[(?P<behaviour>[A-Za-z0-9_]+)\]\.(?P<field>[A-Za-z0-9_]+)$")
+_INVESTORS = re.compile(r"^investors\[(?P<strategy>[A-Za-z0-9_]+)\]\.(?P<field>[A-Za-z0-9_]+)$")
 
 
 class Claim(BaseModel):
@@ -138,10 +141,11 @@ def _check_figure(path: str | Path, kind: str, i: int, claim: Claim) -> None:
     allowed = {"scenario": ("summary", "metrics"),
                "sweep": (*SWEEP_TABLES, "report"),
                "study": ("trials", "front")}[kind]
-    if kind == "scenario" and _CLIENTS.match(figure):
+    if kind == "scenario" and (_CLIENTS.match(figure) or _INVESTORS.match(figure)):
         return
     if head not in allowed or "." not in figure:
-        shapes = {"scenario": "summary.<path>, metrics.<key> or clients[<behaviour>].<field>",
+        shapes = {"scenario": "summary.<path>, metrics.<key>, clients[<behaviour>].<field> "
+                              "or investors[<strategy>].<column>",
                   "sweep": "runs|clients|investors|holders.<column> or "
                            "report.<table>.<column>",
                   "study": "trials.<column> or front.<column>"}[kind]
@@ -193,7 +197,7 @@ def measure_scenario(path: Path, check: ClaimSet) -> list[float]:
     """Run the scenario (with its twin when it asks for one) and read every claimed figure."""
     from abm.run import simulate
     from abm.scenario import load_scenario
-    from analysis.metrics import summarise_run
+    from analysis.metrics import investor_performance, summarise_run
     from analysis.runs import Run
 
     scenario = load_scenario(path)
@@ -203,11 +207,17 @@ def measure_scenario(path: Path, check: ClaimSet) -> list[float]:
     run = Run(path=path, config=result.config, model=result.model, agents=result.agents,
               rounds=result.rounds, summary=result.summary)
     metrics = summarise_run(run)
+    investors = investor_performance(run)
     out = []
     for claim in check.figures:
         head, _, rest = claim.figure.partition(".")
         match = _CLIENTS.match(claim.figure)
-        if match:
+        by_strategy = _INVESTORS.match(claim.figure)
+        if by_strategy:
+            rows = investors[investors["strategy"].astype(str) == by_strategy["strategy"]]
+            out.append(reduce(rows[by_strategy["field"]], claim.agg)
+                       if by_strategy["field"] in rows.columns else math.nan)
+        elif match:
             values = [c.get(match["field"]) for c in result.summary["clients"].values()
                       if c.get("behaviour") == match["behaviour"]]
             out.append(reduce([math.nan if v is None else v for v in values], claim.agg))

@@ -234,9 +234,15 @@ def test_with_the_defaults_investors_are_todays_to_the_last_bit(monkeypatch):
     monkeypatch.setattr(Fundamental, "decide", _public_signal_decide)
     monkeypatch.setattr(Investor, "act", _every_step_act)
     old = simulate(scenario)
+    from abm.agents.orders import ORDER_COLUMNS
+
     for table in ("model", "agents", "rounds"):
-        pd.testing.assert_frame_equal(getattr(new, table), getattr(old, table),
-                                      check_exact=True)
+        # Every trade the same to the last bit. The order counters are not trades: the
+        # reference path asks for what its limits already capped, so it records no cuts.
+        pd.testing.assert_frame_equal(
+            getattr(new, table).drop(columns=list(ORDER_COLUMNS), errors="ignore"),
+            getattr(old, table).drop(columns=list(ORDER_COLUMNS), errors="ignore"),
+            check_exact=True)
     # The manipulator's phases are now events (the only difference).
     kinds = new.events["kind"].tolist()
     assert [k for k in kinds if k != "round"] == ["pump_start", "pump_end", "dump"]

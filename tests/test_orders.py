@@ -28,7 +28,8 @@ def _cap(reserve_in: int) -> int:
 def _one_investor(**group) -> WallStreetFedsModel:
     scenario = small_scenario(**{
         "rewards.policy": "equal", "liquidity_providers": [],
-        "investors": [{"strategy": "noise", "count": 1, "cash": 1000, **group}]})
+        "investors": [{"strategy": "noise", "count": 1, "cash": 1000, "inventory": 0.0,
+                       **group}]})
     model = WallStreetFedsModel(scenario)
     model.view.update(0, *model._market_arrays())
     return model
