@@ -188,17 +188,18 @@ def _reward_title(tables: SweepTables, by_rank: bool) -> str:
     """The per-client figure's title: what is plotted, on which data, under which policy,
     with the estimator and interval its table (`client_rewards`) gives."""
     frame = tables.clients
-    policies = ", ".join(str(p) for p in dict.fromkeys(frame["policy"])) if not frame.empty \
-        else "no"
+    names = [str(p) for p in dict.fromkeys(frame["policy"])] if not frame.empty else []
+    policies = f"{', '.join(names) or 'no'} polic{'ies' if len(names) > 1 else 'y'}"
     per_point = frame.groupby([*tables.params, "client"], sort=False, dropna=False)[
         "seed"].nunique() if not frame.empty else pd.Series([0])
     low, high = int(per_point.min()), int(per_point.max())
     seeds = f"{low}" if low == high else f"{low}-{high}"
     kind = metric_kind("allotted_vs_equal_pct")
     return (f"Per-{'behaviour and contribution rank' if by_rank else 'client'} reward vs an "
-            f"equal payout: allotted and attributable ({policies} policy)\n"
+            f"equal payout: allotted and attributable ({policies})\n"
             f"Data: {dataset_label(tables)}\n"
-            f"{ESTIMATORS[kind]} ({seeds} seeds, {tables.confidence:.0%}), as in table "
+            f"{ESTIMATORS[kind]} ({seeds} seed{'s' if high != 1 else ''}, "
+            f"{tables.confidence:.0%}), as in table "
             f"client_rewards")
 
 
