@@ -95,3 +95,25 @@ def test_tiny_paper_figure_draws_exactly_its_table(tiny_sweep: Path) -> None:
     # On a local CIFAR-10 copy, the figure says so.
     real = dataclasses.replace(tables, clients=clients.assign(dataset="cifar10"))
     assert "Data: CIFAR-10 (a local copy)" in _reward_title(real, by_rank=False)
+
+
+def test_the_stand_in_is_cifar_shaped_and_drawn_from_its_seeds() -> None:
+    from abm.fl.data import load_dataset
+
+    def load(seed: int, **params) -> object:
+        return load_dataset("cifar10_standin", rng=np.random.default_rng(seed), n_samples=1500,
+                            **params)
+
+    ds = load(1)
+    assert ds.X.shape == (1500, 3, 32, 32) and ds.n_classes == 10
+    assert ds.name == "cifar10_standin" and set(np.unique(ds.y)) == set(range(10))
+    # standardised per channel, as cifar10 is
+    np.testing.assert_allclose(ds.X.mean(axis=(0, 2, 3)), 0.0, atol=1e-4)
+    np.testing.assert_allclose(ds.X.std(axis=(0, 2, 3)), 1.0, atol=1e-3)
+    again = load(1)
+    assert np.array_equal(ds.X, again.X) and np.array_equal(ds.y, again.y)
+    assert not np.array_equal(ds.X, load(2).X)
+    assert not np.array_equal(ds.X, load(1, template_seed=1).X)
+    # classes differ by their templates: a class's mean image is far from another's
+    means = np.stack([ds.X[ds.y == k].mean(axis=0) for k in range(10)])
+    assert np.abs(means[0] - means[1]).mean() > 0.2
