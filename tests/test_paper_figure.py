@@ -117,3 +117,22 @@ def test_the_stand_in_is_cifar_shaped_and_drawn_from_its_seeds() -> None:
     # classes differ by their templates: a class's mean image is far from another's
     means = np.stack([ds.X[ds.y == k].mean(axis=0) for k in range(10)])
     assert np.abs(means[0] - means[1]).mean() > 0.2
+
+
+def test_paper_cifar10_points_at_a_local_copy_by_swapping_its_dataset_lines(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the header of scenarios/paper_cifar10.yaml tells a user with CIFAR-10 to do."""
+    from abm.scenario import load_scenario
+    from tests.test_shipped_scenarios import fake_cifar10_binary
+
+    copy = fake_cifar10_binary(tmp_path / "data")
+    monkeypatch.chdir(tmp_path)
+    text = (ROOT / "scenarios" / "paper_cifar10.yaml").read_text()
+    standin = "  dataset: {name: cifar10_standin, n_samples: 12000}\n"
+    real = "  # dataset: {name: cifar10, path: data/cifar-10-python.tar.gz, n_samples: 12000}\n"
+    assert standin in text and real in text
+    text = text.replace(standin, "").replace(real, real.replace("# ", "", 1))
+    text = text.replace("data/cifar-10-python.tar.gz", str(copy)).replace("12000", "600")
+    (tmp_path / "paper_cifar10.yaml").write_text(text)
+    scenario = load_scenario(tmp_path / "paper_cifar10.yaml")
+    assert scenario.fl.dataset.name == "cifar10" and scenario.fl.dataset.n_samples == 600
