@@ -200,7 +200,7 @@ class FLSpec(_Spec):
                                 unit="fraction", ge=0.05, le=0.5)
     model: Literal["logreg", "mlp", "cnn"] = param(
         "mlp", "logreg: softmax regression; mlp: one hidden layer; cnn: a small convolutional "
-        "net for 32x32 colour images (cifar10)"
+        "net for 32x32 colour images (cifar10, cifar10_standin)"
     )
     hidden: int = param(32, "units of the MLP's hidden layer", ge=1, le=4096)
     local_epochs: int = param(1, "passes over its data each client makes per round",
@@ -485,7 +485,8 @@ class Scenario(_Spec):
                                                    **issuance.model_dump(mode="json")}, problem)
         if self.fl.model == "cnn" and source.image_shape != (3, 32, 32):
             raise FieldProblem(
-                "fl.model", "cnn", "the CNN expects 32x32 colour images: use it with cifar10"
+                "fl.model", "cnn",
+                "the CNN expects 32x32 colour images: use it with cifar10 or cifar10_standin"
             )
         m = self.market
         if m.pool_tokens > m.initial_supply and m.seeded_by == "client":

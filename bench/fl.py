@@ -258,8 +258,10 @@ def report_exact_and_gtg(f: dict[str, Any]) -> list[tuple[str, str, str, bool]]:
 def cifar() -> dict[str, Any]:
     data = read_yaml(CIFAR)
     with tempfile.TemporaryDirectory() as tmp:
-        data["fl"]["dataset"]["path"] = tmp  # the stand-in instead of the file's local copy
-        write_cifar_like(Path(tmp), data["fl"]["dataset"].get("n_samples", 12_000), seed=SEED)
+        # bench.cifar_like's files read as a CIFAR-10 copy (whichever dataset the file names)
+        n_samples = data["fl"]["dataset"].get("n_samples", 12_000)
+        data["fl"]["dataset"] = {"name": "cifar10", "path": tmp, "n_samples": n_samples}
+        write_cifar_like(Path(tmp), n_samples, seed=SEED)
         sc = parse_scenario(data, source=str(CIFAR))
         fl = sc.fl
         n = sc.n_clients

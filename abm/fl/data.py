@@ -6,7 +6,8 @@ Each dataset is a registered component (`abm.registry`, kind ``dataset``): a
 :class:`DatasetSource` subclass with a ``name``, a ``Params`` model (its options) and
 ``load(rng)``. The built-in sources are the classes below: ``digits``, ``breast_cancer``,
 ``wine`` (scikit-learn's bundled sets), ``synthetic`` (``make_classification``) and
-``cifar10`` (a local copy, see :mod:`abm.fl.cifar`). ``n_samples`` (every source) draws that
+``cifar10`` (a local copy, see :mod:`abm.fl.cifar`) and ``cifar10_standin`` (CIFAR-shaped
+synthetic images, for when no copy is at hand). ``n_samples`` (every source) draws that
 many samples without replacement with ``rng`` (``synthetic`` generates that many instead).
 ``rng`` is a ``numpy.random.Generator``. Nothing here imports torch.
 """
@@ -284,6 +285,46 @@ class Cifar10(DatasetSource):
             sd[sd == 0] = 1.0
             X = (X - mu) / sd
         return Dataset(X, labels, 10, "cifar10")
+
+
+class Cifar10StandIn(DatasetSource):
+    """A CIFAR-shaped synthetic stand-in, not CIFAR-10: 32x32 colour images in 10 classes,
+    each its class's smooth colour template (a random 4x4 pattern upsampled, drawn from
+    `template_seed`) plus strong pixel noise, standardised per channel like `cifar10`. A small
+    CNN learns it gradually, as it learns CIFAR-10, so the learning's cost and dynamics have
+    CIFAR-10's shape; what the pictures show does not. For the paper's setting when no
+    CIFAR-10 copy is at hand (`scenarios/sweeps/paper_figure.yaml`); the images are drawn
+    with the data stream (`fl.partition.seed`)."""
+
+    name = "cifar10_standin"
+    image_shape = (3, 32, 32)
+    classes = 10
+
+    class Params(_SourceParams):
+        template_seed: int = param(0, "seed of the ten class templates (the 'dataset')",
+                                   ge=0, le=2**32 - 1)
+        noise: float = param(90.0, "standard deviation of the pixel noise, in pixel levels "
+                             "(0-255); larger is harder", ge=0, le=1000)
+
+    def expected_size(self) -> int:
+        return 12_000 if self.params.n_samples is None else self.params.n_samples
+
+    def load(self, rng):
+        p = self.params
+        n = self.expected_size()
+        coarse = np.random.default_rng(p.template_seed).uniform(90, 165, size=(10, 3, 4, 4))
+        templates = np.repeat(np.repeat(coarse, 8, axis=2), 8, axis=3)  # (10, 3, 32, 32)
+        labels = rng.integers(0, 10, size=n)
+        X = np.empty((n, 3, 32, 32), dtype=np.float32)
+        for start in range(0, n, 1000):  # in blocks: the noise of 12,000 images is 295 MB
+            block = labels[start:start + 1000]
+            noise = rng.normal(0.0, p.noise, size=(len(block), 3, 32, 32))
+            # pixel levels, as a copy of CIFAR-10 would hold them (uint8), scaled to [0, 1]
+            X[start:start + 1000] = np.floor(np.clip(templates[block] + noise, 0, 255)) / 255.0
+        mu = X.mean(axis=(0, 2, 3), keepdims=True)
+        sd = X.std(axis=(0, 2, 3), keepdims=True)
+        sd[sd == 0] = 1.0
+        return Dataset((X - mu) / sd, labels, 10, "cifar10_standin")
 
 
 def load_dataset(

@@ -21,7 +21,8 @@ from matplotlib.figure import Figure
 
 from analysis.figures import save_figure
 from analysis.sweep.loading import SweepTables
-from analysis.sweep.tables import METHOD_PATH, POLICY_PATH, summary_tables
+from analysis.sweep.statistics import metric_kind
+from analysis.sweep.tables import METHOD_PATH, POLICY_PATH, dataset_label, summary_tables
 
 __all__ = ["FIGURE_NAMES", "FIGURE_TABLES", "figure_data", "make_sweep_figures"]
 
@@ -41,6 +42,12 @@ FIGURE_TABLES = {
 PANEL_SIZE = (4.6, 3.3)  # inches per facet panel
 MAX_COLUMNS = 3  # facet panels per row
 ATTRIBUTABLE = "attributable (run − twin, if sold)"
+ALLOTTED = "allotted by the policy"
+#: How a figure's title names the estimator of each kind of metric (`metric_kind`).
+ESTIMATORS = {"mean": "Bars: mean over seeds; whiskers: Student-t interval",
+              "correlation": "Bars: Fisher-z mean over seeds; whiskers: its interval",
+              "bootstrap": "Bars: mean over seeds; whiskers: percentile-bootstrap interval",
+              "proportion": "Bars: mean over seeds; whiskers: percentile-bootstrap interval"}
 #: The figure data's columns: panel, bar group, bar colour, the table's row and metric,
 #: centre, interval.
 DATA_COLUMNS = ["facet", "x", "hue", "row", "metric", "value", "low", "high"]
@@ -61,10 +68,17 @@ def figure_data(tables: SweepTables) -> dict[str, pd.DataFrame]:
     keyed["_x"] = (keyed["client"].astype(str) if "client" in clients.by else
                    keyed["behaviour"].astype(str) + " #"
                    + keyed["contribution_rank"].astype(str))
-    measures = [_long(keyed, "allotted_vs_equal_pct", "_x", policy, [method, *rest],
-                      "allotted by the policy"),
-                _long(keyed, "attributable_vs_equal_pct", "_x", policy, [method, *rest],
-                      ATTRIBUTABLE)]
+    if keyed[policy].nunique(dropna=False) <= 1 if policy in keyed.columns else True:
+        # One policy (the paper's figure): a panel per method, allotted and attributable
+        # side by side in it, one colour each.
+        measures = [_long(keyed.assign(_m=label), metric, "_x", "_m", [method, *rest])
+                    for metric, label in (("allotted_vs_equal_pct", ALLOTTED),
+                                          ("attributable_vs_equal_pct", ATTRIBUTABLE))]
+    else:
+        measures = [_long(keyed, "allotted_vs_equal_pct", "_x", policy, [method, *rest],
+                          ALLOTTED),
+                    _long(keyed, "attributable_vs_equal_pct", "_x", policy, [method, *rest],
+                          ATTRIBUTABLE)]
     if measures[1]["value"].isna().all():  # no twins in this sweep: the allotment alone
         measures = measures[:1]
     rewards = pd.concat(measures, ignore_index=True)
@@ -92,7 +106,7 @@ def _long(frame: pd.DataFrame, metric: str, x: str, hue: str, facets: Sequence[s
     parts: list[pd.Series] = []
     for key in facets:
         if key in frame.columns and frame[key].nunique(dropna=False) > 1:
-            label = f"{key} " if key == "method" else f"{key}="
+            label = "method " if key in ("method", METHOD_PATH) else f"{key}="
             parts.append(label + frame[key].astype(str))
     facet = pd.Series([""] * len(frame), index=frame.index, dtype=object)
     for part in parts:
@@ -125,17 +139,18 @@ def make_sweep_figures(
     level = f"{tables.confidence:.0%} CI over seeds, as in its table"
     data = figure_data(tables)
     rewards = data["reward_vs_equal"]
-    twins = rewards["facet"].str.endswith(ATTRIBUTABLE).any()
+    by_measure = set(rewards["hue"]) <= {ALLOTTED, ATTRIBUTABLE}
+    twins = not by_measure and rewards["facet"].str.endswith(ATTRIBUTABLE).any()
     zero = pd.Series(0.0, index=list(dict.fromkeys(rewards["facet"])))
     by_rank = not rewards.empty and " #" in rewards["x"].iloc[0]
     figures = {
         "reward_vs_equal": _bars(
             rewards,
-            xlabel="Behaviour #contribution rank" if by_rank else "Client",
-            ylabel="Difference from the equal split (%)",
-            hue="policy",
-            title=f"Allotted and attributable reward vs the equal split, per "
-                  f"{'behaviour and contribution rank' if by_rank else 'client'} ({level})",
+            xlabel=("Behaviour #contribution rank" if by_rank
+                    else "Client (the same data in every seed)"),
+            ylabel="Reward vs the equal split (%)\n100 × (reward / equal split − 1)",
+            hue="reward" if by_measure else "policy",
+            title=_reward_title(tables, by_rank),
             reference=("equal split (0 %)", zero),
             columns=2 if twins else MAX_COLUMNS,
         ),
@@ -167,6 +182,25 @@ def make_sweep_figures(
     }
     return [file for name in FIGURE_NAMES
             for file in save_figure(figures[name], out, name, formats)]
+
+
+def _reward_title(tables: SweepTables, by_rank: bool) -> str:
+    """The per-client figure's title: what is plotted, on which data, under which policy,
+    with the estimator and interval its table (`client_rewards`) gives."""
+    frame = tables.clients
+    names = [str(p) for p in dict.fromkeys(frame["policy"])] if not frame.empty else []
+    policies = f"{', '.join(names) or 'no'} polic{'ies' if len(names) > 1 else 'y'}"
+    per_point = frame.groupby([*tables.params, "client"], sort=False, dropna=False)[
+        "seed"].nunique() if not frame.empty else pd.Series([0])
+    low, high = int(per_point.min()), int(per_point.max())
+    seeds = f"{low}" if low == high else f"{low}-{high}"
+    kind = metric_kind("allotted_vs_equal_pct")
+    return (f"Per-{'behaviour and contribution rank' if by_rank else 'client'} reward vs an "
+            f"equal payout: allotted and attributable ({policies})\n"
+            f"Data: {dataset_label(tables)}\n"
+            f"{ESTIMATORS[kind]} ({seeds} seed{'s' if high != 1 else ''}, "
+            f"{tables.confidence:.0%}), as in table "
+            f"client_rewards")
 
 
 def _bars(

@@ -4,11 +4,12 @@
 `model.parquet`, per (run, client, round) in `rounds.parquet`, per run in `runs.parquet`
 (parameters and the `summarise_run` headline figures), per (run, client) in
 `clients.parquet` (`client_rewards`, with `data_seed` and `contribution_rank`: what tells
-whether a client is the same client across seeds), per (run, strategy) in `investors.parquet`
-(`investor_performance`) and per (run, holder type) in `holders.parquet` (`holder_outcomes`:
-run minus its counterfactual twin when the sweep ran twins); the runs' long tables
-(`abm.tidy`) per (run, step, client) in `tokens.parquet` and per (run, step, holder type) in
-`wealth.parquet`, with `client` and `agent_type` as categoricals. Each row starts with `run_id`,
+whether a client is the same client across seeds; and `dataset`, the data it learned), per
+(run, strategy) in `investors.parquet` (`investor_performance`) and per (run, holder type)
+in `holders.parquet` (`holder_outcomes`: run minus its counterfactual twin when the sweep
+ran twins); the runs' long tables (`abm.tidy`) per (run, step, client) in `tokens.parquet` and
+per (run, step, holder type) in `wealth.parquet`, with `client` and `agent_type` as
+categoricals. Each row starts with `run_id`,
 one column per grid key (named values by their label), `seed`, `policy` and `method` (from
 each run's resolved config). A grid key's column is its dotted path, or `grid:<path>` when a
 run table already has a column of that name.
@@ -146,8 +147,9 @@ def combined_is_current(sweep_dir: str | Path) -> bool:
                               columns=["run_id"])["run_id"]
     except (OSError, ValueError, KeyError):
         return False
-    if "data_seed" not in _parquet_columns(sweep_dir / COMBINED_DIR / "clients.parquet"):
-        return False  # written before clients carried what identifies them across seeds
+    if not {"data_seed", "dataset"} <= set(
+            _parquet_columns(sweep_dir / COMBINED_DIR / "clients.parquet")):
+        return False  # written before clients carried what identifies them and their data
     return len(ids) == len(set(ids)) and set(ids) == finished_run_ids(sweep_dir)
 
 
@@ -198,13 +200,14 @@ def load_sweep_tables(sweep_dir: str | Path) -> SweepTables:
 
 def _identified(per_client: pd.DataFrame, run: Any) -> pd.DataFrame:
     """`client_rewards` of one run with what identifies a client across seeds:
-    `data_seed` (the seed its data was drawn from: `fl.partition.seed`, else the run seed)
-    and `contribution_rank` (1 = the largest cumulative contribution of the run; ties in
-    table order)."""
+    `data_seed` (the seed its data was drawn from: `fl.partition.seed`, else the run seed),
+    `dataset` (`fl.dataset.name`) and `contribution_rank` (1 = the largest cumulative
+    contribution of the run; ties in table order)."""
     partition = ((run.config.get("fl") or {}).get("partition") or {}).get("seed")
     out = per_client.copy()
     seed = run.seed if partition is None else partition
     out["data_seed"] = -1 if seed is None else int(seed)
+    out["dataset"] = _config_value(run.config, "fl", "dataset", "name")
     out["contribution_rank"] = (out["contribution"].rank(ascending=False, method="first")
                                 .astype("int64"))
     return out

@@ -15,7 +15,7 @@ from analysis.sweep.loading import SweepTables
 from analysis.sweep.statistics import summarise_over_seeds
 
 __all__ = ["HEADLINE", "METHOD_PATH", "POLICY_PATH", "SummaryTable", "client_keys",
-           "clients_identified", "summary_tables", "sweep_summary_tables"]
+           "clients_identified", "dataset_label", "summary_tables", "sweep_summary_tables"]
 
 # Grid keys that the policy and method columns (read from each run's config) already show.
 POLICY_PATH = "rewards.policy"
@@ -31,6 +31,11 @@ HEADLINE = tuple(o for o in RUN_OUTPUTS if o not in (
     "total_reward_usd", "investor_pnl_usd", "mean_participation", "final_participating",
     "ir_violations", "training_costs_usd",
     *(m for m in MARKET_METRICS if m != "price_contribution_spearman")))
+#: How reports name a dataset (`fl.dataset.name`) whose name alone could mislead.
+DATASET_LABELS = {
+    "cifar10": "CIFAR-10 (a local copy)",
+    "cifar10_standin": "the CIFAR-shaped synthetic stand-in (not CIFAR-10)",
+}
 CLIENT_METRICS = (
     "contribution",
     "allotted_usd",
@@ -119,6 +124,15 @@ def clients_identified(tables: SweepTables) -> bool:
     return bool((counts <= 1).all())
 
 
+def dataset_label(tables: SweepTables) -> str:
+    """The data the sweep's clients learned, in words (`DATASET_LABELS`; several joined by
+    " and "; "unknown data" for combined tables written before the column existed)."""
+    if "dataset" not in tables.clients.columns or tables.clients.empty:
+        return "unknown data"
+    names = [str(n) for n in dict.fromkeys(tables.clients["dataset"])]
+    return " and ".join(DATASET_LABELS.get(n, n) for n in names)
+
+
 def client_keys(tables: SweepTables) -> list[str]:
     """The columns that tell clients apart in the per-client table: `client` when clients are
     identified across seeds (`clients_identified`), otherwise `behaviour` and
@@ -174,7 +188,8 @@ def summary_tables(tables: SweepTables) -> list[SummaryTable]:
             "*attributable* = realisable final wealth of the run minus its counterfactual "
             "twin's (same seed, budget 0; n/a when the sweep ran no twins), i.e. the paired "
             "difference per seed; *mtm change* = final − initial wealth at spot "
-            "(speculation included, no measure of reward). " + identity,
+            "(speculation included, no measure of reward). Centres are means over seeds, "
+            "intervals Student t. Data: " + dataset_label(tables) + ". " + identity,
             summarise_over_seeds(tables.clients, [*_settings(by), *keys], CLIENT_METRICS, c),
             [*_settings(by), *keys],
             CLIENT_METRICS,
