@@ -11,6 +11,7 @@ coercions, 11 messages, 12 every entry point and internal errors.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import itertools
 import os
@@ -21,6 +22,7 @@ import subprocess
 import sys
 import tarfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -411,6 +413,86 @@ def test_8_a_killed_sweep_driver_leaves_no_process_behind(tmp_path, sig):
         assert proc.returncode == 128 + signal.SIGTERM
     # Finished runs were kept, half runs were not, and the sweep resumes.
     assert all((run / "params.json").is_file() for run in (out / "runs").glob("*"))
+
+
+#: A CPU-burning process that ends by itself after 120 s (a test's cleanup kills it sooner).
+_BURNER = "import time\nend = time.monotonic() + 120\nwhile time.monotonic() < end:\n    pass\n"
+
+
+@contextlib.contextmanager
+def cpu_load(processes: int) -> Iterator[None]:
+    """`processes` CPU-burning processes for the duration of the block, killed on the way out
+    whatever happens (load average ~5 on two cores with 4 of them)."""
+    burners = [subprocess.Popen([sys.executable, "-c", _BURNER], start_new_session=True)
+               for _ in range(processes)]
+    try:
+        yield
+    finally:
+        for burner in burners:
+            kill_session(burner.pid)
+            burner.wait(timeout=30)
+
+
+def _forkserver_state(sid: int) -> tuple[int | None, int]:
+    """(pid of the session's forkserver or None, number of its children)."""
+    server, parents = None, []
+    for pid in session_members(sid):
+        with contextlib.suppress(OSError):
+            if b"forkserver" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                server = pid
+            stat = Path(f"/proc/{pid}/stat").read_text()
+            parents.append(int(stat[stat.rindex(")") + 2:].split()[1]))
+    return server, sum(parent == server for parent in parents)
+
+
+@pytest.mark.parametrize("phase", ["importing", "running"])
+@pytest.mark.parametrize("command", ["sweep", "optimize"])
+def test_8_sigterm_stops_every_worker_within_5_s_under_load(tmp_path, command, phase):
+    # The referee's case: SIGTERM to a sweep driver at load average 5 left 2 processes alive
+    # 10 s later, the forkserver still importing torch and multiprocessing's resource tracker;
+    # the forkserver then forked workers for the dead driver, which printed tracebacks.
+    base = scenario_file(tmp_path)
+    if command == "sweep":
+        spec = sweep_file(tmp_path, base, "seeds: 6\noverrides: {steps: 400}\n")
+        extra = []
+    else:
+        spec = sweep_file(tmp_path, base, "name: st\nseeds: 1\noverrides: {steps: 400}\n"
+                          "parameters: {market.fee_bps: {low: 5, high: 100}}\n"
+                          "objectives: [{output: distribution_cost_usd, direction: minimize}]\n",
+                          name="study.yaml")
+        extra = ["--trials", "4"]
+    out = tmp_path / "out"
+    with cpu_load(2 * (os.cpu_count() or 2)):
+        proc = subprocess.Popen([*WSF, command, str(spec), "--workers", "2", "--out", str(out),
+                                 *extra], start_new_session=True, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE, text=True)
+        try:
+            deadline = time.monotonic() + 180
+            while True:
+                assert proc.poll() is None, proc.stderr.read()
+                assert time.monotonic() < deadline, f"the workers never reached {phase}"
+                server, workers = _forkserver_state(proc.pid)
+                if phase == "importing" and server is not None:
+                    break  # the forkserver is importing the simulation stack: no worker yet
+                if phase == "running" and len(list((out / "tmp").glob("*"))) >= 2:
+                    break  # both workers are running a run
+                time.sleep(0.01)
+            if phase == "importing":
+                assert workers == 0
+            proc.send_signal(signal.SIGTERM)
+            sent = time.monotonic()
+            while (left := session_members(proc.pid)) and time.monotonic() < sent + 5:
+                time.sleep(0.05)
+            assert not left, [Path(f"/proc/{p}/cmdline").read_bytes()[:80] for p in left]
+            proc.wait(timeout=5)
+        finally:
+            kill_session(proc.pid)
+            proc.wait(timeout=30)
+        err = proc.stderr.read()
+        proc.stderr.close()
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert "Traceback" not in err, err
+    assert "terminated (SIGTERM)" in err
 
 
 # -- 9. sweep sizes ---------------------------------------------------------------------------
