@@ -337,23 +337,25 @@ def _report(args: argparse.Namespace) -> int:
     if not folder.is_dir():
         what = "a file, not a folder" if folder.exists() else "no such folder"
         raise FileNotFoundError(f"{folder}: {what} (expected a run or sweep folder)")
-    if (folder / "sweep.yaml").is_file():
-        from analysis.sweep import write_sweep_report
+    from analysis.runs import RunFolderError
 
-        path = write_sweep_report(folder)
-    else:
-        from analysis.report import write_report
-        from analysis.runs import RunFolderError
+    try:
+        if (folder / "sweep.yaml").is_file():
+            from analysis.sweep import write_sweep_report
 
-        try:
+            path = write_sweep_report(folder)
+        else:
+            from analysis.report import write_report
+
             path = write_report(folder)
-        except RunFolderError as exc:
-            raise ScenarioError(str(exc)) from None
-        except (IsADirectoryError, NotADirectoryError, PermissionError) as exc:
-            # e.g. report.md or figures/ replaced by something that is not writable there
-            raise ScenarioError(f"{exc.filename2 or exc.filename or folder}: cannot write the "
-                                f"report there "
-                                f"({exc.strerror}); move it away and run again.") from None
+    except RunFolderError as exc:
+        raise ScenarioError(str(exc)) from None
+    except (IsADirectoryError, NotADirectoryError, PermissionError, FileExistsError) as exc:
+        # e.g. report.md, figures/, report/ or combined/ replaced by something that is not
+        # writable there
+        raise ScenarioError(f"{exc.filename2 or exc.filename or folder}: cannot write the "
+                            f"report there "
+                            f"({exc.strerror}); move it away and run again.") from None
     print(f"report: {path}")
     return 0
 
