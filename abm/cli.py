@@ -280,7 +280,7 @@ def _schema(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from abm.run import default_out_dir, prepare_output, simulate, write_run
+    from abm.run import claim_output, default_out_dir, prepare_output, simulate, write_run
 
     scenario = load_scenario(args.file)
     overrides = {}
@@ -292,9 +292,10 @@ def _run(args: argparse.Namespace) -> int:
         scenario = scenario.with_overrides(overrides, source=f"{args.file} (command line)")
     out = args.out or default_out_dir(scenario)
     prepare_output(out)  # before the run, not after minutes of simulation
-    result = simulate(scenario, check=args.check, progress=True,
-                      counterfactual=args.counterfactual or scenario.counterfactual)
-    write_run(result, out)
+    with claim_output(out):  # a second `wsf run` into the same --out is told now
+        result = simulate(scenario, check=args.check, progress=True,
+                          counterfactual=args.counterfactual or scenario.counterfactual)
+        write_run(result, out)
     _print_summary(result.summary, out)
     if args.no_report:
         print(f"report: not written (--no-report); `wsf report {out}` writes it")

@@ -382,6 +382,56 @@ def test_7_sigterm_while_writing_leaves_no_folder_and_stale_ones_are_cleaned(tmp
     assert sorted(p.name for p in parent.iterdir()) == []  # neither the run nor any temp
 
 
+def test_7_a_run_into_an_out_another_run_claimed_is_refused_before_simulating(tmp_path):
+    path = scenario_file(tmp_path)
+    out = tmp_path / "runs" / "run"
+    claim = out.parent / ".run.wsf-claim"
+    claim.mkdir(parents=True)
+    (claim / "owner").write_text(f"{socket.gethostname()} {os.getpid()}")  # alive: this one
+    outcome = run_wsf("run", str(path), "--out", str(out), "--steps", "500",
+                      memory_mb=TORCH_AS_MB)
+    assert_refused(outcome, str(out), f"another `wsf run` (pid {os.getpid()} on",
+                   "is writing this output folder")
+    assert "500/500" not in outcome.stderr  # refused before the progress bar
+    assert not out.exists() and (claim / "owner").is_file()  # the other run's claim is kept
+
+
+def test_7_a_claim_left_by_a_dead_run_is_taken_over(tmp_path, capsys):
+    path = scenario_file(tmp_path)
+    out = tmp_path / "run"
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    claim = tmp_path / ".run.wsf-claim"
+    claim.mkdir()
+    (claim / "owner").write_text(f"{socket.gethostname()} {dead.pid}")
+    assert main(["run", str(path), "--out", str(out), "--steps", "10", "--no-report"]) == 0
+    assert (out / "summary.json").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run", "s.yaml"]  # claim removed
+
+
+def test_7_of_two_runs_into_one_new_out_the_loser_is_told_before_simulating(tmp_path):
+    # Were: the loser simulated the whole run, then failed on the final rename (an internal
+    # error before the rename check, the "already exists" message after it).
+    path = scenario_file(tmp_path)
+    out = tmp_path / "run"
+    procs = [subprocess.Popen([*WSF, "run", str(path), "--out", str(out), "--steps", "400",
+                               "--no-report"], start_new_session=True, text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+             for _ in range(2)]
+    try:
+        outcomes = [(proc.wait(timeout=300), *proc.communicate(timeout=30)) for proc in procs]
+    finally:
+        for proc in procs:
+            kill_session(proc.pid)
+    codes = sorted(code for code, _, _ in outcomes)
+    assert codes == [0, 2], outcomes
+    loser = next(err for code, _, err in outcomes if code == 2)
+    assert "internal error" not in loser and "Traceback" not in loser, loser
+    assert ("is writing this output folder" in loser or "already exists" in loser), loser
+    assert "400/400" not in loser  # told before simulating
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run", "s.yaml"]
+
+
 # -- 8. a killed sweep driver leaves no process -----------------------------------------------
 
 
