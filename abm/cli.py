@@ -337,7 +337,7 @@ def _report(args: argparse.Namespace) -> int:
     folder: Path = args.folder
     if not folder.is_dir():
         what = "a file, not a folder" if folder.exists() else "no such folder"
-        raise FileNotFoundError(f"{folder}: {what} (expected a run or sweep folder)")
+        raise FileNotFoundError(f"{folder}: {what} (expected a run, sweep or study folder)")
     from analysis.runs import RunFolderError
 
     try:
@@ -345,6 +345,16 @@ def _report(args: argparse.Namespace) -> int:
             from analysis.sweep import write_sweep_report
 
             path = write_sweep_report(folder)
+        elif (folder / "optimize.yaml").is_file():
+            from analysis.optimize import load_study_trials, write_study_figures
+
+            _, _, skipped = load_study_trials(folder)
+            for trial, why in skipped.items():
+                print(f"wsf report: warning: {trial} left out of the figure: {why}",
+                      file=sys.stderr)
+            figures = write_study_figures(folder)
+            print(f"figures: {', '.join(str(f) for f in figures)}")
+            return 0
         else:
             from analysis.report import write_report
 
