@@ -426,7 +426,7 @@ def _stop_workers(pool: ProcessPoolExecutor) -> None:
     before its children are listed, so that none is forked unseen; processes are watched
     through /proc, not `Process.join`, because a forkserver's child is joined through the
     forkserver. SIGINT and SIGTERM are held off meanwhile (a second Ctrl-C or SIGTERM would
-    abort the cleanup half-way) and delivered after it. ProcessPoolExecutor offers no way to
+    abort the cleanup half-way) and delivered again after it. ProcessPoolExecutor offers no way to
     stop running workers before Python 3.14 (`terminate_workers`), so its `_processes` map
     is used.
     """
@@ -532,21 +532,38 @@ def _children(parent: int) -> set[int]:
     return children
 
 
-_STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
-def _hold_signals() -> set[int] | None:
-    """Block SIGINT and SIGTERM in this thread (the main thread, where Python runs handlers);
-    return the previous mask, None where it cannot be done."""
-    if threading.current_thread() is not threading.main_thread() \
-            or not hasattr(signal, "pthread_sigmask"):
+@dataclass
+class _Held:
+    """Handlers replaced while the workers are stopped, and the signals that came meanwhile."""
+
+    handlers: dict[int, Any]
+    received: list[int]
+
+
+def _hold_signals() -> _Held | None:
+    """Hold SIGINT and SIGTERM off: their handlers are replaced by one that notes them (a
+    signal mask would not do: the kernel hands a blocked signal to another thread, and
+    Python runs the handler in the main thread all the same). None outside the main thread,
+    where handlers cannot be changed."""
+    if threading.current_thread() is not threading.main_thread():
         return None
-    return set(signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS))
+    held = _Held({}, [])
+    for sig in _STOP_SIGNALS:
+        held.handlers[sig] = signal.signal(sig, lambda signum, frame: held.received.append(signum))
+    return held
 
 
-def _release_signals(previous: set[int] | None) -> None:
-    if previous is not None:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+def _release_signals(held: _Held | None) -> None:
+    """Restore the handlers; deliver again the first signal that came while they were held."""
+    if held is None:
+        return
+    for sig, handler in held.handlers.items():
+        signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
+    if held.received:
+        signal.raise_signal(held.received[0])
 
 
 #: Dask worker callbacks paused during a sweep: diagnostics only (the statistical profiler,
