@@ -380,7 +380,7 @@ def _schema(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from abm.run import default_out_dir, prepare_output, simulate, write_run
+    from abm.run import claim_output, default_out_dir, prepare_output, simulate, write_run
 
     overrides = {}
     if args.seed is not None:
@@ -390,9 +390,10 @@ def _run(args: argparse.Namespace) -> int:
     scenario = _with_settings(load_scenario(args.file), args, overrides)
     out = args.out or default_out_dir(scenario)
     prepare_output(out)  # before the run, not after minutes of simulation
-    result = simulate(scenario, check=args.check, progress=True,
-                      counterfactual=args.counterfactual or scenario.counterfactual)
-    write_run(result, out)
+    with claim_output(out):  # a second `wsf run` into the same --out is told now
+        result = simulate(scenario, check=args.check, progress=True,
+                          counterfactual=args.counterfactual or scenario.counterfactual)
+        write_run(result, out)
     _print_summary(result.summary, out)
     if args.no_report:
         print(f"report: not written (--no-report); `wsf report {out}` writes it")
@@ -435,32 +436,35 @@ def _report(args: argparse.Namespace) -> int:
     if not folder.is_dir():
         what = "a file, not a folder" if folder.exists() else "no such folder"
         raise FileNotFoundError(f"{folder}: {what} (expected a run, sweep or study folder)")
-    if (folder / "sweep.yaml").is_file():
-        from analysis.sweep import write_sweep_report
+    from analysis.runs import RunFolderError
 
-        path = write_sweep_report(folder)
-    elif (folder / "optimize.yaml").is_file():  # a study folder (`wsf optimize`)
-        if not (folder / "trials.parquet").is_file():
-            raise ScenarioError(f"{folder}: a study folder without trials.parquet (no trial "
-                                f"finished yet); run `wsf optimize` on its study file first.")
-        from analysis.optimize import write_study_figures
+    try:
+        if (folder / "sweep.yaml").is_file():
+            from analysis.sweep import write_sweep_report
 
-        figures = write_study_figures(folder)
-        print(f"figures: {', '.join(str(f) for f in figures)}")
-        return 0
-    else:
-        from analysis.report import write_report
-        from analysis.runs import RunFolderError
+            path = write_sweep_report(folder)
+        elif (folder / "optimize.yaml").is_file():
+            from analysis.optimize import load_study_trials, write_study_figures
 
-        try:
+            _, _, skipped = load_study_trials(folder)
+            for trial, why in skipped.items():
+                print(f"wsf report: warning: {trial} left out of the figure: {why}",
+                      file=sys.stderr)
+            figures = write_study_figures(folder)
+            print(f"figures: {', '.join(str(f) for f in figures)}")
+            return 0
+        else:
+            from analysis.report import write_report
+
             path = write_report(folder)
-        except RunFolderError as exc:
-            raise ScenarioError(str(exc)) from None
-        except (IsADirectoryError, NotADirectoryError, PermissionError) as exc:
-            # e.g. report.md or figures/ replaced by something that is not writable there
-            raise ScenarioError(f"{exc.filename2 or exc.filename or folder}: cannot write the "
-                                f"report there "
-                                f"({exc.strerror}); move it away and run again.") from None
+    except RunFolderError as exc:
+        raise ScenarioError(str(exc)) from None
+    except (IsADirectoryError, NotADirectoryError, PermissionError, FileExistsError) as exc:
+        # e.g. report.md, figures/, report/ or combined/ replaced by something that is not
+        # writable there
+        raise ScenarioError(f"{exc.filename2 or exc.filename or folder}: cannot write the "
+                            f"report there "
+                            f"({exc.strerror}); move it away and run again.") from None
     print(f"report: {path}")
     return 0
 

@@ -42,6 +42,7 @@ import shutil
 import socket
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
 from importlib import metadata
@@ -526,6 +527,78 @@ def prepare_output(out: Path) -> None:
                 folder.rmdir()
     if out.parent.exists():
         clean_stale_tmp(out.parent)
+
+
+#: Beside a run folder being made by `wsf run`: `.<run folder name>.wsf-claim/`, holding
+#: `owner` ("<host> <pid>"). Made with mkdir(2), which one process wins.
+CLAIM_SUFFIX = ".wsf-claim"
+#: A claim without its owner file older than this is one whose maker died at once.
+CLAIM_GRACE_S = 60.0
+
+
+@contextlib.contextmanager
+def claim_output(out: Path) -> Iterator[None]:
+    """Hold `out` for this process from before the run until the block ends.
+
+    Of two `wsf run` started at once into the same new `--out`, the second finds the
+    claim (an atomic mkdir beside `out`) and gets `OutputExistsError` naming the other
+    process before it simulates anything; `write_run`'s final rename stays the arbiter for
+    writers that do not claim. A claim left by a process of this host that is gone is
+    removed. The claim is removed when the block ends, however it ends.
+    """
+    from abm.paths import short_name
+
+    out = Path(out)
+    claim = out.parent / f".{short_name(out.name, 254 - len(CLAIM_SUFFIX) - 1)}{CLAIM_SUFFIX}"
+    missing = [p for p in (out.parent, *out.parent.parents) if not p.exists()]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    for attempt in range(2):
+        try:
+            claim.mkdir()
+            break
+        except FileExistsError:
+            holder = _claim_holder(claim)
+            if holder is not None or attempt:
+                raise OutputExistsError(
+                    f"{out}: another `wsf run` ({holder or 'a process'}) is writing this "
+                    "output folder; runs never overwrite one. Choose another --out, or wait "
+                    "for it to finish.") from None
+            _remove_stale(claim)
+    try:
+        (claim / "owner").write_text(f"{socket.gethostname()} {os.getpid()}",
+                                     encoding="utf-8")
+        refuse_existing(out)  # published by a writer that did not claim
+        yield
+    finally:
+        shutil.rmtree(claim, ignore_errors=True)
+        for folder in missing:  # innermost first; only the empty ones made for the claim
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+
+
+def _claim_holder(claim: Path) -> str | None:
+    """Who holds `claim` ("pid N on HOST"), or None when it is stale (its owner on this
+    host is gone, or it never got an owner within CLAIM_GRACE_S)."""
+    try:
+        host, pid = (claim / "owner").read_text(encoding="utf-8").split()
+        holder = f"pid {int(pid)} on {host}"
+    except (OSError, ValueError):
+        try:
+            young = time.time() - claim.stat().st_mtime < CLAIM_GRACE_S
+        except OSError:
+            return None
+        return "a process starting" if young else None
+    if host == socket.gethostname() and not _alive(int(pid)):
+        return None
+    return holder
+
+
+def _remove_stale(claim: Path) -> None:
+    """Rename a stale claim aside (one remover wins) and remove it."""
+    aside = claim.with_name(f"{claim.name}.stale.{os.getpid()}.{time.monotonic_ns()}")
+    with contextlib.suppress(OSError):
+        claim.rename(aside)
+        shutil.rmtree(aside, ignore_errors=True)
 
 
 def clean_stale_tmp(parent: Path) -> list[Path]:

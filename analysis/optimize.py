@@ -12,15 +12,18 @@ from __future__ import annotations
 import itertools
 import math
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from abm.scenario import read_yaml
+from abm.errors import shown
+from abm.scenario import ScenarioError, read_yaml
 from analysis.figures import save_figure
+from analysis.runs import RunFolderError
 
-__all__ = ["output_label", "write_study_figures"]
+__all__ = ["StudyFolderError", "load_study_trials", "output_label", "write_study_figures"]
 
 #: How a run output's name ends -> its unit, as an axis shows it.
 UNIT_SUFFIXES = {"_usd": "USD", "_pct": "%", "_tokens": "tokens"}
@@ -29,7 +32,7 @@ WORDS = {"rho": "Spearman ρ", "gini": "Gini", "lp": "LP", "fl": "FL", "vs": "vs
 
 
 def output_label(name: str) -> str:
-    """A run output's name as an axis label: `distribution_cost_usd` -> "distribution cost
+    """A run output's name as an axis label: `execution_cost_usd` -> "execution cost
     (USD)", `attributable_contribution_rho` -> "attributable contribution Spearman ρ"."""
     unit = next((u for suffix, u in UNIT_SUFFIXES.items() if name.endswith(suffix)), None)
     stem = name[: -len(next(s for s in UNIT_SUFFIXES if name.endswith(s)))] if unit else name
@@ -37,14 +40,80 @@ def output_label(name: str) -> str:
     return f"{words} ({unit})" if unit else words
 
 
+class StudyFolderError(RunFolderError):
+    """The folder is not a readable study folder; the message names the file and the problem."""
+
+
+SPEC_FILE = "optimize.yaml"
+TRIALS_FILE = "trials.parquet"
+
+
+def load_study_trials(folder: str | Path) -> tuple[dict[str, Any], pd.DataFrame, dict[str, str]]:
+    """`optimize.yaml`, the completed trials of `trials.parquet` that can be drawn, and the
+    completed trials left out with why ({"trial N": reason}: an objective that is not a
+    finite number). Raises StudyFolderError naming the file when the spec or the table
+    cannot be read, lacks what the figures need, or no completed trial is usable."""
+    import numpy as np
+
+    folder = Path(folder)
+    spec_file, trials_file = folder / SPEC_FILE, folder / TRIALS_FILE
+    try:
+        spec = read_yaml(spec_file, kind="study spec", max_bytes=256 << 20)
+    except ScenarioError as exc:
+        raise StudyFolderError(str(exc)) from None
+    objectives = spec.get("objectives")
+    if (not isinstance(objectives, list) or not objectives
+            or not all(isinstance(o, dict) and isinstance(o.get("output"), str)
+                       and o.get("direction") in ("minimize", "maximize") for o in objectives)
+            or not isinstance(spec.get("seeds"), list) or not isinstance(spec.get("name"), str)):
+        raise StudyFolderError(
+            f"{spec_file}: not a study spec written by `wsf optimize` (expected a name, a list "
+            "of seeds and objectives, each an output with direction minimize or maximize); "
+            "the study folder is damaged")
+    try:
+        trials = pd.read_parquet(trials_file)
+    except (OSError, ValueError) as exc:  # pyarrow's errors derive from these
+        raise StudyFolderError(f"{trials_file}: unreadable Parquet table "
+                               f"({shown(str(exc), 200)}); run `wsf optimize` on the folder "
+                               "again to rewrite it") from None
+    names = [o["output"] for o in objectives]
+    needed = ["trial", "state", *names, *(["pareto"] if len(names) > 1 else [])]
+    absent = [c for c in needed if c not in trials.columns]
+    if absent:
+        raise StudyFolderError(f"{trials_file}: missing column(s) {', '.join(absent)}; run "
+                               "`wsf optimize` on the folder again to rewrite it")
+    done = trials[trials["state"].astype(str) == "COMPLETE"].copy()
+    skipped: dict[str, str] = {}
+    usable = np.ones(len(done), dtype=bool)
+    for column in ("trial", *names):
+        values = pd.to_numeric(done[column], errors="coerce")
+        bad = ~np.isfinite(values.to_numpy(dtype=float, na_value=np.nan))
+        for i in np.flatnonzero(bad & usable):
+            value, trial = done[column].iloc[i], done["trial"].iloc[i]
+            value = value.item() if isinstance(value, np.generic) else value
+            trial = trial.item() if isinstance(trial, np.generic) else trial
+            skipped[f"trial {trial}"] = (f"{trials_file}: column '{column}' = "
+                                         f"{shown(value, 40)}: not a finite number")
+        usable &= ~bad
+        done[column] = values
+    done = done[usable]
+    if "pareto" in done.columns:
+        done["pareto"] = done["pareto"].map(lambda v: v is True or v == 1)
+    if done.empty:
+        raise StudyFolderError(
+            f"{trials_file}: no completed trial with finite objective values (of {len(trials)} "
+            "trial(s)) to draw; run `wsf optimize` on the folder to finish trials")
+    done["trial"] = done["trial"].astype("int64")
+    return spec, done, skipped
+
+
 def write_study_figures(folder: str | Path, formats: tuple[str, ...] = ("png", "pdf")
                         ) -> list[Path]:
-    """Draw the study's figure into the folder; return the written files."""
+    """Draw the study's figure into the folder; return the written files. Completed trials
+    that cannot be drawn are left out (`load_study_trials`)."""
     folder = Path(folder)
-    spec = read_yaml(folder / "optimize.yaml", kind="study spec", max_bytes=256 << 20)
-    trials = pd.read_parquet(folder / "trials.parquet")
+    spec, done, _ = load_study_trials(folder)
     objectives = spec["objectives"]
-    done = trials[trials["state"] == "COMPLETE"]
     names = [o["output"] for o in objectives]
     arrow = {"minimize": "↓ better", "maximize": "↑ better"}
     seeds = len(spec["seeds"])

@@ -11,6 +11,7 @@ coercions, 11 messages, 12 every entry point and internal errors.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import itertools
 import os
@@ -21,6 +22,7 @@ import subprocess
 import sys
 import tarfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -380,6 +382,56 @@ def test_7_sigterm_while_writing_leaves_no_folder_and_stale_ones_are_cleaned(tmp
     assert sorted(p.name for p in parent.iterdir()) == []  # neither the run nor any temp
 
 
+def test_7_a_run_into_an_out_another_run_claimed_is_refused_before_simulating(tmp_path):
+    path = scenario_file(tmp_path)
+    out = tmp_path / "runs" / "run"
+    claim = out.parent / ".run.wsf-claim"
+    claim.mkdir(parents=True)
+    (claim / "owner").write_text(f"{socket.gethostname()} {os.getpid()}")  # alive: this one
+    outcome = run_wsf("run", str(path), "--out", str(out), "--steps", "500",
+                      memory_mb=TORCH_AS_MB)
+    assert_refused(outcome, str(out), f"another `wsf run` (pid {os.getpid()} on",
+                   "is writing this output folder")
+    assert "500/500" not in outcome.stderr  # refused before the progress bar
+    assert not out.exists() and (claim / "owner").is_file()  # the other run's claim is kept
+
+
+def test_7_a_claim_left_by_a_dead_run_is_taken_over(tmp_path, capsys):
+    path = scenario_file(tmp_path)
+    out = tmp_path / "run"
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    claim = tmp_path / ".run.wsf-claim"
+    claim.mkdir()
+    (claim / "owner").write_text(f"{socket.gethostname()} {dead.pid}")
+    assert main(["run", str(path), "--out", str(out), "--steps", "10", "--no-report"]) == 0
+    assert (out / "summary.json").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run", "s.yaml"]  # claim removed
+
+
+def test_7_of_two_runs_into_one_new_out_the_loser_is_told_before_simulating(tmp_path):
+    # Were: the loser simulated the whole run, then failed on the final rename (an internal
+    # error before the rename check, the "already exists" message after it).
+    path = scenario_file(tmp_path)
+    out = tmp_path / "run"
+    procs = [subprocess.Popen([*WSF, "run", str(path), "--out", str(out), "--steps", "400",
+                               "--no-report"], start_new_session=True, text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+             for _ in range(2)]
+    try:
+        outcomes = [(proc.wait(timeout=300), *proc.communicate(timeout=30)) for proc in procs]
+    finally:
+        for proc in procs:
+            kill_session(proc.pid)
+    codes = sorted(code for code, _, _ in outcomes)
+    assert codes == [0, 2], outcomes
+    loser = next(err for code, _, err in outcomes if code == 2)
+    assert "internal error" not in loser and "Traceback" not in loser, loser
+    assert ("is writing this output folder" in loser or "already exists" in loser), loser
+    assert "400/400" not in loser  # told before simulating
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run", "s.yaml"]
+
+
 # -- 8. a killed sweep driver leaves no process -----------------------------------------------
 
 
@@ -411,6 +463,86 @@ def test_8_a_killed_sweep_driver_leaves_no_process_behind(tmp_path, sig):
         assert proc.returncode == 128 + signal.SIGTERM
     # Finished runs were kept, half runs were not, and the sweep resumes.
     assert all((run / "params.json").is_file() for run in (out / "runs").glob("*"))
+
+
+#: A CPU-burning process that ends by itself after 120 s (a test's cleanup kills it sooner).
+_BURNER = "import time\nend = time.monotonic() + 120\nwhile time.monotonic() < end:\n    pass\n"
+
+
+@contextlib.contextmanager
+def cpu_load(processes: int) -> Iterator[None]:
+    """`processes` CPU-burning processes for the duration of the block, killed on the way out
+    whatever happens (load average ~5 on two cores with 4 of them)."""
+    burners = [subprocess.Popen([sys.executable, "-c", _BURNER], start_new_session=True)
+               for _ in range(processes)]
+    try:
+        yield
+    finally:
+        for burner in burners:
+            kill_session(burner.pid)
+            burner.wait(timeout=30)
+
+
+def _forkserver_state(sid: int) -> tuple[int | None, int]:
+    """(pid of the session's forkserver or None, number of its children)."""
+    server, parents = None, []
+    for pid in session_members(sid):
+        with contextlib.suppress(OSError):
+            if b"forkserver" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                server = pid
+            stat = Path(f"/proc/{pid}/stat").read_text()
+            parents.append(int(stat[stat.rindex(")") + 2:].split()[1]))
+    return server, sum(parent == server for parent in parents)
+
+
+@pytest.mark.parametrize("phase", ["importing", "running"])
+@pytest.mark.parametrize("command", ["sweep", "optimize"])
+def test_8_sigterm_stops_every_worker_within_5_s_under_load(tmp_path, command, phase):
+    # The referee's case: SIGTERM to a sweep driver at load average 5 left 2 processes alive
+    # 10 s later, the forkserver still importing torch and multiprocessing's resource tracker;
+    # the forkserver then forked workers for the dead driver, which printed tracebacks.
+    base = scenario_file(tmp_path)
+    if command == "sweep":
+        spec = sweep_file(tmp_path, base, "seeds: 6\noverrides: {steps: 400}\n")
+        extra = []
+    else:
+        spec = sweep_file(tmp_path, base, "name: st\nseeds: 1\noverrides: {steps: 400}\n"
+                          "parameters: {market.fee_bps: {low: 5, high: 100}}\n"
+                          "objectives: [{output: execution_cost_usd, direction: minimize}]\n",
+                          name="study.yaml")
+        extra = ["--trials", "4"]
+    out = tmp_path / "out"
+    with cpu_load(2 * (os.cpu_count() or 2)):
+        proc = subprocess.Popen([*WSF, command, str(spec), "--workers", "2", "--out", str(out),
+                                 *extra], start_new_session=True, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE, text=True)
+        try:
+            deadline = time.monotonic() + 180
+            while True:
+                assert proc.poll() is None, proc.stderr.read()
+                assert time.monotonic() < deadline, f"the workers never reached {phase}"
+                server, workers = _forkserver_state(proc.pid)
+                if phase == "importing" and server is not None:
+                    break  # the forkserver is importing the simulation stack: no worker yet
+                if phase == "running" and len(list((out / "tmp").glob("*"))) >= 2:
+                    break  # both workers are running a run
+                time.sleep(0.01)
+            if phase == "importing":
+                assert workers == 0
+            proc.send_signal(signal.SIGTERM)
+            sent = time.monotonic()
+            while (left := session_members(proc.pid)) and time.monotonic() < sent + 5:
+                time.sleep(0.05)
+            assert not left, [Path(f"/proc/{p}/cmdline").read_bytes()[:80] for p in left]
+            proc.wait(timeout=5)
+        finally:
+            kill_session(proc.pid)
+            proc.wait(timeout=30)
+        err = proc.stderr.read()
+        proc.stderr.close()
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert "Traceback" not in err, err
+    assert "terminated (SIGTERM)" in err
 
 
 # -- 9. sweep sizes ---------------------------------------------------------------------------

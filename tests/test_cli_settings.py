@@ -222,11 +222,11 @@ def test_viz_on_a_busy_port_is_bad_input_with_the_commands_prefix(tmp_path, caps
 def test_report_on_a_study_folder_draws_its_figures(tmp_path, capsys) -> None:
     (tmp_path / "optimize.yaml").write_text(yaml.safe_dump({
         "name": "s", "seeds": [1],
-        "objectives": [{"output": "distribution_cost_usd", "direction": "minimize"}]}))
+        "objectives": [{"output": "execution_cost_usd", "direction": "minimize"}]}))
     code, _, err = wsf(capsys, "report", tmp_path)
     assert code == 2 and "a study folder without trials.parquet" in err
     pd.DataFrame({"trial": [0, 1], "state": ["COMPLETE", "COMPLETE"], "pareto": [True, False],
-                  "distribution_cost_usd": [3.0, 2.0]}).to_parquet(tmp_path / "trials.parquet")
+                  "execution_cost_usd": [3.0, 2.0]}).to_parquet(tmp_path / "trials.parquet")
     code, out, err = wsf(capsys, "report", tmp_path)
     assert code == 0, err
     assert out.strip() == f"figures: {tmp_path / 'pareto.png'}, {tmp_path / 'pareto.pdf'}"

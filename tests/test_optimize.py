@@ -246,7 +246,7 @@ def test_a_journal_damaged_before_its_end_stops_with_exit_2_and_is_kept(
 def test_study_axes_are_labelled_in_words_with_units() -> None:
     from analysis.optimize import output_label
 
-    assert output_label("distribution_cost_usd") == "distribution cost (USD)"
+    assert output_label("execution_cost_usd") == "execution cost (USD)"
     assert output_label("attributable_contribution_rho") == (
         "attributable contribution Spearman ρ")
     assert output_label("allotted_vs_equal_pct") == "allotted vs equal (%)"
@@ -259,10 +259,10 @@ def test_pareto_figure_title_and_axis_labels_fit_inside_the_figure(
 
     (tmp_path / "optimize.yaml").write_text(yaml.safe_dump({
         "name": "fair_and_cheap", "seeds": [1, 2],
-        "objectives": [{"output": "distribution_cost_usd", "direction": "minimize"},
+        "objectives": [{"output": "execution_cost_usd", "direction": "minimize"},
                        {"output": "attributable_contribution_rho", "direction": "maximize"}]}))
     pd.DataFrame({"trial": [0, 1, 2], "state": ["COMPLETE"] * 3, "pareto": [True, True, False],
-                  "distribution_cost_usd": [10.0, 20.0, 30.0],
+                  "execution_cost_usd": [10.0, 20.0, 30.0],
                   "attributable_contribution_rho": [0.2, 0.5, 0.1]}).to_parquet(
         tmp_path / "trials.parquet")
     drawn = []
@@ -278,5 +278,62 @@ def test_pareto_figure_title_and_axis_labels_fit_inside_the_figure(
     for text in texts:
         extent = text.get_window_extent(renderer)
         assert box.x0 <= extent.x0 and extent.x1 <= box.x1, text.get_text()
-    assert figure.axes[0].get_xlabel() == "distribution cost (USD), ↓ better"
+    assert figure.axes[0].get_xlabel() == "execution cost (USD), ↓ better"
     assert figure.axes[0].get_ylabel() == "attributable contribution Spearman ρ, ↑ better"
+
+
+# -- wsf report on a study folder with damaged trials (issue 28) --------------------------------
+
+
+def _study_folder(tmp_path: Path, objective=(0.5, 0.2, 0.9), states=("COMPLETE",) * 3) -> Path:
+    """A study folder as `wsf report` reads it: `optimize.yaml` and `trials.parquet` (the
+    columns `trials_table` writes that the figure uses)."""
+    folder = tmp_path / "study"
+    folder.mkdir()
+    (folder / "optimize.yaml").write_text(yaml.safe_dump(
+        {"name": "s", "seeds": [1, 2], "objectives": OBJECTIVES}, sort_keys=False))
+    pd.DataFrame({"trial": range(len(states)), "state": list(states),
+                  "execution_cost_usd": list(objective), "rewards_usd": [1.0, 2.0, 3.0],
+                  "pareto": [True, False, True]}).to_parquet(folder / "trials.parquet")
+    return folder
+
+
+def _report(folder: Path, capsys: pytest.CaptureFixture) -> tuple[int, list[str]]:
+    code = main(["report", str(folder)])
+    return code, [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+
+
+def test_report_on_a_study_folder_draws_its_figure(tmp_path, capsys) -> None:
+    folder = _study_folder(tmp_path)
+    assert _report(folder, capsys) == (0, [])
+    assert (folder / "pareto.png").is_file()
+
+
+def test_report_on_a_study_leaves_out_and_names_trials_it_cannot_draw(tmp_path, capsys) -> None:
+    folder = _study_folder(tmp_path, objective=[0.5, math.nan, 0.9])
+    code, err = _report(folder, capsys)
+    assert code == 0 and len(err) == 1, err
+    assert err[0].startswith("wsf report: warning: trial 1 left out of the figure: ")
+    assert "column 'execution_cost_usd' = nan: not a finite number" in err[0]
+
+
+@pytest.mark.parametrize(("damage", "expected"), [
+    (lambda f: (f / "trials.parquet").write_bytes(b"PAR1garbage"), "unreadable Parquet table"),
+    (lambda f: pd.read_parquet(f / "trials.parquet").drop(columns=["state"])
+     .to_parquet(f / "trials.parquet"), "missing column(s) state"),
+    (lambda f: pd.read_parquet(f / "trials.parquet").assign(rewards_usd="x")
+     .to_parquet(f / "trials.parquet"), "no completed trial with finite objective values"),
+    (lambda f: pd.read_parquet(f / "trials.parquet").iloc[:0]
+     .to_parquet(f / "trials.parquet"), "no completed trial"),
+    (lambda f: (f / "optimize.yaml").write_text("name: s\nseeds: [1]\nobjectives: 3\n"),
+     "not a study spec written by `wsf optimize`"),
+], ids=["garbage", "no state", "text objective", "no rows", "spec"])
+def test_report_on_an_unusable_study_folder_exits_2_naming_the_file(tmp_path, capsys, damage,
+                                                                    expected) -> None:
+    folder = _study_folder(tmp_path)
+    damage(folder)
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    code, err = _report(folder, capsys)
+    assert code == 2 and len(err) == 1, err
+    assert err[0].startswith(f"wsf report: {folder}/") and expected in err[0], err
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before

@@ -20,6 +20,7 @@ import contextlib
 import multiprocessing
 import os
 import select
+import signal
 import socket
 import sys
 import threading
@@ -418,22 +419,154 @@ def _run_local(tasks: list[RunTask], workers: int, recorder: _Recorder) -> None:
 
 
 def _stop_workers(pool: ProcessPoolExecutor) -> None:
-    """Cancel queued runs, terminate the worker processes, kill those that do not exit.
+    """Stop every process of a local pool within `STOP_TIMEOUT_S` (+1 s): cancel the queued
+    runs, freeze the forkserver, terminate the workers and whatever the forkserver forked,
+    kill those that do not exit, then kill the forkserver.
 
-    ProcessPoolExecutor offers no way to stop running workers before Python 3.14
-    (`terminate_workers`), so on older versions its `_processes` map is used.
+    The forkserver goes too: stopped while it still imports the simulation stack (seconds
+    under load), it would otherwise finish importing after the driver is gone and only then
+    notice, forking workers for the driver's pending requests first. It is frozen (SIGSTOP)
+    before its children are listed, so that none is forked unseen; processes are watched
+    through /proc, not `Process.join`, because a forkserver's child is joined through the
+    forkserver. SIGINT and SIGTERM are held off meanwhile (a second Ctrl-C or SIGTERM would
+    abort the cleanup half-way) and delivered again after it. ProcessPoolExecutor offers no way to
+    stop running workers before Python 3.14 (`terminate_workers`), so its `_processes` map
+    is used.
     """
-    processes = list((getattr(pool, "_processes", None) or {}).values())
-    for process in processes:
-        if process.is_alive():
-            process.terminate()
-    deadline = time.monotonic() + STOP_TIMEOUT_S
-    for process in processes:
-        process.join(max(0.0, deadline - time.monotonic()))
-        if process.is_alive():
-            process.kill()
-            process.join(1.0)
-    pool.shutdown(wait=False, cancel_futures=True)
+    held = _hold_signals()
+    try:
+        pids = {p.pid for p in (getattr(pool, "_processes", None) or {}).values()
+                if p.pid is not None}
+        servers = _forkservers(pool)
+        for server in servers:
+            _signal(server, signal.SIGSTOP)
+        for server in servers:
+            pids |= _children(server)
+        for pid in pids:
+            _signal(pid, signal.SIGTERM)
+        deadline = time.monotonic() + STOP_TIMEOUT_S
+        while (alive := {pid for pid in pids if _running(pid)}) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        for pid in alive:
+            _signal(pid, signal.SIGKILL)
+        for server in servers:
+            _signal(server, signal.SIGKILL)
+        if servers:
+            _forget_forkserver(servers)
+        deadline = time.monotonic() + 1.0
+        while any(_running(pid) for pid in alive) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        pool.shutdown(wait=False, cancel_futures=True)
+    finally:
+        _release_signals(held)
+
+
+#: What the command line of a forkserver started by multiprocessing holds.
+_FORKSERVER_MAIN = b"from multiprocessing.forkserver import main"
+
+
+def _forkservers(pool: ProcessPoolExecutor) -> set[int]:
+    """The forkserver this process started, if `pool` uses one: the pid multiprocessing
+    recorded, and any child of this process running a forkserver's main (one started just
+    as the signal came, before multiprocessing could record its pid)."""
+    context = getattr(pool, "_mp_context", None)
+    if context is None or context.get_start_method() != "forkserver":
+        return set()
+    from multiprocessing import forkserver
+
+    recorded = getattr(getattr(forkserver, "_forkserver", None), "_forkserver_pid", None)
+    servers = {recorded} if recorded is not None else set()
+    for child in _children(os.getpid()):
+        with contextlib.suppress(OSError):
+            if _FORKSERVER_MAIN in Path(f"/proc/{child}/cmdline").read_bytes():
+                servers.add(child)
+    return servers
+
+
+def _forget_forkserver(servers: set[int]) -> None:
+    """Reap the killed forkservers and clear multiprocessing's record of one, so that a later
+    pool in this process starts a new one (a library caller may run another sweep)."""
+    from multiprocessing import forkserver
+
+    server = getattr(forkserver, "_forkserver", None)
+    recorded = getattr(server, "_forkserver_pid", None)
+    lock = getattr(server, "_lock", None)
+    if recorded in servers and lock is not None and lock.acquire(timeout=1.0):
+        try:
+            with contextlib.suppress(OSError, AttributeError, TypeError):
+                server._stop_unlocked()  # waits for it, closes its fds, removes its socket
+        finally:
+            lock.release()
+    for pid in servers - {recorded}:
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, 0)
+
+
+def _signal(pid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.kill(pid, sig)
+
+
+def _proc_stat(pid: int) -> list[str] | None:
+    """The fields of /proc/PID/stat after "pid (comm)", None if there is no such process."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat[stat.rindex(")") + 2:].split()
+
+
+def _running(pid: int) -> bool:
+    """Whether process `pid` exists and is not a zombie (a zombie has stopped running)."""
+    if not Path("/proc/self/stat").exists():  # no /proc: ask the kernel
+        return _pid_alive(pid)
+    fields = _proc_stat(pid)
+    return fields is not None and fields[0] not in ("Z", "X")
+
+
+def _children(parent: int) -> set[int]:
+    """Pids of the processes whose parent is `parent` (from /proc; empty without it)."""
+    children: set[int] = set()
+    with contextlib.suppress(OSError):
+        for entry in os.listdir("/proc"):
+            if entry.isdigit() and (fields := _proc_stat(int(entry))) is not None \
+                    and int(fields[1]) == parent:
+                children.add(int(entry))
+    return children
+
+
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+@dataclass
+class _Held:
+    """Handlers replaced while the workers are stopped, and the signals that came meanwhile."""
+
+    handlers: dict[int, Any]
+    received: list[int]
+
+
+def _hold_signals() -> _Held | None:
+    """Hold SIGINT and SIGTERM off: their handlers are replaced by one that notes them (a
+    signal mask would not do: the kernel hands a blocked signal to another thread, and
+    Python runs the handler in the main thread all the same). None outside the main thread,
+    where handlers cannot be changed."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    held = _Held({}, [])
+    for sig in _STOP_SIGNALS:
+        held.handlers[sig] = signal.signal(sig, lambda signum, frame: held.received.append(signum))
+    return held
+
+
+def _release_signals(held: _Held | None) -> None:
+    """Restore the handlers; deliver again the first signal that came while they were held."""
+    if held is None:
+        return
+    for sig, handler in held.handlers.items():
+        signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
+    if held.received:
+        signal.raise_signal(held.received[0])
 
 
 #: Dask worker callbacks paused during a sweep: diagnostics only (the statistical profiler,

@@ -94,6 +94,9 @@ def write_sweep_report(sweep_dir: str | Path) -> Path:
         if comparisons is not None:
             write_table(comparisons[1], out / "paired_comparisons")
             sections += comparisons[2]
+    if tables.skipped:
+        warnings.append(_skipped_warning(tables.skipped))
+        sections += _skipped_section(tables.skipped)
     for line in warnings:
         print(f"wsf report: warning: {line}", file=sys.stderr)
     text = _render(tables, summaries, figures, out, sections, warnings)
@@ -102,6 +105,20 @@ def write_sweep_report(sweep_dir: str | Path) -> Path:
     partial.write_text(text, encoding="utf-8")
     partial.replace(target)
     return target
+
+
+def _skipped_warning(skipped: dict[str, str]) -> str:
+    first, why = next(iter(skipped.items()))
+    return (f"{len(skipped)} run folder(s) left out of this report, because they cannot be read "
+            f"or are no longer points of the sweep (first: {first}: {why}); all are listed "
+            "under \"Runs left out\" in report.md. Remove a damaged run's folder and run "
+            "`wsf sweep` again to redo it.")
+
+
+def _skipped_section(skipped: dict[str, str]) -> list[str]:
+    lines = "\n".join(f"- `{run}`: {why.replace('|', '/')}" for run, why in skipped.items())
+    return ["## Runs left out", "These run folders are not in the tables and figures below:",
+            lines]
 
 
 def write_table(frame: pd.DataFrame, stem: Path) -> list[Path]:
