@@ -300,16 +300,29 @@ def _pos_float(text: str) -> float:
 
 
 def _validate(args: argparse.Namespace) -> int:
-    import yaml
-
     data = read_yaml(args.file, kind="scenario, sweep or study")
+    status = _validate_file(args, data)
     if "claims" in data:
+        # Said once the file itself is valid. The block is not part of what runs (`wsf run`
+        # drops it), so a bad block does not make the file invalid: it is reported here and
+        # refused by `wsf check-claims` (exit 2).
         from analysis.claims import read_claims
 
-        _, checks = read_claims(args.file)
-        print(f"# {args.file}: claims block valid ({sum(len(c.figures) for c in checks)} "
-              f"figures in {len(checks)} check(s); `wsf check-claims` re-measures them)",
-              file=sys.stderr)
+        try:
+            _, checks = read_claims(args.file)
+        except ScenarioError as exc:
+            print(f"# warning: its claims block is invalid, `wsf check-claims` refuses it: "
+                  f"{exc}", file=sys.stderr)
+        else:
+            print(f"# {args.file}: claims block valid ({sum(len(c.figures) for c in checks)} "
+                  f"figures in {len(checks)} check(s); `wsf check-claims` re-measures them)",
+                  file=sys.stderr)
+    return status
+
+
+def _validate_file(args: argparse.Namespace, data: dict[str, Any]) -> int:
+    import yaml
+
     kind = file_kind(data)
     if kind == "study":  # `wsf optimize`
         from abm.sweep.optimize import load_study

@@ -70,6 +70,9 @@ def load_study_trials(folder: str | Path) -> tuple[dict[str, Any], pd.DataFrame,
             f"{spec_file}: not a study spec written by `wsf optimize` (expected a name, a list "
             "of seeds and objectives, each an output with direction minimize or maximize); "
             "the study folder is damaged")
+    if not trials_file.is_file():
+        raise StudyFolderError(f"{folder}: a study folder without trials.parquet (no trial "
+                               f"finished yet); run `wsf optimize` on its study file first.")
     try:
         trials = pd.read_parquet(trials_file)
     except (OSError, ValueError) as exc:  # pyarrow's errors derive from these
