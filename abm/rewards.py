@@ -34,11 +34,10 @@ from typing import Literal
 import numpy as np
 from pydantic import model_validator
 
-from abm.amm import Market
+from abm.amm import BASE, Market
 from abm.registry import Component, param
 from abm.registry import Params as _Params
 
-BASE = "USD"
 #: Shares are floats; they become integer weights with this resolution before the budget is
 #: split, so that the split itself is exact integer arithmetic (sum of allotments <= budget).
 SHARE_RESOLUTION = 2**48

@@ -9,6 +9,7 @@ that was refused changed no balance, no supply and no counter.
 
 from contextlib import suppress
 
+import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -220,7 +221,7 @@ MarketMachine.TestCase.settings = settings(
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
-TestMarketMachine = MarketMachine.TestCase
+TestMarketMachine = pytest.mark.slow(MarketMachine.TestCase)
 
 
 # -- the formulas on their own ------------------------------------------------------------

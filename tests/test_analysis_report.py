@@ -93,6 +93,7 @@ def test_making_figures_leaves_matplotlib_state_alone(reported: dict[str, object
     assert plt.get_fignums() == []
 
 
+@pytest.mark.slow
 def test_report_of_a_run_without_rewards_says_so(tmp_path: Path) -> None:
     report = write_report(write_real_run(tmp_path / "unpaid", **{"rewards.budget.amount": 0}))
     text = report.read_text(encoding="utf-8")
@@ -100,6 +101,7 @@ def test_report_of_a_run_without_rewards_says_so(tmp_path: Path) -> None:
     assert (tmp_path / "unpaid" / "figures" / "contributions.png").stat().st_size > 0
 
 
+@pytest.mark.slow
 def test_report_of_a_folder_without_rounds_says_so(tmp_path: Path) -> None:
     # A valid scenario always runs a round; a folder whose rounds table is empty (written by
     # hand, or cut short) is still reported.
@@ -110,6 +112,7 @@ def test_report_of_a_folder_without_rounds_says_so(tmp_path: Path) -> None:
     assert "No FL round in this run." in text
 
 
+@pytest.mark.slow
 def test_figures_of_a_500_step_run_with_110_agents_are_all_written(tmp_path: Path) -> None:
     # How long they take is a benchmark question (`make bench`), not a test's.
     big = {"steps": 500, "round_every": 50, "fl.dataset": {"name": "wine"},

@@ -118,6 +118,7 @@ def test_summarise_over_seeds_gives_one_row_per_group_in_order() -> None:
 # -- report over a real sweep ------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_client_reward_table_is_mean_and_interval_over_seeds(sweep_dir: Path,
                                                              report: Path) -> None:
     table = pd.read_csv(report.parent / "client_rewards.csv")
@@ -136,6 +137,7 @@ def test_client_reward_table_is_mean_and_interval_over_seeds(sweep_dir: Path,
     assert tuple(got) == pytest.approx(expected)
 
 
+@pytest.mark.slow
 def test_execution_cost_is_zero_for_direct_payouts(report: Path) -> None:
     table = pd.read_csv(report.parent / "execution_cost.csv")
     assert list(table.columns[:3]) == ["rewards.policy", "contribution.method", "n_runs"]
@@ -145,6 +147,7 @@ def test_execution_cost_is_zero_for_direct_payouts(report: Path) -> None:
     assert (table["rewards_usd_mean"] > 0).all()
 
 
+@pytest.mark.slow
 def test_investor_and_correlation_tables_match_per_run_metrics(sweep_dir: Path,
                                                                report: Path) -> None:
     point = {"rewards.policy": "direct", "contribution.method": "data_size"}
@@ -172,6 +175,7 @@ def test_investor_and_correlation_tables_match_per_run_metrics(sweep_dir: Path,
         assert math.isnan(row["price_contribution_spearman_mean"])
 
 
+@pytest.mark.slow
 def test_market_statistics_table_gives_mean_interval_and_median_over_seeds(
         sweep_dir: Path, report: Path) -> None:
     point = {"rewards.policy": "buyback", "contribution.method": "leave_one_out"}
@@ -190,6 +194,7 @@ def test_market_statistics_table_gives_mean_interval_and_median_over_seeds(
     assert "## Market statistics" in text and "ret_acf1 (median)" in text
 
 
+@pytest.mark.slow
 def test_headline_table_has_one_row_per_grid_point(sweep_dir: Path, report: Path) -> None:
     table = pd.read_csv(report.parent / "runs_by_point.csv")
     sweep = load_sweep(sweep_dir / ".." / "grid.yaml")
@@ -199,6 +204,7 @@ def test_headline_table_has_one_row_per_grid_point(sweep_dir: Path, report: Path
     assert (table["final_accuracy_ci_low"] <= table["final_accuracy_mean"]).all()
 
 
+@pytest.mark.slow
 def test_report_writes_every_figure_as_png_and_pdf(report: Path) -> None:
     figures = report.parent / "figures"
     for name in FIGURE_NAMES:
@@ -208,6 +214,7 @@ def test_report_writes_every_figure_as_png_and_pdf(report: Path) -> None:
         assert pdf.startswith(b"%PDF")
 
 
+@pytest.mark.slow
 def test_report_markdown_links_resolve_and_cells_show_intervals(report: Path) -> None:
     text = report.read_text()
     assert text.startswith("# Sweep report: grid")
@@ -219,18 +226,21 @@ def test_report_markdown_links_resolve_and_cells_show_intervals(report: Path) ->
     assert re.search(r"\| -?[\d,]+\.\d+ \[-?[\d,]+\.\d+, -?[\d,]+\.\d+\] \|", text)
 
 
+@pytest.mark.slow
 def test_report_is_rewritten_identically(sweep_dir: Path, report: Path) -> None:
     before = {p.name: p.read_bytes() for p in report.parent.glob("*.csv")}
     write_sweep_report(sweep_dir)
     assert {p.name: p.read_bytes() for p in report.parent.glob("*.csv")} == before
 
 
+@pytest.mark.slow
 def test_figures_follow_requested_formats(sweep_dir: Path, tmp_path: Path) -> None:
     written = make_sweep_figures(load_sweep_tables(sweep_dir), tmp_path, formats=["svg"])
     assert [p.name for p in written] == [f"{n}.svg" for n in FIGURE_NAMES]
     assert all(p.read_text().lstrip().startswith("<?xml") for p in written)
 
 
+@pytest.mark.slow
 def test_figures_are_drawn_when_a_table_is_empty(sweep_dir: Path, tmp_path: Path) -> None:
     tables = load_sweep_tables(sweep_dir)
     no_investors = dataclasses.replace(tables, investors=tables.investors.iloc[0:0])
@@ -239,6 +249,7 @@ def test_figures_are_drawn_when_a_table_is_empty(sweep_dir: Path, tmp_path: Path
     assert len(written) == len(FIGURE_NAMES)
 
 
+@pytest.mark.slow
 def test_grid_key_named_like_a_table_column_gets_a_grid_prefix(tmp_path: Path) -> None:
     # A grid over the whole `contribution` section, next to the per-client `contribution`
     # column of the rounds and client-reward tables.
@@ -278,6 +289,7 @@ def test_report_on_folder_without_finished_runs_is_refused(tmp_path: Path) -> No
 # -- twins: paired differences across seeds -------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_sweep_with_twins_reports_paired_run_minus_twin_differences(tmp_path: Path) -> None:
     (tmp_path / "small.yaml").write_text(
         yaml.safe_dump(small_scenario().to_dict(), sort_keys=False))
@@ -306,6 +318,7 @@ def test_a_sweep_with_twins_reports_paired_run_minus_twin_differences(tmp_path: 
     assert "Run minus twin per holder type" in report.read_text()
 
 
+@pytest.mark.slow
 def test_figures_draw_exactly_what_their_tables_print(sweep_dir: Path, report: Path) -> None:
     """Every bar is its table's centre (the Fisher-z mean for a correlation, not the plain
     mean) and every whisker its table's interval, read from the CSV the report wrote."""
@@ -336,6 +349,7 @@ def test_figures_draw_exactly_what_their_tables_print(sweep_dir: Path, report: P
     assert heights == pytest.approx(sorted(data["execution_cost"]["value"]))
 
 
+@pytest.mark.slow
 def test_clients_not_identified_across_seeds_aggregate_by_behaviour_and_rank(
         sweep_dir: Path, tmp_path: Path) -> None:
     tables = load_sweep_tables(sweep_dir)
@@ -355,6 +369,7 @@ def test_clients_not_identified_across_seeds_aggregate_by_behaviour_and_rank(
     make_sweep_figures(redrawn, tmp_path, formats=["png"])
 
 
+@pytest.mark.slow
 def test_combined_long_tables_hold_every_runs_tokens_and_holder_types(sweep_dir: Path) -> None:
     from analysis.sweep.loading import load_sweep_tables
 

@@ -40,11 +40,13 @@ def test_every_shipped_file_states_its_answer_in_a_claims_block():
             read_claims(path)  # valid, with figures its kind of file can measure
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", SCENARIOS, ids=lambda p: p.name)
 def test_a_shipped_scenarios_claims_hold(path: Path, capsys: pytest.CaptureFixture) -> None:
     assert main(["check-claims", str(path)]) == 0, capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_check_claims_fails_on_a_copy_with_another_seed(tmp_path: Path,
                                                         capsys: pytest.CaptureFixture) -> None:
     source = ROOT / "scenarios" / "free_riders.yaml"

@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 from tests.conftest import ROOT, small_scenario
@@ -68,6 +69,7 @@ def test_bad_strategy_parameter_is_caught_by_validate(tmp_path):
     assert "unknown parameter" in proc.stderr
 
 
+@pytest.mark.slow
 def test_run_writes_a_folder_and_prints_a_summary(tmp_path):
     out = tmp_path / "run"
     proc = wsf("run", str(_scenario_file(tmp_path)), "--out", str(out), "--steps", "10",
@@ -79,6 +81,7 @@ def test_run_writes_a_folder_and_prints_a_summary(tmp_path):
     assert f"report: {out / 'report.md'}" in proc.stdout and (out / "report.md").is_file()
 
 
+@pytest.mark.slow
 def test_run_without_report_says_how_to_get_it(tmp_path):
     out = tmp_path / "run"
     proc = wsf("run", str(_scenario_file(tmp_path)), "--out", str(out), "--steps", "10",
@@ -108,6 +111,7 @@ def test_report_on_a_missing_folder_is_a_clear_error(tmp_path):
     assert proc.returncode == 2 and "no such folder" in proc.stderr
 
 
+@pytest.mark.slow
 def test_sweep_then_report_through_the_command_line(tmp_path):
     base = _scenario_file(tmp_path, steps=10)
     sweep = tmp_path / "sweep.yaml"
@@ -125,6 +129,7 @@ def test_sweep_then_report_through_the_command_line(tmp_path):
     assert (out / "report" / "report.md").is_file()
 
 
+@pytest.mark.slow
 def test_bad_sweep_value_is_refused_before_any_run(tmp_path):
     base = _scenario_file(tmp_path)
     sweep = tmp_path / "sweep.yaml"

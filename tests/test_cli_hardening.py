@@ -74,6 +74,7 @@ def alias_bomb(levels: int = 9) -> str:
 # -- 1. alias bombs ---------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_1_alias_bombs_are_refused_in_bounded_time_and_memory(tmp_path):
     bomb = tmp_path / "bomb.yaml"
     bomb.write_text(alias_bomb() + "steps: *i\n")
@@ -98,6 +99,7 @@ def test_1_an_alias_cycle_is_refused(tmp_path):
 # -- 2. deep nesting --------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_2_deep_nesting_is_refused_in_bounded_time_and_memory(tmp_path):
     deep = tmp_path / "deep.yaml"
     deep.write_text("steps: " + "[" * 50_000 + "]" * 50_000 + "\n")
@@ -112,6 +114,7 @@ def test_2_deep_nesting_is_refused_in_bounded_time_and_memory(tmp_path):
 # -- 3. values that would crash a run ---------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("sections", "expected"),
     [
@@ -164,6 +167,7 @@ def test_3_the_edges_of_the_allowed_ranges_run_with_the_ledger_checked(
 # -- 4. validate (and a sweep's up-front check) refuses what run would ------------------------
 
 
+@pytest.mark.slow
 def test_4_validate_refuses_no_clients_and_unusable_cifar_paths(tmp_path):
     path = scenario_file(tmp_path, clients=[])
     assert_refused(run_wsf("validate", str(path)), "clients = []", "at least 1 item")
@@ -176,6 +180,7 @@ def test_4_validate_refuses_no_clients_and_unusable_cifar_paths(tmp_path):
         assert_refused(run_wsf("validate", str(path)), "fl.dataset.path", expected)
 
 
+@pytest.mark.slow
 def test_4_a_sweep_refuses_the_same_up_front_and_writes_nothing(tmp_path):
     base = scenario_file(tmp_path)
     empty = tmp_path / "empty"
@@ -189,6 +194,7 @@ def test_4_a_sweep_refuses_the_same_up_front_and_writes_nothing(tmp_path):
         assert not out.exists()
 
 
+@pytest.mark.slow
 def test_4_errors_found_while_running_name_the_file(tmp_path):
     folder = tmp_path / "cifar"
     folder.mkdir()
@@ -305,6 +311,7 @@ def data_cases(tmp_path_factory) -> dict[str, tuple[Path, str]]:
     return _data_cases(tmp_path_factory.mktemp("cifar"))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "case", ["refused-pickle", "garbage-pickle", "truncated-archive", "bad-tar", "archive-bomb"]
 )
@@ -326,6 +333,7 @@ def test_6_data_file_errors_through_run_are_one_paragraph_in_bounded_memory(
 # -- 7. output folders ------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_7_an_unusable_output_folder_is_refused_before_simulating(tmp_path):
     path = scenario_file(tmp_path)
     a_file = tmp_path / "a-file"
@@ -344,6 +352,7 @@ def test_7_an_unusable_output_folder_is_refused_before_simulating(tmp_path):
         assert "500/500" not in outcome.stderr  # refused before the progress bar
 
 
+@pytest.mark.slow
 def test_7_sigterm_while_writing_leaves_no_folder_and_stale_ones_are_cleaned(tmp_path):
     path = scenario_file(tmp_path)
     parent = tmp_path / "runs"
@@ -435,6 +444,7 @@ def test_7_of_two_runs_into_one_new_out_the_loser_is_told_before_simulating(tmp_
 # -- 8. a killed sweep driver leaves no process -----------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
 def test_8_a_killed_sweep_driver_leaves_no_process_behind(tmp_path, sig):
     base = scenario_file(tmp_path)
@@ -548,6 +558,7 @@ def test_8_sigterm_stops_every_worker_within_5_s_under_load(tmp_path, command, p
 # -- 9. sweep sizes ---------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_9_huge_sweeps_are_refused_before_being_built(tmp_path):
     base = scenario_file(tmp_path)
     grid = yaml.safe_dump({"grid": {"rewards.budget.amount": [float(i) for i in range(1000)],
@@ -561,6 +572,7 @@ def test_9_huge_sweeps_are_refused_before_being_built(tmp_path):
         assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow
 def test_9_the_ceiling_is_a_flag(tmp_path):
     base = scenario_file(tmp_path)
     sweep = sweep_file(tmp_path, base, "seeds: 3\n")
@@ -646,6 +658,7 @@ def test_11_bad_options_exit_2_with_the_allowed_range(args, expected):
     assert expected in outcome.stderr, outcome.stderr
 
 
+@pytest.mark.slow
 def test_11_an_unreachable_scheduler_fails_within_the_connect_timeout(tmp_path):
     with socket.socket() as sock:  # a port that was free a moment ago: nothing listens
         sock.bind(("127.0.0.1", 0))
@@ -663,6 +676,7 @@ def test_11_an_unreachable_scheduler_fails_within_the_connect_timeout(tmp_path):
 # -- 12. every entry point --------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", ["validate", "run", "viz", "sweep", "report"])
 def test_12_every_entry_point_turns_a_user_error_into_exit_2(tmp_path, command):
     missing = tmp_path / "missing"
@@ -691,6 +705,7 @@ def test_12_an_internal_error_is_one_line_naming_the_saved_traceback(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.slow
 def test_12_a_hostile_run_folder_is_refused_by_report(tmp_path, capsys):
     run = tmp_path / "run"
     assert main(["run", str(scenario_file(tmp_path)), "--steps", "10", "--no-report",

@@ -233,6 +233,7 @@ def test_report_on_a_study_folder_draws_its_figures(tmp_path, capsys) -> None:
     assert (tmp_path / "pareto.png").stat().st_size > 10_000
 
 
+@pytest.mark.slow
 def test_commands_that_do_not_train_never_import_torch(tmp_path) -> None:
     import subprocess
     import sys

@@ -92,7 +92,8 @@ def test_the_run_length_does_not_change_behaviour():
     pd.testing.assert_frame_equal(short.agents, first, check_exact=True)
 
 
-@pytest.mark.parametrize("policy", ["equal", "direct", "mint", "buyback", "dividend"])
+@pytest.mark.parametrize("policy", ["equal", "direct", "mint",
+                                    pytest.param("buyback", marks=pytest.mark.slow), "dividend"])
 def test_wsf_run_counterfactual_writes_the_twin_inside_the_run_folder(policy, tmp_path):
     scenario = small_scenario(steps=20, **{"rewards.policy": policy})
     path = tmp_path / "s.yaml"

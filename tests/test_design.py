@@ -145,6 +145,7 @@ def test_a_point_the_scenario_refuses_names_the_point(base_file: Path) -> None:
 # -- known answers through the sweep machinery ------------------------------------------------
 
 
+@pytest.mark.slow
 def test_sobol_indices_of_an_output_of_one_parameter(base_file: Path, tmp_path: Path,
                                                      capsys: pytest.CaptureFixture) -> None:
     path = design_file(base_file, {"kind": "sobol", "samples": 4, "seed": 1}, KNOWN)
@@ -174,6 +175,7 @@ def test_sobol_indices_of_an_output_of_one_parameter(base_file: Path, tmp_path: 
     assert "wsf report: warning" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_morris_screening_of_an_output_of_one_parameter(base_file: Path,
                                                         tmp_path: Path) -> None:
     path = design_file(base_file, {"kind": "morris", "trajectories": 3, "levels": 4, "seed": 2},
@@ -193,6 +195,7 @@ def test_morris_screening_of_an_output_of_one_parameter(base_file: Path,
     assert (report.parent / "figures" / "morris_mu_star_sigma.png").is_file()
 
 
+@pytest.mark.slow
 def test_design_sweep_tables_carry_the_values_that_ran(base_file: Path,
                                                        tmp_path: Path) -> None:
     path = design_file(base_file, {"kind": "lhs", "samples": 4},
@@ -215,6 +218,7 @@ def test_design_sweep_tables_carry_the_values_that_ran(base_file: Path,
 # -- resume -----------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_killed_sobol_sweep_resumes_and_redoes_only_missing_runs(base_file: Path,
                                                                  tmp_path: Path) -> None:
     path = design_file(base_file, {"kind": "sobol", "samples": 2, "seed": 5},
@@ -304,6 +308,7 @@ def test_a_design_too_big_for_the_memory_is_refused_before_it_is_drawn(
         load_sweep(path, max_runs=10**8)
 
 
+@pytest.mark.slow
 def test_wsf_sweep_of_a_huge_design_under_a_memory_limit_exits_2_at_once(
         base_file: Path) -> None:
     from tests.hardening import assert_refused, run_wsf
@@ -406,6 +411,7 @@ def test_convergence_compares_half_and_full_design_and_recommends_a_size(
     assert small.recommended is None and "too small" in small.note
 
 
+@pytest.mark.slow
 def test_sensitivity_table_is_identical_with_one_and_two_workers(base_file: Path,
                                                                  tmp_path: Path) -> None:
     path = design_file(base_file, {"kind": "sobol", "samples": 4, "seed": 0},

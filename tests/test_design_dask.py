@@ -21,7 +21,7 @@ from tests.conftest import small_scenario
 from tests.test_design import KNOWN, TINY
 from tests.test_sweep_dask import Cluster, cluster  # noqa: F401  (the fixture)
 
-pytestmark = [pytest.mark.dask, pytest.mark.timeout(240)]
+pytestmark = [pytest.mark.dask, pytest.mark.slow, pytest.mark.timeout(240)]
 
 
 def test_sobol_sweep_and_study_on_dask(cluster: Cluster, tmp_path: Path) -> None:  # noqa: F811

@@ -101,6 +101,7 @@ def test_split_validation_is_stratified_disjoint_and_seeded():
             split_validation(ds, bad, rng())
 
 
+@pytest.mark.slow
 def test_library_imports_neither_mesa_nor_amm():
     code = (
         "import sys, abm.fl, abm.fl.cifar, abm.fl.shapley, abm.fl.contribution\n"

@@ -172,6 +172,7 @@ def test_the_model_takes_a_file_and_dotted_overrides_as_keywords():
         WallStreetFedsModel(ROOT / "scenarios" / "baseline.yaml", **{"rewards.polcy": "mint"})
 
 
+@pytest.mark.slow
 def test_mesa_batch_run_sweeps_scenario_fields():
     # The exact call of the documentation, in a fresh interpreter: batch_run switches
     # multiprocessing to "spawn" for the whole process.

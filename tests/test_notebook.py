@@ -30,6 +30,7 @@ print("notebook checks passed")
 """
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_quickstart_notebook_executes_and_its_results_are_the_librarys(monkeypatch) -> None:
     try:

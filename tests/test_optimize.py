@@ -45,6 +45,7 @@ def optimize(path: Path, out: Path, trials: int, **kwargs: object) -> Path:
                      output_names=RUN_OUTPUTS, progress=False, **kwargs)
 
 
+@pytest.mark.slow
 def test_study_runs_trials_and_writes_front_and_scenarios(tmp_path: Path) -> None:
     path = study_file(tmp_path)
     out = optimize(path, tmp_path / "out", 3, workers=2)
@@ -90,6 +91,7 @@ def test_single_objective_study_writes_the_best_trial(tmp_path: Path) -> None:
     assert len(list((out / "scenarios").glob("*.yaml"))) == 1
 
 
+@pytest.mark.slow
 def test_killed_study_resumes_and_runs_only_missing_trials(tmp_path: Path) -> None:
     path = study_file(tmp_path, seeds=1, sampler={"kind": "random", "seed": 3})
     out = tmp_path / "out"

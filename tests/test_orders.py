@@ -146,6 +146,7 @@ def test_a_carried_record_keeps_each_agents_rows():
                                                                  [3.0, 0.0, 0.0])
 
 
+@pytest.mark.slow
 def test_the_summary_and_the_report_show_the_orders_cut(tmp_path):
     result = simulate(small_scenario(steps=20), counterfactual=False)
     orders = result.summary["orders"]

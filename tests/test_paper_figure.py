@@ -51,6 +51,7 @@ def tiny_sweep(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return run_sweep(path, workers=1, out=root / "out", progress=False)
 
 
+@pytest.mark.slow
 def test_tiny_paper_figure_draws_exactly_its_table(tiny_sweep: Path) -> None:
     report = write_sweep_report(tiny_sweep)
     assert (report.parent / "figures" / "reward_vs_equal.png").is_file()

@@ -265,6 +265,7 @@ def test_participation_named_alone_takes_its_defaults():
     assert np.isclose(s.clients[0].cost_per_round, 0.0)
 
 
+@pytest.mark.slow
 def test_end_to_end_a_scenario_file_with_costs_participation_and_an_offering(tmp_path):
     import json
     import subprocess

@@ -43,6 +43,7 @@ def test_validating_reads_every_component_without_torch_or_mesa():
     assert done.returncode == 0, done.stderr
 
 
+@pytest.mark.slow
 def test_the_cores_keep_their_import_rules():
     done = _python("""
         import sys
@@ -142,6 +143,7 @@ def test_switching_a_component_by_override_drops_the_old_ones_parameters():
     assert s.with_overrides({"seed": 4}).contribution.params.eps_between == 0.01
 
 
+@pytest.mark.slow
 def test_adding_a_component_of_each_kind_is_one_class_in_one_file():
     done = _python("""
         import json, sys

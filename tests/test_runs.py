@@ -66,6 +66,7 @@ def test_a_damaged_table_is_named_with_its_column(good, tmp_path, file, change, 
     assert expected in str(info.value), str(info.value)
 
 
+@pytest.mark.slow
 def test_report_over_a_folder_named_report_md_exits_2_naming_it(good, tmp_path, capsys):
     folder = tmp_path / "run"
     shutil.copytree(good, folder)

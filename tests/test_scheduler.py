@@ -185,6 +185,7 @@ def test_fuzz_random_bytes_from_a_listener_are_never_taken_for_a_scheduler(fuzz_
     assert time.monotonic() - start < 2.0
 
 
+@pytest.mark.slow
 def test_wsf_sweep_at_an_http_server_exits_2_and_writes_nothing(tmp_path: Path):
     base = scenario_file(tmp_path)
     sweep = sweep_file(tmp_path, base, "seeds: 1\n")
@@ -197,6 +198,7 @@ def test_wsf_sweep_at_an_http_server_exits_2_and_writes_nothing(tmp_path: Path):
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_wsf_optimize_at_a_silent_listener_gives_up_within_the_connect_timeout(tmp_path):
     with peer() as listener:
         outcome = run_wsf("optimize", str(Path("scenarios/optimize/fair_and_cheap.yaml")

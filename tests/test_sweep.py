@@ -441,6 +441,7 @@ def test_combine_is_idempotent(base_file: Path, tmp_path: Path) -> None:
                                       frame)
 
 
+@pytest.mark.slow
 def test_interrupted_sweep_resumes_without_redoing_or_losing_runs(base_file: Path,
                                                                   tmp_path: Path) -> None:
     path = tiny_sweep(base_file, grid={"rewards.policy": ["direct", "mint", "buyback"]},

@@ -29,7 +29,7 @@ from abm.sweep.store import PARAMS_FILE, STAGING_DIR
 from analysis.sweep import combine
 from tests.conftest import small_scenario
 
-pytestmark = [pytest.mark.dask, pytest.mark.timeout(180)]
+pytestmark = [pytest.mark.dask, pytest.mark.slow, pytest.mark.timeout(180)]
 
 DASK = Path(sys.executable).parent / "dask"
 TINY = {

@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 from browser import ARTIFACTS, OfflinePage, VizServer, chromium, ensure_chromium
 
-pytestmark = [pytest.mark.browser, pytest.mark.timeout(300)]
+pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(300)]
 
 #: A small, fast scenario: 3 clients, an FL round every 2 steps.
 SCENARIO = """\

@@ -70,6 +70,7 @@ def _alive(port: int) -> bool:
     return True
 
 
+@pytest.mark.slow
 def test_asset_route_is_fast_and_read_only_and_the_server_dies_with_a_killed_wsf_viz(
         tmp_path, assets):
     port = free_port()

@@ -11,14 +11,12 @@ from __future__ import annotations
 from abc import abstractmethod
 from typing import TYPE_CHECKING
 
-from abm.amm import to_units
+from abm.amm import BASE, to_units
 from abm.registry import Component, param
 from abm.registry import Params as _Params
 
 if TYPE_CHECKING:
     from abm.agents.client import Client
-
-BASE = "USD"
 
 
 class CashOutRule(Component):

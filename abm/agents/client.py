@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from abm.agents.orders import SALE_PURPOSES, SaleBook
 from abm.agents.participation import RoundRecord
 from abm.agents.trader import DUST, Trader
-from abm.amm import ONE
+from abm.amm import BASE, ONE
 
 if TYPE_CHECKING:
     from abm.agents.cash_out import CashOutRule
@@ -15,7 +15,6 @@ if TYPE_CHECKING:
     from abm.agents.participation import ParticipationRule
     from abm.model import WallStreetFedsModel
 
-BASE = "USD"
 #: The ledger account that receives every client's training costs (docs/model.md, 7.13):
 #: USD spent on compute and data leaves the economy's agents but stays in the books, so the
 #: accounting identity holds with it and the money table shows what training cost.

@@ -15,13 +15,12 @@ from typing import TYPE_CHECKING
 import mesa
 import numpy as np
 
-from abm.amm import ONE, InsufficientOutputAmount, Market, Pool, SlippageError
+from abm.amm import BASE, ONE, InsufficientOutputAmount, Market, Pool, SlippageError
 from abm.streams import stream
 
 if TYPE_CHECKING:
     from abm.model import WallStreetFedsModel
 
-BASE = "USD"
 #: Orders smaller than this (base units, 0.01 USD or 0.01 token) are not worth a swap.
 DUST = ONE // 100
 

@@ -6,6 +6,7 @@ Plain library (no Mesa, no torch). Amounts are Python ints in base units (18 dec
 from abm.amm.ledger import InsufficientBalance, InvariantViolation, Ledger, LedgerError
 from abm.amm.market import JointLiquidation, Market, pro_rata
 from abm.amm.math import (
+    BASE,
     BPS,
     DEFAULT_FEE_BPS,
     MINIMUM_LIQUIDITY,
@@ -25,6 +26,7 @@ from abm.amm.math import (
 from abm.amm.pool import ZERO_ADDRESS, Pool
 
 __all__ = [
+    "BASE",
     "BPS",
     "DEFAULT_FEE_BPS",
     "MINIMUM_LIQUIDITY",

@@ -23,7 +23,7 @@ from collections.abc import Iterable, Sequence
 from typing import NamedTuple
 
 from abm.amm.ledger import Ledger
-from abm.amm.math import BPS, DEFAULT_FEE_BPS, check_fee_bps, get_amount_out
+from abm.amm.math import BASE, BPS, DEFAULT_FEE_BPS, check_fee_bps, get_amount_out
 from abm.amm.pool import Pool
 
 
@@ -68,7 +68,7 @@ def pro_rata(total: int, weights: dict[str, int]) -> dict[str, int]:
 class Market:
     """Pools of `token/base` in `ledger`, keyed by token; `fee_bps` is the default fee."""
 
-    def __init__(self, ledger: Ledger, base: str = "USD", fee_bps: int = DEFAULT_FEE_BPS) -> None:
+    def __init__(self, ledger: Ledger, base: str = BASE, fee_bps: int = DEFAULT_FEE_BPS) -> None:
         self.ledger = ledger
         self.base = base
         self.fee_bps = check_fee_bps(fee_bps)

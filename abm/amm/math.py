@@ -14,6 +14,10 @@ from __future__ import annotations
 
 from decimal import ROUND_FLOOR, Decimal, InvalidOperation
 
+BASE = "USD"
+"""The base asset every pool quotes against, every fee and reward is paid in, and every
+holder is endowed with: the one name the ledger, the pools, the agents and the rewards use."""
+
 ONE = 10**18
 """One display unit (1 USD, 1 token) in base units: 18 decimals, like on-chain tokens."""
 

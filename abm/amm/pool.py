@@ -18,6 +18,7 @@ from typing import NoReturn
 
 from abm.amm.ledger import InsufficientBalance, InvariantViolation, Ledger
 from abm.amm.math import (
+    BASE,
     BPS,
     DEFAULT_FEE_BPS,
     MINIMUM_LIQUIDITY,
@@ -64,7 +65,7 @@ class Pool:
     )
 
     def __init__(
-        self, ledger: Ledger, token: str, base: str = "USD", fee_bps: int = DEFAULT_FEE_BPS
+        self, ledger: Ledger, token: str, base: str = BASE, fee_bps: int = DEFAULT_FEE_BPS
     ) -> None:
         for name, value in (("token", token), ("base", base)):
             if type(value) is not str or not value:

@@ -91,11 +91,13 @@ class DataSize(ContributionMethod):
     name = "data_size"
 
     def compute(self, result):
+        from abm.fl.game import fedavg_weights
+
         self.evaluations_last_round = 0
         n = np.asarray(result.n_samples, dtype=np.float64)
         if n.size != result.n_clients or n.sum() <= 0:
-            n = np.asarray(result.weights, dtype=np.float64)
-        return n / n.sum()
+            n = result.weights
+        return fedavg_weights(n)
 
 
 class LeaveOneOut(ContributionMethod):

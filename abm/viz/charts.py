@@ -759,8 +759,3 @@ def MarketPage(model: ObservedModel):
     the latest round."""
     return Grid(children=[PriceChart(model), ContributionChart(model), ReservesChart(model),
                           WealthChart(model), AccuracyChart(model), RoundTable(model)])
-
-
-#: The market page's panels, in grid order (two per row); each redraws itself after a step.
-COMPONENTS = [PriceChart, ContributionChart, ReservesChart, WealthChart, AccuracyChart,
-              RoundTable]
