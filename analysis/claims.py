@@ -51,6 +51,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from abm.cli import file_kind
 from abm.errors import ScenarioError, format_validation_error
 from abm.scenario import read_yaml
 
@@ -102,15 +103,6 @@ class Checked:
     def holds(self) -> bool:
         return (not math.isnan(self.measured)
                 and abs(self.measured - self.claim.value) <= self.claim.tolerance)
-
-
-def file_kind(data: dict[str, Any]) -> str:
-    """`study`, `sweep` or `scenario`, by the keys a file has (as `wsf validate` tells)."""
-    if "base" in data and "objectives" in data:
-        return "study"
-    if "base" in data and ("grid" in data or "design" in data):
-        return "sweep"
-    return "scenario"
 
 
 def read_claims(path: str | Path) -> tuple[str, list[ClaimSet]]:
@@ -198,14 +190,13 @@ def measure_scenario(path: Path, check: ClaimSet) -> list[float]:
     from abm.run import simulate
     from abm.scenario import load_scenario
     from analysis.metrics import investor_performance, summarise_run
-    from analysis.runs import Run
+    from analysis.runs import run_from_result
 
     scenario = load_scenario(path)
     if check.overrides:
         scenario = scenario.with_overrides(check.overrides, source=f"{path} (claims)")
     result = simulate(scenario)
-    run = Run(path=path, config=result.config, model=result.model, agents=result.agents,
-              rounds=result.rounds, summary=result.summary)
+    run = run_from_result(result, path)
     metrics = summarise_run(run)
     investors = investor_performance(run)
     out = []

@@ -103,6 +103,13 @@ class Run:
         return "unknown"
 
 
+def run_from_result(result: Any, path: str | Path = ".") -> Run:
+    """A `Run` of an in-memory `abm.run.RunResult` (its tables, config and summary, as a run
+    folder would hold them), for analysis without writing the folder; `path` names it."""
+    return Run(path=Path(path), config=result.config, model=result.model,
+               agents=result.agents, rounds=result.rounds, summary=result.summary)
+
+
 def load_run(run_dir: str | Path) -> Run:
     """Read a run folder into a `Run`.
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import time
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -27,7 +26,7 @@ def measure(seeds: int = 5, steps: int = 200, policies=("buyback", "dividend", "
     """One row per (policy, population, seed): price and market-cap rho."""
     from abm.run import simulate
     from analysis.metrics import mcap_contribution_correlation, price_contribution_correlation
-    from analysis.runs import Run
+    from analysis.runs import run_from_result
 
     base = load_scenario(scenario_file)
     rows = []
@@ -39,8 +38,7 @@ def measure(seeds: int = 5, steps: int = 200, policies=("buyback", "dividend", "
                 if population == "without investors":
                     overrides["investors"] = []
                 result = simulate(base.with_overrides(overrides))
-                run = Run(path=Path("."), config=result.config, model=result.model,
-                          agents=result.agents, rounds=result.rounds, summary=result.summary)
+                run = run_from_result(result)
                 rows.append({"policy": policy, "population": population, "seed": seed,
                              "price_rho": price_contribution_correlation(run),
                              "mcap_rho": mcap_contribution_correlation(run)})

@@ -296,16 +296,14 @@ def test_market_cap_rho_is_recomputed_from_the_tables() -> None:
     """`mcap_contribution_rho` is Spearman of price x supply (model.parquet, last step, the
     ledger's supply) with the cumulative contribution (rounds.parquet); under `mint` the
     supplies differ, so it is not the price rho."""
-    from pathlib import Path
 
     from abm.run import simulate
     from analysis.metrics import mcap_contribution_correlation, spearman
-    from analysis.runs import Run
+    from analysis.runs import run_from_result
     from tests.conftest import small_scenario
 
     result = simulate(small_scenario(steps=40, **{"rewards.policy": "mint"}))
-    run = Run(path=Path("."), config=result.config, model=result.model, agents=result.agents,
-              rounds=result.rounds, summary=result.summary)
+    run = run_from_result(result)
     last = result.model.iloc[-1]
     clients = run.client_ids
     mcap = [last[f"price/{c}"] * last[f"supply/{c}"] for c in clients]
