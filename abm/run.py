@@ -176,15 +176,13 @@ def _attribute(result: RunResult, twin: RunResult) -> None:
         row["attributable_usd"] = diff / ONE
         # against what `equal` would have allotted it in the rounds it trained (7.13)
         row["attributable_vs_equal_pct"] = _pct_vs(diff, row["equal_split_units"])
+        row["attributable_joint_usd"] = (result.final_joint[account]
+                                         - twin.final_joint[account]) / ONE
     alone: dict[str, int] = dict.fromkeys(HOLDER_TYPES, 0)
     joint: dict[str, int] = dict.fromkeys(HOLDER_TYPES, 0)
     for account, agent_type in result.accounts.items():
         alone[agent_type] += result.final_if_sold[account] - twin.final_if_sold[account]
         joint[agent_type] += result.final_joint[account] - twin.final_joint[account]
-    for row in summary["clients"].values():
-        account = row["account"]
-        row["attributable_joint_usd"] = (result.final_joint[account]
-                                         - twin.final_joint[account]) / ONE
     for kind in HOLDER_TYPES:
         summary["holders"][kind]["attributable_usd"] = joint[kind] / ONE
         summary["holders"][kind]["attributable_alone_sum_usd"] = alone[kind] / ONE
