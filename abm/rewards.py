@@ -133,6 +133,13 @@ class CarriedContributions:
         return gain
 
 
+def score_weights(contributions: np.ndarray, negative: Literal["clip", "shift"]) -> np.ndarray:
+    """The non-negative weights (n,) a round's scores (n,) are shared by: `clip` keeps the
+    positive part, `shift` subtracts the lowest score. All zero: the round cannot be ranked."""
+    c = np.asarray(contributions, dtype=np.float64)
+    return np.maximum(c, 0.0) if negative == "clip" else c - c.min()
+
+
 def shares_from_contributions(
     contributions: np.ndarray,
     *,
@@ -152,7 +159,7 @@ def shares_from_contributions(
         raise ValueError(f"contributions must be a non-empty 1-d array, got shape {c.shape}")
     if not np.all(np.isfinite(c)):
         raise ValueError(f"contributions must be finite, got {c.tolist()}")
-    w = np.maximum(c, 0.0) if negative == "clip" else c - c.min()
+    w = score_weights(c, negative)
     total = w.sum()
     if total > 0:
         return w / total

@@ -20,6 +20,7 @@ from abm.rewards import (
     ClientAccount,
     Payout,
     RewardPolicy,
+    score_weights,
     shares_from_contributions,
 )
 from abm.streams import stream
@@ -131,11 +132,8 @@ class FederationAgent(Trader):
         played = scores[idx]
         all_zero = bool(idx.size and np.all(contributions[idx] == 0.0))
         # Unranked: the shares did not come from the scores (see shares_from_contributions).
-        if idx.size:
-            weights = np.maximum(played, 0.0) if rule == "clip" else played - played.min()
-            unranked = not weights.sum() > 0
-        else:
-            unranked = False  # an empty round is counted on its own (`empty_rounds`)
+        # (an empty round is counted on its own: `empty_rounds`)
+        unranked = bool(idx.size) and not score_weights(played, rule).sum() > 0
         budget_usd = self.budget.for_round(
             self.rounds_done, learned.accuracy - learned.prev_accuracy
         )
