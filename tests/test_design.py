@@ -257,25 +257,10 @@ def test_shipped_sobol_mechanism_varies_the_mechanism_parameters() -> None:
 
 def test_second_order_indices_of_a_product_are_reported_as_pairs(tmp_path: Path) -> None:
     """y = x1 * x2 + 0 * x3 on [0, 1]^3: S2(x1, x2) > 0, x3 has no index at all."""
-    from abm.sweep.design import DesignSpec, Parameter, draw
     from analysis.sensitivity import sensitivity
-    from analysis.sweep.loading import SweepTables
 
-    spec = DesignSpec(kind="sobol", samples=256, second_order=True, seed=0)
-    parameters = [Parameter(f"x{i}", "float", low=0.0, high=1.0) for i in (1, 2, 3)]
-    rows = draw(spec, parameters)
-    points = [{"index": i, "unit": list(map(float, row)), "sample": list(map(float, row)),
-               "params": {}, "runs": [f"r{i}"]} for i, row in enumerate(rows)]
-    design = {**spec.model_dump(), "parameters": {p.path: p.record() for p in parameters},
-              "points": points}
-    runs = pd.DataFrame({"run_id": [f"r{i}" for i in range(len(rows))], "seed": 0,
-                         "policy": "equal", "method": "data_size",
-                         "y": rows[:, 0] * rows[:, 1]})
-    empty = pd.DataFrame()
-    tables = SweepTables(path=tmp_path, name="toy", params=[], confidence=0.95,
-                         formats=["png"], figures=False, n_planned=len(rows), runs=runs,
-                         clients=empty, investors=empty, holders=empty, design=design,
-                         seeds=(0,))
+    tables = toy_tables(tmp_path, lambda rows: rows[:, 0] * rows[:, 1], samples=256,
+                        second_order=True)
     result = sensitivity(tables)
     table = result.table.set_index("parameter")
     assert list(result.table.columns) == ["output", "parameter", "S1", "S1_conf", "ST",
@@ -325,14 +310,15 @@ def test_wsf_sweep_of_a_huge_design_under_a_memory_limit_exits_2_at_once(
 
 
 def toy_tables(tmp_path: Path, function, *, samples: int, kind: str = "sobol",
-               dims: int = 3, seed: int = 0):
+               dims: int = 3, seed: int = 0, second_order: bool = False):
     """SweepTables of a design over x1..x_dims on [0, 1] whose one output is `function(rows)`,
     without running anything (one 'run' per point, seed 0)."""
     from abm.sweep.design import DesignSpec, Parameter, draw
     from analysis.sweep.loading import SweepTables
 
     spec = (DesignSpec(kind="morris", trajectories=samples, levels=4, seed=seed)
-            if kind == "morris" else DesignSpec(kind=kind, samples=samples, seed=seed))
+            if kind == "morris" else DesignSpec(kind=kind, samples=samples, seed=seed,
+                                                second_order=second_order))
     parameters = [Parameter(f"x{i}", "float", low=0.0, high=1.0) for i in range(1, dims + 1)]
     rows = draw(spec, parameters)
     points = [{"index": i, "unit": list(map(float, row)), "sample": list(map(float, row)),
