@@ -149,10 +149,12 @@ class Market:
         (2) all their LP shares are redeemed together, the USD side (`shares * reserve //
         total_shares`, at the reserves after the sale) shared pro rata by shares; the tokens
         a redemption returns count 0, since every holder has sold and no buyer is left
-        outside the pool. Plus the USD each holds. The order is the market's: sellers are
-        filled by the pool, whose owners bear the sale. Shares are split with `pro_rata`,
-        so the values add up exactly: sum(values) + left_in_pools = USD held by the accounts
-        + every pool's USD reserve that they could claim (docs/model.md, section 4.11).
+        outside the pool. Shares the pool would refuse to burn at those reserves (too few to
+        pay out a base unit of each) fetch nothing, as in `liquidation_value`. Plus the USD
+        each holds. The order is the market's: sellers are filled by the pool, whose owners
+        bear the sale. Shares are split with `pro_rata`, so the values add up exactly:
+        sum(values) + left_in_pools = USD held by the accounts + every pool's USD reserve
+        that they could claim (docs/model.md, section 4.11).
         Nothing in the ledger changes.
         """
         accounts = list(dict.fromkeys(accounts))
@@ -169,10 +171,14 @@ class Market:
                     values[a] += usd
                 reserve_token += total
                 reserve_base -= proceeds
-            shares = {a: b[pool.lp_asset] for a in accounts
-                      if (b := books[a]).get(pool.lp_asset, 0) > 0}
+            supply = pool.total_shares
+            # Each holder burns its own shares: the pool refuses a burn that pays out no base
+            # unit of a reserve (as in `liquidation_value`), so such dust stays in the pool.
+            shares = {a: n for a in accounts
+                      if (n := books[a].get(pool.lp_asset, 0)) > 0
+                      and n * reserve_token // supply and n * reserve_base // supply}
             redeemed = 0
-            if shares and pool.total_shares:
+            if shares:
                 redeemed = sum(shares.values()) * reserve_base // pool.total_shares
                 for a, usd in pro_rata(redeemed, shares).items():
                     values[a] += usd
