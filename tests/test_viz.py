@@ -8,8 +8,9 @@ import itertools
 import json
 import math
 import socket
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from types import SimpleNamespace
 
 import ipyvuetify as v
 import numpy as np
@@ -20,7 +21,8 @@ import solara
 from abm import registry
 from abm.cli import main as wsf
 from abm.scenario import Scenario, load_scenario
-from abm.viz import SCENARIO_ENV, agents, app, charts, downloads, server, twin
+from abm.viz import SCENARIO_ENV, agents, app, charts, downloads, echarts, panels, server, twin
+from abm.viz.events import event_markers
 
 STRATEGIES = registry.names("strategy")
 
@@ -95,12 +97,12 @@ def click(rc, label: str) -> None:
 
 
 def chart_titles(rc) -> list[str]:
-    return [w.option.value["title"]["text"] for w in rc.find(charts.ChartWidget).widgets]
+    return [w.option.value["title"]["text"] for w in rc.find(panels.ChartWidget).widgets]
 
 
 def chart(rc, title_start: str) -> dict:
     """The option of the chart whose title starts with `title_start`."""
-    (option,) = [w.option.value for w in rc.find(charts.ChartWidget).widgets
+    (option,) = [w.option.value for w in rc.find(panels.ChartWidget).widgets
                  if w.option.value["title"]["text"].startswith(title_start)]
     return option
 
@@ -259,7 +261,7 @@ def test_moving_a_control_changes_the_value_it_shows(render, scenario: Scenario)
 
 def test_charts_show_the_genesis_state_at_step_0(render, scenario: Scenario) -> None:
     rc = render(app.ScenarioApp(scenario))
-    for option in (w.option.value for w in rc.find(charts.ChartWidget).widgets):
+    for option in (w.option.value for w in rc.find(panels.ChartWidget).widgets):
         source = option["dataset"]["source"]
         assert len(source) == 2 and source[1][0] == 0  # the header and step 0
         assert all(s["showSymbol"] for s in option["series"] if s.get("encode"))
@@ -277,7 +279,7 @@ def test_step_advances_the_model_and_redraws_charts_and_table(render, scenario) 
     assert price_rows(rc) == 4
     price = chart(rc, "Token price")
     markers = price["series"][len(CLIENTS)]
-    assert markers["name"] == charts.ROUND_MARKER_NAME
+    assert markers["name"] == echarts.ROUND_MARKER_NAME
     (marker,) = markers["markLine"]["data"]
     assert marker["xAxis"] == 2  # the round that ran in step 2, with its event's text
     assert marker["name"].startswith("step 2: FL round 1: 400 USD budget")
@@ -292,7 +294,7 @@ def test_a_step_redraws_each_chart_of_the_open_page_once(render, scenario) -> No
     """Behaviour behind the redraw budget (`make bench`, bench/viz.py): one Step sends each
     chart of the open page one new option, and draws nothing of the other pages."""
     rc = render(app.ScenarioApp(scenario))
-    widgets = rc.find(charts.ChartWidget).widgets
+    widgets = rc.find(panels.ChartWidget).widgets
     sent = [0] * len(widgets)
 
     def counter(i: int):
@@ -302,7 +304,7 @@ def test_a_step_redraws_each_chart_of_the_open_page_once(render, scenario) -> No
         w.observe(counter(i), "option")
     click(rc, "Step")
     assert sent == [1] * len(widgets)
-    assert len(rc.find(charts.ChartWidget).widgets) == len(widgets)  # no other page drawn
+    assert len(rc.find(panels.ChartWidget).widgets) == len(widgets)  # no other page drawn
     assert not rc.find(v.Html, class_="wsf-twin-caption").widgets
 
 
@@ -380,6 +382,103 @@ def test_the_wealth_toggle_shows_spot_if_sold_or_both(render, scenario: Scenario
                      "federation if sold"]
 
 
+# -- the pages' charts -------------------------------------------------------------------------
+
+#: Every line chart of the pages, in page order, as (title, y axis): the title and the axis
+#: say exactly what is plotted and in which unit, so a change here changes what a page claims.
+PAGE_CHARTS = {
+    "Market": [
+        ("Token price per client", "USD per token"),
+        ("Contribution signal per client", "score (latest round)"),
+        ("Pool liquidity (USD reserve per pool)", "USD"),
+        ("Wealth change by agent type since step 0, at spot and if sold", "USD"),
+        ("Global model accuracy", "validation accuracy"),
+    ],
+    "Counterfactual twin": [
+        ("Attributable wealth per client: run minus zero-budget twin, if sold (USD)",
+         "USD (run − twin)"),
+        ("By holder type: run minus twin, if sold (USD)", "USD (run − twin)"),
+    ],
+}
+#: The page lists of panels that hold those charts.
+PAGE_PANELS = {"Market": charts.MARKET, "Counterfactual twin": twin.TWIN}
+
+
+@pytest.fixture
+def default_valuation() -> Iterator[None]:
+    """The wealth toggle at the page's default ("both"): outside a browser session a
+    `solara.reactive` is one global value, which a test that moves the toggle leaves moved."""
+    charts.valuation.set("both")
+    yield
+    charts.valuation.set("both")
+
+
+def listed_charts(page: list) -> list[panels.LineChart]:
+    """The line charts a page's list of panels shows now (of a toggle: the one picked)."""
+    shown = []
+    for panel in page:
+        if isinstance(panel, panels.Toggle):
+            shown.append(panel.charts[panel.choice.value])
+        elif isinstance(panel, panels.LineChart):
+            shown.append(panel)
+    return shown
+
+
+def page_chart_titles(rc) -> list[str]:
+    """Titles of the open page's charts in the page's order (panel by panel)."""
+    def walk(widget) -> Iterator[str]:
+        if isinstance(widget, panels.ChartWidget):
+            yield widget.option.value["title"]["text"]
+        for child in getattr(widget, "children", None) or []:
+            if not isinstance(child, str):
+                yield from walk(child)
+
+    return list(walk(rc.find(v.Html, class_="wsf-grid").widget))
+
+
+def test_each_listed_chart_plots_its_columns_under_its_title_and_unit(
+        scenario: Scenario, default_valuation: None) -> None:
+    """Every line chart of the page lists, built on a short real run: its option carries the
+    title and y axis it declares, one line per column it picks (under its legend label, with
+    the column's values rounded for the browser) and the run's FL rounds marked."""
+    for page, expected in PAGE_CHARTS.items():
+        assert [(c.title, c.y_name) for c in listed_charts(PAGE_PANELS[page])] == expected
+    assert {name: c.title for name, c in charts.WEALTH_CHARTS.items()} == {
+        "at spot": "Wealth change by agent type since step 0, at spot",
+        "if sold": "Wealth change by agent type since step 0, if sold",
+        "both": "Wealth change by agent type since step 0, at spot and if sold"}
+    model = app.VizModel(scenario)
+    model.start_twin()
+    for _ in range(4):
+        model.step()
+    every = [*listed_charts(charts.MARKET), *charts.WEALTH_CHARTS.values(),
+             *listed_charts(twin.TWIN)]
+    for listed in every:
+        option, lines = listed.option(model), listed.lines(model)
+        assert option["title"]["text"] == listed.title
+        assert (option["yAxis"]["name"], option["xAxis"]["name"]) == (listed.y_name, "step")
+        labels = list(lines.series)
+        assert labels, listed.title
+        names = [s["name"] for s in option["series"]]
+        assert names[:len(labels) + 1] == [*labels, echarts.ROUND_MARKER_NAME]
+        rounds = option["series"][len(labels)]["markLine"]["data"]
+        assert [r["xAxis"] for r in rounds] == [2, 4]  # round_every: 2
+        source = option["dataset"]["source"]
+        assert source[0] == ["step", *labels]
+        assert [row[0] for row in source[1:]] == [0, 1, 2, 3, 4]
+        plotted = lines.frame[[lines.series[label] for label in labels]]
+        assert [row[1:] for row in source[1:]] == plotted.round(echarts.DECIMALS).values.tolist()
+
+
+def test_each_page_shows_its_listed_charts_in_order(render, scenario: Scenario,
+                                                   default_valuation: None) -> None:
+    rc = render(app.ScenarioApp(scenario))
+    click(rc, "Step")
+    for page, expected in PAGE_CHARTS.items():
+        open_page(rc, page)
+        assert page_chart_titles(rc) == [title for title, _ in expected]
+
+
 # -- agents page --------------------------------------------------------------------------------
 
 
@@ -399,7 +498,7 @@ def test_agents_page_renders_and_follows_the_steps(render, scenario: Scenario) -
     assert history["xAxis"]["data"] == [1]  # round 1 ran at step 2
     assert "wsf-holders-table" in html_of(rc, "wsf-holders-table")
     # Clicking the heatmap's column of c02 opens c02 in the client panels.
-    heatmap = next(w for w in rc.find(charts.ChartWidget).widgets
+    heatmap = next(w for w in rc.find(panels.ChartWidget).widgets
                    if w.option.value["title"]["text"].startswith("Investors' holdings"))
     heatmap.vue_on_click({"data": {"value": [2, 0, 1.0]}, "seriesName": "holdings"})
     assert rc.find(v.Html, class_="wsf-client-title").widget.children[0].startswith("c02")
@@ -529,24 +628,36 @@ def table(rounds: list[int], **columns: list[float]) -> pd.DataFrame:
     return frame
 
 
+class Observed:
+    """A model as the market charts read it (`echarts.ObservedModel`): its table (a
+    collector's lists, one value per step), its clients and its events."""
+
+    def __init__(self, frame: pd.DataFrame, clients: Sequence[str] = (),
+                 events: Sequence[dict] = ()) -> None:
+        self.datacollector = SimpleNamespace(
+            model_vars={name: frame[name].tolist() for name in frame.columns})
+        self.client_ids = list(clients)
+        self.events = list(events)
+
+
 def test_round_markers_sit_where_the_round_counter_went_up() -> None:
     frame = table([0, 0, 1, 1, 2, 2, 3])
-    assert charts.round_steps(frame) == [2, 4, 6]
-    assert charts.round_steps(table([0])) == []
+    assert echarts.round_steps(frame) == [2, 4, 6]
+    assert echarts.round_steps(table([0])) == []
 
 
 def test_at_most_max_markers_rounds_are_marked_always_the_latest() -> None:
     rounds = list(range(1001))  # a round in every step
-    option = charts.accuracy_option(table(rounds, accuracy=[0.5] * 1001))
+    option = charts.accuracy_chart.option(Observed(table(rounds, accuracy=[0.5] * 1001)))
     marked = [m["xAxis"] for m in option["series"][-1]["markLine"]["data"]]
-    assert len(marked) == charts.MAX_MARKERS
+    assert len(marked) == echarts.MAX_MARKERS
     assert marked[0] == 1 and marked[-1] == 1000
 
 
 def test_price_chart_has_one_series_per_client_and_a_marker_series() -> None:
     frame = table([0, 1, 1], **{"price/c00": [1.0, 1.1, 1.2], "price/c01": [1.0, 0.9, 0.8]})
-    option = charts.price_option(frame, ["c00", "c01"])
-    assert [s["name"] for s in option["series"]] == ["c00", "c01", charts.ROUND_MARKER_NAME]
+    option = charts.price_chart.option(Observed(frame, ["c00", "c01"]))
+    assert [s["name"] for s in option["series"]] == ["c00", "c01", echarts.ROUND_MARKER_NAME]
     assert option["dataset"]["source"] == [["step", "c00", "c01"], [0, 1.0, 1.0],
                                            [1, 1.1, 0.9], [2, 1.2, 0.8]]
     assert option["series"][-1]["markLine"]["data"] == [{"xAxis": 1,
@@ -555,28 +666,28 @@ def test_price_chart_has_one_series_per_client_and_a_marker_series() -> None:
                                                            "formatter": "{b}"}
     assert option["animation"] is False
     assert [s["lineStyle"]["color"] for s in option["series"][:2]] == list(
-        charts.CLIENT_COLOURS[:2])
+        echarts.CLIENT_COLOURS[:2])
 
 
 def test_long_runs_are_drawn_at_evenly_spaced_steps_ending_at_the_current_one() -> None:
-    assert charts.drawn_rows(5, limit=10).tolist() == [0, 1, 2, 3, 4]
-    rows = charts.drawn_rows(1001, limit=11)
+    assert echarts.drawn_rows(5, limit=10).tolist() == [0, 1, 2, 3, 4]
+    rows = echarts.drawn_rows(1001, limit=11)
     assert rows.tolist() == [0, 100, 200, 300, 400, 500, 600, 700, 800, 900, 1000]
     frame = table([0] * 1001, accuracy=[0.5] * 1001)
-    source = charts.line_option(frame, {"a": "accuracy"}, title="t", y_name="y")
+    source = echarts.line_option(frame, {"a": "accuracy"}, title="t", y_name="y")
     steps = [row[0] for row in source["dataset"]["source"][1:]]
-    assert len(steps) <= charts.MAX_POINTS and steps[0] == 0 and steps[-1] == 1000
+    assert len(steps) <= echarts.MAX_POINTS and steps[0] == 0 and steps[-1] == 1000
 
 
 def test_chart_data_reaches_the_browser_as_plain_json() -> None:
-    widget = charts.ChartWidget(option=charts.Opaque({"series": [{"data": [1, 2]}]}))
+    widget = panels.ChartWidget(option=panels.Opaque({"series": [{"data": [1, 2]}]}))
     assert widget.get_state()["option"] == {"series": [{"data": [1, 2]}]}
     widget.close()
 
 
 def test_missing_values_are_sent_as_gaps_and_numbers_are_rounded() -> None:
     frame = table([0, 0], accuracy=[math.nan, 0.123456789])
-    source = charts.accuracy_option(frame)["dataset"]["source"]
+    source = charts.accuracy_chart.option(Observed(frame))["dataset"]["source"]
     assert source[1:] == [[0, None], [1, 0.123457]]
 
 
@@ -591,7 +702,7 @@ def cielab(colour: str) -> np.ndarray:
 
 
 def test_twenty_clients_get_twenty_distinct_colours() -> None:
-    colours = charts.CLIENT_COLOURS
+    colours = echarts.CLIENT_COLOURS
     assert len(set(colours)) == 20
     distances = [np.linalg.norm(cielab(a) - cielab(b))
                  for a, b in itertools.combinations(colours, 2)]
@@ -599,12 +710,12 @@ def test_twenty_clients_get_twenty_distinct_colours() -> None:
     # half has pairs at 17, which is how c00 and c09 came to share a blue).
     assert min(distances) >= 25
     assert all(cielab(c)[0] <= 90 for c in colours)  # none fades into the white page
-    assert charts.client_colour(20) == colours[0]
+    assert echarts.client_colour(20) == colours[0]
     clients = [f"c{i:02d}" for i in range(20)]
     frame = table([0], **{f"{kind}/{c}": [1.0] for c in clients
                           for kind in ("price", "contribution", "reserve_usd")})
-    for option in (charts.price_option(frame, clients), charts.contribution_option(frame, clients),
-                   charts.reserves_option(frame, clients)):
+    for chart_ in (charts.price_chart, charts.contribution_chart, charts.reserves_chart):
+        option = chart_.option(Observed(frame, clients))
         assert [s["lineStyle"]["color"] for s in option["series"][:20]] == list(colours)
 
 
@@ -612,13 +723,13 @@ def test_legends_wrap_instead_of_paginating() -> None:
     few = table([0], **{"price/c00": [1.0]})
     many_clients = [f"c{i:02d}" for i in range(20)]
     many = table([0], **{f"price/{c}": [1.0] for c in many_clients})
-    small = charts.price_option(few, ["c00"])
-    large = charts.price_option(many, many_clients)
+    small = charts.price_chart.option(Observed(few, ["c00"]))
+    large = charts.price_chart.option(Observed(many, many_clients))
     assert small["legend"]["type"] == large["legend"]["type"] == "plain"
-    assert charts.legend_lines(many_clients) >= 3
+    assert echarts.legend_lines(many_clients) >= 3
     # The plot starts below the legend's last line.
-    assert large["grid"]["top"] - small["grid"]["top"] == charts.LEGEND_LINE_PX * (
-        charts.legend_lines(many_clients) - 1)
+    assert large["grid"]["top"] - small["grid"]["top"] == echarts.LEGEND_LINE_PX * (
+        echarts.legend_lines(many_clients) - 1)
 
 
 def test_events_are_marked_on_the_price_chart_with_tooltips() -> None:
@@ -633,9 +744,9 @@ def test_events_are_marked_on_the_price_chart_with_tooltips() -> None:
         {"step": 6, "kind": "offering_start", "client": "c01", "agent_id": -1, "text": "IPO"},
         {"step": 6, "kind": "join", "client": "c01", "agent_id": 2, "text": "c01 rejoins"},
     ]
-    option = charts.price_option(frame, ["c00", "c01"], events)
+    option = charts.price_chart.option(Observed(frame, ["c00", "c01"], events))
     by_name = {s["name"]: s for s in option["series"]}
-    assert option["legend"]["data"] == ["c00", "c01", charts.ROUND_MARKER_NAME, "pump window",
+    assert option["legend"]["data"] == ["c00", "c01", echarts.ROUND_MARKER_NAME, "pump window",
                                         "offering window", "client left", "dump",
                                         "client (re)joined"]
     pump = by_name["pump window"]["markArea"]
@@ -647,7 +758,7 @@ def test_events_are_marked_on_the_price_chart_with_tooltips() -> None:
     assert by_name["dump"]["markPoint"]["data"] == [
         {"name": "step 5 · c00: dumps c00", "coord": [5, 1.5]}]  # on c00's price line
     assert by_name["client left"]["markPoint"]["data"][0]["coord"] == [3, 2.0]
-    rounds = by_name[charts.ROUND_MARKER_NAME]["markLine"]["data"]
+    rounds = by_name[echarts.ROUND_MARKER_NAME]["markLine"]["data"]
     assert rounds == [{"xAxis": 2, "name": "step 2: FL round 1"}]
     for series in option["series"][2:]:
         for marker in ("markArea", "markPoint", "markLine"):
@@ -659,7 +770,7 @@ def test_an_unknown_kind_or_an_end_without_start_is_still_drawn() -> None:
     frame = table([0] * 3, **{"price/c00": [1.0, 1.0, 1.0]})
     events = [{"step": 1, "kind": "pump_end", "client": "c00", "agent_id": 3, "text": "end"},
               {"step": 2, "kind": "halving", "client": "", "agent_id": -1, "text": "halved"}]
-    markers = charts.event_markers(events, frame, ["c00"])
+    markers = event_markers(events, frame, ["c00"])
     assert [m["name"] for m in markers] == ["pump end", "halving"]
     assert markers[0]["markPoint"]["data"][0]["coord"] == [1, 1.0]
     assert markers[1]["markLine"]["data"] == [{"name": "step 2: halved", "xAxis": 2}]
@@ -682,7 +793,7 @@ def test_events_a_model_records_reach_its_price_chart(render, scenario, monkeypa
         click(rc, "Step")
     price = chart(rc, "Token price")
     names = [s["name"] for s in price["series"]]
-    assert names == [*CLIENTS, charts.ROUND_MARKER_NAME, "pump window", "client left"]
+    assert names == [*CLIENTS, echarts.ROUND_MARKER_NAME, "pump window", "client left"]
     area = price["series"][-2]["markArea"]["data"]
     assert area == [[{"name": "step 1 · c01: pump starts (still open)", "xAxis": 1},
                      {"xAxis": 3}]]
@@ -691,7 +802,7 @@ def test_events_a_model_records_reach_its_price_chart(render, scenario, monkeypa
 def test_wealth_chart_shows_each_types_change_since_genesis() -> None:
     frame = table([0, 0], **{"wealth/client": [100.0, 130.0], "wealth/investor": [50.0, 40.0],
                              "wealth/lp": [10.0, 10.0]})
-    source = charts.wealth_option(frame)["dataset"]["source"]
+    source = charts.WEALTH_CHARTS["both"].option(Observed(frame))["dataset"]["source"]
     assert source == [["step", "clients at spot", "investors at spot",
                        "liquidity providers at spot"],
                       [0, 0.0, 0.0, 0.0], [1, 30.0, -10.0, 0.0]]
@@ -702,7 +813,7 @@ def test_wealth_chart_shows_spot_and_if_sold_beside_each_other() -> None:
                              "wealth_if_sold/client": [60.0, 70.0],
                              "wealth/federation": [50.0, 80.0],
                              "wealth_if_sold/federation": [40.0, 45.0]})
-    source = charts.wealth_option(frame)["dataset"]["source"]
+    source = charts.WEALTH_CHARTS["both"].option(Observed(frame))["dataset"]["source"]
     assert source == [["step", "clients at spot", "clients if sold", "federation at spot",
                        "federation if sold"], [0, 0.0, 0.0, 0.0, 0.0], [1, 30.0, 10.0, 30.0, 5.0]]
 
@@ -765,8 +876,6 @@ def test_the_app_applies_the_command_lines_settings(scenario_file: Path, monkeyp
 
 
 def test_heatmap_rows_carry_their_strategy_however_many_investors() -> None:
-    from types import SimpleNamespace
-
     few = [SimpleNamespace(unique_id=i, strategy=s) for i, s in
            enumerate(["fundamental", "mean_reversion", "mean_reversion"], start=5)]
     assert agents.heatmap_row_labels(few) == ["5 fundamental", "6 mean reversion",
@@ -786,7 +895,7 @@ def test_holder_type_colours_are_one_per_type_on_every_page(scenario: Scenario) 
 
     model = app.VizModel(scenario)
     model.step()
-    wealth = charts.wealth_option(charts.model_table(model))
+    wealth = charts.WEALTH_CHARTS["both"].option(model)
     colour_of = {kind: AGENT_TYPE_COLOURS[kind] for kind in AGENT_TYPE_LABELS}
     for line in wealth["series"]:
         name = str(line.get("name", ""))
@@ -798,7 +907,7 @@ def test_holder_type_colours_are_one_per_type_on_every_page(scenario: Scenario) 
         bars = agents.wealth_histogram_option(model, kind)["series"]
         assert [b["itemStyle"]["color"] for b in bars] == [colour_of[kind]] * 2
     model.start_twin()
-    diff = twin.type_difference_option(model)
+    diff = twin.type_difference_chart.option(model)
     named = {s["name"]: s["itemStyle"]["color"] for s in diff["series"] if "itemStyle" in s
              and s["name"] in charts.TYPE_COLOURS}
     assert named == {AGENT_TYPE_LABELS[k]: colour_of[k] for k in colour_of}

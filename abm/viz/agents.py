@@ -25,14 +25,14 @@ import solara
 
 from abm.amm import ONE
 from abm.collect import AGENT_TYPE_COLOURS, AGENT_TYPE_LABELS
-from abm.viz.charts import (
+from abm.viz.echarts import DECIMALS, axis, base_option, client_colours
+from abm.viz.panels import (
     CHART_HEIGHT_PX,
-    DECIMALS,
+    TOGGLE_HEIGHT_PX,
     EChart,
     Grid,
     LiveHTML,
     LiveText,
-    client_colours,
     html_table,
 )
 
@@ -50,15 +50,6 @@ CLIENT_HOLDERS = 10
 MAX_HEATMAP_ROWS = 200
 
 
-def _axis(name: str, **extra: Any) -> dict[str, Any]:
-    return {"name": name, "nameLocation": "middle", "nameGap": 28, **extra}
-
-
-def _base(title: str) -> dict[str, Any]:
-    return {"animation": False,
-            "title": {"text": title, "left": 8, "top": 4, "textStyle": {"fontSize": 14}}}
-
-
 def wealth_histogram_option(model: Any, agent_type: str) -> dict[str, Any]:
     """Histogram of the wealth of every `agent_type` agent now (USD), at spot and if sold.
 
@@ -70,7 +61,7 @@ def wealth_histogram_option(model: Any, agent_type: str) -> dict[str, Any]:
     sold = np.array([a.wealth_if_sold for a in members], dtype=float)
     name = AGENT_TYPE_NAMES.get(agent_type, agent_type)
     colour = AGENT_TYPE_COLOURS.get(agent_type, "#1f77b4")
-    option = _base(f"Wealth distribution of the {name} at step {model.steps} (USD)")
+    option = base_option(f"Wealth distribution of the {name} at step {model.steps} (USD)")
     if not members:
         option["title"]["subtext"] = f"no {name} in this scenario"
         return option
@@ -84,9 +75,9 @@ def wealth_histogram_option(model: Any, agent_type: str) -> dict[str, Any]:
         "tooltip": {"trigger": "axis"},
         "legend": {"data": ["at spot", "if sold"], "top": 28, "left": 8},
         "grid": {"top": 64, "left": 52, "right": 16, "bottom": 64},
-        "xAxis": _axis("wealth (USD)", type="category", data=labels, nameGap=48,
+        "xAxis": axis("wealth (USD)", type="category", data=labels, nameGap=48,
                        axisLabel={"rotate": 30, "fontSize": 10}),
-        "yAxis": _axis("agents", type="value", minInterval=1, nameGap=32),
+        "yAxis": axis("agents", type="value", minInterval=1, nameGap=32),
         "series": [
             {"type": "bar", "name": "at spot", "data": np.histogram(spot, edges)[0].tolist(),
              "itemStyle": {"color": colour}},
@@ -137,12 +128,12 @@ def holdings_heatmap_option(model: Any) -> dict[str, Any]:
                          f"{amounts[i, j]:,.2f} tokens = {values[i, j]:,.2f} USD at spot "
                          f"({amounts[i, j] / supply[j]:.2%} of supply)"),
             })
-    option = _base(f"Investors' holdings at spot, step {model.steps} (USD; click a client)")
+    option = base_option(f"Investors' holdings at spot, step {model.steps} (USD; click a client)")
     top = float(values.max()) if values.size else 0.0
     option.update({
         "tooltip": {"trigger": "item", "formatter": "{b}"},
         "grid": {"top": 40, "left": 120, "right": 80, "bottom": 40},
-        "xAxis": _axis("client token", type="category", data=list(clients), nameGap=24,
+        "xAxis": axis("client token", type="category", data=list(clients), nameGap=24,
                        splitArea={"show": True}),
         "yAxis": {"type": "category", "inverse": True, "data": heatmap_row_labels(investors),
                   "axisTick": {"show": False},
@@ -209,15 +200,15 @@ def client_history_option(model: Any, client: str) -> dict[str, Any]:
     """`client`'s contribution (bars, method units) and allotted reward (line, USD) per round."""
     rows = [r for r in model.round_rows if r["client"] == client]
     colour = client_colours(model.client_ids).get(client, "#1f77b4")
-    option = _base(f"{client}: contribution and reward per round")
+    option = base_option(f"{client}: contribution and reward per round")
     option.update({
         "tooltip": {"trigger": "axis"},
         "legend": {"data": ["contribution", "reward allotted (USD)"], "top": 28, "left": 8},
         "grid": {"top": 64, "left": 56, "right": 64, "bottom": 36},
-        "xAxis": _axis("round", type="category", data=[int(r["round"]) for r in rows],
+        "xAxis": axis("round", type="category", data=[int(r["round"]) for r in rows],
                        nameGap=22),
-        "yAxis": [_axis("contribution", type="value", nameGap=40),
-                  _axis("USD", type="value", nameGap=44)],
+        "yAxis": [axis("contribution", type="value", nameGap=40),
+                  axis("USD", type="value", nameGap=44)],
         "series": [
             {"type": "bar", "name": "contribution", "itemStyle": {"color": colour},
              "data": [round(float(r["contribution"]), DECIMALS) for r in rows]},
@@ -257,7 +248,7 @@ def WealthHistogram(model: Any):
         solara.ToggleButtonsSingle(value=kind, values=present, on_value=histogram_type.set,
                                    dense=True, classes=["wsf-agent-type"])
         EChart(lambda: wealth_histogram_option(model, kind), [model, kind],
-               height_px=CHART_HEIGHT_PX - 36)
+               height_px=CHART_HEIGHT_PX - TOGGLE_HEIGHT_PX)
     return main
 
 
@@ -308,9 +299,13 @@ def ClientHistory(model: Any):
     return EChart(lambda: client_history_option(model, client), [model, client])
 
 
+#: The agents page's panels, in order.
+AGENTS: list[Any] = [WealthHistogram, HoldingsHeatmap, ClientPanel, ClientHistory,
+                     LargestHolders]
+
+
 @solara.component
 def AgentsPage(model: Any):
     """Wealth distribution, holdings heatmap, largest holders, and the selected client's
-    holders and round history."""
-    return Grid(children=[WealthHistogram(model), HoldingsHeatmap(model), ClientPanel(model),
-                          ClientHistory(model), LargestHolders(model)])
+    holders and round history (`AGENTS`)."""
+    return Grid(children=[panel(model) for panel in AGENTS])

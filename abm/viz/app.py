@@ -30,7 +30,7 @@ from mesa.visualization.solara_viz import ModelController
 from abm import registry
 from abm.model import WallStreetFedsModel
 from abm.scenario import Scenario, ScenarioError, load_scenario
-from abm.viz import SCENARIO_ENV, SETTINGS_ENV, agents, assets, charts, downloads, twin
+from abm.viz import SCENARIO_ENV, SETTINGS_ENV, agents, assets, charts, downloads, panels, twin
 
 assets.serve_offline()  # the asset route serves installed files only (abm.viz.assets)
 
@@ -316,7 +316,7 @@ def RunControls(model: solara.Reactive[VizModel], values: solara.Reactive[dict[s
 @solara.component
 def StepCounter(model: VizModel):
     """Where the run is: "Step 3 of 40" (the one step counter of the page)."""
-    return charts.LiveText(lambda: f"Step {model.steps} of {model.config.steps}", [model],
+    return panels.LiveText(lambda: f"Step {model.steps} of {model.config.steps}", [model],
                            "wsf-step-counter", "font-weight: bold; font-size: 15px;")
 
 

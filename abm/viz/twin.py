@@ -17,18 +17,9 @@ import numpy as np
 import pandas as pd
 import solara
 
-from abm.viz.charts import (
-    TYPE_COLOURS,
-    EChart,
-    Grid,
-    LiveHTML,
-    LiveText,
-    client_colours,
-    html_table,
-    line_option,
-    model_table,
-    round_steps,
-)
+from abm.viz.charts import TYPE_COLOURS
+from abm.viz.echarts import Lines, client_colours, model_table
+from abm.viz.panels import Grid, LiveHTML, LiveText, html_table, line_chart
 
 
 def attributable_frame(model: Any) -> pd.DataFrame:
@@ -44,17 +35,16 @@ def attributable_frame(model: Any) -> pd.DataFrame:
     return frame
 
 
-def attributable_option(model: Any) -> dict[str, Any]:
-    """Line chart of `attributable_frame`, one line per client, FL rounds marked."""
-    frame = attributable_frame(model)
-    return line_option(frame, {c: c for c in model.client_ids},
-                       title="Attributable wealth per client: run minus zero-budget twin, "
-                             "if sold (USD)",
-                       y_name="USD (run − twin)", markers=round_steps(model_table(model)),
-                       colours=client_colours(model.client_ids))
+@line_chart("Attributable wealth per client: run minus zero-budget twin, if sold (USD)",
+            y_name="USD (run − twin)")
+def attributable_chart(model: Any) -> Lines:
+    """`attributable_frame`, one line per client (USD), FL rounds marked."""
+    return Lines(attributable_frame(model), {c: c for c in model.client_ids},
+                 colours=client_colours(model.client_ids))
 
 
-def type_difference_option(model: Any) -> dict[str, Any]:
+@line_chart("By holder type: run minus twin, if sold (USD)", y_name="USD (run − twin)")
+def type_difference_chart(model: Any) -> Lines:
     """Per holder type, the total wealth if sold of the run minus the twin's (USD)."""
     run = model_table(model)
     twin = model_table(model.twin) if model.twin is not None else pd.DataFrame()
@@ -65,9 +55,7 @@ def type_difference_option(model: Any) -> dict[str, Any]:
                if f"wealth_if_sold/{k}" in run}
     diff = (run.iloc[:n][list(columns.values())] - twin.iloc[:n][list(columns.values())]
             if n else pd.DataFrame(columns=list(columns.values())))
-    return line_option(diff, columns, title="By holder type: run minus twin, if sold (USD)",
-                       y_name="USD (run − twin)", markers=round_steps(run),
-                       colours={label: TYPE_COLOURS[label] for label in columns})
+    return Lines(diff, columns, colours={label: TYPE_COLOURS[label] for label in columns})
 
 
 def attributable_rows(model: Any) -> list[list[str]]:
@@ -98,16 +86,6 @@ def twin_caption(model: Any) -> str:
 
 
 @solara.component
-def AttributableChart(model: Any):
-    return EChart(lambda: attributable_option(model), [model])
-
-
-@solara.component
-def TypeDifferenceChart(model: Any):
-    return EChart(lambda: type_difference_option(model), [model])
-
-
-@solara.component
 def AttributableTable(model: Any):
     with solara.Column(gap="4px", style={"padding": "4px 8px"}) as main:
         solara.Text("What the rewards delivered so far, per client",
@@ -118,10 +96,13 @@ def AttributableTable(model: Any):
     return main
 
 
+#: The twin page's panels, in order (a chart is one entry: `abm.viz.panels.line_chart`).
+TWIN: list[Any] = [attributable_chart, type_difference_chart, AttributableTable]
+
+
 @solara.component
 def TwinPage(model: Any):
     """Starts the twin (once per model: it then steps with the run) and shows the
-    run-minus-twin differences."""
+    run-minus-twin differences (`TWIN`)."""
     model.start_twin()
-    return Grid(children=[AttributableChart(model), TypeDifferenceChart(model),
-                          AttributableTable(model)])
+    return Grid(children=[panel(model) for panel in TWIN])
