@@ -42,19 +42,20 @@ from abm.agents.investor import Investor
 from abm.agents.liquidity import LiquidityProvider
 from abm.agents.replay import LearningLog, Replay, learning_key
 from abm.agents.view import MarketView
-from abm.amm import ONE, Ledger, Market, to_units
+from abm.amm import BASE, ONE, Ledger, Market, to_units
 from abm.collect import AGENT_TYPES, AgentMarks, AgentTable
 from abm.errors import ScenarioError, problem_text
-from abm.registry import build
+from abm.registry import build, component_of, event_kinds
 from abm.rewards import ClientAccount
 from abm.scenario import MIN_SAMPLES_PER_CLIENT, Scenario, load_scenario
 from abm.streams import activation, stream, stream_int
 
-#: Kinds of `WallStreetFedsModel.events` (events.parquet; marked on the app's price chart):
-#: an FL round, a client leaving or rejoining the federation, an offering's start and end,
-#: and a manipulator's pump start, pump end and dump.
-EVENT_KINDS = ("round", "leave", "join", "offering_start", "offering_end", "pump_start",
-               "pump_end", "dump")
+#: Kinds of `WallStreetFedsModel.events` the model and its agents record themselves
+#: (events.parquet; marked on the app's price chart): an FL round, a client leaving or
+#: rejoining the federation, an offering's start and end. Components add theirs (a
+#: manipulator's pump start, pump end and dump) by declaring them (`Component.events`);
+#: `WallStreetFedsModel.event_kinds` lists them all.
+MODEL_EVENTS = ("round", "leave", "join", "offering_start", "offering_end")
 EVENT_COLUMNS = ("step", "kind", "client", "agent_id", "text")
 
 
@@ -114,7 +115,7 @@ class WallStreetFedsModel(mesa.Model):
         groups = scenario.client_groups()
         self.client_ids = [cid for cid, _ in groups]
         self.ledger = Ledger()
-        self.market = Market(self.ledger, base="USD", fee_bps=scenario.market.fee_bps)
+        self.market = Market(self.ledger, base=BASE, fee_bps=scenario.market.fee_bps)
         for cid in self.client_ids:
             self.market.create_pool(cid)
 
@@ -165,6 +166,10 @@ class WallStreetFedsModel(mesa.Model):
             investor.start()
 
         self.round_rows: list[dict[str, Any]] = []
+        #: Every event kind this run may record: the model's own, then those its components
+        #: declare (`abm.registry.event_kinds`); the events table's `kind` categories.
+        self.event_kinds: tuple[str, ...] = tuple(dict.fromkeys(MODEL_EVENTS + event_kinds(
+            component_of(params) for _, params in scenario.component_slots())))
         #: What happened when, one dict per event (`EVENT_COLUMNS`), in the order recorded.
         self.events: list[dict[str, Any]] = []
         self.last_round_rows: list[dict[str, Any]] = []
@@ -206,7 +211,7 @@ class WallStreetFedsModel(mesa.Model):
         pool_usd = to_units(m.pool_tokens * m.opening_price)
 
         def endow(agent_type: str, account: str, usd: int) -> None:
-            self.ledger.mint(account, "USD", usd)
+            self.ledger.mint(account, BASE, usd)
             self.endowments[agent_type] += usd
 
         for client in self.clients:
@@ -233,9 +238,9 @@ class WallStreetFedsModel(mesa.Model):
         self.genesis_inventory = {t: self.ledger.supply(t) - supply[t] for t in self.client_ids}
         for lp in self.lps:
             if lp.spec.enter_step == 0:
-                before = self.ledger.balance(TREASURY, "USD")
+                before = self.ledger.balance(TREASURY, BASE)
                 lp.provide_at_genesis(TREASURY)
-                self.genesis_token_sales += self.ledger.balance(TREASURY, "USD") - before
+                self.genesis_token_sales += self.ledger.balance(TREASURY, BASE) - before
         self.ledger.check()
         #: USD held right after genesis (base units): by holder type, and in the pools.
         self.usd_at_genesis = self.usd_by_holder()
@@ -252,7 +257,7 @@ class WallStreetFedsModel(mesa.Model):
         """USD held now by each holder type, the pools and the cost sink (`costs`: training
         costs paid), base units (sums to all USD)."""
         out = dict.fromkeys((*AGENT_TYPES, "pool", "costs"), 0)
-        for account, amount in self.ledger.holders("USD").items():
+        for account, amount in self.ledger.holders(BASE).items():
             out[self.holder_type(account)] += amount
         return out
 
@@ -320,11 +325,12 @@ class WallStreetFedsModel(mesa.Model):
 
     def record_event(self, kind: str, *, client: str = "", agent_id: int = -1,
                      text: str = "") -> None:
-        """Record an event at the current step: `kind` one of `EVENT_KINDS`, the client
+        """Record an event at the current step: `kind` one of `event_kinds`, the client
         (token id) it concerns if any, the agent that caused it (-1: none) and a one-line
         description (a chart tooltip)."""
-        if kind not in EVENT_KINDS:
-            raise ValueError(f"event kind {kind!r} is not one of {EVENT_KINDS}")
+        if kind not in self.event_kinds:
+            raise ValueError(f"event kind {kind!r} is not one of {self.event_kinds}: a "
+                             f"component records only the kinds it declares (`events`)")
         self.events.append({"step": int(self.steps), "kind": kind, "client": client,
                             "agent_id": int(agent_id), "text": text})
 
@@ -368,9 +374,9 @@ class WallStreetFedsModel(mesa.Model):
         `costs` pairs the cost sink's USD with the costs the clients paid (docs/model.md,
         7.13). The two are equal at every step; `check_accounting` raises if not.
         """
-        out = {"USD": (sum(self.ledger.holders("USD").values()),
-                       sum(self.endowments.values()) + self.federation.budget_in),
-               "costs": (self.ledger.balance(COST_SINK, "USD"),
+        out = {BASE: (sum(self.ledger.holders(BASE).values()),
+                      sum(self.endowments.values()) + self.federation.budget_in),
+               "costs": (self.ledger.balance(COST_SINK, BASE),
                          sum(c.cost_paid for c in self.clients))}
         for c in self.client_ids:
             out[c] = (sum(self.ledger.holders(c).values()),
@@ -434,7 +440,7 @@ class WallStreetFedsModel(mesa.Model):
             "volume_usd": sum(volume.values()),
             "fees_usd": sum(fee_values.values()),
             "execution_cost_usd": self._step_cost,
-            "federation_usd": self.ledger.balance(TREASURY, "USD") / ONE,
+            "federation_usd": self.ledger.balance(TREASURY, BASE) / ONE,
             "participating": float(self.federation.last_participants),
         }
         for kind in AGENT_TYPES:

@@ -7,7 +7,11 @@ A *component* is one class: a subclass of one kind's base class (below) with
   prints it);
 - ``Params``: a pydantic model of its parameters, each declared with :func:`param` (default,
   allowed range, unit and a one-line meaning); ``Params`` may add cross-parameter checks as
-  pydantic validators.
+  pydantic validators;
+- ``check_in``: what makes its parameters impossible in a given scenario (the schema asks
+  every component a scenario names, whatever its kind);
+- ``events``: the event kinds it may record (events.parquet), so that a run knows every kind
+  before it starts (`event_kinds`).
 
 Defining the class registers it (``__init_subclass__``): nothing else names it. The scenario
 schema (`abm.scenario`), `wsf validate`, a sweep's up-front check, the browser app's controls
@@ -49,8 +53,9 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import re
 from abc import ABC
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any, ClassVar, Literal
 
@@ -60,6 +65,7 @@ from abm.errors import FieldProblem, allowed_text, join_path
 
 __all__ = [
     "BUILTIN_MODULES",
+    "EVENT_NAME",
     "KINDS",
     "Component",
     "ComponentError",
@@ -70,7 +76,9 @@ __all__ = [
     "component_of",
     "components",
     "create",
+    "event_kinds",
     "get",
+    "is_builtin",
     "load_builtins",
     "names",
     "or_list",
@@ -178,6 +186,9 @@ BUILTIN_MODULES = (
     "abm.agents.issuance",
 )
 
+#: What an event kind may be called (events.parquet's `kind`, the price chart's legend).
+EVENT_NAME = re.compile(r"[a-z][a-z0-9_]*")
+
 _COMPONENTS: dict[str, dict[str, type[Component]]] = {kind: {} for kind in KINDS}
 _OWNERS: dict[type[Params], type[Component]] = {}
 
@@ -209,6 +220,11 @@ class Component(ABC):
     kind: ClassVar[str] = ""
     name: ClassVar[str] = ""
     Params: ClassVar[type[Params]] = Params
+    #: The event kinds this component may record (events.parquet's `kind`; a strategy
+    #: records them with `Strategy._event`), each matching `EVENT_NAME`. Declared so that a
+    #: run knows every kind before it starts (`event_kinds`) and a kind nobody declared is
+    #: refused where it is recorded, naming the component.
+    events: ClassVar[tuple[str, ...]] = ()
     #: Flat kinds only (set on registration): `Params` plus the naming key, e.g.
     #: ``kind: Literal["sell_fraction"]``, which is what the scenario holds.
     Spec: ClassVar[type[Params]]
@@ -264,6 +280,17 @@ class Component(ABC):
 def _register(cls: type[Component]) -> None:
     if cls.kind not in KINDS:
         raise TypeError(f"{cls.__name__}: kind {cls.kind!r} is not one of {sorted(KINDS)}")
+    events = cls.events
+    if not isinstance(events, tuple) or not all(
+            isinstance(e, str) and EVENT_NAME.fullmatch(e) for e in events):
+        raise TypeError(f"{cls.__name__}: events must be a tuple of event kinds, each a "
+                        f"lower-case word (letters, digits and _, a letter first); got "
+                        f"{events!r}")
+    taken = _COMPONENTS[cls.kind].get(cls.name)
+    if taken is not None and _where(taken) != _where(cls):  # the same class again: a reload
+        raise TypeError(f"{cls.__name__}: the {KINDS[cls.kind].title.lower()} name "
+                        f"{cls.name!r} is taken by {_where(taken)}; a scenario could not tell "
+                        f"the two apart")
     if cls.Params in _OWNERS or "Params" not in cls.__dict__:
         # Inherited parameters: give the class its own Params so that a parameter set always
         # tells which component it belongs to (the resolved config names it).
@@ -279,6 +306,10 @@ def _register(cls: type[Component]) -> None:
                                 **{tag: (Literal[cls.name], cls.name)})
         cls.Spec.__qualname__ = f"{cls.__qualname__}.Spec"
         _OWNERS[cls.Spec] = cls
+
+
+def _where(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
 
 
 def _problems(cls: type[Component], exc: ValidationError, prefix: str) -> list[tuple]:
@@ -336,6 +367,28 @@ def build(params: Params, **extra: Any) -> Any:
     """An instance of the component that `params` belongs to (``extra``: constructor
     arguments beyond the parameters, e.g. ``rng``)."""
     return component_of(params)(params, **extra)
+
+
+def is_builtin(component: type[Component]) -> bool:
+    """Whether `component` is one of the project's own (declared in `BUILTIN_MODULES`)."""
+    return component.__module__ in BUILTIN_MODULES
+
+
+def event_kinds(used: Iterable[type[Component]] = ()) -> tuple[str, ...]:
+    """The event kinds the built-in components declare, then those the `used` components
+    add (each once, in order).
+
+    A run's events table lists these as its `kind` categories (after the model's own,
+    `abm.model.MODEL_EVENTS`). The built-ins' kinds are listed whether the scenario uses
+    them or not, in the order of `BUILTIN_MODULES` and of declaration, so that the table of
+    a scenario made of built-in components never changes when another component is
+    registered; a component from elsewhere adds its kinds only to the runs that use it.
+    """
+    load_builtins()
+    rank = {module: i for i, module in enumerate(BUILTIN_MODULES)}
+    builtin = sorted((cls for found in _COMPONENTS.values() for cls in found.values()
+                      if is_builtin(cls)), key=lambda cls: rank[cls.__module__])
+    return tuple(dict.fromkeys(e for cls in (*builtin, *used) for e in cls.events))
 
 
 def or_list(values: Any) -> str:

@@ -238,13 +238,13 @@ def _tables(model) -> dict[str, pd.DataFrame]:
     mdf["participating"] = mdf["participating"].astype("int64")
     adf = model.agents_dataframe()
     rdf = pd.DataFrame(model.round_rows)
-    from abm.model import EVENT_COLUMNS, EVENT_KINDS
+    from abm.model import EVENT_COLUMNS
 
     edf = pd.DataFrame(model.events, columns=list(EVENT_COLUMNS))
     edf = edf.astype({"step": "int64", "agent_id": "int64"})
     # Text columns as categoricals, as in the agents table: clients in the model's order.
     clients = pd.CategoricalDtype(list(model.client_ids))
-    edf["kind"] = pd.Categorical(edf["kind"], categories=list(EVENT_KINDS))
+    edf["kind"] = pd.Categorical(edf["kind"], categories=list(model.event_kinds))
     edf["client"] = pd.Categorical(edf["client"], categories=["", *model.client_ids])
     if len(rdf):
         rdf = rdf.astype({"client": clients, "behaviour": "category", "method": "category",

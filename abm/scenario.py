@@ -154,11 +154,6 @@ def _default(kind: str) -> Any:
                  "sit beside it")
 
 
-def component_name(params: Params) -> str:
-    """The name of the component a validated parameter set belongs to."""
-    return registry.component_of(params).name
-
-
 class _Named(_Spec):
     """A section naming a component of `kind` with its parameters in a sibling mapping."""
 
@@ -471,18 +466,12 @@ class Scenario(_Spec):
                     f"({MIN_SAMPLES_PER_CLIENT} each) but {source.name} leaves {train} after "
                     f"the validation split",
                 )
-        for section, groups, key in (("clients", self.clients, "behaviour_params"),
-                                     ("investors", self.investors, "params")):
-            for i, group in enumerate(groups):
-                params = getattr(group, key)
-                problem = registry.component_of(params).check_in(params, self)
-                if problem:
-                    raise FieldProblem(f"{section}[{i}].{key}", params.model_dump(), problem)
-        issuance = self.market.issuance
-        problem = registry.component_of(issuance).check_in(issuance, self)
-        if problem:
-            raise FieldProblem("market.issuance", {"kind": component_name(issuance),
-                                                   **issuance.model_dump(mode="json")}, problem)
+        for path, params in self.component_slots():
+            # Every component checks in, whatever its kind: a refusal is the scenario's.
+            component = registry.component_of(params)
+            problem = component.check_in(params, self)
+            if problem:
+                raise FieldProblem(path, _slot_value(params), problem)
         if self.fl.model == "cnn" and source.image_shape != (3, 32, 32):
             raise FieldProblem(
                 "fl.model", "cnn",
@@ -566,6 +555,26 @@ class Scenario(_Spec):
             source=f"scenario {self.name!r} (counterfactual twin)",
         )
 
+    def component_slots(self) -> list[tuple[str, Params]]:
+        """Every component the scenario names, as ``(field path, validated parameters)``.
+
+        The path is the one a user writes: the parameter mapping of a component named
+        beside its parameters (``rewards.params``, ``clients[2].behaviour_params``), the
+        field itself for a flat one (``market.issuance``, ``clients[0].cash_out``). In the
+        order of `abm.registry.KINDS`, groups in file order. Read from each kind's `section`,
+        so a new kind's slots are walked without a line here; `registry.component_of`
+        gives each slot's component.
+        """
+        slots: list[tuple[str, Params]] = []
+        for kind in KINDS.values():
+            for path, holder in _holders(self, kind.section):
+                if kind.params_key is None:
+                    slots.append((path, holder))
+                else:
+                    slots.append((f"{path}.{kind.params_key}",
+                                  getattr(holder, kind.params_key)))
+        return slots
+
     def client_groups(self) -> list[tuple[str, ClientGroup]]:
         """Client ids (`c00`, `c01`, ...) paired with their group, in order."""
         width = max(2, len(str(self.n_clients - 1)))
@@ -574,6 +583,33 @@ class Scenario(_Spec):
             for _ in range(group.count):
                 out.append((f"c{len(out):0{width}d}", group))
         return out
+
+
+def _holders(root: BaseModel, section: str) -> list[tuple[str, Any]]:
+    """``(path, object)`` of every object a `Kind.section` (``"clients[i].cash_out"``)
+    names under `root`: ``[i]`` stands for every item of a list, in order."""
+    found: list[tuple[str, Any]] = [("", root)]
+    for part in section.split("."):
+        key = part.removesuffix("[i]")
+        below: list[tuple[str, Any]] = []
+        for path, holder in found:
+            value, at = getattr(holder, key), f"{path}.{key}" if path else key
+            if part.endswith("[i]"):
+                below.extend((f"{at}[{i}]", item) for i, item in enumerate(value))
+            else:
+                below.append((at, value))
+        found = below
+    return found
+
+
+def _slot_value(params: Params) -> dict[str, Any]:
+    """What a message shows of a component slot: the parameters, the naming key first for
+    a flat component (as the file writes it)."""
+    component = registry.component_of(params)
+    tag = KINDS[component.kind].tag
+    if KINDS[component.kind].params_key is None:
+        return {tag: component.name, **params.model_dump(mode="json")}
+    return params.model_dump()
 
 
 # -- loading ----------------------------------------------------------------------------------

@@ -17,6 +17,8 @@ from pathlib import Path
 import pytest
 import torch
 
+import tests.toy_components  # noqa: F401  (one toy component of every kind, registered)
+from abm.registry import KINDS
 from abm.scenario import Scenario, parse_scenario
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -71,6 +73,29 @@ def small_scenario(**overrides) -> Scenario:
 @pytest.fixture
 def small() -> Scenario:
     return small_scenario()
+
+
+#: Parameters for the components whose defaults do not fit a short test run (a required
+#: parameter, a window past its end); every other component runs at its defaults.
+EXAMPLE_PARAMS: dict[tuple[str, str], dict] = {
+    ("budget", "schedule"): {"schedule": [500.0, 0.0, 250.0]},
+    ("issuance", "offering"): {"start_step": 2, "end_step": 8},
+}
+
+
+def with_component(scenario: Scenario, kind: str, name: str, group: int = 0) -> Scenario:
+    """`scenario` with its `kind` slot (group `group` of a list section) switched to the
+    registered component `name` (its defaults, or its `EXAMPLE_PARAMS`): the override a user
+    would write (``rewards.policy``, ``clients.0.cash_out``), found from the kind's `section`
+    and `tag` (`abm.registry.Kind`), so that a new component of any kind drops into every
+    test parametrised over `registry.names(kind)`."""
+    k = KINDS[kind]
+    section = k.section.replace("[i]", f".{group}")
+    params = EXAMPLE_PARAMS.get((kind, name), {})
+    if k.params_key is None:
+        return scenario.with_overrides({section: {k.tag: name, **params}})
+    return scenario.with_overrides({f"{section}.{k.tag}": name,
+                                    f"{section}.{k.params_key}": params})
 
 
 def write_real_run(folder: Path, **overrides) -> Path:

@@ -3,7 +3,11 @@ same orders (`Strategy.orders` against `Strategy.decide`), the same activation o
 (`WallStreetFedsModel._activate` against Mesa's `shuffle_do`) and the same tables with every
 reference path at once (`Investor.execute_reference`, the marks converted without reuse);
 docs/model.md, section 7.9; abm/agents/strategies.py, "Two paths, one rule";
-docs/performance.md, "The market loop")."""
+docs/performance.md, "The market loop").
+
+Parametrised over every registered policy and strategy (the toy ones of
+tests/toy_components.py included), so that a new one is held to the same paths: a policy's
+`token_value` must be elementwise (the fundamental groups recompute one token at a time)."""
 
 from __future__ import annotations
 
@@ -15,13 +19,17 @@ from hypothesis import strategies as st
 
 from abm import collect, registry
 from abm.agents.investor import Investor
-from abm.agents.strategies import Fundamental, MeanReversion, Momentum, Noise, Strategy
+from abm.agents.strategies import Fundamental, Noise, Strategy
 from abm.agents.view import MarketView
 from abm.amm import ONE, InvariantViolation
 from abm.model import WallStreetFedsModel
+from abm.rewards import DirectPolicy, RewardPolicy
 from abm.run import simulate
 from abm.scenario import load_scenario
 from tests.conftest import ROOT, small_scenario
+
+POLICIES = registry.names("policy")
+STRATEGIES = registry.names("strategy")
 
 N = 4
 
@@ -52,7 +60,7 @@ def _same_orders(strategy: Strategy, view, cash_units, held) -> None:
 @settings(max_examples=60, deadline=None)
 @given(path=st.lists(prices, min_size=1, max_size=25), held=balances,
        cash=st.sampled_from([0, 1, 123 * ONE, 10**22 + 5]), live=prices,
-       policy=st.sampled_from(["buyback", "dividend", "mint", "equal"]),
+       policy=st.sampled_from(POLICIES),
        shares=st.lists(st.floats(0, 1), min_size=N, max_size=N))
 def test_chartists_and_fundamentalists_give_the_reference_orders(path, held, cash, live, policy,
                                                                   shares):
@@ -106,8 +114,9 @@ def _reference_floats(units, before, floats):
 
 def _reference_paths(monkeypatch) -> None:
     """Every fast path of the market loop and the collection replaced by its reference."""
-    for cls in (Fundamental, Momentum, MeanReversion, Noise):
-        monkeypatch.setattr(cls, "orders", _reference_orders)
+    for cls in registry.components("strategy").values():
+        if "orders" in cls.__dict__:
+            monkeypatch.setattr(cls, "orders", _reference_orders)
     monkeypatch.setattr(Investor, "_coin", _coin_one_at_a_time)
     monkeypatch.setattr(Investor, "execute", Investor.execute_reference)
     monkeypatch.setattr(WallStreetFedsModel, "_activate",
@@ -142,6 +151,52 @@ def test_the_fast_paths_give_the_reference_tables(variant, monkeypatch):
             g.update(max_position=0.12, max_trade=0.5)
     scenario = scenario.with_overrides({"investors": groups})
     _same_tables(scenario, monkeypatch)
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+def test_the_fast_paths_give_the_reference_tables_under_every_policy(policy, monkeypatch):
+    _same_tables(small_scenario(steps=20, **{"rewards.policy": policy}), monkeypatch)
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_the_fast_paths_give_the_reference_tables_with_every_strategy(strategy, monkeypatch):
+    scenario = small_scenario(steps=20)
+    groups = [*scenario.to_dict()["investors"], {"strategy": strategy, "count": 3, "cash": 800}]
+    _same_tables(scenario.with_overrides({"investors": groups}), monkeypatch)
+
+
+def _not_elementwise(policy: RewardPolicy) -> str | None:
+    """Why `policy.token_value` is not elementwise, or None: the fundamental groups value
+    every token with (n,) market arrays and (k, n) flows, then one traded token with that
+    token's figures as scalars and its (k,) flows (`_Crowd.gaps`); the two must agree to the
+    last bit."""
+    rng = np.random.default_rng(7)
+    pooled, prices = rng.uniform(1e3, 1e5, N), rng.uniform(0.05, 5.0, N)
+    supply, flows = pooled + rng.uniform(0.0, 1e5, N), rng.uniform(0.0, 1e4, (3, N))
+    whole = np.broadcast_to(policy.token_value(pooled * prices, supply, pooled, prices, flows),
+                            flows.shape)
+    by_token = np.ascontiguousarray(flows.T)
+    for j in range(N):
+        p, o = prices[j], pooled[j]
+        alone = np.broadcast_to(policy.token_value(o * p, supply[j], o, p, by_token[j]), (3,))
+        if not np.array_equal(alone, whole[:, j]):
+            return f"token {j}: {alone} alone, {whole[:, j]} among all"
+    return None
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+def test_every_policy_values_tokens_elementwise(policy):
+    assert _not_elementwise(registry.create("policy", policy)) is None
+
+
+def test_a_policy_that_values_tokens_together_is_caught():
+    class Pooled(DirectPolicy):  # no `name`: not registered
+        """Values every token at the average reserve per token of all of them."""
+
+        def token_value(self, reserve_usd, supply, pooled, prices, flow):
+            return np.sum(reserve_usd) / np.sum(supply) + 0 * flow
+
+    assert _not_elementwise(Pooled()) is not None
 
 
 @pytest.mark.parametrize(("name", "steps"), [("baseline", 25), ("speculative", 25)])

@@ -9,6 +9,7 @@ import sys
 import pytest
 import yaml
 
+from abm import registry
 from abm.amm import ONE, get_amount_out, to_units
 from abm.errors import ScenarioError
 from abm.model import WallStreetFedsModel
@@ -113,7 +114,8 @@ def test_per_round_issuance_funds_training_costs_within_the_dilution_limit():
 
 
 @pytest.mark.parametrize("issuance, message", [
-    ({"kind": "ipo"}, "market.issuance.kind = 'ipo': allowed values are 'none' or 'offering'"),
+    ({"kind": "ipo"}, "market.issuance.kind = 'ipo': allowed values are "
+                      + registry.or_list(registry.names("issuance"))),
     ({"kind": "offering", "start_step": 5, "end_step": 5},
      "end_step (5) must be after start_step (5)"),
     ({"kind": "offering", "clients": [2, 9], "end_step": 11},

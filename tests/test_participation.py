@@ -241,7 +241,7 @@ def test_token_rewards_are_weighed_by_what_they_would_fetch(policy):
 
 @pytest.mark.parametrize("field, value, message", [
     ("participation", "sometimes", "clients[0].participation.kind = 'sometimes': allowed "
-                                   "values are 'always' or 'net_payoff'"),
+     "values are " + registry.or_list(registry.names("participation"))),
     ("participation", {"kind": "net_payoff", "window": 0},
      "clients[0].participation.window = 0: input should be greater than or equal to 1"),
     ("participation", {"kind": "net_payoff", "leave_below": 2.0},

@@ -15,10 +15,13 @@ import textwrap
 
 import pytest
 
+import tests.toy_components as toys
 from abm import registry
+from abm.agents.strategies import Strategy
 from abm.errors import ScenarioError
+from abm.run import simulate
 from abm.scenario import parse_scenario
-from tests.conftest import ROOT
+from tests.conftest import ROOT, small_scenario
 
 KIND_NAMES = sorted(registry.KINDS)
 
@@ -120,6 +123,98 @@ def test_parameters_that_depend_on_the_scenario_are_checked_at_validation():
                            "clients": [{"count": 3, "behaviour": "label_flip",
                                         "behaviour_params": {"permutation": [2, 0, 1]}}]})
     assert wine.clients[0].behaviour_params.permutation == [2, 0, 1]
+
+
+def test_a_toy_policy_and_a_toy_method_that_refuse_the_scenario_are_refused_at_validation():
+    # Kinds that did not check in before (issue 25): a policy's or a method's refusal was
+    # ignored, and the scenario failed at run time or ran on.
+    with pytest.raises(ScenarioError, match=r"^toys.yaml: a problem: rewards.params = "
+                       r"\{\"holder_value\": 30.0\}: holder_value 30 USD is over 100 times the "
+                       r"opening price \(25 USD at most\)"):
+        parse_scenario({**toys.SCENARIO, "rewards": {**toys.SCENARIO["rewards"],
+                                                     "params": {"holder_value": 30.0}}},
+                       source="toys.yaml")
+    with pytest.raises(ScenarioError, match=r"^toys.yaml: a problem: contribution.params = "
+                       r"\{\"favourite\": 3\}: favourite 3 names no client: the clients are "
+                       r"0 to 2.$"):
+        parse_scenario({**toys.SCENARIO, "contribution": {"method": "favourite",
+                                                          "params": {"favourite": 3}}},
+                       source="toys.yaml")
+
+
+#: Where each kind's component sits in tests/toy_components.py's scenario, as a user writes it.
+TOY_SLOTS = {
+    "policy": "rewards.params", "budget": "rewards.budget", "method": "contribution.params",
+    "dataset": "fl.dataset", "behaviour": "clients[1].behaviour_params",
+    "cash_out": "clients[0].cash_out", "strategy": "investors[0].params",
+    "lp_exit": "liquidity_providers[0].exit", "participation": "clients[1].participation",
+    "issuance": "market.issuance",
+}
+
+
+@pytest.mark.parametrize("kind", KIND_NAMES)
+def test_every_kind_checks_in_at_its_field_path(kind, monkeypatch):
+    # One walk over the scenario's component slots asks every component, whatever its kind.
+    scenario = parse_scenario(toys.SCENARIO, source="toys.yaml")
+    slots = dict(scenario.component_slots())
+    toy = registry.component_of(slots[TOY_SLOTS[kind]])
+    assert toy.kind == kind and registry.is_builtin(toy) is False
+    monkeypatch.setattr(toy, "check_in", classmethod(lambda cls, params, s: "not here"))
+    with pytest.raises(ScenarioError) as err:
+        parse_scenario(toys.SCENARIO, source="toys.yaml")
+    assert str(err.value).startswith(f"toys.yaml: a problem: {TOY_SLOTS[kind]} = ")
+    assert str(err.value).endswith(": not here.")
+
+
+def test_a_component_declaring_a_malformed_event_kind_is_refused_when_defined():
+    with pytest.raises(TypeError, match=r"Shouty: events must be a tuple of event kinds, each "
+                       r"a lower-case word .*; got \('Pump Start',\)"):
+        class Shouty(Strategy):
+            """Declares an event kind no table could hold."""
+
+            name = "shouty"
+            events = ("Pump Start",)
+
+            def decide(self, view, cash, holdings, rng):
+                return []
+    assert "shouty" not in registry.names("strategy")
+
+
+def test_a_component_taking_a_name_already_registered_is_refused_when_defined():
+    with pytest.raises(TypeError, match=r"Impostor: the investor strategy name 'momentum' is "
+                       r"taken by abm.agents.strategies.Momentum"):
+        class Impostor(Strategy):
+            """Claims a name another strategy holds."""
+
+            name = "momentum"
+
+            def decide(self, view, cash, holdings, rng):
+                return []
+    assert registry.get("strategy", "momentum").__qualname__ == "Momentum"
+
+
+def _whale_run(**overrides):
+    return simulate(small_scenario(steps=10, **overrides, investors=[
+        {"strategy": "whale", "count": 1, "params": {"step": 3, "token": 2}}]))
+
+
+def test_an_event_kind_a_component_declares_is_recorded_and_listed():
+    events = _whale_run().events
+    builtin = ["round", "leave", "join", "offering_start", "offering_end", "pump_start",
+               "pump_end", "dump"]
+    assert events["kind"].cat.categories.tolist() == [*builtin, "whale_buy"]
+    whale = events[events["kind"] == "whale_buy"]
+    assert whale[["step", "client"]].astype(str).values.tolist() == [["3", "c02"]]
+    # A run without the component keeps the built-in categories, in their order.
+    plain = simulate(small_scenario(steps=10)).events
+    assert plain["kind"].cat.categories.tolist() == builtin
+
+
+def test_an_event_kind_a_component_does_not_declare_is_refused_naming_it(monkeypatch):
+    monkeypatch.setattr(toys.Whale, "events", ())
+    with pytest.raises(ValueError, match=r"strategy 'whale' \(Whale\) records an event of "
+                       r"kind 'whale_buy' but declares only \(\): add it to the class's `events`"):
+        _whale_run()
 
 
 def test_resolved_scenario_shows_only_the_parameters_that_apply():

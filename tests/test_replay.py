@@ -10,11 +10,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from abm import registry
 from abm.agents.replay import learning_key
 from abm.amm import InvariantViolation
 from abm.model import WallStreetFedsModel
 from abm.run import simulate
-from tests.conftest import small_scenario
+from tests.conftest import small_scenario, with_component
 
 #: Clients who pay to train and leave once the rewards they realise stop covering the cost:
 #: the twin pays no reward, so its clients stop training where the run's go on.
@@ -42,16 +43,17 @@ def _assert_same_tables(a: WallStreetFedsModel, b: WallStreetFedsModel) -> None:
     assert a.events == b.events
 
 
-@pytest.mark.parametrize("method", ["gtg_shapley", "leave_one_out"])
-def test_a_twin_in_step_with_its_run_learns_nothing_and_gets_the_same_tables(method):
-    # GTG-Shapley draws from the contribution stream: a replayed round must leave it where
-    # learning the round would have.
-    scenario = small_scenario(**{"contribution.method": method, "steps": 40})
+@pytest.mark.parametrize(("kind", "name"), [
+    (kind, name) for kind in ("method", "behaviour") for name in registry.names(kind)])
+def test_a_twin_in_step_with_its_run_learns_nothing_and_gets_the_same_tables(kind, name):
+    # Every learning-side component, the toy ones included. GTG-Shapley draws from the
+    # contribution stream: a replayed round must leave it where learning the round would have.
+    scenario = with_component(small_scenario(steps=30), kind, name)
     run = _run(scenario)
     twin = _run(scenario.twin(), replay=run.federation.log)
     alone = _run(scenario.twin())
     _assert_same_tables(twin, alone)
-    assert twin.federation.replayed_rounds == run.federation.rounds_done == 4
+    assert twin.federation.replayed_rounds == run.federation.rounds_done == 3
     assert twin.federation.timings == {"fl": 0.0, "contribution": 0.0, "probe": 0.0}
     assert twin.accuracy == alone.accuracy and twin.loss == alone.loss
     # what the twin learned is what it logs, round for round

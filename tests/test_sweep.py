@@ -25,9 +25,6 @@ from abm.sweep.store import PARAMS_FILE, STAGING_DIR, open_folder
 from analysis.sweep import combine
 from tests.conftest import ROOT, kill_sweep_when, small_scenario, stored_runs
 
-POLICIES = registry.names("policy")
-METHODS = registry.names("method")
-
 # Two rounds of FL on 3 clients and a handful of agents: about a second per run.
 TINY = {
     "steps": 12,
@@ -465,8 +462,11 @@ def test_interrupted_sweep_resumes_without_redoing_or_losing_runs(base_file: Pat
 def test_shipped_policy_by_method_covers_every_policy_and_method() -> None:
     sweep = load_sweep(ROOT / "scenarios" / "sweeps" / "policy_by_method.yaml")
     points = {(r.scenario.rewards.policy, r.scenario.contribution.method) for r in sweep.runs}
-    assert points == {(p, m) for p in POLICIES for m in METHODS}
-    assert len(sweep.runs) == len(POLICIES) * len(METHODS) * len(sweep.seeds)
+    # Every built-in one (the toy components of tests/toy_components.py are registered too).
+    policies, methods = ([n for n, c in registry.components(kind).items()
+                          if registry.is_builtin(c)] for kind in ("policy", "method"))
+    assert points == {(p, m) for p in policies for m in methods}
+    assert len(sweep.runs) == len(policies) * len(methods) * len(sweep.seeds)
     assert len(sweep.seeds) >= 3  # enough seeds for a confidence interval
 
 

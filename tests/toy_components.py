@@ -2,8 +2,10 @@
 
 Importing this module is all it takes for a scenario to use them: the classes register
 themselves, and the schema, `wsf validate`, the browser controls and the scenario reference
-see them at once. Kept out of the test modules' namespace (imported only in a subprocess), so
-that the other tests see the built-in registry.
+see them at once. tests/conftest.py imports it, so that every test parametrised over
+`registry.names(kind)` (fast paths, twins, conservation, ...) checks them as it checks the
+built-ins; what must see the built-in registry alone (the committed scenario reference) runs
+in a fresh interpreter.
 """
 
 from __future__ import annotations
@@ -32,8 +34,18 @@ class ToyPolicy(RewardPolicy):
     class Params(Params):
         holder_value: float = param(0.5, "what a holder expects per token", unit="USD", ge=0)
 
+    @classmethod
+    def check_in(cls, params, scenario):
+        most = 100 * scenario.market.opening_price
+        if params.holder_value > most:
+            return (f"holder_value {params.holder_value:g} USD is over 100 times the opening "
+                    f"price ({most:g} USD at most): every fundamental investor would buy at "
+                    f"any price")
+        return None
+
     def token_value(self, reserve_usd, supply, pooled, prices, flow):
-        return np.full(len(supply), self.params.holder_value)
+        # Elementwise, as the fast path needs: one token's scalars give that token's value.
+        return np.full(np.shape(supply), self.params.holder_value)
 
     def deliver(self, market, treasury, clients, amounts):
         return DirectPolicy().deliver(market, treasury, clients, amounts)
@@ -58,6 +70,13 @@ class FavouriteMethod(ContributionMethod):
 
     class Params(Params):
         favourite: int = param(0, "index of the client credited", ge=0)
+
+    @classmethod
+    def check_in(cls, params, scenario):
+        if params.favourite >= scenario.n_clients:
+            return (f"favourite {params.favourite} names no client: the clients are 0 to "
+                    f"{scenario.n_clients - 1}")
+        return None
 
     def compute(self, result):
         c = np.zeros(result.n_clients)
@@ -178,3 +197,31 @@ SCENARIO = {
                    "inventory": 0.0}],
     "liquidity_providers": [{"count": 1, "exit": {"kind": "leave_at", "step": 3}}],
 }
+
+
+class Whale(Strategy):
+    """Spends a large share of its cash on one token at one step, and records the buy as an
+    event of a kind of its own, `whale_buy` (events.parquet)."""
+
+    name = "whale"
+    events = ("whale_buy",)
+
+    class Params(Params):
+        step: int = param(3, "step of the buy", unit="step", ge=1)
+        token: int = param(0, "index of the client whose token it buys", ge=0)
+        fraction: float = param(0.5, "share of its cash spent", unit="fraction", ge=0, le=1)
+
+    @classmethod
+    def check_in(cls, params, scenario):
+        if params.token >= scenario.n_clients:
+            return (f"token {params.token} names no client: the clients are 0 to "
+                    f"{scenario.n_clients - 1}")
+        return None
+
+    def decide(self, view, cash, holdings, rng):
+        p = self.params
+        if view.step != p.step or cash <= 0:
+            return []
+        self._event("whale_buy", p.token, f"a whale buys {view.tokens[p.token]} for "
+                                          f"{cash * p.fraction:,.0f} USD")
+        return [Order(p.token, "buy", cash * p.fraction)]

@@ -119,7 +119,7 @@ class Investor(Trader):
         cash_units = self._usd.get(self.account, 0)
         rule = self.rule
         orders = rule.orders(self._view, cash_units, self.held, self._stream)
-        if orders or rule.events:
+        if orders or rule.pending_events:
             self.execute(orders, cash_units)
 
     def execute(self, orders: list[Order], cash_units: int) -> None:
@@ -136,7 +136,7 @@ class Investor(Trader):
         either way); otherwise, and for any later buy, the exact wealth is computed.
         """
         view = self._view
-        if self.rule.events:
+        if self.rule.pending_events:
             for kind, token, text in self.rule.pop_events():
                 self.model.record_event(kind, client=view.tokens[token],
                                         agent_id=self.unique_id, text=text)

@@ -60,8 +60,9 @@ class Strategy(Component):
     def __init__(self, params=None, /, **values) -> None:
         super().__init__(params, **values)
         #: Events the last `decide` caused, as (kind, token index, text) for
-        #: `WallStreetFedsModel.record_event` (`abm.model.EVENT_KINDS`); see `pop_events`.
-        self.events: list[tuple[str, int, str]] = []
+        #: `WallStreetFedsModel.record_event`, each kind one of the class's `events`; see
+        #: `pop_events`.
+        self.pending_events: list[tuple[str, int, str]] = []
 
     def start(self, view: MarketView, traits: np.random.Generator) -> None:
         """Once, before the first step (the view holds the prior signal): draw this
@@ -73,12 +74,18 @@ class Strategy(Component):
         investor's signal stream. Default: nothing."""
 
     def pop_events(self) -> list[tuple[str, int, str]]:
-        """The `events` so far, emptied by the call."""
-        events, self.events = self.events, []
+        """The `pending_events` so far, emptied by the call."""
+        events, self.pending_events = self.pending_events, []
         return events
 
     def _event(self, kind: str, token: int, text: str) -> None:
-        self.events.append((kind, token, text))
+        """Record an event of `kind` (one the class declares in `events`) about token
+        index `token`; the investor passes it on to the model after this decision."""
+        if kind not in self.events:
+            raise ValueError(f"strategy {self.name!r} ({type(self).__qualname__}) records "
+                             f"an event of kind {kind!r} but declares only {self.events}: "
+                             f"add it to the class's `events`")
+        self.pending_events.append((kind, token, text))
 
     @abstractmethod
     def decide(
@@ -463,6 +470,7 @@ class Manipulator(Strategy):
     """
 
     name = "manipulator"
+    events = ("pump_start", "pump_end", "dump")
 
     class Params(_Params):
         target: int = param(-1, "client index to pump; -1: the lowest contribution signal",

@@ -19,8 +19,8 @@ from abm.viz.echarts import DECIMALS
 #: How each event kind is drawn: legend entry, colour and ECharts marker. A `start` kind opens
 #: a window that its `end` kind closes (a shaded band, open windows reach the current step);
 #: every other kind is a point: a pin on the price line of the client it concerns, or a
-#: vertical line when it concerns no client. A kind not listed here (added to
-#: `abm.model.EVENT_KINDS` later) is drawn as a point under its own name.
+#: vertical line when it concerns no client. A kind not listed here (one a component
+#: declares, `abm.registry.Component.events`) is drawn as a point under its own name.
 EVENT_STYLES: dict[str, dict[str, str]] = {
     "leave": {"group": "client left", "colour": "#e65100"},
     "join": {"group": "client (re)joined", "colour": "#2e7d32"},
