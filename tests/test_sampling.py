@@ -113,3 +113,20 @@ def test_more_clients_per_round_than_clients_is_refused_with_its_path():
         small_scenario(**{"fl.clients_per_round": 5})
     with pytest.raises(ScenarioError, match=r"fl\.clients_per_round"):
         small_scenario(**{"fl.clients_per_round": 0})
+
+
+@pytest.mark.slow
+def test_two_hundred_clients_with_twenty_per_round_run_end_to_end():
+    """Cross-device in small: 200 clients on synthetic data, 20 drawn per round, GTG plays a
+    20-player game each round, a tenth of the clients free ride and earn nothing."""
+    from abm.scenario import parse_scenario
+    from bench.scale import workload
+
+    scenario = parse_scenario(workload(200, 20, 40, 30), source="tests/test_sampling.py")
+    result = simulate(scenario, counterfactual=False)
+    rounds = result.rounds
+    assert len(rounds) == 3 * 200
+    assert (rounds.groupby("round")["participating"].sum() == 20).all()
+    riders = rounds[rounds["behaviour"] == "free_rider"]
+    assert riders["reward_usd"].sum() == 0.0
+    assert rounds["reward_usd"].sum() > 0
