@@ -108,6 +108,9 @@ class WallStreetFedsModel(mesa.Model):
         super().__init__(rng=seed)
         self.config = scenario if seed == scenario.seed else scenario.with_overrides({"seed": seed})
         self.check_ledger = check
+        #: The rounds' client samples (`_draw`): its own stream, so sampling shifts no other
+        #: component's numbers.
+        self._sample_rng = stream(seed, "fl.sample")
         self.timings = {"market": 0.0, "collect": 0.0}
         #: Every agent's valuation this step (`abm.collect`); None until the agents exist.
         self.marks: AgentMarks | None = None
@@ -334,21 +337,41 @@ class WallStreetFedsModel(mesa.Model):
         self.events.append({"step": int(self.steps), "kind": kind, "client": client,
                             "agent_id": int(agent_id), "text": text})
 
+    def _draw(self, willing: np.ndarray) -> np.ndarray:
+        """The round's client sample, bool (n,): the first `fl.clients_per_round` willing
+        clients in a uniformly random order of all n clients (docs/model.md, 7.15); every
+        willing client when the scenario samples none. One permutation of n is drawn per
+        round whoever is willing, so a run and its twin draw the same orders."""
+        k = self.config.fl.clients_per_round
+        if k is None:
+            return willing.copy()
+        order = self._sample_rng.permutation(willing.size)
+        drawn = np.zeros_like(willing)
+        drawn[order[willing[order]][:k]] = True
+        return drawn
+
     def _fl_round(self) -> None:
         cost_before = self.federation.total_cost
-        # Who trains this round (docs/model.md, 7.13): each client decides on what it saw
-        # so far and pays its cost; the others sit the round out.
+        # Who trains this round (docs/model.md, 7.13 and 7.15): each client decides on what
+        # it saw so far; the round's sample is drawn among the willing; those drawn pay their
+        # cost (in client order, as funding a cost can sell tokens) and train.
         paid = [c.cost_paid for c in self.clients]
-        participants = np.array([c.join_round() for c in self.clients], dtype=bool)
+        willing = np.array([c.willing() for c in self.clients], dtype=bool)
+        drawn = self._draw(willing)
+        participants = np.array([c.join_round(bool(d)) for c, d in
+                                 zip(self.clients, drawn, strict=True)], dtype=bool)
         rows, shares, budget = self.federation.run_round(participants)
         k = int(participants.sum())
-        for client, row, before, reward in zip(self.clients, rows, paid,
-                                               self.federation.last_realised, strict=True):
+        for client, row, before, reward, was_drawn in zip(
+                self.clients, rows, paid, self.federation.last_realised, drawn, strict=True):
             row["training_cost_usd"] = (client.cost_paid - before) / ONE
             # What its cash-out rule asks right after the round, and what the guards let
             # it sell (tokens; filled by `Client.cash_out`).
             row["cash_out_asked_tokens"] = row["cash_out_sold_tokens"] = 0.0
-            client.record_round(reward, budget, k)
+            if was_drawn or not client.wants:
+                # A willing client that was not drawn neither paid nor earned: the round
+                # tells its participation rule nothing about reward against cost (7.15).
+                client.record_round(reward, budget, k)
         self.round_rows.extend(rows)
         self.last_round_rows = rows
         for row in rows:

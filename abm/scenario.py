@@ -215,6 +215,12 @@ class FLSpec(_Spec):
                     "split; the global model's accuracy always uses the whole split",
         json_schema_extra={"unit": "samples"},
     )
+    clients_per_round: int | None = param(
+        None, "clients drawn each round, uniformly without replacement among those willing "
+        "to train (FedAvg's client sampling, the fraction C of McMahan et al. 2017): only "
+        "they pay their cost, train, play the round's coalition game and share its budget; "
+        "null = every willing client trains (docs/model.md, section 7.15)",
+        unit="clients", ge=1, le=1_000_000)
     device: Literal["auto", "cpu", "cuda"] = Field(
         "auto",
         description="where training and coalition evaluation run: auto = cuda when torch "
@@ -438,6 +444,12 @@ class Scenario(_Spec):
                 "contribution.method", self.contribution.method,
                 f"{method.name} is limited to {method.max_clients} clients; this scenario has "
                 f"{n} clients (use gtg_shapley or shapley_mc)",
+            )
+        if self.fl.clients_per_round is not None and self.fl.clients_per_round > n:
+            raise FieldProblem(
+                "fl.clients_per_round", self.fl.clients_per_round,
+                f"a round draws its clients among the scenario's {n}: give at most {n}, or "
+                f"null to let every willing client train",
             )
         for field, total, most in (("clients", n, MAX_CLIENTS),
                                    ("investors", sum(g.count for g in self.investors),

@@ -7,6 +7,7 @@ seed and a stable name (docs/model.md, section 4.9 (Stochasticity)):
                                      by `fl.partition.seed` instead, when a scenario sets it)
     stream(seed, "fl.torch")         the torch seed of the federation (weights, batches)
     stream(seed, "contribution")     the contribution method's sampling (MC / GTG permutations)
+    stream(seed, "fl.sample")        each round's client sample (`fl.clients_per_round`)
     activation(seed)                 the order in which market agents act each step
     stream(seed, "agent:<account>")  one per market agent (e.g. a noise trader's coin flips)
 

@@ -90,24 +90,32 @@ class Client(Trader):
 
     # -- participation (docs/model.md, 7.13) ----------------------------------------------------
 
-    def join_round(self) -> bool:
-        """Decide whether to train in the round about to run, and pay its cost if so.
-
-        The rule decides on the records so far; a client that wants to train but whose USD
-        (after issuing tokens for the shortfall, if the scenario's issuance funds costs)
-        does not cover `cost` sits the round out. A change from the previous round is
-        recorded as a `leave` or `join` event.
-        """
+    def willing(self) -> bool:
+        """Whether its participation rule wants it to train in the round about to run (on
+        the records so far); nothing is paid yet."""
         rule = self.participation_rule
-        wants = (rule is None
-                 or rule.participates(self.history, self.cost / ONE, self.participating))
+        self.wants = (rule is None
+                      or rule.participates(self.history, self.cost / ONE, self.participating))
+        return self.wants
+
+    def join_round(self, drawn: bool = True) -> bool:
+        """Train in the round about to run if it is willing (`willing`, called just before)
+        and `drawn` (the round's client sample, docs/model.md 7.15); pay its cost if so.
+
+        A willing client whose USD (after issuing tokens for the shortfall, if the scenario's
+        issuance funds costs) does not cover `cost` sits the round out. A change of willingness
+        from the previous round is recorded as a `leave` or `join` event; a willing client
+        that was not drawn stays in the federation and pays nothing (no event).
+        """
+        wants = self.wants
         reason = "" if wants else "its expected reward does not cover its cost"
-        self.wants = wants
-        if wants and self.cost:
+        trains = wants and drawn
+        if trains and self.cost:
             if self.issuance is not None and self.issuance.fund_costs:
                 self._fund(self.cost - self.balance(BASE))
             if self.balance(BASE) < self.cost:
-                wants, reason = False, "it cannot pay its cost"
+                wants = trains = False
+                reason = "it cannot pay its cost"
             else:
                 self.market.ledger.transfer(self.account, COST_SINK, BASE, self.cost)
                 self.cost_paid += self.cost
@@ -117,8 +125,8 @@ class Client(Trader):
                     else f"{self.token} leaves the federation: {reason}")
             self.model.record_event(kind, client=self.token, agent_id=self.unique_id, text=text)
         self.participating = wants
-        self.rounds_participated += wants
-        return wants
+        self.rounds_participated += trains
+        return trains
 
     def record_round(self, reward: int, budget_usd: float, participants: int) -> None:
         """Remember the round just run: `reward` is what the payout added to the client's
