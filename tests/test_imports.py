@@ -16,6 +16,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import ROOT
 
 PACKAGE = "analysis"
@@ -98,6 +100,7 @@ def test_the_import_graph_of_analysis_has_no_cycle() -> None:
     assert not (cycle := _cycle(graph)), " -> ".join(cycle)
 
 
+@pytest.mark.slow  # an interpreter loading the analysis stack: about 4 s
 def test_each_analysis_module_imports_first_and_the_rest_after_it() -> None:
     """In a fresh interpreter, per module: forget every `analysis` module, import this one,
     then all the others. (Only `analysis` is forgotten: `abm` never imports it when loaded,
