@@ -12,6 +12,7 @@ from analysis.metrics import (
     investor_performance,
     investor_pnl,
     lp_decomposition,
+    mcap_contribution_correlation,
     nmad,
     price_contribution_correlation,
     price_contribution_correlation_by_round,

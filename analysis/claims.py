@@ -53,7 +53,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from abm.cli import file_kind
 from abm.errors import ScenarioError, format_validation_error
-from abm.scenario import read_yaml
+from abm.scenario import load_scenario, read_yaml
+from analysis.metrics import RUN_OUTPUTS, investor_performance, run_outputs, summarise_run
+from analysis.runs import run_from_result
 
 CLAIMS_KEY = "claims"
 AGGREGATES = ("mean", "median", "min", "max", "sum", "abs_median", "count")
@@ -187,10 +189,7 @@ def _from_table(frame: pd.DataFrame, claim: Claim, column: str) -> float:
 
 def measure_scenario(path: Path, check: ClaimSet) -> list[float]:
     """Run the scenario (with its twin when it asks for one) and read every claimed figure."""
-    from abm.run import simulate
-    from abm.scenario import load_scenario
-    from analysis.metrics import investor_performance, summarise_run
-    from analysis.runs import run_from_result
+    from abm.run import simulate  # torch and mesa: only when a claim is re-measured
 
     scenario = load_scenario(path)
     if check.overrides:
@@ -221,6 +220,8 @@ def measure_scenario(path: Path, check: ClaimSet) -> list[float]:
 
 def measure_sweep(path: Path, check: ClaimSet, out: Path) -> list[float]:
     """Run the sweep into `out`, write its report, read every claimed figure."""
+    # The sweep driver and the sweep report (matplotlib, seaborn) load only here, so that
+    # `wsf validate` reading a claims block stays quick.
     from abm.sweep import run_sweep
     from analysis.sweep import write_sweep_report
     from analysis.sweep.loading import load_sweep_tables
@@ -243,8 +244,7 @@ def measure_sweep(path: Path, check: ClaimSet, out: Path) -> list[float]:
 
 def measure_study(path: Path, check: ClaimSet, out: Path) -> list[float]:
     """Run the study's trials into `out` and read every claimed figure."""
-    from abm.sweep.optimize import run_study
-    from analysis.metrics import RUN_OUTPUTS, run_outputs
+    from abm.sweep.optimize import run_study  # the study driver: only here, as above
 
     folder = run_study(path, trials=check.trials or 1, workers=check.workers,
                        out=out / "study", outputs=run_outputs, output_names=RUN_OUTPUTS)

@@ -20,7 +20,7 @@ import pandas as pd
 from scipy.stats import spearmanr
 
 from analysis.market_stats import MARKET_STAT_KEYS, market_statistics
-from analysis.runs import PRICE_PREFIX, Run
+from analysis.runs import PRICE_PREFIX, Run, load_run
 
 NAN = float("nan")
 
@@ -604,9 +604,12 @@ def summarise_run(run: Run) -> dict[str, Any]:
     }
 
 
-#: The scalar outputs of a run (`summarise_run`'s numeric keys): what a sensitivity analysis
-#: or a mechanism search may take as its output or objective. Labels (`scenario`, `seed`,
-#: `policy`) and the run's size (`steps`, `rounds`) are not outputs.
+#: The scalar outputs of a run (`summarise_run`'s numeric keys, in its order): what a
+#: sensitivity analysis or a mechanism search may take as its output or objective. Labels
+#: (`scenario`, `seed`, `policy`) and the run's size (`steps`, `rounds`) are not outputs, nor
+#: is `participation_<behaviour>`, whose keys depend on the run's clients. The keys of
+#: `summarise_run` are known only from a run, so this list is written out, and a test
+#: (tests/test_analysis_metrics.py) holds it equal to `run_outputs` of a real run.
 RUN_OUTPUTS = (
     "final_accuracy",
     "price_contribution_spearman",
@@ -616,7 +619,6 @@ RUN_OUTPUTS = (
     *(f"budget_to_{k}_pct" for k in BUDGET_DESTINATIONS),
     "reward_gini",
     "rewards_usd",
-    "total_reward_usd",
     "execution_cost_usd",
     "execution_cost_pct",
     "min_allotted_vs_equal_pct",
@@ -625,6 +627,7 @@ RUN_OUTPUTS = (
     "max_attributable_vs_equal_pct",
     "unranked_rounds",
     "zero_probe_pct",
+    "total_reward_usd",
     "reward_contribution_rho",
     "attributable_contribution_rho",
     "attributable_nmad",
@@ -642,8 +645,6 @@ NOT_OUTPUTS = frozenset({"scenario", "seed", "policy", "steps", "rounds"})
 def run_outputs(run_dir: Any) -> dict[str, float]:
     """The scalar outputs of the run folder `run_dir` (`summarise_run`'s numeric values,
     every key but `NOT_OUTPUTS`; keys other engineers' measures add are included), floats."""
-    from analysis.runs import load_run
-
     out = {}
     for key, value in summarise_run(load_run(run_dir)).items():
         if key in NOT_OUTPUTS or isinstance(value, bool) or not isinstance(value, int | float):

@@ -14,6 +14,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
@@ -53,8 +54,6 @@ def load_study_trials(folder: str | Path) -> tuple[dict[str, Any], pd.DataFrame,
     completed trials left out with why ({"trial N": reason}: an objective that is not a
     finite number). Raises StudyFolderError naming the file when the spec or the table
     cannot be read, lacks what the figures need, or no completed trial is usable."""
-    import numpy as np
-
     folder = Path(folder)
     spec_file, trials_file = folder / SPEC_FILE, folder / TRIALS_FILE
     try:

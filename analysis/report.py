@@ -2,9 +2,8 @@
 
 `write_report(run_dir)` regenerates the figures into `<run>/figures/` and (re)writes
 `<run>/report.md`; it is what `wsf report RUN_DIR` does. The Markdown tables are rendered by
-`markdown_table` below rather than `DataFrame.to_markdown`, which needs the optional
-`tabulate` package: twenty lines here avoid a dependency and let each column carry its own
-number format (contributions need four decimals, USD two, counts none).
+`analysis.markdown.markdown_table`, each column with its own number format (contributions
+need four decimals, USD two, counts none).
 """
 
 from __future__ import annotations
@@ -13,7 +12,6 @@ import argparse
 import os
 import sys
 from collections.abc import Mapping, Sequence
-from numbers import Integral, Real
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.figures import FIGURE_NAMES, make_figures
+from analysis.markdown import MISSING, cell, markdown_table
 from analysis.market_stats import (
     ACF_LAGS,
     BUBBLE_MULTIPLE,
@@ -43,32 +42,9 @@ from analysis.metrics import (
     summarise_run,
 )
 from analysis.runs import Run, RunFolderError, load_run
+from analysis.statistics import fisher_z_interval
 
 REPORT_FILE = "report.md"
-MISSING = "n/a"
-
-
-def markdown_table(frame: pd.DataFrame, formats: Mapping[str, str] | None = None,
-                   default_format: str = ",.2f") -> str:
-    """A GitHub-flavoured Markdown table of `frame` (index left out).
-
-    Floats use `formats[column]` (a `format()` spec) or `default_format`; integers are
-    printed whole, booleans as yes/no, NaN or None as `n/a`. Numeric columns are
-    right-aligned. `|` inside text is escaped so that it cannot break the table.
-    """
-    formats = formats or {}
-    columns = [str(c) for c in frame.columns]
-    numeric = [pd.api.types.is_numeric_dtype(frame[c]) and not pd.api.types.is_bool_dtype(
-        frame[c]) for c in frame.columns]
-    lines = [
-        "| " + " | ".join(_escape(c) for c in columns) + " |",
-        "| " + " | ".join("---:" if n else "---" for n in numeric) + " |",
-    ]
-    for row in frame.itertuples(index=False, name=None):
-        cells = [_cell(v, formats.get(c, default_format)) for c, v in zip(columns, row,
-                                                                          strict=True)]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
 
 
 def _reached_text(summary: dict) -> str:
@@ -115,16 +91,14 @@ def render_report(run: Run, figure_dir: Path, report_dir: Path) -> str:
         "final accuracy": headline["final_accuracy"],
         "counterfactual twin": "yes" if twin else "no",
     }])
-    from analysis.sweep.statistics import fisher_z_interval  # lazy: analysis.sweep imports us
-
     n_clients = len(run.client_ids)
 
     def rho(value: float) -> str:
         """rho [95 % Fisher-z interval over the n clients] (Spearman's se)."""
         low, high = fisher_z_interval(value, n_clients)
         if not np.isfinite(low):
-            return _cell(value, ".3f")
-        return f"{_cell(value, '.3f')} [{low:.3f}, {high:.3f}]"
+            return cell(value, ".3f")
+        return f"{cell(value, '.3f')} [{low:.3f}, {high:.3f}]"
 
     numbers = pd.DataFrame({
         "metric": [
@@ -150,8 +124,8 @@ def render_report(run: Run, figure_dir: Path, report_dir: Path) -> str:
                   rho(headline["mcap_contribution_rho"]),
                   rho(headline["reward_contribution_rho"]),
                   rho(headline["attributable_contribution_rho"]),
-                  _cell(headline["reward_gini"], ".3f"), _cell(cost["rewards_usd"], ",.2f"),
-                  _cell(cost["cost_usd"], ",.2f"), _cell(cost["cost_pct"], ".2f"),
+                  cell(headline["reward_gini"], ".3f"), cell(cost["rewards_usd"], ",.2f"),
+                  cell(cost["cost_usd"], ",.2f"), cell(cost["cost_pct"], ".2f"),
                   _unranked_text(unranked), _probe_text(run.summary.get("zero_probe"))],
     })
     client_table = rewards[[
@@ -355,7 +329,7 @@ def _market_section(run: Run, headline: Mapping[str, Any], figure: Any) -> list[
             "its opening and its median price over the run)")
     if flags.empty:
         verdict = (f"**No bubble flagged**: no token's {rule} (largest peak / typical: "
-                   f"{_cell(headline['max_peak_multiple'], '.2f')}).")
+                   f"{cell(headline['max_peak_multiple'], '.2f')}).")
     else:
         lines = []
         for row in flags.itertuples(index=False):
@@ -367,7 +341,7 @@ def _market_section(run: Run, headline: Mapping[str, Any], figure: Any) -> list[
                 f"from step {row.start_step} ({row.start_price:.4f} USD); "
                 f"{row.after_peak_pct:+.0f} % from the peak by the end. Net buyer over the "
                 f"run-up: **{row.net_buyer}** ({row.net_buyer_usd:,.0f} USD net, "
-                f"{_cell(row.net_buyer_share, '.0%')} of what the buying classes put in). "
+                f"{cell(row.net_buyer_share, '.0%')} of what the buying classes put in). "
                 f"Net USD spent by class (buys − sales, all tokens; classes that did not "
                 f"trade left out): {spent}.")
         verdict = (f"**{len(flags)} bubble(s) flagged** (tokens whose {rule}):\n\n"
@@ -522,22 +496,6 @@ def _unranked_text(unranked: Mapping[str, Any]) -> str:
     return (f"{n} ({int(unranked.get('truncated', 0))} truncated, "
             f"{int(unranked.get('all_zero', 0))} all zero; budget "
             f"{float(unranked.get('budget_usd', 0.0)):,.2f} USD {unranked.get('handled', '')})")
-
-
-def _cell(value: Any, spec: str) -> str:
-    if value is None or (not isinstance(value, str) and bool(pd.isna(value))):
-        return MISSING
-    if isinstance(value, bool | np.bool_):
-        return "yes" if value else "no"
-    if isinstance(value, Integral):
-        return str(int(value))
-    if isinstance(value, Real):
-        return format(float(value), spec)
-    return _escape(str(value))
-
-
-def _escape(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from abm.scenario import ScenarioError, read_yaml
@@ -173,8 +174,6 @@ def _check_table(file: Path, frame: pd.DataFrame) -> None:
     run records step 0; a run without a round has an empty rounds table), and every column
     analysis reads that holds numbers numeric (bool, int or float) and finite. Raises
     RunFolderError naming the file, the column and the first bad row."""
-    import numpy as np
-
     if frame.empty and file.name != ROUNDS_FILE:
         raise RunFolderError(f"{file}: the table has no rows (a run writes at least one); "
                              "the run folder is damaged")

@@ -27,8 +27,8 @@ import argparse
 import pandas as pd
 
 from abm.scenario import Scenario, parse_scenario
-from analysis.report import markdown_table
-from analysis.sweep import mean_ci
+from analysis.markdown import markdown_table
+from analysis.statistics import mean_ci
 
 MISBEHAVING = ("free_rider", "label_flip")
 

@@ -11,6 +11,7 @@ import pytest
 from scipy.stats import spearmanr
 
 from analysis.metrics import (
+    RUN_OUTPUTS,
     client_rewards,
     execution_cost,
     gini,
@@ -20,6 +21,7 @@ from analysis.metrics import (
     price_contribution_correlation,
     price_contribution_correlation_by_round,
     reward_gini,
+    run_outputs,
     spearman,
     summarise_run,
 )
@@ -290,6 +292,17 @@ def test_real_run_rewards_add_up_and_only_buyback_pays_execution_cost(
     assert (lps["impermanent_loss_usd"] <= 0).all()  # constant product: never a gain
     assert list(lps["pnl_usd"]) == pytest.approx(list(
         lps["fees_earned_usd"] + lps["impermanent_loss_usd"] + lps["price_effect_usd"]))
+
+
+def test_run_outputs_are_the_numeric_keys_of_a_real_run_in_order(tmp_path: Path) -> None:
+    """`RUN_OUTPUTS` is written out (`summarise_run`'s keys exist only for a run), so it is
+    held here to what a real run gives: every numeric key of `run_outputs`, in its order, but
+    the per-behaviour participation shares, which depend on the run's clients."""
+    outputs = run_outputs(write_real_run(tmp_path / "run"))
+    per_behaviour = [k for k in outputs if k.startswith("participation_")]
+    assert sorted(per_behaviour) == ["participation_free_rider", "participation_honest"]
+    assert [k for k in outputs if k not in per_behaviour] == list(RUN_OUTPUTS)
+    assert len(set(RUN_OUTPUTS)) == len(RUN_OUTPUTS)
 
 
 def test_market_cap_rho_is_recomputed_from_the_tables() -> None:

@@ -11,8 +11,9 @@ import pandas as pd
 import pytest
 
 from analysis.figures import FIGURE_NAMES, make_figures
+from analysis.markdown import markdown_table
 from analysis.metrics import client_rewards, investor_performance
-from analysis.report import main, markdown_table, write_report
+from analysis.report import main, write_report
 from analysis.runs import RunFolderError, load_run
 from tests.conftest import write_real_run
 

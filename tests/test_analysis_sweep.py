@@ -168,7 +168,7 @@ def test_investor_and_correlation_tables_match_per_run_metrics(sweep_dir: Path,
                       & (correlation["contribution.method"] == "data_size")].iloc[0]
     rhos = [price_contribution_correlation(r) for r in runs]
     finite = [v for v in rhos if np.isfinite(v)]
-    if finite:  # a correlation is averaged in Fisher z space (analysis.sweep.statistics)
+    if finite:  # a correlation is averaged in Fisher z space (analysis.statistics)
         z = np.arctanh(np.clip(finite, -1 + 1e-6, 1 - 1e-6))
         assert row["price_contribution_spearman_mean"] == pytest.approx(np.tanh(z.mean()))
     else:

@@ -257,7 +257,7 @@ def test_shipped_sobol_mechanism_varies_the_mechanism_parameters() -> None:
 
 def test_second_order_indices_of_a_product_are_reported_as_pairs(tmp_path: Path) -> None:
     """y = x1 * x2 + 0 * x3 on [0, 1]^3: S2(x1, x2) > 0, x3 has no index at all."""
-    from analysis.sensitivity import sensitivity
+    from analysis.sweep.sensitivity import sensitivity
 
     tables = toy_tables(tmp_path, lambda rows: rows[:, 0] * rows[:, 1], samples=256,
                         second_order=True)
@@ -335,7 +335,7 @@ def toy_tables(tmp_path: Path, function, *, samples: int, kind: str = "sobol",
 
 
 def test_bootstrap_seed_is_derived_from_the_design_seed_and_never_zero() -> None:
-    from analysis.sensitivity import bootstrap_seed
+    from analysis.sweep.sensitivity import bootstrap_seed
 
     # SALib's Sobol estimator reads seed=0 as "no seed" (numpy's global state).
     assert bootstrap_seed(0) != 0 and bootstrap_seed(None) == bootstrap_seed(0)
@@ -343,7 +343,7 @@ def test_bootstrap_seed_is_derived_from_the_design_seed_and_never_zero() -> None
 
 
 def test_intervals_do_not_depend_on_numpy_global_state(tmp_path: Path) -> None:
-    from analysis.sensitivity import sensitivity
+    from analysis.sweep.sensitivity import sensitivity
 
     tables = toy_tables(tmp_path, lambda x: x[:, 0] + 0.3 * x[:, 1] ** 2, samples=16)
     np.random.seed(1)
@@ -356,7 +356,7 @@ def test_intervals_do_not_depend_on_numpy_global_state(tmp_path: Path) -> None:
 
 
 def test_sobol_flags_name_each_failed_check() -> None:
-    from analysis.sensitivity import sobol_flags
+    from analysis.sweep.sensitivity import sobol_flags
 
     assert sobol_flags({"S1": 0.2, "S1_conf": 0.05, "ST": 0.3, "ST_conf": 0.05}) == ""
     # S1 below 0 beyond its interval, S1 > ST, and ST's interval wider than ST.
@@ -371,7 +371,7 @@ def test_sobol_flags_name_each_failed_check() -> None:
 
 def test_convergence_compares_half_and_full_design_and_recommends_a_size(
         tmp_path: Path) -> None:
-    from analysis.sensitivity import TARGET_HALF_WIDTH, checks_of, convergence, sensitivity
+    from analysis.sweep.sensitivity import TARGET_HALF_WIDTH, checks_of, convergence, sensitivity
 
     # y = 4 x1 + x2 (x3 a dummy): S1 = ST = 16/17 and 1/17, 0 for x3.
     tables = toy_tables(tmp_path, lambda x: 4 * x[:, 0] + x[:, 1], samples=64)

@@ -10,15 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from analysis.sweep.statistics import (
-    bootstrap_ci,
-    fisher_z_interval,
-    fisher_z_mean_ci,
-    metric_kind,
-    paired_comparisons,
-    summarise_over_seeds,
-    wilson_ci,
-)
+from analysis.statistics import bootstrap_ci, fisher_z_interval, fisher_z_mean_ci, wilson_ci
+from analysis.sweep.statistics import metric_kind, paired_comparisons, summarise_over_seeds
 
 rhos = st.lists(st.floats(-1.0, 1.0), min_size=2, max_size=12)
 

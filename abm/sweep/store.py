@@ -30,14 +30,14 @@ import os
 import shutil
 import socket
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from abm.scenario import ScenarioError, read_yaml
-from abm.sweep.spec import Sweep, canonical_json, grid_items
+from abm.sweep.spec import Sweep
 
 try:  # POSIX advisory locks; released by the OS when the holder dies, so never stale.
     import fcntl
@@ -53,17 +53,12 @@ __all__ = [
     "SweepError",
     "begin_run",
     "default_out",
-    "design_cells",
     "discard",
     "finished_run_ids",
-    "label_names",
     "open_folder",
-    "param_cell",
-    "param_columns",
     "publish_run",
     "read_spec",
     "run_folder",
-    "sweep_parameters",
 ]
 
 SPEC_FILE = "sweep.yaml"
@@ -244,76 +239,6 @@ def publish_run(result: Any, sweep_dir: Path, staging: Path, record: dict[str, A
             return False  # another process stored the same run first
         raise
     return True
-
-
-def param_columns(grid: dict[str, list[Any] | dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Table cell for every grid label, per grid key: {key: {canonical JSON of label: cell}}.
-
-    `grid` is as written in the sweep file (values, or {label: value}). Named values are shown
-    by their label. Plain scalars stay as they are when a key's values share one kind
-    (numbers, strings or booleans), so numeric parameters can be plotted on an axis; lists
-    and mappings and mixed kinds become text, JSON for structures.
-    """
-    columns: dict[str, dict[str, Any]] = {}
-    for key, values in grid.items():
-        labels = [label for label, _ in grid_items(values)]
-        kinds = {_kind(label) for label in labels}
-        keep = len(kinds) == 1 and kinds <= {"number", "string", "bool"}
-        as_float = kinds == {"number"} and any(isinstance(label, float) for label in labels)
-        cells: dict[str, Any] = {}
-        for label in labels:
-            if keep:
-                cell = float(label) if as_float else label
-            else:
-                cell = label if isinstance(label, str) else canonical_json(label)
-            cells[canonical_json(label)] = cell
-        columns[key] = cells
-    return columns
-
-
-def sweep_parameters(spec: dict[str, Any]) -> list[str]:
-    """The parameters that tell a stored sweep's runs apart: grid keys, or the design's
-    parameters (`spec` is `read_spec`'s record), in file order."""
-    design = spec.get("design")
-    if design:
-        return list(design.get("parameters") or {})
-    return list(spec.get("grid") or {})
-
-
-def param_cell(spec: dict[str, Any], cells: dict[str, dict[str, Any]], key: str,
-               label: Any) -> Any:
-    """Table cell of one run's `label` for parameter `key`; `cells` is `param_columns` of the
-    grid (or of the design's categoricals). A design's numeric values are their own cells."""
-    design = spec.get("design")
-    if design and (design["parameters"][key].get("kind") != "categorical"):
-        return label
-    return cells[key][canonical_json(label)]
-
-
-def design_cells(spec: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """`param_columns` of a stored grid, or of a stored design's categorical parameters."""
-    design = spec.get("design")
-    if not design:
-        return param_columns(spec.get("grid") or {})
-    return param_columns({key: list(p["labels"]) for key, p in design["parameters"].items()
-                          if p.get("kind") == "categorical"})
-
-
-def _kind(value: Any) -> str:
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, int | float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    return "structure"
-
-
-def label_names(keys: Iterable[str], taken: set[str]) -> dict[str, str]:
-    """Column name of each grid key in result tables: its dotted path, or `grid:<path>` when
-    a table already has a column of that name (say, a grid over the `contribution` section
-    next to the per-client `contribution` column)."""
-    return {key: f"grid:{key}" if key in taken else key for key in keys}
 
 
 def _write_text_atomic(path: Path, text: str) -> None:

@@ -25,14 +25,17 @@ CSV columns: the grid parameters (one column per dotted path, named values by th
 the entity (`client`, `strategy`) where there is one, `n_runs` (runs in the group, i.e. seeds),
 then per metric `<metric>_mean`, `<metric>_ci_low`, `<metric>_ci_high` (NaN with one seed).
 
-Modules, split as the single-run analysis is: `loading` (combined tables), `statistics`
-(means and intervals), `tables`, `figures`, `report`.
+Modules, split as the single-run analysis is: `loading` (combined tables), `labels` (the
+parameter columns of the runs), `statistics` (which interval each metric gets, summaries
+over seeds, paired comparisons; the estimators are `analysis.statistics`), `tables`,
+`figures`, `sensitivity` (design sweeps), `report`.
 """
 
+from analysis.statistics import mean_ci
 from analysis.sweep.figures import FIGURE_NAMES, figure_data, make_sweep_figures
 from analysis.sweep.loading import SweepTables, combine, combined_is_current, load_sweep_tables
 from analysis.sweep.report import REPORT_DIR, write_sweep_report
-from analysis.sweep.statistics import mean_ci, summarise_over_seeds
+from analysis.sweep.statistics import summarise_over_seeds
 from analysis.sweep.tables import client_keys, clients_identified, sweep_summary_tables
 
 __all__ = [

@@ -33,17 +33,14 @@ from abm.sweep.store import (
     RUNS_DIR,
     SPEC_FILE,
     SweepError,
-    design_cells,
     finished_run_ids,
-    label_names,
-    param_cell,
     read_spec,
     run_folder,
-    sweep_parameters,
 )
 from abm.tidy import LONG_TABLES, long_tables
 from analysis.metrics import client_rewards, holder_outcomes, investor_performance, summarise_run
 from analysis.runs import RunFolderError, load_run
+from analysis.sweep.labels import design_cells, label_names, param_cell, sweep_parameters
 
 __all__ = ["SKIPPED_FILE", "TABLES", "SweepTables", "combine", "combined_is_current",
            "load_sweep_tables", "skipped_runs"]

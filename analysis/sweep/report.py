@@ -2,7 +2,7 @@
 
 Grid sweeps get the per-point tables and figures, and, where the grid varies the policy or
 the contribution method, paired comparisons on common seeds (`paired_comparisons`). Design
-sweeps (Sobol, Morris, LHS) get the sensitivity indices (`analysis.sensitivity`:
+sweeps (Sobol, Morris, LHS) get the sensitivity indices (`analysis.sweep.sensitivity`:
 `sensitivity.csv` or `rank_correlations.csv`, their figures) and the per-point tables as CSV
 and LaTeX only (one row per design point is a table to analyse, not to read). Every table is
 written as CSV and LaTeX by pandas' own writers; every figure as the sweep file's
@@ -19,9 +19,19 @@ from pathlib import Path
 
 import pandas as pd
 
-from analysis.report import markdown_table
+from analysis.markdown import markdown_table
 from analysis.sweep.figures import make_sweep_figures
 from analysis.sweep.loading import SweepTables, load_sweep_tables
+from analysis.sweep.sensitivity import (
+    FLAG_ADVICE,
+    TARGET_HALF_WIDTH,
+    WIDE_MIN,
+    checks_of,
+    convergence,
+    make_sensitivity_figures,
+    sensitivity,
+    warnings_of,
+)
 from analysis.sweep.statistics import MIN_SEEDS, paired_comparisons
 from analysis.sweep.tables import METHOD_PATH, POLICY_PATH, SummaryTable, markdown, summary_tables
 
@@ -67,13 +77,6 @@ def write_sweep_report(sweep_dir: str | Path) -> Path:
     warnings = _seed_warnings(tables)
     sections: list[str] = []
     if design:
-        from analysis.sensitivity import (
-            convergence,
-            make_sensitivity_figures,
-            sensitivity,
-            warnings_of,
-        )
-
         result = sensitivity(tables)
         write_table(result.table, out / result.file_stem)
         converged = convergence(tables, result)
@@ -239,8 +242,6 @@ TARGET_TEXT = "its intervals (target half-width 0.1)"
 
 def _convergence_sections(result, converged) -> list[str]:
     """The report's 'Checks' (Sobol flags, with what to do) and 'Convergence' sections."""
-    from analysis.sensitivity import FLAG_ADVICE, TARGET_HALF_WIDTH, WIDE_MIN, checks_of
-
     lines: list[str] = []
     checks = checks_of(result)
     if len(checks):

@@ -8,9 +8,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from analysis.markdown import markdown_table
 from analysis.market_stats import MARKET_STAT_KEYS
 from analysis.metrics import BUDGET_DESTINATIONS, RUN_OUTPUTS
-from analysis.report import markdown_table
 from analysis.sweep.loading import SweepTables
 from analysis.sweep.statistics import summarise_over_seeds
 

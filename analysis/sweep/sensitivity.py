@@ -52,8 +52,8 @@ from matplotlib.figure import Figure
 from abm.streams import stream_int
 from analysis.figures import save_figure
 from analysis.metrics import NOT_OUTPUTS, spearman
+from analysis.statistics import fisher_z_interval
 from analysis.sweep.loading import SweepTables
-from analysis.sweep.statistics import fisher_z_interval
 
 __all__ = ["RESAMPLES", "Convergence", "Sensitivity", "bootstrap_seed", "checks_of",
            "convergence", "make_sensitivity_figures", "sensitivity", "sobol_flags"]
