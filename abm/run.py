@@ -55,6 +55,7 @@ from tqdm import tqdm
 
 from abm.agents.orders import orders_summary
 from abm.amm import ONE, JointLiquidation
+from abm.rewards import Destination
 from abm.scenario import Scenario, ScenarioError
 from abm.tidy import long_tables
 
@@ -255,11 +256,12 @@ def _tables(model) -> dict[str, pd.DataFrame]:
 def _summary(model, tables, timings, check: bool, joint: JointLiquidation) -> dict[str, Any]:
     cfg = model.config
     fed = model.federation
+    book = fed.book
     rounds = tables["rounds"]
     agents = tables["agents"]
     first = agents[agents["step"] == 0].set_index("agent_id")
     last = agents[agents["step"] == agents["step"].max()].set_index("agent_id")
-    equal = fed.equal_reference
+    equal = book.equal_reference
     clients = {}
     for i, client in enumerate(model.clients):
         mine = rounds[rounds["client"] == client.token] if len(rounds) else rounds
@@ -268,14 +270,15 @@ def _summary(model, tables, timings, check: bool, joint: JointLiquidation) -> di
             "behaviour": client.strategy,
             "account": client.account,
             "contribution": float(mine["contribution"].sum()) if len(mine) else 0.0,
-            "allotted_usd": fed.allotted[i] / ONE,
+            "allotted_usd": book.allotted[i] / ONE,
             # Against what `equal` would have allotted it in the rounds it trained (the same
             # for every client when all train every round).
-            "allotted_vs_equal_pct": _pct_vs(fed.allotted[i], fed.equal_reference_by_client[i]),
-            "equal_split_usd": fed.equal_reference_by_client[i] / ONE,
-            "equal_split_units": fed.equal_reference_by_client[i],
-            "cash_paid_usd": fed.cash_to_client[i] / ONE,
-            "dividends_usd": fed.dividends_to.get(client.account, 0) / ONE,
+            "allotted_vs_equal_pct": _pct_vs(book.allotted[i],
+                                             book.equal_reference_by_client[i]),
+            "equal_split_usd": book.equal_reference_by_client[i] / ONE,
+            "equal_split_units": book.equal_reference_by_client[i],
+            "cash_paid_usd": book.paid[Destination.CLIENT][i] / ONE,
+            "dividends_usd": book.dividends_to.get(client.account, 0) / ONE,
             "attributable_usd": None,
             "attributable_vs_equal_pct": None,
             "attributable_joint_usd": None,
@@ -286,8 +289,8 @@ def _summary(model, tables, timings, check: bool, joint: JointLiquidation) -> di
             # Participation and its economics (docs/model.md, 7.13 and 7.14).
             "rounds_participated": client.rounds_participated,
             "cost_usd": client.cost_paid / ONE,
-            "reward_if_sold_usd": fed.realised[i] / ONE,
-            "individually_rational": fed.realised[i] >= client.cost_paid,
+            "reward_if_sold_usd": book.realised[i] / ONE,
+            "individually_rational": book.realised[i] >= client.cost_paid,
             "offering_usd": client.offering_usd / ONE,
             "offering_tokens": client.offering_tokens / ONE,
             "funding_usd": client.funding_usd / ONE,
@@ -324,10 +327,10 @@ def _summary(model, tables, timings, check: bool, joint: JointLiquidation) -> di
         "policy": cfg.rewards.policy,
         "method": cfg.contribution.method,
         "final_accuracy": model.accuracy,
-        "total_reward_usd": fed.budget_in / ONE,
+        "total_reward_usd": book.budget_in / ONE,
         "equal_split_usd": equal / ONE,
         "equal_split_units": equal,
-        "execution_cost_usd": fed.total_cost / ONE,
+        "execution_cost_usd": book.total_cost / ONE,
         # Filled from the twin (`_attribute`): what reached the clients, on the joint basis.
         "reached_clients_usd": None,
         "reached_clients_pct": None,
@@ -364,7 +367,7 @@ def _summary(model, tables, timings, check: bool, joint: JointLiquidation) -> di
                                    if len(rounds) else float(len(model.clients))),
             "final_participating": fed.last_participants,
             "clients": len(model.clients),
-            "ir_violations": sum(fed.realised[i] < c.cost_paid
+            "ir_violations": sum(book.realised[i] < c.cost_paid
                                  for i, c in enumerate(model.clients)),
         },
         "ledger_checked_every_step": check,
@@ -383,32 +386,41 @@ def _summary(model, tables, timings, check: bool, joint: JointLiquidation) -> di
     }
 
 
+#: The money table's key for each destination of the budgets (`abm.rewards.Destination`,
+#: in its order); their values sum to `budgets_paid_in_usd`. Dividends are shown by the
+#: holder type of the receiving accounts.
+MONEY_DESTINATIONS = {
+    Destination.CLIENT: "to_clients_as_cash_usd",
+    Destination.POOL_PURCHASE: "into_pools_by_buybacks_usd",
+    Destination.POOL_LIQUIDITY: "into_pools_as_mint_liquidity_usd",
+    Destination.HOLDERS: "dividends_to_holders_usd",
+    Destination.TREASURY: "kept_by_treasury_usd",
+}
+
+
 def money_table(model) -> dict[str, Any]:
     """Where the money went, from the model's exact books (USD display units).
 
     USD enters the economy only as endowments (genesis) and reward budgets (each round); it
-    is never destroyed. `usd_by_holder` follows it per holder type and into the pools:
-    `start` (right after genesis) + `rewards` (what the budget paid it: cash, dividends, a
-    buyback's or mint's USD into a pool, the treasury's kept part) + `trading` (net USD from
-    swaps, liquidity deposits and withdrawals, genesis token sales) = `end`, and the
-    `trading` column sums to zero (trading only moves USD). `balanced` states that the end
-    column sums exactly to endowments plus budgets (base units).
+    is never destroyed. The budgets' destinations are the money book's
+    (`abm.reward_book.RewardBook.destinations`, one key each: cash to clients, into pools by
+    purchase (buybacks) or as liquidity (mint), dividends by holder type, kept by the
+    treasury), which sum to the budgets paid in. `usd_by_holder` follows USD per holder type
+    and into the pools: `start` (right after genesis) + `rewards` (what the budget paid it,
+    `RewardBook.by_holder`) + `trading` (net USD from swaps, liquidity deposits and
+    withdrawals, genesis token sales) = `end`, and the `trading` column sums to zero (trading
+    only moves USD). `balanced` states that the end column sums exactly to endowments plus
+    budgets (base units).
     """
-    fed = model.federation
+    book = model.federation.book
     ledger = model.ledger
-    paid_clients = sum(fed.cash_to_client)
-    into_pools = sum(fed.usd_to_pool)
+    went = book.destinations()
     dividends = dict.fromkeys(HOLDER_TYPES, 0)
-    for account, amount in fed.dividends_to.items():
+    for account, amount in book.dividends_to.items():
         dividends[model.holder_type(account)] += amount
-    kept = fed.budget_in - fed.usd_paid
     rewards = dict.fromkeys((*HOLDER_TYPES, "pool"), 0)
-    for i, client in enumerate(model.clients):
-        rewards[model.holder_type(client.account)] += fed.cash_to_client[i]
-    for kind, amount in dividends.items():
+    for kind, amount in book.by_holder(model.holder_type).items():
         rewards[kind] += amount
-    rewards["pool"] += into_pools
-    rewards["federation"] += kept
     start, end = model.usd_at_genesis, model.usd_by_holder()
     # Training costs (7.13) and offerings (7.14) move USD between holder types outside the
     # rewards: clients pay the cost sink, and raise USD from their pools' buyers.
@@ -430,23 +442,26 @@ def money_table(model) -> dict[str, Any]:
         for kind in (*HOLDER_TYPES, "pool", "costs")
     }
     endowed = sum(model.endowments.values())
-    policy = model.config.rewards.policy
-    return {
+    table: dict[str, Any] = {
         "endowments_usd": {k: v / ONE for k, v in model.endowments.items()},
-        "budgets_paid_in_usd": fed.budget_in / ONE,
-        "budgets_paid_in_units": fed.budget_in,
-        "to_clients_as_cash_usd": paid_clients / ONE,
-        "into_pools_by_buybacks_usd": into_pools / ONE if policy == "buyback" else 0.0,
-        "into_pools_as_mint_liquidity_usd": into_pools / ONE if policy == "mint" else 0.0,
-        "dividends_to_holders_usd": {k: v / ONE for k, v in dividends.items()},
-        "kept_by_treasury_usd": kept / ONE,
+        "budgets_paid_in_usd": book.budget_in / ONE,
+        "budgets_paid_in_units": book.budget_in,
+    }
+    # Every destination has its key (a KeyError here, not a table that stops summing to
+    # the budgets, when a new one has none).
+    for destination in Destination:
+        table[MONEY_DESTINATIONS[destination]] = (
+            {k: v / ONE for k, v in dividends.items()} if destination is Destination.HOLDERS
+            else went[destination] / ONE)
+    return {
+        **table,
         "genesis_token_sales_usd": model.genesis_token_sales / ONE,
         "training_costs_usd": costs / ONE,
         "offering_usd": offering / ONE,
         "issued_for_costs_usd": funding / ONE,
         "fees_earned_usd": fees,
         "usd_by_holder": by_holder,
-        "balanced": sum(end.values()) == endowed + fed.budget_in == ledger.supply("USD"),
+        "balanced": sum(end.values()) == endowed + book.budget_in == ledger.supply("USD"),
     }
 
 
