@@ -14,7 +14,8 @@ import pandas as pd
 import pytest
 
 from abm.cli import main
-from abm.run import COUNTERFACTUAL_DIR, simulate
+from abm.run import simulate
+from abm.run_folder import COUNTERFACTUAL_DIR
 from abm.scenario import load_scenario
 from tests.conftest import small_scenario
 
