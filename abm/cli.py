@@ -393,7 +393,8 @@ def _schema(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from abm.run import claim_output, default_out_dir, prepare_output, simulate, write_run
+    from abm.run import simulate
+    from abm.run_folder import claim_output, default_out_dir, prepare_output, write_run
 
     overrides = {}
     if args.seed is not None:

@@ -351,7 +351,7 @@ class WallStreetFedsModel(mesa.Model):
         return drawn
 
     def _fl_round(self) -> None:
-        cost_before = self.federation.total_cost
+        cost_before = self.federation.book.total_cost
         # Who trains this round (docs/model.md, 7.13 and 7.15): each client decides on what
         # it saw so far; the round's sample is drawn among the willing; those drawn pay their
         # cost (in client order, as funding a cost can sell tokens) and train.
@@ -363,7 +363,8 @@ class WallStreetFedsModel(mesa.Model):
         rows, shares, budget = self.federation.run_round(participants)
         k = int(participants.sum())
         for client, row, before, reward, was_drawn in zip(
-                self.clients, rows, paid, self.federation.last_realised, drawn, strict=True):
+                self.clients, rows, paid, self.federation.book.last_realised, drawn,
+                strict=True):
             row["training_cost_usd"] = (client.cost_paid - before) / ONE
             # What its cash-out rule asks right after the round, and what the guards let
             # it sell (tokens; filled by `Client.cash_out`).
@@ -381,7 +382,7 @@ class WallStreetFedsModel(mesa.Model):
             investor.observe_round()
         self.view.round_just_ran = True
         self._step_reward = budget
-        self._step_cost = (self.federation.total_cost - cost_before) / ONE
+        self._step_cost = (self.federation.book.total_cost - cost_before) / ONE
         self.record_event("round", text=f"FL round {self.federation.rounds_done}: "
                                         f"{budget:,.0f} USD budget, {k} of "
                                         f"{len(self.clients)} clients training")
@@ -398,7 +399,7 @@ class WallStreetFedsModel(mesa.Model):
         7.13). The two are equal at every step; `check_accounting` raises if not.
         """
         out = {BASE: (sum(self.ledger.holders(BASE).values()),
-                      sum(self.endowments.values()) + self.federation.budget_in),
+                      sum(self.endowments.values()) + self.federation.book.budget_in),
                "costs": (self.ledger.balance(COST_SINK, BASE),
                          sum(c.cost_paid for c in self.clients))}
         for c in self.client_ids:

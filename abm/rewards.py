@@ -29,6 +29,7 @@ from __future__ import annotations
 from abc import abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Literal
 
 import numpy as np
@@ -183,29 +184,60 @@ def allot(budget: int, shares: np.ndarray) -> list[int]:
 # -- distribution policies ----------------------------------------------------------------------
 
 
+class Destination(StrEnum):
+    """Where a USD base unit of a client's allotment ends (the money book sums by these,
+    `abm.reward_book`; the money table shows each, never a policy's name)."""
+
+    CLIENT = "client"  # cash to the client's own wallet
+    POOL_PURCHASE = "pool_purchase"  # into the token's pool, buying its tokens (a buyback)
+    POOL_LIQUIDITY = "pool_liquidity"  # into the token's pool as liquidity (mint)
+    HOLDERS = "holders"  # dividends to the token's holders
+    TREASURY = "treasury"  # stays in the federation's treasury (kept)
+
+
 @dataclass
 class Payout:
     """What one client's allotment became in one round (base units).
 
-    Every USD unit of the allotment ends in exactly one place: `usd_to_client` (cash to the
-    client), `usd_to_pool` (into the token's pool: a buyback's purchase, or `mint`'s
-    liquidity), `usd_to_holders` (dividends, by account) or, for the rest, the treasury
-    (`reward - usd_paid`, see `usd_kept`).
+    Every USD unit of the allotment ends in exactly one `Destination`, which the payout
+    states itself: `usd_to_client` (cash to the client), `usd_to_pool_by_purchase` (into the
+    token's pool buying tokens: a buyback), `usd_to_pool_as_liquidity` (into the token's pool
+    as liquidity: `mint`), `usd_to_holders` (dividends, by account) or, for the rest, the
+    treasury (`usd_kept`). A policy sets the amounts it moved; `usd_paid`, `usd_to_pool` and
+    `usd_kept` follow from them, so the destinations add up to `reward` by construction.
     """
 
     reward: int = 0  # USD allotted to this client by the policy (s_i * R, or R / N)
-    usd_paid: int = 0  # USD that left the treasury (to the client, its pool or token holders)
-    usd_to_client: int = 0  # of which paid to the client itself as cash
-    usd_to_pool: int = 0  # of which put into the client's token pool
+    usd_to_client: int = 0  # paid to the client itself as cash
+    usd_to_pool_by_purchase: int = 0  # spent buying the client's token from its pool
+    usd_to_pool_as_liquidity: int = 0  # deposited into the client's pool as liquidity
     usd_to_holders: dict[str, int] = field(default_factory=dict)  # dividends, by account
     tokens_minted: int = 0  # client tokens created
     tokens_burned: int = 0  # client tokens destroyed
     cost: int = 0  # fees and slippage the federation paid to deliver the reward, in USD
 
     @property
+    def usd_to_pool(self) -> int:
+        """USD put into the client's token pool, by purchase or as liquidity."""
+        return self.usd_to_pool_by_purchase + self.usd_to_pool_as_liquidity
+
+    @property
+    def usd_paid(self) -> int:
+        """USD that left the treasury (to the client, its pool or token holders)."""
+        return self.usd_to_client + self.usd_to_pool + sum(self.usd_to_holders.values())
+
+    @property
     def usd_kept(self) -> int:
         """USD of the allotment that stayed in the treasury."""
         return self.reward - self.usd_paid
+
+    def by_destination(self) -> dict[Destination, int]:
+        """The allotment by destination, every `Destination` once (sums to `reward`)."""
+        return {Destination.CLIENT: self.usd_to_client,
+                Destination.POOL_PURCHASE: self.usd_to_pool_by_purchase,
+                Destination.POOL_LIQUIDITY: self.usd_to_pool_as_liquidity,
+                Destination.HOLDERS: sum(self.usd_to_holders.values()),
+                Destination.TREASURY: self.usd_kept}
 
 
 @dataclass(frozen=True)
@@ -241,7 +273,9 @@ class RewardPolicy(Component):
     def deliver(
         self, market: Market, treasury: str, clients: Sequence[ClientAccount], amounts: list[int]
     ) -> list[Payout]:
-        """Move the allotments out of `treasury` (which holds them in USD); one Payout each."""
+        """Move the allotments out of `treasury` (which holds them in USD); one Payout each,
+        stating where each USD unit went (`Destination`): the run's money book and money
+        table sum payouts by destination, so a new policy needs no entry anywhere else."""
 
     def distribute(
         self,
@@ -321,7 +355,7 @@ class MintPolicy(RewardPolicy):
             destination = self.params.usd_destination
             if amount and destination == "client":
                 ledger.transfer(treasury, client.account, BASE, amount)
-                payout.usd_paid = payout.usd_to_client = amount
+                payout.usd_to_client = amount
             elif amount and destination == "pool":
                 paired = amount * reserve_token // reserve_base
                 if paired:
@@ -330,7 +364,7 @@ class MintPolicy(RewardPolicy):
                     if paired > used_token:  # the router's ratio left some: unmint it
                         ledger.burn(treasury, client.token, paired - used_token)
                     payout.tokens_minted += used_token
-                    payout.usd_paid = payout.usd_to_pool = used_base
+                    payout.usd_to_pool_as_liquidity = used_base
             out.append(payout)
         return out
 
@@ -361,8 +395,8 @@ class BuybackPolicy(RewardPolicy):
             market.ledger.burn(treasury, client.token, bought)
             spot_value = bought * reserve_base // reserve_token
             out.append(
-                Payout(reward=amount, usd_paid=amount, usd_to_pool=amount,
-                       tokens_burned=bought, cost=amount - spot_value)
+                Payout(reward=amount, usd_to_pool_by_purchase=amount, tokens_burned=bought,
+                       cost=amount - spot_value)
             )
         return out
 
@@ -398,8 +432,7 @@ class DividendPolicy(RewardPolicy):
                     if part:
                         ledger.transfer(treasury, account, BASE, part)
                         paid[account] = part
-            out.append(Payout(reward=amount, usd_paid=sum(paid.values()),
-                              usd_to_holders=paid))
+            out.append(Payout(reward=amount, usd_to_holders=paid))
         return out
 
 
@@ -410,7 +443,7 @@ def _pay_cash(
     for client, amount in zip(clients, amounts, strict=True):
         if amount:
             market.ledger.transfer(treasury, client.account, BASE, amount)
-        out.append(Payout(reward=amount, usd_paid=amount, usd_to_client=amount))
+        out.append(Payout(reward=amount, usd_to_client=amount))
     return out
 
 

@@ -1,68 +1,38 @@
-"""Run a scenario and write its run folder.
+"""Run a scenario: its tables and summary.
 
-`simulate` runs a model and returns its tables (no files); `write_run` writes a run folder
-atomically: everything is written into a hidden temporary folder beside the target, which is
-renamed into place only once complete, so a crash or Ctrl-C never leaves a half-written run.
-`prepare_output` checks before a simulation that the folder can be created (minutes of
-results are never lost to a read-only disk). A temporary folder left by a process that was
-killed outright (SIGKILL, power loss) is named for its host and process, and removed by the
-next `write_run` into the same parent folder once that process is gone.
-
-Run folder:
-    config.yaml      the resolved scenario (every default filled in), seed, package versions
-    model.parquet    one row per step (step 0 is genesis)
-    agents.parquet   one row per agent per step
-    rounds.parquet   one row per client per round
-    events.parquet   one row per event (FL rounds, clients leaving and rejoining, offerings,
-                     a manipulator's pump and dump): step, kind, client, agent_id, text
-    summary.json     headline figures, per-client outcome measures, the money table,
-                     time by phase
-    counterfactual/  with `--counterfactual` (or `counterfactual: true`): the twin's run
-                     folder (same seed, reward budget 0)
-
-The figures and `report.md` are derived from these tables by `analysis` (`wsf run` ends by
-writing them; `wsf report RUN_DIR` rewrites them). `abm` never imports `analysis`.
+`simulate` runs a model (and its counterfactual twin if asked) and returns its tables, summary
+and exact final values as a `RunResult` (no files); `abm.run_folder.write_run` writes that
+into a run folder (the folder's layout is described there). `tables(model)` gives the run
+tables of a model as it stands.
 
 Outcome measures per client (summary.json `clients.<id>`, docs/model.md section 4.11 (Observation)):
 `allotted_usd` (what the policy allotted), `allotted_vs_equal_pct` (against what `equal` would
 have allotted), `attributable_usd` (realisable final wealth of the run minus its twin's, only
 with a twin), `attributable_vs_equal_pct`, and `mtm_change_usd` (final minus initial wealth
-marked at spot: speculation included, never a measure of reward).
+marked at spot: speculation included, never a measure of reward). The reward figures are the
+money book's (`abm.reward_book`), read here, never recomputed.
 """
-
 from __future__ import annotations
 
-import contextlib
-import errno
-import json
-import os
 import platform
-import re
-import shutil
-import socket
-import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
 from importlib import metadata
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
-import yaml
 from tqdm import tqdm
 
 from abm.agents.orders import orders_summary
 from abm.amm import ONE, JointLiquidation
-from abm.scenario import Scenario, ScenarioError
-from abm.tidy import long_tables
+from abm.rewards import Destination
+from abm.run_folder import COUNTERFACTUAL_DIR
+from abm.scenario import Scenario
 
 if TYPE_CHECKING:
     from abm.agents.replay import LearningLog
 
-TABLES = ("model", "agents", "rounds", "events")
-COUNTERFACTUAL_DIR = "counterfactual"
 HOLDER_TYPES = ("client", "investor", "lp", "federation")
 
 
@@ -255,11 +225,12 @@ def _tables(model) -> dict[str, pd.DataFrame]:
 def _summary(model, tables, timings, check: bool, joint: JointLiquidation) -> dict[str, Any]:
     cfg = model.config
     fed = model.federation
+    book = fed.book
     rounds = tables["rounds"]
     agents = tables["agents"]
     first = agents[agents["step"] == 0].set_index("agent_id")
     last = agents[agents["step"] == agents["step"].max()].set_index("agent_id")
-    equal = fed.equal_reference
+    equal = book.equal_reference
     clients = {}
     for i, client in enumerate(model.clients):
         mine = rounds[rounds["client"] == client.token] if len(rounds) else rounds
@@ -268,14 +239,15 @@ def _summary(model, tables, timings, check: bool, joint: JointLiquidation) -> di
             "behaviour": client.strategy,
             "account": client.account,
             "contribution": float(mine["contribution"].sum()) if len(mine) else 0.0,
-            "allotted_usd": fed.allotted[i] / ONE,
+            "allotted_usd": book.allotted[i] / ONE,
             # Against what `equal` would have allotted it in the rounds it trained (the same
             # for every client when all train every round).
-            "allotted_vs_equal_pct": _pct_vs(fed.allotted[i], fed.equal_reference_by_client[i]),
-            "equal_split_usd": fed.equal_reference_by_client[i] / ONE,
-            "equal_split_units": fed.equal_reference_by_client[i],
-            "cash_paid_usd": fed.cash_to_client[i] / ONE,
-            "dividends_usd": fed.dividends_to.get(client.account, 0) / ONE,
+            "allotted_vs_equal_pct": _pct_vs(book.allotted[i],
+                                             book.equal_reference_by_client[i]),
+            "equal_split_usd": book.equal_reference_by_client[i] / ONE,
+            "equal_split_units": book.equal_reference_by_client[i],
+            "cash_paid_usd": book.paid[Destination.CLIENT][i] / ONE,
+            "dividends_usd": book.dividends_to.get(client.account, 0) / ONE,
             "attributable_usd": None,
             "attributable_vs_equal_pct": None,
             "attributable_joint_usd": None,
@@ -286,8 +258,8 @@ def _summary(model, tables, timings, check: bool, joint: JointLiquidation) -> di
             # Participation and its economics (docs/model.md, 7.13 and 7.14).
             "rounds_participated": client.rounds_participated,
             "cost_usd": client.cost_paid / ONE,
-            "reward_if_sold_usd": fed.realised[i] / ONE,
-            "individually_rational": fed.realised[i] >= client.cost_paid,
+            "reward_if_sold_usd": book.realised[i] / ONE,
+            "individually_rational": book.realised[i] >= client.cost_paid,
             "offering_usd": client.offering_usd / ONE,
             "offering_tokens": client.offering_tokens / ONE,
             "funding_usd": client.funding_usd / ONE,
@@ -324,10 +296,10 @@ def _summary(model, tables, timings, check: bool, joint: JointLiquidation) -> di
         "policy": cfg.rewards.policy,
         "method": cfg.contribution.method,
         "final_accuracy": model.accuracy,
-        "total_reward_usd": fed.budget_in / ONE,
+        "total_reward_usd": book.budget_in / ONE,
         "equal_split_usd": equal / ONE,
         "equal_split_units": equal,
-        "execution_cost_usd": fed.total_cost / ONE,
+        "execution_cost_usd": book.total_cost / ONE,
         # Filled from the twin (`_attribute`): what reached the clients, on the joint basis.
         "reached_clients_usd": None,
         "reached_clients_pct": None,
@@ -364,7 +336,7 @@ def _summary(model, tables, timings, check: bool, joint: JointLiquidation) -> di
                                    if len(rounds) else float(len(model.clients))),
             "final_participating": fed.last_participants,
             "clients": len(model.clients),
-            "ir_violations": sum(fed.realised[i] < c.cost_paid
+            "ir_violations": sum(book.realised[i] < c.cost_paid
                                  for i, c in enumerate(model.clients)),
         },
         "ledger_checked_every_step": check,
@@ -383,32 +355,41 @@ def _summary(model, tables, timings, check: bool, joint: JointLiquidation) -> di
     }
 
 
+#: The money table's key for each destination of the budgets (`abm.rewards.Destination`,
+#: in its order); their values sum to `budgets_paid_in_usd`. Dividends are shown by the
+#: holder type of the receiving accounts.
+MONEY_DESTINATIONS = {
+    Destination.CLIENT: "to_clients_as_cash_usd",
+    Destination.POOL_PURCHASE: "into_pools_by_buybacks_usd",
+    Destination.POOL_LIQUIDITY: "into_pools_as_mint_liquidity_usd",
+    Destination.HOLDERS: "dividends_to_holders_usd",
+    Destination.TREASURY: "kept_by_treasury_usd",
+}
+
+
 def money_table(model) -> dict[str, Any]:
     """Where the money went, from the model's exact books (USD display units).
 
     USD enters the economy only as endowments (genesis) and reward budgets (each round); it
-    is never destroyed. `usd_by_holder` follows it per holder type and into the pools:
-    `start` (right after genesis) + `rewards` (what the budget paid it: cash, dividends, a
-    buyback's or mint's USD into a pool, the treasury's kept part) + `trading` (net USD from
-    swaps, liquidity deposits and withdrawals, genesis token sales) = `end`, and the
-    `trading` column sums to zero (trading only moves USD). `balanced` states that the end
-    column sums exactly to endowments plus budgets (base units).
+    is never destroyed. The budgets' destinations are the money book's
+    (`abm.reward_book.RewardBook.destinations`, one key each: cash to clients, into pools by
+    purchase (buybacks) or as liquidity (mint), dividends by holder type, kept by the
+    treasury), which sum to the budgets paid in. `usd_by_holder` follows USD per holder type
+    and into the pools: `start` (right after genesis) + `rewards` (what the budget paid it,
+    `RewardBook.by_holder`) + `trading` (net USD from swaps, liquidity deposits and
+    withdrawals, genesis token sales) = `end`, and the `trading` column sums to zero (trading
+    only moves USD). `balanced` states that the end column sums exactly to endowments plus
+    budgets (base units).
     """
-    fed = model.federation
+    book = model.federation.book
     ledger = model.ledger
-    paid_clients = sum(fed.cash_to_client)
-    into_pools = sum(fed.usd_to_pool)
+    went = book.destinations()
     dividends = dict.fromkeys(HOLDER_TYPES, 0)
-    for account, amount in fed.dividends_to.items():
+    for account, amount in book.dividends_to.items():
         dividends[model.holder_type(account)] += amount
-    kept = fed.budget_in - fed.usd_paid
     rewards = dict.fromkeys((*HOLDER_TYPES, "pool"), 0)
-    for i, client in enumerate(model.clients):
-        rewards[model.holder_type(client.account)] += fed.cash_to_client[i]
-    for kind, amount in dividends.items():
+    for kind, amount in book.by_holder(model.holder_type).items():
         rewards[kind] += amount
-    rewards["pool"] += into_pools
-    rewards["federation"] += kept
     start, end = model.usd_at_genesis, model.usd_by_holder()
     # Training costs (7.13) and offerings (7.14) move USD between holder types outside the
     # rewards: clients pay the cost sink, and raise USD from their pools' buyers.
@@ -430,253 +411,27 @@ def money_table(model) -> dict[str, Any]:
         for kind in (*HOLDER_TYPES, "pool", "costs")
     }
     endowed = sum(model.endowments.values())
-    policy = model.config.rewards.policy
-    return {
+    table: dict[str, Any] = {
         "endowments_usd": {k: v / ONE for k, v in model.endowments.items()},
-        "budgets_paid_in_usd": fed.budget_in / ONE,
-        "budgets_paid_in_units": fed.budget_in,
-        "to_clients_as_cash_usd": paid_clients / ONE,
-        "into_pools_by_buybacks_usd": into_pools / ONE if policy == "buyback" else 0.0,
-        "into_pools_as_mint_liquidity_usd": into_pools / ONE if policy == "mint" else 0.0,
-        "dividends_to_holders_usd": {k: v / ONE for k, v in dividends.items()},
-        "kept_by_treasury_usd": kept / ONE,
+        "budgets_paid_in_usd": book.budget_in / ONE,
+        "budgets_paid_in_units": book.budget_in,
+    }
+    # Every destination has its key (a KeyError here, not a table that stops summing to
+    # the budgets, when a new one has none).
+    for destination in Destination:
+        table[MONEY_DESTINATIONS[destination]] = (
+            {k: v / ONE for k, v in dividends.items()} if destination is Destination.HOLDERS
+            else went[destination] / ONE)
+    return {
+        **table,
         "genesis_token_sales_usd": model.genesis_token_sales / ONE,
         "training_costs_usd": costs / ONE,
         "offering_usd": offering / ONE,
         "issued_for_costs_usd": funding / ONE,
         "fees_earned_usd": fees,
         "usd_by_holder": by_holder,
-        "balanced": sum(end.values()) == endowed + fed.budget_in == ledger.supply("USD"),
+        "balanced": sum(end.values()) == endowed + book.budget_in == ledger.supply("USD"),
     }
-
-
-def default_out_dir(scenario: Scenario, root: Path = Path("runs")) -> Path:
-    """`runs/<name>-seed<seed>-<UTC timestamp>`: a new folder name for every run."""
-    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
-    out = root / f"{scenario.name}-seed{scenario.seed}-{stamp}"
-    n = 1
-    while out.exists():
-        n += 1
-        out = root / f"{scenario.name}-seed{scenario.seed}-{stamp}-{n}"
-    return out
-
-
-class OutputExistsError(FileExistsError):
-    """The run folder already exists: runs never overwrite silently."""
-
-
-def refuse_existing(out: Path) -> None:
-    """Raise `OutputExistsError` if `out` exists (checked before a run, and again on write)."""
-    if os.path.lexists(out):
-        raise OutputExistsError(
-            f"{out}: the output folder already exists; runs never overwrite one. Choose another "
-            f"--out, or remove it first."
-        )
-
-
-class OutputFolderError(ScenarioError):
-    """The run folder cannot be created there (permission, a file in the path, read-only)."""
-
-
-#: `.<run folder name>.wsf-tmp-<host>-<pid>.<random>`: the random part (`tempfile.mkdtemp`,
-#: never a "-") keeps two writers of one process (threads) apart.
-_TMP = re.compile(r"^\..+\.wsf-tmp-(?P<host>[^/]+)-(?P<pid>\d+)(?:\.\w+)?$")
-
-
-def _make_tmp(out: Path) -> Path:
-    """Create the temporary folder beside `out` (`tempfile.mkdtemp`: a new name, O_EXCL-like);
-    its name fits wherever `out`'s does (a long name is cut, with a digest, to leave room for
-    the suffix)."""
-    from abm.paths import short_name
-
-    suffix = f".wsf-tmp-{socket.gethostname()}-{os.getpid()}."
-    room = 254 - len(os.fsencode(suffix)) - 8  # mkdtemp adds 8 characters
-    return Path(tempfile.mkdtemp(prefix=f".{short_name(out.name, room)}{suffix}",
-                                 dir=out.parent))
-
-
-def prepare_output(out: Path) -> None:
-    """Check, before a run, that `write_run` will be able to create `out`.
-
-    Refuses an existing folder (`OutputExistsError`) and a place where no folder can be
-    made (`OutputFolderError`: permission denied, a path under a file, a read-only file
-    system), by creating the temporary folder (and any missing parent) and removing them
-    again, so that nothing is left behind if the run fails. Also removes stale temporary
-    folders of this tool there.
-    """
-    from abm.paths import check_path
-
-    out = Path(out)
-    check_path(out, "--out")
-    refuse_existing(out)
-    missing = [p for p in (out.parent, *out.parent.parents) if not p.exists()]
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        _make_tmp(out).rmdir()
-    except OSError as exc:
-        raise OutputFolderError(
-            f"{out}: cannot create the run folder there ({exc.strerror or exc}"
-            f"{f': {exc.filename}' if exc.filename else ''}); nothing was run. Choose another "
-            f"--out in a writable place."
-        ) from None
-    finally:
-        for folder in missing:  # innermost first; only the empty ones this call created
-            with contextlib.suppress(OSError):
-                folder.rmdir()
-    if out.parent.exists():
-        clean_stale_tmp(out.parent)
-
-
-#: Beside a run folder being made by `wsf run`: `.<run folder name>.wsf-claim/`, holding
-#: `owner` ("<host> <pid>"). Made with mkdir(2), which one process wins.
-CLAIM_SUFFIX = ".wsf-claim"
-#: A claim without its owner file older than this is one whose maker died at once.
-CLAIM_GRACE_S = 60.0
-
-
-@contextlib.contextmanager
-def claim_output(out: Path) -> Iterator[None]:
-    """Hold `out` for this process from before the run until the block ends.
-
-    Of two `wsf run` started at once into the same new `--out`, the second finds the
-    claim (an atomic mkdir beside `out`) and gets `OutputExistsError` naming the other
-    process before it simulates anything; `write_run`'s final rename stays the arbiter for
-    writers that do not claim. A claim left by a process of this host that is gone is
-    removed. The claim is removed when the block ends, however it ends.
-    """
-    from abm.paths import short_name
-
-    out = Path(out)
-    claim = out.parent / f".{short_name(out.name, 254 - len(CLAIM_SUFFIX) - 1)}{CLAIM_SUFFIX}"
-    missing = [p for p in (out.parent, *out.parent.parents) if not p.exists()]
-    out.parent.mkdir(parents=True, exist_ok=True)
-    for attempt in range(2):
-        try:
-            claim.mkdir()
-            break
-        except FileExistsError:
-            holder = _claim_holder(claim)
-            if holder is not None or attempt:
-                raise OutputExistsError(
-                    f"{out}: another `wsf run` ({holder or 'a process'}) is writing this "
-                    "output folder; runs never overwrite one. Choose another --out, or wait "
-                    "for it to finish.") from None
-            _remove_stale(claim)
-    try:
-        (claim / "owner").write_text(f"{socket.gethostname()} {os.getpid()}",
-                                     encoding="utf-8")
-        refuse_existing(out)  # published by a writer that did not claim
-        yield
-    finally:
-        shutil.rmtree(claim, ignore_errors=True)
-        for folder in missing:  # innermost first; only the empty ones made for the claim
-            with contextlib.suppress(OSError):
-                folder.rmdir()
-
-
-def _claim_holder(claim: Path) -> str | None:
-    """Who holds `claim` ("pid N on HOST"), or None when it is stale (its owner on this
-    host is gone, or it never got an owner within CLAIM_GRACE_S)."""
-    try:
-        host, pid = (claim / "owner").read_text(encoding="utf-8").split()
-        holder = f"pid {int(pid)} on {host}"
-    except (OSError, ValueError):
-        try:
-            young = time.time() - claim.stat().st_mtime < CLAIM_GRACE_S
-        except OSError:
-            return None
-        return "a process starting" if young else None
-    if host == socket.gethostname() and not _alive(int(pid)):
-        return None
-    return holder
-
-
-def _remove_stale(claim: Path) -> None:
-    """Rename a stale claim aside (one remover wins) and remove it."""
-    aside = claim.with_name(f"{claim.name}.stale.{os.getpid()}.{time.monotonic_ns()}")
-    with contextlib.suppress(OSError):
-        claim.rename(aside)
-        shutil.rmtree(aside, ignore_errors=True)
-
-
-def clean_stale_tmp(parent: Path) -> list[Path]:
-    """Remove temporary run folders in `parent` whose writing process on this host is gone.
-
-    Only folders named by `write_run` are touched, and only those of this host (on a shared
-    file system another host's process may still be writing). Returns what was removed.
-    """
-    host = socket.gethostname()
-    removed = []
-    try:
-        entries = list(Path(parent).iterdir())
-    except OSError:
-        return removed
-    for entry in entries:
-        match = _TMP.match(entry.name)
-        if not match or match["host"] != host or _alive(int(match["pid"])):
-            continue
-        shutil.rmtree(entry, ignore_errors=True)
-        removed.append(entry)
-    return removed
-
-
-def _alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process: alive, and not ours to clean
-        return True
-    return True
-
-
-def _write_tables(result: RunResult, folder: Path) -> None:
-    """config.yaml, the tables and summary.json of `result` into `folder`."""
-    (folder / "config.yaml").write_text(
-        yaml.safe_dump(result.config, sort_keys=False), encoding="utf-8"
-    )
-    for name in TABLES:
-        getattr(result, name).to_parquet(folder / f"{name}.parquet", index=False)
-    for name, table in long_tables(result.model).items():  # tokens, wealth (abm.tidy)
-        table.to_parquet(folder / f"{name}.parquet", index=False)
-    (folder / "summary.json").write_text(
-        json.dumps(result.summary, indent=2) + "\n", encoding="utf-8"
-    )
-
-
-def write_run(result: RunResult, out_dir: str | Path) -> Path:
-    """Write the run folder `out_dir` atomically; refuses an existing folder.
-
-    Written into a temporary folder beside `out_dir`, renamed into place when complete; on
-    any exception, Ctrl-C or (through the CLI's handler) SIGTERM the temporary folder is
-    removed.
-    """
-    out = Path(out_dir)
-    refuse_existing(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    clean_stale_tmp(out.parent)
-    tmp = _make_tmp(out)
-    try:
-        _write_tables(result, tmp)
-        if result.twin is not None:
-            twin_dir = tmp / COUNTERFACTUAL_DIR
-            twin_dir.mkdir()
-            _write_tables(result.twin, twin_dir)
-        try:
-            # rename(2) is the one atomic step: of two writers of the same new folder, the
-            # first renames; the second's rename finds a non-empty folder there.
-            os.rename(tmp, out)
-        except OSError as exc:
-            if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY, errno.EISDIR, errno.ENOTDIR):
-                raise
-            refuse_existing(out)
-            raise
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out
 
 
 def tables(model) -> dict[str, pd.DataFrame]:

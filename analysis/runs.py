@@ -1,4 +1,4 @@
-"""Reading a run folder written by `abm.run.write_run` into one `Run` object.
+"""Reading a run folder written by `abm.run_folder.write_run` into one `Run` object.
 
 A run folder holds `config.yaml` (the resolved scenario, plus `seed` and `versions`),
 `model.parquet` (one row per step), `agents.parquet` (one row per agent per step),
@@ -170,7 +170,7 @@ LABEL_COLUMNS = frozenset({"agent_type", "strategy", "client", "behaviour"})
 
 
 def _check_table(file: Path, frame: pd.DataFrame) -> None:
-    """The table as `abm.run.write_run` wrote it: rows in the model and agents tables (a
+    """The table as `abm.run_folder.write_run` wrote it: rows in the model and agents tables (a
     run records step 0; a run without a round has an empty rounds table), and every column
     analysis reads that holds numbers numeric (bool, int or float) and finite. Raises
     RunFolderError naming the file, the column and the first bad row."""

@@ -99,12 +99,13 @@ def with_component(scenario: Scenario, kind: str, name: str, group: int = 0) -> 
 
 
 def write_real_run(folder: Path, **overrides) -> Path:
-    """A real run folder (`abm.run.write_run`) of `small_scenario(**overrides)` at `folder`.
+    """A real run folder (`abm.run_folder.write_run`) of `small_scenario(**overrides)` at `folder`.
 
     Each configuration is simulated once per test session and copied, so tests may alter
     their copy (drop a file, break a table) without paying for a new run.
     """
-    from abm.run import simulate, write_run
+    from abm.run import simulate
+    from abm.run_folder import write_run
 
     key = json.dumps(overrides, sort_keys=True, default=str)
     if key not in _RUN_CACHE:

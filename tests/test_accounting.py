@@ -37,10 +37,10 @@ def test_usd_held_equals_endowments_plus_budgets_and_tokens_minted_minus_burned(
         model.step()
         books = model.accounting()
         held, sources = books.pop("USD")
-        assert held == sources == endowed + model.federation.budget_in
+        assert held == sources == endowed + model.federation.book.budget_in
         for token, (held, sources) in books.items():
             assert held == sources == model.ledger.supply(token), token
-    assert model.federation.budget_in == 2 * 500 * ONE
+    assert model.federation.book.budget_in == 2 * 500 * ONE
 
 
 @pytest.mark.parametrize(("kind", "name"), COMPONENTS)

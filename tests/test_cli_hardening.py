@@ -365,13 +365,13 @@ def test_7_sigterm_while_writing_leaves_no_folder_and_stale_ones_are_cleaned(tmp
     out = parent / "run"
     # `wsf run` with a slow disk: writing the tables takes a minute, so SIGTERM arrives while
     # the temporary folder is half written.
-    code = ("import sys, time, abm.run, abm.cli\n"
-            "write = abm.run._write_tables\n"
+    code = ("import sys, time, abm.run_folder, abm.cli\n"
+            "write = abm.run_folder._write_tables\n"
             "def slow(result, folder):\n"
             "    write(result, folder)\n"
             "    print('writing', flush=True)\n"
             "    time.sleep(60)\n"
-            "abm.run._write_tables = slow\n"
+            "abm.run_folder._write_tables = slow\n"
             f"sys.exit(abm.cli.main(['run', {str(path)!r}, '--out', {str(out)!r}]))\n")
     proc = subprocess.Popen([sys.executable, "-c", code], cwd=tmp_path, text=True,
                             start_new_session=True, stdout=subprocess.PIPE,

@@ -15,7 +15,8 @@ import pytest
 
 from abm import registry
 from abm.cli import main
-from abm.run import COUNTERFACTUAL_DIR, simulate
+from abm.run import simulate
+from abm.run_folder import COUNTERFACTUAL_DIR
 from abm.scenario import load_scenario
 from tests.conftest import small_scenario
 

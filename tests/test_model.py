@@ -213,7 +213,7 @@ def test_agent_rows_every_k_steps_are_the_every_step_rows_at_those_steps(small, 
     exactly those of the every-step table; the model table and the summary do not change;
     the label columns are categoricals that survive the parquet round trip, and the
     analysis reads the thinned table."""
-    from abm.run import write_run
+    from abm.run_folder import write_run
     from analysis.metrics import client_rewards, investor_performance, lp_decomposition
     from analysis.runs import load_run
 

@@ -12,7 +12,8 @@ from abm.agents.strategies import Order
 from abm.agents.trader import decision_units
 from abm.amm import ONE, Pool
 from abm.model import WallStreetFedsModel
-from abm.run import simulate, write_run
+from abm.run import simulate
+from abm.run_folder import write_run
 from analysis.report import write_report
 from tests.conftest import small_scenario
 

@@ -7,7 +7,8 @@ import json
 import pytest
 import yaml
 
-from abm.run import OutputExistsError, simulate, write_run
+from abm.run import simulate
+from abm.run_folder import OutputExistsError, write_run
 from tests.conftest import small_scenario
 
 FILES = ("config.yaml", "model.parquet", "agents.parquet", "rounds.parquet", "events.parquet",
@@ -105,10 +106,10 @@ def test_a_writer_that_loses_the_rename_gets_the_exists_message(result, tmp_path
                                                                  monkeypatch):
     """The window between the last check and rename(2): another writer publishes the folder
     while this one writes its tables. Its folder is kept; this one's is removed."""
-    import abm.run
+    import abm.run_folder
 
     out = tmp_path / "run"
-    real = abm.run._write_tables
+    real = abm.run_folder._write_tables
 
     def racing(res, folder):
         real(res, folder)
@@ -116,7 +117,7 @@ def test_a_writer_that_loses_the_rename_gets_the_exists_message(result, tmp_path
             out.mkdir()
             (out / "summary.json").write_text("{}")  # the other writer won
 
-    monkeypatch.setattr(abm.run, "_write_tables", racing)
+    monkeypatch.setattr(abm.run_folder, "_write_tables", racing)
     with pytest.raises(OutputExistsError, match="already exists"):
         write_run(result, out)
     assert [p.name for p in tmp_path.iterdir()] == ["run"]

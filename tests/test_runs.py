@@ -21,7 +21,8 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from abm.cli import main
-from abm.run import simulate, write_run
+from abm.run import simulate
+from abm.run_folder import write_run
 from analysis.runs import (
     AGENTS_COLUMNS,
     AGENTS_FILE,

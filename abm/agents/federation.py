@@ -14,6 +14,7 @@ import numpy as np
 from abm.agents.replay import LearnedRound, LearningLog, Replay
 from abm.agents.trader import Trader
 from abm.amm import ONE, InvariantViolation, to_units
+from abm.reward_book import RewardBook
 from abm.rewards import (
     Budget,
     CarriedContributions,
@@ -38,7 +39,8 @@ class FederationAgent(Trader):
 
     Per round: train (FedAvg) -> contributions c (n,) by the configured method -> shares
     s (n,) by the negative-score rule -> buyers pay the budget R (USD) into the treasury ->
-    the policy delivers s_i * R to client i. `timings` accumulates seconds spent in `fl`
+    the policy delivers s_i * R to client i, and the round's budget and payouts are recorded
+    in `book` (`abm.reward_book.RewardBook`). `timings` accumulates seconds spent in `fl`
     (training) and `contribution` (coalition evaluations).
     """
 
@@ -68,31 +70,20 @@ class FederationAgent(Trader):
         #: The zero-update probe's own stream: the method's draws are not shifted by it.
         self.probe_rng = stream(model.config.seed, "contribution.probe")
         self.rounds_done = 0
-        self.total_cost = 0  # base units of fees and slippage paid delivering rewards
-        # The money book of the rewards, exact base units (docs/model.md, section 4.11).
+        #: The money book of the rewards: each round's budget, payouts and where they went.
+        self.book = RewardBook(clients, TREASURY)
         n = len(clients)
-        self.budget_in = 0  # USD the model buyers paid in, all rounds
-        self.equal_reference = 0  # what `equal` would have allotted each client: sum R // N
-        self.allotted = [0] * n  # per client: the policy's allotments
-        self.cash_to_client = [0] * n  # per client: USD paid to the client itself
-        self.usd_to_pool = [0] * n  # per client: USD put into its pool (buyback, mint)
-        self.dividends_to: dict[str, int] = {}  # per account: dividends received
-        self.usd_paid = 0  # USD that left the treasury as rewards, all destinations
         # Rounds the method could not rank (no positive contribution): the shares then come
         # from `zero_total` (split equally, or withheld).
         self.unranked_rounds = 0
         self.unranked_budget = 0  # base units of budget in those rounds
         self.truncated_rounds = 0  # rounds the method truncated as a whole (GTG between-round)
         self.all_zero_rounds = 0  # rounds whose contributions were all exactly zero
-        # Participation (docs/model.md, 7.13): what `equal` would have allotted each client
-        # in the rounds it trained (sum of R // k over them), rounds nobody trained in and
-        # their budget (withheld), and per client the rewards realised by realisable value.
-        self.equal_reference_by_client = [0] * n
+        # Participation (docs/model.md, 7.13): rounds nobody trained in and their budget
+        # (withheld).
         self.empty_rounds = 0
         self.empty_budget = 0
-        self.realised = [0] * n
         self.last_participants = n
-        self.last_realised = [0] * n
         #: Per round in which anyone trained: the zero-update probe's share (%), above.
         self.probe_pcts: list[float] = []
         #: The `carry` rule's running totals and high-water marks (unused by clip and shift).
@@ -157,20 +148,8 @@ class FederationAgent(Trader):
         realised = ([market.liquidation_value(c.account) - before
                      for c, before in zip(self.clients, if_sold_before, strict=True)]
                     if measured else [0] * n)
-        self.total_cost += sum(p.cost for p in payouts)
         self.rounds_done += 1
-        self.budget_in += budget
-        self.equal_reference += budget // n
-        for i in idx:
-            self.equal_reference_by_client[i] += budget // idx.size
-        for i, payout in enumerate(payouts):
-            self.allotted[i] += payout.reward
-            self.cash_to_client[i] += payout.usd_to_client
-            self.usd_to_pool[i] += payout.usd_to_pool
-            self.usd_paid += payout.usd_paid
-            self.realised[i] += realised[i]
-            for account, amount in payout.usd_to_holders.items():
-                self.dividends_to[account] = self.dividends_to.get(account, 0) + amount
+        self.book.record_round(budget, payouts, idx, realised)
         if unranked:
             self.unranked_rounds += 1
             self.unranked_budget += budget
@@ -180,7 +159,6 @@ class FederationAgent(Trader):
         self.truncated_rounds += truncated
         self.all_zero_rounds += all_zero
         self.last_participants = int(idx.size)
-        self.last_realised = realised
 
         sizes = self.federation.client_sizes
         evaluations = learned.evaluations

@@ -3,7 +3,7 @@
 Layout of a sweep folder::
 
     sweep.yaml            the resolved sweep spec (grid, seeds, every run id, base config)
-    runs/<run_id>/        one finished run: the `abm.run.write_run` folder + params.json
+    runs/<run_id>/        one finished run: the `abm.run_folder.write_run` folder + params.json
     tmp/                  runs being written (staging); removed when a driver starts/ends
     errors/<run_id>.txt   traceback of a run that failed (removed once it succeeds)
     combined/             the tables over all finished runs, built by `analysis.sweep`
@@ -223,7 +223,7 @@ def publish_run(result: Any, sweep_dir: Path, staging: Path, record: dict[str, A
     into place. Returns True when this call stored the run, False when an identical run was
     already stored (this copy is then discarded).
     """
-    from abm.run import write_run  # the simulation stack is only needed where runs execute
+    from abm.run_folder import write_run  # only needed where runs execute
 
     target = run_folder(sweep_dir, record["run_id"])
     if (target / PARAMS_FILE).is_file():
