@@ -59,7 +59,7 @@ from abm.scenario import Scenario, ScenarioError
 from abm.tidy import long_tables
 
 if TYPE_CHECKING:
-    from abm.agents.replay import LearningLog
+    from abm.learning_log import LearningLog
 
 TABLES = ("model", "agents", "rounds", "events")
 COUNTERFACTUAL_DIR = "counterfactual"

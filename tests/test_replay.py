@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from abm.agents.replay import learning_key
 from abm.amm import InvariantViolation
+from abm.learning_log import learning_key
 from abm.model import WallStreetFedsModel
 from abm.run import simulate
 from tests.conftest import small_scenario

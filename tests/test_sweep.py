@@ -354,7 +354,7 @@ def test_rerun_on_same_folder_skips_finished_runs(base_file: Path, tmp_path: Pat
         raise AssertionError("a finished sweep started a worker pool")
 
     # Nothing is left to run, so the rerun must not even start workers.
-    monkeypatch.setattr("abm.sweep.execute.ProcessPoolExecutor", no_pool)
+    monkeypatch.setattr("abm.sweep.executor.ProcessPoolExecutor", no_pool)
     again = sweep_and_combine(path, workers=1, out=tmp_path / "out", progress=True)
 
     assert again == out
@@ -493,7 +493,7 @@ def test_run_id_changes_with_any_resolved_field() -> None:
 
 
 def test_runs_that_learn_the_same_are_handed_out_together(base_file: Path) -> None:
-    from abm.agents.replay import learning_key
+    from abm.learning_log import learning_key
     from abm.sweep.execute import _by_learning
 
     path = tiny_sweep(base_file, grid={"rewards.policy": ["buyback", "dividend", "mint"]},
