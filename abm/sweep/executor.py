@@ -72,7 +72,6 @@ __all__ = [
 # run would otherwise import lazily in every worker (scikit-learn's datasets and SciPy, ~2 s).
 PRELOAD = ("torch", "sklearn.datasets", "abm.fl", "abm.model", "abm.run", "abm.sweep.executor")
 
-
 # Dask resubmits a task that raised up to this many times (a flaky node, an out-of-memory
 # kill); a worker that died mid-task is handled by the scheduler itself.
 DASK_RETRIES = 2

@@ -74,7 +74,7 @@ from abm.sweep.executor import (
     worker_count,
 )
 from abm.sweep.spec import (
-    RESERVED_KEYS,
+    RunsFile,
     canonical_json,
     load_base,
     read_file,
@@ -121,35 +121,14 @@ class SamplerSpec(BaseModel):
     seed: int = Field(0, ge=0, le=2**32 - 1, description="seed of the sampler")
 
 
-class OptimizeFile(BaseModel):
-    """Schema of a study file, as written."""
+class OptimizeFile(RunsFile):
+    """Schema of a study file, as written: the search space (`parameters`, required), the
+    objectives and the sampler; the fields it shares with a sweep file are `RunsFile`'s."""
 
-    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
-
-    name: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=80,
-                             description="study name (default: the file's stem)")
-    base: str = Field(min_length=1, description="scenario file, relative to the study file")
-    overrides: dict[str, Any] = Field(default_factory=dict,
-                                      description="dotted path -> value, for every run")
     parameters: dict[str, ParamRange] = Field(min_length=1, description="the search space")
     objectives: list[Objective] = Field(min_length=1, max_length=8,
                                         description="run outputs to minimise or maximise")
-    seeds: Any = Field(description="a seed count n (seeds 0..n-1) or a list of distinct seeds")
-    counterfactual: bool | None = Field(
-        None, description="run every run's twin (needed by the attributable outputs); it "
-        "replays its run's learning, so it adds the run's market time. `true` or `false` here "
-        "wins over the base scenario's `counterfactual`; left out, the base's value holds")
     sampler: SamplerSpec = Field(default_factory=SamplerSpec)
-
-    @field_validator("overrides", "parameters")
-    @classmethod
-    def _paths(cls, value: dict[str, Any]) -> dict[str, Any]:
-        for key in value:
-            if not key or any(not part for part in key.split(".")):
-                raise ValueError(f"'{key}' is not a dotted parameter path (like 'rewards.policy')")
-            if key == "seed" or key in RESERVED_KEYS:
-                raise ValueError(f"'{key}' cannot be set here (seeds come from `seeds:`)")
-        return value
 
     @field_validator("parameters")
     @classmethod
@@ -170,16 +149,6 @@ class OptimizeFile(BaseModel):
         if len(set(names)) != len(names):
             raise ValueError("an output is listed twice among the objectives")
         return value
-
-    @field_validator("seeds")
-    @classmethod
-    def _seeds(cls, seeds: Any) -> int | list[int]:
-        from abm.sweep.spec import SweepFile
-
-        return SweepFile._seed_values(seeds)
-
-    def seed_list(self) -> list[int]:
-        return list(range(self.seeds)) if isinstance(self.seeds, int) else list(self.seeds)
 
 
 @dataclass(frozen=True)
@@ -250,10 +219,7 @@ def load_study(path: str | Path, *, outputs: Sequence[str],
                 f"{source}: objectives[{i}].output = {objective.output!r}: not a run output; "
                 f"allowed: {', '.join(outputs)}.")
     base_path, base = load_base(source, spec.base, "study")
-    spec = with_settings(source, spec, base, settings or {}, swept=set(spec.parameters))
-    if spec.counterfactual is not None and "counterfactual" in spec.overrides:
-        raise ScenarioError(f"{source}: `counterfactual` is set both at the top of the file "
-                            "and under `overrides`; set it in one place.")
+    spec = with_settings(source, spec, base, settings or {})
     counterfactual = (spec.counterfactual if spec.counterfactual is not None
                       else bool(spec.overrides.get("counterfactual", base.counterfactual)))
     parameters = resolve_parameters(str(source), base, spec.parameters)
