@@ -84,8 +84,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         print(f"{command}: {how}; {kept}.", file=sys.stderr)
         return EXIT_SIGTERM if isinstance(exc, Terminated) else EXIT_SIGINT
     except Exception as exc:  # anything else is a bug in wsf, never the user's fault
-        execute = sys.modules.get("abm.sweep.execute")  # loaded if a sweep ran
-        if execute is not None and isinstance(exc, execute.SweepRunError):
+        executor = sys.modules.get("abm.sweep.executor")  # loaded if a sweep or study ran
+        if executor is not None and isinstance(exc, executor.SweepRunError):
             # A sweep whose runs failed at run time: the others are stored, the tracebacks are
             # in the sweep folder, and re-running retries only the failed ones.
             print(f"{command}: {exc}", file=sys.stderr)
@@ -493,7 +493,7 @@ def _viz(args: argparse.Namespace) -> int:
 
 def _sweep(args: argparse.Namespace) -> int:
     from abm.sweep import SweepRunError, load_sweep, run_sweep
-    from abm.sweep.execute import CONNECT_TIMEOUT_S
+    from abm.sweep.executor import CONNECT_TIMEOUT_S
     from abm.sweep.spec import MAX_RUNS
     from abm.sweep.store import default_out
     from analysis.sweep import write_sweep_report
@@ -519,7 +519,7 @@ def _sweep(args: argparse.Namespace) -> int:
 
 
 def _optimize(args: argparse.Namespace) -> int:
-    from abm.sweep.execute import CONNECT_TIMEOUT_S, SweepRunError
+    from abm.sweep.executor import CONNECT_TIMEOUT_S, SweepRunError
     from abm.sweep.optimize import run_study
     from analysis.metrics import RUN_OUTPUTS, run_outputs
     from analysis.optimize import write_study_figures

@@ -40,11 +40,12 @@ from abm.agents.client import COST_SINK, Client
 from abm.agents.federation import TREASURY, FederationAgent
 from abm.agents.investor import Investor
 from abm.agents.liquidity import LiquidityProvider
-from abm.agents.replay import LearningLog, Replay, learning_key
+from abm.agents.replay import Replay
 from abm.agents.view import MarketView
 from abm.amm import BASE, ONE, Ledger, Market, to_units
 from abm.collect import AGENT_TYPES, AgentMarks, AgentTable
 from abm.errors import ScenarioError, problem_text
+from abm.learning_log import LearningLog, learning_key
 from abm.registry import build, component_of, event_kinds
 from abm.rewards import ClientAccount
 from abm.scenario import MIN_SAMPLES_PER_CLIENT, Scenario, load_scenario

@@ -31,7 +31,7 @@ from abm.run_folder import COUNTERFACTUAL_DIR
 from abm.scenario import Scenario
 
 if TYPE_CHECKING:
-    from abm.agents.replay import LearningLog
+    from abm.learning_log import LearningLog
 
 HOLDER_TYPES = ("client", "investor", "lp", "federation")
 
@@ -77,7 +77,7 @@ def simulate(scenario: Scenario, *, check: bool = False, progress: bool = False,
     choose the same participants (`abm.agents.replay`), so it costs the run's market and
     collection, plus whatever learning its own participation choices need.
     replay: the learning log (`RunResult.learning`) of an earlier run of a scenario that
-    learns the same (`abm.agents.replay.learning_key`: a sweep point that differs in market
+    learns the same (`abm.learning_log.learning_key`: a sweep point that differs in market
     or reward parameters only); the run replays it as a twin does (the same tables).
     """
     if counterfactual is None:

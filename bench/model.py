@@ -16,7 +16,7 @@ twin learning every round again (the path before the replay), alternating, best 
 
 Then a sweep's points that learn the same (`SWEEP_POLICIES` at `SWEEP_STEPS` steps, one seed,
 each with its twin), simulated one after the other as a sweep worker does: each point
-replaying the learning log of the point before (`abm.sweep.execute`), against each point
+replaying the learning log of the point before (`abm.sweep.executor`), against each point
 learning itself (its twin replaying its own run); CPU time, alternating, best of `REPEAT`
 each, and whether the tables match.
 

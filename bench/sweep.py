@@ -15,7 +15,7 @@ Then the Dask path against local processes, in two configurations of the workers
 README says to start them for sweeps (Dask's profiler off,
 `DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED=False`), the row `make bench` records, and
 Dask's defaults, for comparison. Both get the sweep's worker plugin
-(`abm.sweep.execute.SweepWorkerPlugin`), as every `wsf sweep --scheduler` does. Workers are
+(`abm.sweep.executor.SweepWorkerPlugin`), as every `wsf sweep --scheduler` does. Workers are
 `LocalCluster` worker processes on 127.0.0.1, one thread each, each under a nanny as
 `dask worker` starts them (so with the nanny's `MALLOC_TRIM_THRESHOLD_`); the cluster stays
 up (idle) during the local measurements, as a user's cluster would.
@@ -40,7 +40,7 @@ up (idle) during the local measurements, as a user's cluster would.
    start-up and cold first runs cost seconds that warm Dask workers do not), which in a
    6-run sweep would weigh as a per-run difference, and Dask's one scheduler round trip
    per run. Before each Dask sweep the workers forget the learning logs they keep for later
-   runs of the same learning (`abm.sweep.execute`): a repeated sweep of the same seeds
+   runs of the same learning (`abm.learning_log`): a repeated sweep of the same seeds
    would otherwise replay what a fresh local pool has to learn.
 
 `make bench` records the README configuration: met when both its CPU overhead (3) and its
@@ -101,7 +101,7 @@ def _warm_worker() -> None:
     worker would already have done (the local pool's forkserver does the same)."""
     import importlib
 
-    from abm.sweep.execute import PRELOAD, limit_threads
+    from abm.sweep.executor import PRELOAD, limit_threads
 
     for module in PRELOAD:
         importlib.import_module(module)
@@ -219,7 +219,7 @@ def _one_run(steps: int) -> dict[str, Any]:
 
     from abm.run import simulate
     from abm.scenario import load_scenario
-    from abm.sweep.execute import limit_threads
+    from abm.sweep.executor import limit_threads
 
     limit_threads()
     scenario = load_scenario(BASELINE).with_overrides({"steps": steps})
@@ -256,9 +256,9 @@ class CpuRow:
 def cpu_overhead(reps: int = CPU_REPS, steps: int = CPU_STEPS) -> dict[str, CpuRow]:
     """The CPU-time rows: "local" and one per `DASK_CONFIGS` (module docstring, 3.)."""
     import dask
-    from dask.distributed import Client, LocalCluster, WorkerPlugin
+    from dask.distributed import Client, LocalCluster
 
-    from abm.sweep.execute import PRELOAD, SweepWorkerPlugin
+    from abm.sweep.executor import PRELOAD, SweepWorkerPlugin, worker_plugin
 
     rows = {label: CpuRow() for label in ("local", *DASK_CONFIGS)}
     context = multiprocessing.get_context("forkserver")
@@ -276,8 +276,7 @@ def cpu_overhead(reps: int = CPU_REPS, steps: int = CPU_STEPS) -> dict[str, CpuR
             client.run(_warm_worker)
             client.submit(_one_run, 10, pure=False).result()
             # as a sweep does: registered for the measurement, unregistered at the end
-            plugin = type("SweepPlugin", (SweepWorkerPlugin, WorkerPlugin), {})()
-            client.register_plugin(plugin, name=SweepWorkerPlugin.name)
+            client.register_plugin(worker_plugin(), name=SweepWorkerPlugin.name)
             stack.callback(client.unregister_worker_plugin, SweepWorkerPlugin.name)
 
         def on_worker(client: Client) -> dict[str, Any]:
@@ -325,10 +324,10 @@ def report_cpu_overhead() -> dict[str, CpuRow]:
 
 def _forget_learning() -> None:
     """On a worker: drop the learning logs it keeps for later runs of the same learning
-    (`abm.sweep.execute`), so that a repeated sweep costs what its first one did."""
-    from abm.sweep import execute
+    (`abm.learning_log`), so that a repeated sweep costs what its first one did."""
+    from abm import learning_log
 
-    execute._LOGS.clear()
+    learning_log.forget()
 
 
 @contextlib.contextmanager

@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 
 from abm import registry
-from abm.agents.replay import learning_key
 from abm.amm import InvariantViolation
+from abm.learning_log import learning_key
 from abm.model import WallStreetFedsModel
 from abm.run import simulate
 from tests.conftest import small_scenario, with_component

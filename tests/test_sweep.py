@@ -123,6 +123,97 @@ def test_counterfactual_set_twice_in_a_sweep_file_is_refused(base_file: Path) ->
         load_sweep(path)
 
 
+#: Both kinds of file, valid, over the same space: a design sweep and a study.
+SHARED = {"base": "scenarios/small.yaml", "seeds": 1, "overrides": {"steps": 12},
+          "parameters": {"market.fee_bps": {"low": 5, "high": 10}}}
+SWEEP_ONLY = {"design": {"kind": "lhs", "samples": 4}}
+STUDY_ONLY = {"objectives": [{"output": "execution_cost_usd", "direction": "minimize"}]}
+
+
+def _refusal(path: Path, kind: str, load) -> str:
+    """The message `load` raises for the file at `path`, with the file and its kind taken
+    out (the header reads "<path>: invalid <kind> file: ...")."""
+    with pytest.raises(ScenarioError) as err:
+        load(path)
+    message = str(err.value)
+    assert message.startswith(f"{path}: invalid {kind} file: "), message
+    return message.removeprefix(f"{path}: invalid {kind} file: ")
+
+
+@pytest.mark.parametrize(("change", "where"), [
+    ({"seeds": 0}, "seeds = 0"),
+    ({"seeds": [3, 3]}, "seeds = [3, 3]"),
+    ({"seeds": True}, "seeds = True"),
+    ({"overrides": {"seed": 3}}, "overrides = "),
+    ({"overrides": {"rewards..policy": "mint"}}, "overrides = "),
+    ({"parameters": {"run_id": {"low": 1, "high": 2}}}, "parameters = "),
+    ({"parameters": {"seed": {"low": 1, "high": 2}}}, "parameters = "),
+    ({"parameters": {"market.fee_bps": {"low": 5, "hi": 10}}}, 'parameters["market.fee_bps"].hi'),
+    ({"name": "two words"}, "name = 'two words'"),
+    ({"name": "n" * 81}, "name = "),
+    ({"base": ""}, "base = ''"),
+    ({"counterfactual": "yes"}, "counterfactual = 'yes'"),
+    ({"counterfactual": True, "overrides": {"counterfactual": False}}, "set it in one place"),
+    ({"counterfactual": True, "parameters": {"counterfactual": {"values": [True, False]}}},
+     "set it in one place"),
+])
+def test_a_bad_shared_field_is_refused_alike_in_sweep_and_study_files(
+    base_file: Path, change: dict, where: str
+) -> None:
+    """Sweep and study files share their base schema (`abm.sweep.spec.RunsFile`): the same
+    bad value of a shared field gets the same message at the same path in both."""
+    from abm.sweep.optimize import load_study
+    from analysis.metrics import RUN_OUTPUTS
+
+    folder = base_file.parent.parent
+    sweep = folder / "bad-sweep.yaml"
+    sweep.write_text(yaml.safe_dump({**SHARED, **SWEEP_ONLY, **change}, sort_keys=False))
+    study = folder / "bad-study.yaml"
+    study.write_text(yaml.safe_dump({**SHARED, **STUDY_ONLY, **change}, sort_keys=False))
+    refused_sweep = _refusal(sweep, "sweep", load_sweep)
+    refused_study = _refusal(study, "study",
+                             lambda path: load_study(path, outputs=RUN_OUTPUTS))
+    assert refused_sweep == refused_study
+    assert where in refused_sweep
+
+
+def test_the_files_of_the_shared_field_test_are_valid(base_file: Path) -> None:
+    """The files of the test above, unchanged, load (so each refusal is the change's)."""
+    from abm.sweep.optimize import load_study
+    from analysis.metrics import RUN_OUTPUTS
+
+    folder = base_file.parent.parent
+    (folder / "sweep.yaml").write_text(yaml.safe_dump({**SHARED, **SWEEP_ONLY}))
+    (folder / "study.yaml").write_text(yaml.safe_dump({**SHARED, **STUDY_ONLY}))
+    assert len(load_sweep(folder / "sweep.yaml").runs) == 4
+    assert load_study(folder / "study.yaml", outputs=RUN_OUTPUTS).seeds == [0]
+
+
+def test_set_of_a_field_the_file_fixes_is_refused_for_sweeps_and_studies(
+    base_file: Path,
+) -> None:
+    """`--set` may not change what the file varies (a grid key, a design's or a study's
+    parameter) nor a `counterfactual` the file sets at its top: the file's value would win
+    on every run and the setting would do nothing."""
+    from abm.sweep.optimize import load_study
+    from analysis.metrics import RUN_OUTPUTS
+
+    folder = base_file.parent.parent
+    (folder / "sweep.yaml").write_text(yaml.safe_dump(
+        {**SHARED, **SWEEP_ONLY, "counterfactual": True}))
+    (folder / "study.yaml").write_text(yaml.safe_dump(
+        {**SHARED, **STUDY_ONLY, "counterfactual": True}))
+    loads = (load_sweep, lambda path, settings: load_study(path, outputs=RUN_OUTPUTS,
+                                                           settings=settings))
+    for load, name in zip(loads, ("sweep.yaml", "study.yaml"), strict=True):
+        for setting, expected in (({"counterfactual": False}, "set it in one place"),
+                                  ({"market.fee_bps": 7}, "swept by the file")):
+            with pytest.raises(ScenarioError, match=expected) as err:
+                load(folder / name, settings=setting)
+            assert "(--set)" in str(err.value)
+        load(folder / name, settings={"market.pool_tokens": 5000})  # anything else is fine
+
+
 def test_a_study_files_counterfactual_wins_over_the_base(base_file: Path) -> None:
     from abm.sweep.optimize import load_study
     from analysis.metrics import RUN_OUTPUTS
@@ -351,7 +442,7 @@ def test_rerun_on_same_folder_skips_finished_runs(base_file: Path, tmp_path: Pat
         raise AssertionError("a finished sweep started a worker pool")
 
     # Nothing is left to run, so the rerun must not even start workers.
-    monkeypatch.setattr("abm.sweep.execute.ProcessPoolExecutor", no_pool)
+    monkeypatch.setattr("abm.sweep.executor.ProcessPoolExecutor", no_pool)
     again = sweep_and_combine(path, workers=1, out=tmp_path / "out", progress=True)
 
     assert again == out
@@ -493,7 +584,7 @@ def test_run_id_changes_with_any_resolved_field() -> None:
 
 
 def test_runs_that_learn_the_same_are_handed_out_together(base_file: Path) -> None:
-    from abm.agents.replay import learning_key
+    from abm.learning_log import learning_key
     from abm.sweep.execute import _by_learning
 
     path = tiny_sweep(base_file, grid={"rewards.policy": ["buyback", "dividend", "mint"]},

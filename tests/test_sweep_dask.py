@@ -210,7 +210,7 @@ def test_sweep_on_dask_survives_a_killed_worker_with_every_run_once(
 
 
 def _profiling(dask_worker) -> list[bool]:
-    from abm.sweep.execute import DASK_PAUSED_CALLBACKS
+    from abm.sweep.executor import DASK_PAUSED_CALLBACKS
 
     return [dask_worker.periodic_callbacks[key].is_running() for key in DASK_PAUSED_CALLBACKS
             if key in dask_worker.periodic_callbacks]

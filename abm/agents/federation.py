@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from abm.agents.replay import LearnedRound, LearningLog, Replay
+from abm.agents.replay import LearnedRound, Replay
 from abm.agents.trader import Trader
 from abm.amm import ONE, InvariantViolation, to_units
 from abm.reward_book import RewardBook
@@ -28,6 +28,7 @@ from abm.streams import stream
 
 if TYPE_CHECKING:
     from abm.fl import ContributionMethod, Federation
+    from abm.learning_log import LearningLog
     from abm.model import WallStreetFedsModel
     from abm.scenario import ContributionSpec
 
@@ -54,7 +55,7 @@ class FederationAgent(Trader):
         super().__init__(model, TREASURY, policy.name, max_slippage=1.0)
         self.federation = federation
         self.method = method
-        #: This model's learning rounds (`abm.agents.replay`), for a twin to replay.
+        #: This model's learning rounds (`abm.learning_log`), for a twin to replay.
         self.log = log
         #: The run's rounds, when this model is that run's counterfactual twin.
         self.replay = replay

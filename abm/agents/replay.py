@@ -1,37 +1,37 @@
-"""A run's learning rounds, kept so that its counterfactual twin need not learn them again.
+"""Replaying a run's learning rounds, so that its counterfactual twin need not learn them again.
 
 The twin (`Scenario.twin`: the same scenario and seed, reward budget 0) differs from its run
 in the market only. Its federated learning is the run's for as long as its clients choose
 the same participants: the learning core is deterministic given the seed and each round's
 participants (`abm.fl.federation`; the contribution method draws from its own stream), and
 nothing else of the market reaches it. So the twin takes each round's outcome from the run's
-`LearningLog` while its participants match, and trains nothing. At the first round where
-they differ (a client priced out of training by a zero budget, say) the twin catches up:
-it trains and measures the rounds it took from the log, in order, so that its learning core
-and contribution method reach the state that round starts from, and learns on its own from
-there. Either way its tables are those of a twin that learned every round itself (tested;
-and proved round by round in a `check=True` run, which learns every round and compares).
+`LearningLog` (`abm.learning_log`) while its participants match, and trains nothing. At the
+first round where they differ (a client priced out of training by a zero budget, say) the
+twin catches up: it trains and measures the rounds it took from the log, in order, so that
+its learning core and contribution method reach the state that round starts from, and learns
+on its own from there. Either way its tables are those of a twin that learned every round
+itself (tested; and proved round by round in a `check=True` run, which learns every round
+and compares).
 
 The saving is the twin's whole learning (the baseline's `fl` and `contribution` phases,
 about half of the twin's time) whenever participation does not depend on the rewards.
 
-The same holds between any two runs whose scenarios have the same `learning_key` (seed, `fl`,
-`contribution`, the clients' behaviours): a sweep over market or reward parameters learns
-once per key in each worker process (`abm.sweep.execute`), each later run of that key
-replaying the log of the one before. A log is only ever replayed in the process that
-learned it, so a run's tables are those its own machine would compute.
+The same holds between any two runs whose scenarios have the same `learning_key`
+(`abm.learning_log`, which also keeps a sweep worker's logs between its runs).
+
+Here: what the agents replay with, one round's outcome (`LearnedRound`) and the replay of a
+log (`Replay`); the log itself and its key are the run layer's (`abm.learning_log`).
 """
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 if TYPE_CHECKING:
-    from abm.scenario import Scenario
+    from abm.learning_log import LearningLog
 
 
 @dataclass(frozen=True)
@@ -66,28 +66,6 @@ class LearnedRound:
             if not np.array_equal(getattr(self, name), getattr(other, name)):
                 out.append(name)
         return out
-
-
-def learning_key(scenario: Scenario) -> str:
-    """What a run's learning depends on besides the participants, as canonical JSON: the seed,
-    the `fl` and `contribution` sections and every client's behaviour. A log replays only
-    into a model whose key is the same."""
-    return json.dumps({
-        "seed": scenario.seed,
-        "fl": scenario.fl.model_dump(mode="json"),
-        "contribution": scenario.contribution.model_dump(mode="json"),
-        "behaviours": [[g.behaviour, g.behaviour_params.model_dump(mode="json")]
-                       for _, g in scenario.client_groups()],
-    }, sort_keys=True)
-
-
-@dataclass
-class LearningLog:
-    """A model's learning rounds in order (`rounds[r]`: round r + 1), and the `key`
-    (`learning_key`) of the scenario that learned them."""
-
-    key: str
-    rounds: list[LearnedRound] = field(default_factory=list)
 
 
 class Replay:

@@ -44,7 +44,6 @@ or an existing Dask cluster (the same machinery as `wsf sweep`).
 
 from __future__ import annotations
 
-import concurrent.futures
 import contextlib
 import hashlib
 import json
@@ -52,7 +51,6 @@ import math
 import os
 import sys
 import traceback
-import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -66,20 +64,17 @@ from abm.errors import ScenarioError, shown
 from abm.scenario import Scenario, read_yaml
 from abm.sweep import store
 from abm.sweep.design import Parameter, ParamRange, resolve_parameters
-from abm.sweep.execute import (
+from abm.sweep.executor import (
     CONNECT_TIMEOUT_S,
-    DASK_RETRIES,
-    PRELOAD,
+    Executor,
     RunTask,
     SweepRunError,
-    SweepWorkerPlugin,
-    _connect,
-    _init_local_worker,
-    _stop_workers,
-    execute_run,
+    dask_client,
+    exception_of,
+    worker_count,
 )
 from abm.sweep.spec import (
-    RESERVED_KEYS,
+    RunsFile,
     canonical_json,
     load_base,
     read_file,
@@ -126,35 +121,14 @@ class SamplerSpec(BaseModel):
     seed: int = Field(0, ge=0, le=2**32 - 1, description="seed of the sampler")
 
 
-class OptimizeFile(BaseModel):
-    """Schema of a study file, as written."""
+class OptimizeFile(RunsFile):
+    """Schema of a study file, as written: the search space (`parameters`, required), the
+    objectives and the sampler; the fields it shares with a sweep file are `RunsFile`'s."""
 
-    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
-
-    name: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=80,
-                             description="study name (default: the file's stem)")
-    base: str = Field(min_length=1, description="scenario file, relative to the study file")
-    overrides: dict[str, Any] = Field(default_factory=dict,
-                                      description="dotted path -> value, for every run")
     parameters: dict[str, ParamRange] = Field(min_length=1, description="the search space")
     objectives: list[Objective] = Field(min_length=1, max_length=8,
                                         description="run outputs to minimise or maximise")
-    seeds: Any = Field(description="a seed count n (seeds 0..n-1) or a list of distinct seeds")
-    counterfactual: bool | None = Field(
-        None, description="run every run's twin (needed by the attributable outputs); it "
-        "replays its run's learning, so it adds the run's market time. `true` or `false` here "
-        "wins over the base scenario's `counterfactual`; left out, the base's value holds")
     sampler: SamplerSpec = Field(default_factory=SamplerSpec)
-
-    @field_validator("overrides", "parameters")
-    @classmethod
-    def _paths(cls, value: dict[str, Any]) -> dict[str, Any]:
-        for key in value:
-            if not key or any(not part for part in key.split(".")):
-                raise ValueError(f"'{key}' is not a dotted parameter path (like 'rewards.policy')")
-            if key == "seed" or key in RESERVED_KEYS:
-                raise ValueError(f"'{key}' cannot be set here (seeds come from `seeds:`)")
-        return value
 
     @field_validator("parameters")
     @classmethod
@@ -175,16 +149,6 @@ class OptimizeFile(BaseModel):
         if len(set(names)) != len(names):
             raise ValueError("an output is listed twice among the objectives")
         return value
-
-    @field_validator("seeds")
-    @classmethod
-    def _seeds(cls, seeds: Any) -> int | list[int]:
-        from abm.sweep.spec import SweepFile
-
-        return SweepFile._seed_values(seeds)
-
-    def seed_list(self) -> list[int]:
-        return list(range(self.seeds)) if isinstance(self.seeds, int) else list(self.seeds)
 
 
 @dataclass(frozen=True)
@@ -255,10 +219,7 @@ def load_study(path: str | Path, *, outputs: Sequence[str],
                 f"{source}: objectives[{i}].output = {objective.output!r}: not a run output; "
                 f"allowed: {', '.join(outputs)}.")
     base_path, base = load_base(source, spec.base, "study")
-    spec = with_settings(source, spec, base, settings or {}, swept=set(spec.parameters))
-    if spec.counterfactual is not None and "counterfactual" in spec.overrides:
-        raise ScenarioError(f"{source}: `counterfactual` is set both at the top of the file "
-                            "and under `overrides`; set it in one place.")
+    spec = with_settings(source, spec, base, settings or {})
     counterfactual = (spec.counterfactual if spec.counterfactual is not None
                       else bool(spec.overrides.get("counterfactual", base.counterfactual)))
     parameters = resolve_parameters(str(source), base, spec.parameters)
@@ -293,69 +254,6 @@ class _Trial:
     labels: dict[str, Any]
     run_ids: list[str]
     waiting: set[str]
-
-
-class _Pool:
-    """Runs on local worker processes or a Dask client, submitted one at a time."""
-
-    def __init__(self, workers: int, client: Any) -> None:
-        self.client = client
-        self.pool: concurrent.futures.ProcessPoolExecutor | None = None
-        if client is None:
-            import multiprocessing
-
-            methods = multiprocessing.get_all_start_methods()
-            context = multiprocessing.get_context(
-                "forkserver" if "forkserver" in methods else "spawn")
-            if context.get_start_method() == "forkserver":
-                context.set_forkserver_preload(PRELOAD)
-            self.pool = concurrent.futures.ProcessPoolExecutor(
-                max_workers=workers, mp_context=context, initializer=_init_local_worker,
-                initargs=(os.getpid(),))
-        else:
-            # As a sweep does: Dask's sampling profiler paused on the workers for the study.
-            from dask.distributed import WorkerPlugin
-
-            plugin = type("SweepPlugin", (SweepWorkerPlugin, WorkerPlugin), {})()
-            client.register_plugin(plugin, name=SweepWorkerPlugin.name)
-        self.token = uuid.uuid4().hex[:8]
-
-    def _unplug(self) -> None:
-        if self.client is not None:
-            with contextlib.suppress(Exception):  # a cluster gone away: nothing to restore
-                self.client.unregister_worker_plugin(SweepWorkerPlugin.name)
-
-    def submit(self, task: RunTask, name: str) -> Any:
-        if self.client is not None:
-            return self.client.submit(execute_run, task, pure=False, retries=DASK_RETRIES,
-                                      key=f"wsf-opt-{name}-{task.record['run_id']}-{self.token}")
-        assert self.pool is not None
-        return self.pool.submit(execute_run, task)
-
-    def wait(self, futures: Sequence[Any]) -> set[Any]:
-        if self.client is not None:
-            from dask.distributed import wait
-
-            return set(wait(list(futures), return_when="FIRST_COMPLETED").done)
-        done, _ = concurrent.futures.wait(futures, return_when="FIRST_COMPLETED")
-        return set(done)
-
-    def stop(self) -> None:
-        if self.pool is not None:
-            _stop_workers(self.pool)
-        self._unplug()
-
-    def close(self) -> None:
-        if self.pool is not None:
-            self.pool.shutdown(wait=True)
-        self._unplug()
-
-
-def _error(future: Any) -> BaseException | None:
-    try:
-        return future.exception()
-    except BaseException as exc:  # cancelled
-        return exc
 
 
 def default_out(study: Study) -> Path:
@@ -393,37 +291,26 @@ def run_study(
         raise ValueError(f"trials must be >= 1, got {trials}")
     study_spec = load_study(path, outputs=output_names, settings=settings)
     folder = (Path(out) if out is not None else default_out(study_spec)).expanduser().resolve()
-    client = _connect(scheduler, connect_timeout) if scheduler is not None else None
     failed_runs: dict[str, str] = {}
-    try:
-        with _open_folder(study_spec, folder):
-            optuna.logging.set_verbosity(optuna.logging.WARNING)
-            study = _optuna_study(study_spec, folder)
-            _requeue(study)
-            finished = _finished(study)
-            todo = trials - finished
-            bar = tqdm(total=trials, initial=min(finished, trials),
-                       desc=f"study {study_spec.name}", unit="trial", disable=not progress,
-                       dynamic_ncols=True)
-            try:
-                if todo > 0:
-                    n_workers = (len(client.scheduler_info().get("workers", {})) or 1
-                                 if client is not None else (workers or os.cpu_count() or 1))
-                    pool = _Pool(n_workers, client)
-                    try:
-                        _drive(study_spec, study, folder, pool, todo, n_workers, outputs,
-                               bar, failed_runs)
-                    except BaseException:
-                        pool.stop()
-                        raise
-                    pool.close()
-            finally:
-                bar.close()
-            store.clean_staging(folder)
-            write_results(study_spec, study, folder)
-    finally:
-        if client is not None:
-            client.close()
+    with dask_client(scheduler, connect_timeout) as client, _open_folder(study_spec, folder):
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        study = _optuna_study(study_spec, folder)
+        _requeue(study)
+        finished = _finished(study)
+        todo = trials - finished
+        bar = tqdm(total=trials, initial=min(finished, trials),
+                   desc=f"study {study_spec.name}", unit="trial", disable=not progress,
+                   dynamic_ncols=True)
+        try:
+            if todo > 0:
+                n_workers = worker_count(client, workers)
+                with Executor(n_workers, client, f"wsf-opt-{study_spec.name}") as executor:
+                    _drive(study_spec, study, folder, executor, todo, n_workers, outputs,
+                           bar, failed_runs)
+        finally:
+            bar.close()
+        store.clean_staging(folder)
+        write_results(study_spec, study, folder)
     if failed_runs:
         first = next(iter(failed_runs.items()))
         raise SweepRunError(
@@ -448,7 +335,7 @@ def _open_folder(study: Study, folder: Path) -> Iterator[None]:
                 f"{', '.join(foreign[:5])}), so it is not a study folder; it is left "
                 "untouched. Choose another --out or an empty folder.")
     folder.mkdir(parents=True, exist_ok=True)
-    with store._exclusive_lock(folder / store.LOCK_FILE):
+    with store.exclusive_lock(folder / store.LOCK_FILE):
         if spec_path.exists():
             old = read_yaml(spec_path, kind="study spec", max_bytes=store.SPEC_MAX_BYTES)
             if old.get("fingerprint") != study.fingerprint():
@@ -458,7 +345,7 @@ def _open_folder(study: Study, folder: Path) -> Iterator[None]:
                     "with (same base scenario content, overrides, parameters, objectives, "
                     "seeds and sampler). Choose another --out, or delete the folder.")
         else:
-            store._write_text_atomic(spec_path, yaml.safe_dump(study.record(), sort_keys=False))
+            store.write_text_atomic(spec_path, yaml.safe_dump(study.record(), sort_keys=False))
         store.clean_staging(folder)
         yield
 
@@ -584,7 +471,7 @@ def _suggest(trial: Any, parameters: list[Parameter]) -> dict[str, Any]:
     return labels
 
 
-def _drive(spec: Study, study: Any, folder: Path, pool: _Pool, todo: int, parallel: int,
+def _drive(spec: Study, study: Any, folder: Path, executor: Executor, todo: int, parallel: int,
            outputs: Callable[[Path], dict[str, float]], bar: tqdm,
            failed_runs: dict[str, str]) -> None:
     """Ask trials (up to `parallel` at once), run their missing runs, tell their values."""
@@ -653,7 +540,7 @@ def _drive(spec: Study, study: Any, folder: Path, pool: _Pool, todo: int, parall
                     record = {"run_id": rid, "params": labels, "seed": seed,
                               "trial": trial.number}
                     task = RunTask(sweep_dir=str(folder), record=record, scenario=scenario)
-                    future = pool.submit(task, spec.name)
+                    future = executor.submit(task)
                     submitted[rid] = future
                     futures[future] = rid
             in_flight[trial.number] = entry
@@ -668,9 +555,9 @@ def _drive(spec: Study, study: Any, folder: Path, pool: _Pool, todo: int, parall
             continue
         pending = [f for f, rid in futures.items() if any(rid in e.waiting
                                                           for e in in_flight.values())]
-        for future in pool.wait(pending):
+        for future in executor.first_completed(pending):
             rid = futures.pop(future)
-            error = _error(future)
+            error = exception_of(future)
             if error is not None:
                 failed_runs[rid] = f"{type(error).__name__}: {error}"
                 store.write_error(folder, rid, "".join(traceback.format_exception(error)))

@@ -1,4 +1,5 @@
-"""Sweep files: schema, loading, grid expansion and run ids.
+"""Sweep files: schema, loading, grid expansion and run ids; the schema they share with study
+files (`RunsFile`: base, overrides, parameters, seeds, counterfactual; `abm.sweep.optimize`).
 
 A sweep file is YAML data (never code) naming a base scenario file and the parameters to
 vary::
@@ -53,7 +54,7 @@ import itertools
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import (
     BaseModel,
@@ -83,6 +84,7 @@ __all__ = [
     "DesignPoint",
     "ReportSettings",
     "RunSpec",
+    "RunsFile",
     "Sweep",
     "SweepFile",
     "canonical_json",
@@ -143,59 +145,57 @@ class ReportSettings(BaseModel):
     )
 
 
-class SweepFile(BaseModel):
-    """Schema of a sweep file, as written (before the base scenario is applied)."""
+class RunsFile(BaseModel):
+    """What sweep and study files share, as written (before the base scenario is applied).
+
+    Each asks for runs of one base scenario: `overrides` on every run, `parameters` varied
+    between runs, one run per seed of `seeds`, and the `counterfactual` switch. `SweepFile`
+    and `OptimizeFile` (`abm.sweep.optimize`) extend it; each shared field is declared and
+    checked here once, so both kinds of file refuse a bad value with the same message at the
+    same path (tested).
+    """
 
     model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
+
+    #: Fields whose keys set scenario fields on runs, checked against a top-level
+    #: `counterfactual` (a subclass adds its own, such as a sweep's `grid`).
+    SETTING_FIELDS: ClassVar[tuple[str, ...]] = ("overrides", "parameters")
 
     name: str | None = Field(
         None,
         pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
-        max_length=100,
-        description="sweep name (default: the file's stem); names the default output folder",
+        max_length=80,
+        description="name (default: the file's stem); names the default output folder",
     )
-    base: str = Field(min_length=1, description="scenario file, relative to the sweep file")
+    base: str = Field(min_length=1, description="scenario file, relative to this file")
     overrides: dict[str, Any] = Field(
         default_factory=dict, description="dotted path -> value, applied to every run")
-    grid: dict[str, Any] = Field(
-        default_factory=dict, description="dotted path -> list of values, or mapping from "
-        "labels to values; the runs are the cartesian product")
-    design: DesignSpec | None = Field(
-        None, description="a sampling design (sobol, lhs, morris) over `parameters`, "
-        "instead of a grid")
     parameters: dict[str, ParamRange] = Field(
-        default_factory=dict, description="with `design`: dotted path -> {low, high} (either "
-        "may default to the field's declared range) or {values: [...]}")
+        default_factory=dict, description="dotted path -> {low, high} (either may default to "
+        "the field's declared range) or {values: [...]}")
     seeds: Any = Field(description="a seed count n (seeds 0..n-1) or a list of distinct seeds")
     counterfactual: bool | None = Field(
         None,
         description="run every run's counterfactual twin (same seed, reward budget 0) into "
-        "its counterfactual/ folder; `wsf report` then gives run − twin paired differences "
-        "across seeds; the twin replays its run's learning, so it adds the run's market "
-        "time. `true` or `false` here wins over the base scenario's `counterfactual`; left "
-        "out, the base's value holds",
+        "its counterfactual/ folder, which the attributable outputs and `wsf report`'s run − "
+        "twin paired differences need; the twin replays its run's learning, so it adds the "
+        "run's market time. `true` or `false` here wins over the base scenario's "
+        "`counterfactual`; left out, the base's value holds",
     )
-    report: ReportSettings = Field(default_factory=ReportSettings)
 
     @model_validator(mode="after")
-    def _design_or_grid(self) -> SweepFile:
-        if self.design is not None:
-            if self.grid:
-                raise ValueError("give either `grid` or `design` with `parameters`, not both")
-            if not self.parameters:
-                raise ValueError("a design needs `parameters` (dotted path -> {low, high} or "
-                                 "{values: [...]})")
-        elif self.parameters:
-            raise ValueError("`parameters` needs a `design` (kind sobol, lhs or morris); a "
-                             "grid lists its values under `grid`")
+    def _counterfactual_once(self) -> RunsFile:
         if self.counterfactual is not None:
-            for field_name, keys in (("overrides", self.overrides), ("grid", self.grid),
-                                     ("parameters", self.parameters)):
-                if "counterfactual" in keys:
+            for field_name in self.SETTING_FIELDS:
+                if "counterfactual" in getattr(self, field_name):
                     raise ValueError(
                         f"`counterfactual` is set both at the top of the file and under "
                         f"`{field_name}`; set it in one place")
         return self
+
+    def varied(self) -> set[str]:
+        """The dotted paths whose value differs between runs (besides the seed)."""
+        return set(self.parameters)
 
     def top_level_overrides(self) -> dict[str, Any]:
         """The overrides every run gets: `overrides`, plus the top-level fields that set a
@@ -204,16 +204,17 @@ class SweepFile(BaseModel):
         extra = {} if self.counterfactual is None else {"counterfactual": self.counterfactual}
         return {**self.overrides, **extra}
 
-    @field_validator("overrides", "grid", "parameters")
+    @field_validator("overrides", "parameters")
     @classmethod
     def _dotted_paths(cls, value: dict[str, Any]) -> dict[str, Any]:
-        for key in value:
-            parts = key.split(".")
-            if not key or any(not part for part in parts):
-                raise ValueError(f"'{key}' is not a dotted parameter path (like 'rewards.policy')")
-            if key == "seed":
-                raise ValueError("the seed is set by the `seeds:` field, not by overrides or grid")
-        return value
+        return _dotted_paths(value)
+
+    @field_validator("overrides")
+    @classmethod
+    def _override_values(cls, overrides: dict[str, Any]) -> dict[str, Any]:
+        for key, value in overrides.items():
+            _json_or_raise(key, value)
+        return overrides
 
     @field_validator("parameters")
     @classmethod
@@ -227,36 +228,6 @@ class SweepFile(BaseModel):
                           else spec.values or []):
                 _json_or_raise(key, value)
         return parameters
-
-    @field_validator("grid")
-    @classmethod
-    def _grid_values(
-        cls, grid: dict[str, list[Any] | dict[str, Any]]
-    ) -> dict[str, list[Any] | dict[str, Any]]:
-        for key, values in grid.items():
-            if not isinstance(values, list | dict):
-                raise ValueError(f"grid key '{key}' = {shown(values)}: give a list of values, "
-                                 "or a mapping from labels to values")
-            if key in RESERVED_KEYS:
-                raise ValueError(
-                    f"'{key}' names a column of the result tables; it cannot be a grid key"
-                )
-            if not values:
-                raise ValueError(f"grid key '{key}' lists no values; give at least one")
-            seen: set[str] = set()
-            for value in values.values() if isinstance(values, dict) else values:
-                text = _json_or_raise(key, value)
-                if text in seen:
-                    raise ValueError(f"grid key '{key}' lists the value {value!r} twice")
-                seen.add(text)
-        return grid
-
-    @field_validator("overrides")
-    @classmethod
-    def _override_values(cls, overrides: dict[str, Any]) -> dict[str, Any]:
-        for key, value in overrides.items():
-            _json_or_raise(key, value)
-        return overrides
 
     @field_validator("seeds")
     @classmethod
@@ -279,6 +250,68 @@ class SweepFile(BaseModel):
             raise ValueError("the seed list repeats a seed")
         return seeds
 
+    def seed_list(self) -> list[int]:
+        """The seeds to run: a count n means seeds 0, 1, ..., n-1 (deterministic)."""
+        return list(range(self.seeds)) if isinstance(self.seeds, int) else list(self.seeds)
+
+
+class SweepFile(RunsFile):
+    """Schema of a sweep file, as written: a grid, or a sampling design over `parameters`."""
+
+    SETTING_FIELDS: ClassVar[tuple[str, ...]] = ("overrides", "grid", "parameters")
+
+    grid: dict[str, Any] = Field(
+        default_factory=dict, description="dotted path -> list of values, or mapping from "
+        "labels to values; the runs are the cartesian product")
+    design: DesignSpec | None = Field(
+        None, description="a sampling design (sobol, lhs, morris) over `parameters`, "
+        "instead of a grid")
+    parameters: dict[str, ParamRange] = Field(
+        default_factory=dict, description="with `design`: dotted path -> {low, high} (either "
+        "may default to the field's declared range) or {values: [...]}")
+    report: ReportSettings = Field(default_factory=ReportSettings)
+
+    @model_validator(mode="after")
+    def _design_or_grid(self) -> SweepFile:
+        if self.design is not None:
+            if self.grid:
+                raise ValueError("give either `grid` or `design` with `parameters`, not both")
+            if not self.parameters:
+                raise ValueError("a design needs `parameters` (dotted path -> {low, high} or "
+                                 "{values: [...]})")
+        elif self.parameters:
+            raise ValueError("`parameters` needs a `design` (kind sobol, lhs or morris); a "
+                             "grid lists its values under `grid`")
+        return self
+
+    @field_validator("grid")
+    @classmethod
+    def _grid_values(
+        cls, grid: dict[str, list[Any] | dict[str, Any]]
+    ) -> dict[str, list[Any] | dict[str, Any]]:
+        _dotted_paths(grid)
+        for key, values in grid.items():
+            if not isinstance(values, list | dict):
+                raise ValueError(f"grid key '{key}' = {shown(values)}: give a list of values, "
+                                 "or a mapping from labels to values")
+            if key in RESERVED_KEYS:
+                raise ValueError(
+                    f"'{key}' names a column of the result tables; it cannot be a grid key"
+                )
+            if not values:
+                raise ValueError(f"grid key '{key}' lists no values; give at least one")
+            seen: set[str] = set()
+            for value in values.values() if isinstance(values, dict) else values:
+                text = _json_or_raise(key, value)
+                if text in seen:
+                    raise ValueError(f"grid key '{key}' lists the value {value!r} twice")
+                seen.add(text)
+        return grid
+
+    def varied(self) -> set[str]:
+        """The grid keys, or the design's parameters."""
+        return set(self.grid) | set(self.parameters)
+
     def grid_points(self) -> dict[str, list[tuple[Any, Any]]]:
         """Per grid key, its (label, value) pairs in file order; a plain value is its own label."""
         return {key: grid_items(values) for key, values in self.grid.items()}
@@ -292,9 +325,17 @@ class SweepFile(BaseModel):
             n *= len(values)
         return n
 
-    def seed_list(self) -> list[int]:
-        """The seeds to run: a count n means seeds 0, 1, ..., n-1 (deterministic)."""
-        return list(range(self.seeds)) if isinstance(self.seeds, int) else list(self.seeds)
+
+def _dotted_paths(value: dict[str, Any]) -> dict[str, Any]:
+    """Refuse a key of `overrides`, `grid` or `parameters` that is not a dotted path, or that
+    sets the seed (one run per seed of `seeds:`)."""
+    for key in value:
+        if not key or any(not part for part in key.split(".")):
+            raise ValueError(f"'{key}' is not a dotted parameter path (like 'rewards.policy')")
+        if key == "seed":
+            raise ValueError("the seed is set by the `seeds:` field, one run per seed; it "
+                             "cannot be set here")
+    return value
 
 
 def grid_items(values: list[Any] | dict[str, Any]) -> list[tuple[Any, Any]]:
@@ -477,7 +518,7 @@ def load_sweep(path: str | Path, *, max_runs: int = MAX_RUNS,
 
     check_build_memory(source, n_runs)
     base_path, base = load_base(source, spec.base, "sweep")
-    spec = with_settings(source, spec, base, settings or {}, swept=set(spec.grid))
+    spec = with_settings(source, spec, base, settings or {})
     seeds = spec.seed_list()
     if spec.design is not None:
         parameters = resolve_parameters(str(source), base, spec.parameters)
@@ -502,12 +543,13 @@ def load_sweep(path: str | Path, *, max_runs: int = MAX_RUNS,
     )
 
 
-def with_settings(source: Path, spec: Any, base: Scenario, settings: dict[str, Any],
-                  swept: set[str]) -> Any:
+def with_settings[F: RunsFile](source: Path, spec: F, base: Scenario,
+                               settings: dict[str, Any]) -> F:
     """`spec` (a sweep or study file) with the command line's `--set` values merged over its
     `overrides`: each is set on every run, as if the file's `overrides` said it. A setting of
-    the seed (set by `seeds:`) or of a swept field, and any value the scenario refuses, is
-    refused with the usual paragraph naming `--set`."""
+    the seed (set by `seeds:`), of a swept field or of a `counterfactual` the file sets at its
+    top, and any value the scenario refuses, is refused with the usual paragraph naming
+    `--set`."""
     if not settings:
         return spec
     where = f"{source} (--set)"
@@ -515,9 +557,13 @@ def with_settings(source: Path, spec: Any, base: Scenario, settings: dict[str, A
         if key == "seed":
             raise ScenarioError(problem_text(where, key, value, "a field other than the seed, "
                                              "which the file's `seeds:` field sets"))
-        if key in swept:
+        if key in spec.varied():
             raise ScenarioError(problem_text(where, key, value, "a field the file does not "
                                              "vary; this one is swept by the file"))
+        if key == "counterfactual" and spec.counterfactual is not None:
+            raise ScenarioError(problem_text(where, key, value, "a field other than "
+                                             "`counterfactual`, which the file sets at its "
+                                             "top; set it in one place"))
         try:
             _json_or_raise(key, value)
         except ValueError:

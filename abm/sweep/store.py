@@ -54,11 +54,13 @@ __all__ = [
     "begin_run",
     "default_out",
     "discard",
+    "exclusive_lock",
     "finished_run_ids",
     "open_folder",
     "publish_run",
     "read_spec",
     "run_folder",
+    "write_text_atomic",
 ]
 
 SPEC_FILE = "sweep.yaml"
@@ -137,11 +139,11 @@ def open_folder(sweep: Sweep, sweep_dir: Path) -> Iterator[Path]:
                 "sweep folder; it is left untouched. Choose another --out or an empty folder."
             )
     sweep_dir.mkdir(parents=True, exist_ok=True)
-    with _exclusive_lock(sweep_dir / LOCK_FILE):
+    with exclusive_lock(sweep_dir / LOCK_FILE):
         if spec_path.exists():
             _check_same_sweep(sweep, sweep_dir)
         else:
-            _write_text_atomic(spec_path, yaml.safe_dump(sweep.to_record(), sort_keys=False))
+            write_text_atomic(spec_path, yaml.safe_dump(sweep.to_record(), sort_keys=False))
         clean_staging(sweep_dir)
         yield sweep_dir
 
@@ -162,7 +164,10 @@ def _check_same_sweep(sweep: Sweep, sweep_dir: Path) -> None:
 
 
 @contextlib.contextmanager
-def _exclusive_lock(path: Path) -> Iterator[None]:
+def exclusive_lock(path: Path) -> Iterator[None]:
+    """Hold the advisory lock file `path` (a sweep or study folder's `.lock`) for the block,
+    writing this driver's pid and host into it; SweepError at once, naming the holder, when
+    another driver holds it."""
     if fcntl is None:  # pragma: no cover - no advisory locks on this platform
         yield
         return
@@ -241,7 +246,9 @@ def publish_run(result: Any, sweep_dir: Path, staging: Path, record: dict[str, A
     return True
 
 
-def _write_text_atomic(path: Path, text: str) -> None:
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write `text` to `path` through a temporary file and a rename: a reader sees the old
+    file or the new one, never half of it."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
@@ -251,7 +258,7 @@ def write_error(sweep_dir: Path, run_id: str, text: str) -> None:
     """Keep a failed run's traceback (errors/<run_id>.txt) for the user to read."""
     folder = Path(sweep_dir) / ERRORS_DIR
     folder.mkdir(exist_ok=True)
-    _write_text_atomic(folder / f"{run_id}.txt", text)
+    write_text_atomic(folder / f"{run_id}.txt", text)
 
 
 def clear_error(sweep_dir: Path, run_id: str) -> None:

@@ -36,6 +36,7 @@ from abm.sweep.store import (
     finished_run_ids,
     read_spec,
     run_folder,
+    write_text_atomic,
 )
 from abm.tidy import LONG_TABLES, long_tables
 from analysis.metrics import client_rewards, holder_outcomes, investor_performance, summarise_run
@@ -160,7 +161,7 @@ def _combine(sweep_dir: Path) -> tuple[dict[str, Path], dict[str, str]]:
                                          "the run folder is damaged")
     out = sweep_dir / COMBINED_DIR
     out.mkdir(exist_ok=True)
-    _write_text_atomic(out / SKIPPED_FILE, json.dumps(skipped, indent=1))
+    write_text_atomic(out / SKIPPED_FILE, json.dumps(skipped, indent=1))
     if not per_run:
         return {}, skipped
     taken = {"run_id", "seed", "policy", "method", "facet"}
@@ -348,12 +349,6 @@ def _flatten(summary: dict[str, Any], prefix: str = "") -> dict[str, Any]:
         else:
             flat[name] = value
     return flat
-
-
-def _write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def _write_parquet_atomic(frame: pd.DataFrame, path: Path) -> Path:
