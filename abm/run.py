@@ -25,7 +25,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from abm.agents.orders import orders_summary
-from abm.amm import ONE, JointLiquidation
+from abm.amm import BASE, ONE, JointLiquidation
 from abm.rewards import Destination
 from abm.run_folder import COUNTERFACTUAL_DIR
 from abm.scenario import Scenario
@@ -114,7 +114,7 @@ def _simulate_one(scenario: Scenario, *, check: bool, progress: bool,
     usd = model.usd_by_holder()
     outside = usd["costs"]
     # The books balance: every USD is an agent's, a pool's or the cost sink's.
-    assert sum(usd.values()) == model.ledger.supply("USD")
+    assert sum(usd.values()) == model.ledger.supply(BASE)
     return RunResult(
         model=tables["model"], agents=tables["agents"], rounds=tables["rounds"],
         events=tables["events"], summary=summary,
@@ -222,15 +222,13 @@ def _tables(model) -> dict[str, pd.DataFrame]:
     return {"model": mdf, "agents": adf, "rounds": rdf, "events": edf}
 
 
-def _summary(model, tables, timings, check: bool, joint: JointLiquidation) -> dict[str, Any]:
-    cfg = model.config
-    fed = model.federation
-    book = fed.book
-    rounds = tables["rounds"]
-    agents = tables["agents"]
-    first = agents[agents["step"] == 0].set_index("agent_id")
-    last = agents[agents["step"] == agents["step"].max()].set_index("agent_id")
-    equal = book.equal_reference
+def _client_summaries(model, rounds: pd.DataFrame, first: pd.DataFrame,
+                      last: pd.DataFrame) -> dict[str, dict[str, Any]]:
+    """`summary.json`'s `clients`: per client (by token), its contributions, what the book
+    allotted and paid it, its wealth change (at spot and if sold, from the agents table's
+    first and last step, indexed by agent id) and its participation's economics (USD
+    display units). The attributable fields are filled from the twin (`_attribute`)."""
+    book = model.federation.book
     clients = {}
     for i, client in enumerate(model.clients):
         mine = rounds[rounds["client"] == client.token] if len(rounds) else rounds
@@ -265,6 +263,14 @@ def _summary(model, tables, timings, check: bool, joint: JointLiquidation) -> di
             "funding_usd": client.funding_usd / ONE,
             "tokens_issued": client.issued / ONE,
         }
+    return clients
+
+
+def _holder_summaries(model, first: pd.DataFrame, last: pd.DataFrame,
+                      joint: JointLiquidation) -> dict[str, dict[str, Any]]:
+    """`summary.json`'s `holders`: per holder type, its wealth at the first and last step
+    (at spot, each member's sale alone, and its part of the joint liquidation; USD display
+    units). `attributable_usd` is filled from the twin (`_attribute`)."""
     holders = {}
     for kind in HOLDER_TYPES:
         a, b = first[first["agent_type"] == kind], last[last["agent_type"] == kind]
@@ -281,6 +287,20 @@ def _summary(model, tables, timings, check: bool, joint: JointLiquidation) -> di
             "if_sold_change_usd": float(b["wealth_if_sold"].sum() - a["wealth_if_sold"].sum()),
             "attributable_usd": None,
         }
+    return holders
+
+
+def _summary(model, tables, timings, check: bool, joint: JointLiquidation) -> dict[str, Any]:
+    cfg = model.config
+    fed = model.federation
+    book = fed.book
+    rounds = tables["rounds"]
+    agents = tables["agents"]
+    first = agents[agents["step"] == 0].set_index("agent_id")
+    last = agents[agents["step"] == agents["step"].max()].set_index("agent_id")
+    equal = book.equal_reference
+    clients = _client_summaries(model, rounds, first, last)
+    holders = _holder_summaries(model, first, last, joint)
     if cfg.rewards.policy == "equal":
         handled = "paid as R / N like every round (the equal policy ignores contributions)"
     elif cfg.contribution.zero_total == "equal":
@@ -430,7 +450,7 @@ def money_table(model) -> dict[str, Any]:
         "issued_for_costs_usd": funding / ONE,
         "fees_earned_usd": fees,
         "usd_by_holder": by_holder,
-        "balanced": sum(end.values()) == endowed + book.budget_in == ledger.supply("USD"),
+        "balanced": sum(end.values()) == endowed + book.budget_in == ledger.supply(BASE),
     }
 
 

@@ -13,7 +13,7 @@ import numpy as np
 
 from abm.agents.replay import LearnedRound, Replay
 from abm.agents.trader import Trader
-from abm.amm import ONE, InvariantViolation, to_units
+from abm.amm import BASE, ONE, InvariantViolation, to_units
 from abm.reward_book import RewardBook
 from abm.rewards import (
     Budget,
@@ -109,6 +109,44 @@ class FederationAgent(Trader):
         self.log.rounds.append(learned)
         contributions = np.zeros(n)
         contributions[idx] = learned.contributions
+        scores, shares, unranked = self._shares(contributions, idx)
+        truncated = bool(learned.info.get("truncated_round", False))
+        all_zero = bool(idx.size and np.all(contributions[idx] == 0.0))
+        budget_usd = self.budget.for_round(
+            self.rounds_done, learned.accuracy - learned.prev_accuracy
+        )
+        budget = to_units(float(budget_usd))
+        prices_before = [self.model.market.price(c.token) for c in self.clients]
+        payouts, realised = self._pay(budget, idx, shares)
+        self.rounds_done += 1
+        self.book.record_round(budget, payouts, idx, realised)
+        if unranked:
+            self.unranked_rounds += 1
+            self.unranked_budget += budget
+        if not idx.size:
+            self.empty_rounds += 1
+            self.empty_budget += budget
+        self.truncated_rounds += truncated
+        self.all_zero_rounds += all_zero
+        self.last_participants = int(idx.size)
+        # What a client sending nothing would have been paid, % of the round's positive
+        # total: > 0 when the game rewards a zero update (docs/model.md, 7.5).
+        positive = float(np.maximum(contributions, 0.0).sum()) + max(learned.probe, 0.0)
+        probe_pct = 100 * max(learned.probe, 0.0) / positive if positive > 0 else 0.0
+        if idx.size:
+            self.probe_pcts.append(probe_pct)
+        columns = {"contribution": contributions, "payable": scores, "share": shares,
+                   "price_before": prices_before, "participating": mask,
+                   "reward_if_sold": realised}
+        round_wide = {"unranked": unranked, "truncated": truncated, "probe_pct": probe_pct}
+        return self._rows(learned, payouts, columns, round_wide), shares, budget_usd
+
+    def _shares(self, contributions: np.ndarray, idx: np.ndarray
+                ) -> tuple[np.ndarray, np.ndarray, bool]:
+        """The round's payable scores (n,), reward shares (n,, summing to 1 or 0 over the
+        participants `idx`) and whether the round was unranked (the shares did not come
+        from the scores, `shares_from_contributions`; an empty round counts on its own)."""
+        n = contributions.size
         # The scores the shares come from: this round's contributions (clip, shift), or what
         # lifts each client's contributions to date above their high-water mark (carry).
         carry = self.spec.negative == "carry"
@@ -119,21 +157,18 @@ class FederationAgent(Trader):
             shares[idx] = shares_from_contributions(
                 scores[idx], negative=rule, zero_total=self.spec.zero_total
             )
-        info = learned.info
-        truncated = bool(info.get("truncated_round", False))
-        played = scores[idx]
-        all_zero = bool(idx.size and np.all(contributions[idx] == 0.0))
-        # Unranked: the shares did not come from the scores (see shares_from_contributions).
-        # (an empty round is counted on its own: `empty_rounds`)
-        unranked = bool(idx.size) and not score_weights(played, rule).sum() > 0
-        budget_usd = self.budget.for_round(
-            self.rounds_done, learned.accuracy - learned.prev_accuracy
-        )
-        budget = to_units(float(budget_usd))
+        unranked = bool(idx.size) and not score_weights(scores[idx], rule).sum() > 0
+        return scores, shares, unranked
+
+    def _pay(self, budget: int, idx: np.ndarray, shares: np.ndarray
+             ) -> tuple[list[Payout], list[int]]:
+        """Mint the round's `budget` (base units) into the treasury and have the policy pay
+        it out to the participants `idx` by `shares`: each client's payout (n), and the
+        reward each realised by realisable value (base units, n; 7.13)."""
+        n = len(self.clients)
         market = self.model.market
-        prices_before = [market.price(c.token) for c in self.clients]
         # The buyers' payment enters the economy here: new USD, recorded as minted.
-        market.ledger.mint(TREASURY, "USD", budget)
+        market.ledger.mint(TREASURY, BASE, budget)
         # What each client's holdings would fetch, before and after the payout: the reward
         # it realised by realisable value (what the participation rules weigh, 7.13).
         # A round that pays nothing (a twin's, an empty round's) moves nothing: 0, unmeasured.
@@ -149,26 +184,14 @@ class FederationAgent(Trader):
         realised = ([market.liquidation_value(c.account) - before
                      for c, before in zip(self.clients, if_sold_before, strict=True)]
                     if measured else [0] * n)
-        self.rounds_done += 1
-        self.book.record_round(budget, payouts, idx, realised)
-        if unranked:
-            self.unranked_rounds += 1
-            self.unranked_budget += budget
-        if not idx.size:
-            self.empty_rounds += 1
-            self.empty_budget += budget
-        self.truncated_rounds += truncated
-        self.all_zero_rounds += all_zero
-        self.last_participants = int(idx.size)
+        return payouts, realised
 
+    def _rows(self, learned: LearnedRound, payouts: list[Payout],
+              columns: dict[str, Any], round_wide: dict[str, Any]) -> list[dict[str, Any]]:
+        """The round's rows of the rounds table, one per client (display units): `columns`
+        hold per-client values (n each), `round_wide` the round's flags and probe share."""
+        market = self.model.market
         sizes = self.federation.client_sizes
-        evaluations = learned.evaluations
-        # What a client sending nothing would have been paid, % of the round's positive
-        # total: > 0 when the game rewards a zero update (docs/model.md, 7.5).
-        positive = float(np.maximum(contributions, 0.0).sum()) + max(learned.probe, 0.0)
-        probe_pct = 100 * max(learned.probe, 0.0) / positive if positive > 0 else 0.0
-        if idx.size:
-            self.probe_pcts.append(probe_pct)
         rows = []
         for i, (client, payout) in enumerate(zip(self.clients, payouts, strict=True)):
             rows.append({
@@ -177,16 +200,16 @@ class FederationAgent(Trader):
                 "client": client.token,
                 "behaviour": self.behaviours[i],
                 "n_samples": int(sizes[i]),
-                "contribution": float(contributions[i]),
-                "payable": float(scores[i]),
-                "share": float(shares[i]),
+                "contribution": float(columns["contribution"][i]),
+                "payable": float(columns["payable"][i]),
+                "share": float(columns["share"][i]),
                 "reward_usd": payout.reward / ONE,
                 "tokens_minted": payout.tokens_minted / ONE,
                 "tokens_burned": payout.tokens_burned / ONE,
-                "price_before": prices_before[i],
+                "price_before": columns["price_before"][i],
                 "price_after": market.price(client.token),
                 "accuracy": learned.accuracy,
-                "evaluations": evaluations,
+                "evaluations": learned.evaluations,
                 "method": self.spec.method,
                 "policy": self.policy.name,
                 "cost_usd": payout.cost / ONE,
@@ -194,14 +217,14 @@ class FederationAgent(Trader):
                 "usd_to_pool": payout.usd_to_pool / ONE,
                 "usd_to_holders": sum(payout.usd_to_holders.values()) / ONE,
                 "usd_kept": payout.usd_kept / ONE,
-                "unranked": unranked,
-                "truncated": truncated,
-                "participating": bool(mask[i]),
-                "reward_if_sold_usd": realised[i] / ONE,
+                "unranked": round_wide["unranked"],
+                "truncated": round_wide["truncated"],
+                "participating": bool(columns["participating"][i]),
+                "reward_if_sold_usd": columns["reward_if_sold"][i] / ONE,
                 "zero_probe": learned.probe,
-                "zero_probe_pct": probe_pct,
+                "zero_probe_pct": round_wide["probe_pct"],
             })
-        return rows, shares, budget_usd
+        return rows
 
     @property
     def accuracy(self) -> float:
