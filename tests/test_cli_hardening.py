@@ -418,6 +418,7 @@ def test_7_a_claim_left_by_a_dead_run_is_taken_over(tmp_path, capsys):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run", "s.yaml"]  # claim removed
 
 
+@pytest.mark.slow
 def test_7_of_two_runs_into_one_new_out_the_loser_is_told_before_simulating(tmp_path):
     # Were: the loser simulated the whole run, then failed on the final rename (an internal
     # error before the rename check, the "already exists" message after it).
@@ -505,6 +506,7 @@ def _forkserver_state(sid: int) -> tuple[int | None, int]:
     return server, sum(parent == server for parent in parents)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("phase", ["importing", "running"])
 @pytest.mark.parametrize("command", ["sweep", "optimize"])
 def test_8_sigterm_stops_every_worker_within_5_s_under_load(tmp_path, command, phase):
@@ -580,6 +582,7 @@ def test_9_the_ceiling_is_a_flag(tmp_path):
     assert_refused(outcome, "3 runs", "ceiling of 2", "--max-runs 3")
 
 
+@pytest.mark.slow
 def test_9_a_long_sweep_warns_with_the_measured_pace(tmp_path, capsys):
     from abm.sweep import run_sweep
 

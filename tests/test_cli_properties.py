@@ -15,6 +15,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
@@ -166,6 +167,7 @@ SETTINGS = settings(max_examples=16, deadline=None, derandomize=True, database=N
                                            HealthCheck.too_slow])
 
 
+@pytest.mark.slow
 @SETTINGS
 @given(mutations=st.lists(mutation(), min_size=1, max_size=2))
 @example(mutations=[(("rewards", "budget", "amount"), float("inf"))])
@@ -179,6 +181,7 @@ def test_validate_accepts_and_run_completes_or_both_refuse(mutations, capsys):
     _check(data, capsys)
 
 
+@pytest.mark.slow
 @SETTINGS
 @given(owner=st.sampled_from(PARAM_OWNERS),
        params=st.dictionaries(st.sampled_from(["eps", "eps_betwen", "mode", "fraction",

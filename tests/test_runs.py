@@ -223,6 +223,7 @@ def test_a_sweep_report_that_cannot_be_written_exits_2_naming_it(good_sweep, tmp
     assert err.startswith(f"wsf report: {folder / 'report' / 'report.md'}: cannot write"), err
 
 
+@pytest.mark.slow
 @settings(max_examples=12, deadline=None, phases=[Phase.explicit, Phase.reuse, Phase.generate],
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(data=st.data())
