@@ -166,6 +166,10 @@ class WallStreetFedsModel(mesa.Model):
         self.view.share_signal = np.full(n, 1.0 / n)
         self.view.last_shares = np.zeros(n)
         self.view.last_budget = self.federation.budget.for_round(0, 0.0)
+        #: Every token's live book and pool (`Ledger.live`), in the view's order: read by
+        #: the investors, one list for all of them.
+        self.token_books = [self.ledger.live(t) for t in self.client_ids]
+        self.token_pools = [self.market.pools[t] for t in self.client_ids]
         for investor in self.investors:
             investor.start()
 

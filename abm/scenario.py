@@ -353,6 +353,13 @@ class InvestorGroup(_Named):
         0.0, "log-normal sigma of each investor's order-size factor exp(sigma Z - sigma^2 / "
         "2) (mean 1), drawn once; its orders are that factor times what its strategy asks "
         "(0 = all the same)", ge=0, le=3)
+    watchlist: int | None = param(
+        None, "tokens each investor follows: a uniformly drawn subset of this many clients' "
+        "tokens (at most the clients), its own, drawn once from its stream "
+        "agent:<account>/watchlist; it buys its genesis inventory and trades only in them "
+        "(its inventory share of cash split over them); null = every token. A group whose "
+        "strategy names its own tokens (manipulator) refuses one (docs/model.md, section "
+        "7.9)", unit="tokens", ge=1, le=1_000_000)
 
 
 class LiquidityGroup(_Spec):
@@ -451,6 +458,20 @@ class Scenario(_Spec):
                 f"a round draws its clients among the scenario's {n}: give at most {n}, or "
                 f"null to let every willing client train",
             )
+        for i, group in enumerate(self.investors):
+            if group.watchlist is None:
+                continue
+            path = f"investors[{i}].watchlist"
+            if group.watchlist > n:
+                raise FieldProblem(
+                    path, group.watchlist,
+                    f"an investor follows a subset of the scenario's {n} tokens: give at "
+                    f"most {n}, or null to follow every token")
+            if not registry.get("strategy", group.strategy).follows_watchlist:
+                raise FieldProblem(
+                    path, group.watchlist,
+                    f"strategy {group.strategy!r} trades the tokens its own rule names and "
+                    f"follows no watchlist: leave watchlist null for this group")
         for field, total, most in (("clients", n, MAX_CLIENTS),
                                    ("investors", sum(g.count for g in self.investors),
                                     MAX_INVESTORS),

@@ -2,13 +2,16 @@
 client sampling (`fl.clients_per_round`), against the shipped baseline in the same run.
 
     python -m bench.scale [--clients N] [--per-round K] [--investors N] [--steps N]
+                          [--watchlist W | --watchlist none]
 
 Workload: `--clients` FL clients on synthetic data (20 features, 4 classes, 40 samples a
 client; a tenth of them zero-update free riders), one pool each, `--investors` investors (a
-quarter each of `fundamental`, `momentum`, `mean_reversion` and `noise`), 20 liquidity
-providers, `--steps` steps with a round every 10, `--per-round` clients sampled per round,
-GTG-Shapley contributions, the `direct` policy, agent rows every 10 steps, no twin. The
-reference: `scenarios/baseline.yaml` without its twin, simulated in the same invocation.
+quarter each of `fundamental`, `momentum`, `mean_reversion` and `noise`), each following a
+watchlist of `--watchlist` tokens of its own (default 10, at most the clients; `none`: every
+token, the scenario default), 20 liquidity providers, `--steps` steps with a round every 10,
+`--per-round` clients sampled per round, GTG-Shapley contributions, the `direct` policy,
+agent rows every 10 steps, no twin. The reference: `scenarios/baseline.yaml` without its
+twin, simulated in the same invocation.
 
 Each runs in its own child process (`python -m bench.scale --one ...`), so that its peak
 resident memory (`ru_maxrss`) is its own. Printed: each one's simulation time and phase split
@@ -35,9 +38,12 @@ TARGET_FREE_RIDER_PCT = 2.0
 STRATEGIES = ("fundamental", "momentum", "mean_reversion", "noise")
 
 
-def workload(clients: int, per_round: int, investors: int, steps: int) -> dict[str, Any]:
-    """The cross-device scenario (see the module docstring), as a scenario mapping."""
+def workload(clients: int, per_round: int, investors: int, steps: int,
+             watchlist: int | None = 10) -> dict[str, Any]:
+    """The cross-device scenario (see the module docstring), as a scenario mapping;
+    `watchlist` the tokens each investor follows (None: every token)."""
     riders = max(1, clients // 10)
+    watch = None if watchlist is None else min(watchlist, clients)
     return {
         "name": f"scale_{clients}", "seed": 1, "steps": steps, "round_every": 10,
         "fl": {"dataset": {"name": "synthetic", "n_samples": 40 * clients + 10 * clients,
@@ -48,8 +54,8 @@ def workload(clients: int, per_round: int, investors: int, steps: int) -> dict[s
         "rewards": {"policy": "direct", "budget": {"amount": 1000}},
         "clients": [{"count": clients - riders, "behaviour": "honest"},
                     {"count": riders, "behaviour": "free_rider"}],
-        "investors": [{"strategy": s, "count": investors // len(STRATEGIES), "cash": 1000}
-                      for s in STRATEGIES],
+        "investors": [{"strategy": s, "count": investors // len(STRATEGIES), "cash": 1000,
+                       "watchlist": watch} for s in STRATEGIES],
         "liquidity_providers": [{"count": 20, "cash": 10_000}],
         "collect": {"agents_every": 10},
         "counterfactual": False,
@@ -69,7 +75,7 @@ def _one(kind: str, args: argparse.Namespace) -> dict[str, Any]:
             {"counterfactual": False})
     else:
         scenario = parse_scenario(workload(args.clients, args.per_round, args.investors,
-                                           args.steps), source="bench/scale.py")
+                                           args.steps, args.watchlist), source="bench/scale.py")
     start = time.perf_counter()
     result = simulate(scenario, counterfactual=False)
     wall = time.perf_counter() - start  # setup, the steps and the tables
@@ -90,7 +96,7 @@ def _one(kind: str, args: argparse.Namespace) -> dict[str, Any]:
 def _child(kind: str, args: argparse.Namespace) -> dict[str, Any]:
     cmd = [sys.executable, "-m", "bench.scale", "--one", kind, "--clients", str(args.clients),
            "--per-round", str(args.per_round), "--investors", str(args.investors),
-           "--steps", str(args.steps)]
+           "--steps", str(args.steps), "--watchlist", str(args.watchlist).lower()]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])
 
@@ -99,12 +105,27 @@ def _phases(phases: dict[str, float]) -> str:
     return ", ".join(f"{k} {v:.1f}" for k, v in phases.items())
 
 
+def _watchlist(text: str) -> int | None:
+    if text.lower() == "none":
+        return None
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("a watchlist is at least 1 token (or none)")
+    return value
+
+
+def _watching(watchlist: int | None) -> str:
+    return "every token" if watchlist is None else f"{watchlist} tokens"
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.scale")
     parser.add_argument("--clients", type=int, default=1000)
     parser.add_argument("--per-round", type=int, default=50)
     parser.add_argument("--investors", type=int, default=2000)
     parser.add_argument("--steps", type=int, default=100)
+    parser.add_argument("--watchlist", type=_watchlist, default=10,
+                        help="tokens each investor follows (none: every token)")
     parser.add_argument("--one", choices=("baseline", "scale"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.one:
@@ -117,13 +138,15 @@ def main(argv: list[str] | None = None) -> None:
           f"{base['wall_s']:.2f} s ({_phases(base['phases'])}), peak RSS "
           f"{base['rss_gib']:.2f} GiB")
     print(f"scale ({scale['clients']} clients, {args.per_round} per round, {args.investors} "
-          f"investors, {scale['steps']} steps): {scale['wall_s']:.2f} s "
+          f"investors watching {_watching(args.watchlist)}, {scale['steps']} steps): "
+          f"{scale['wall_s']:.2f} s "
           f"({_phases(scale['phases'])}), {1000 * scale['wall_s'] / scale['steps']:.0f} ms "
           f"per step, peak RSS {scale['rss_gib']:.2f} GiB")
     print(f"ratio {ratio:.1f}x the baseline (target <= {TARGET_RATIO:g}x); free riders "
           f"allotted {scale['free_rider_pct']:.2f} % of the rewards (target < "
           f"{TARGET_FREE_RIDER_PCT:g} %)")
-    size = f"{scale['clients']} clients, {args.per_round}/round, {args.investors} investors"
+    size = (f"{scale['clients']} clients, {args.per_round}/round, {args.investors} investors, "
+            f"watching {_watching(args.watchlist)}")
     record("scale", f"cross-device run ({size}) / baseline, simulation time",
            f"{ratio:.1f}x", f"<= {TARGET_RATIO:g}x", ratio <= TARGET_RATIO)
     record("scale_rss", f"cross-device run ({size}), peak RSS",

@@ -46,6 +46,9 @@ def _view(prices_path, policy="buyback") -> MarketView:
 
 
 prices = st.lists(st.floats(0.05, 5.0), min_size=N, max_size=N)
+#: A watchlist (ascending token indices) or None (every token).
+watchlists = st.one_of(st.none(), st.lists(st.integers(0, N - 1), min_size=1, max_size=N,
+                                           unique=True).map(sorted))
 balances = st.lists(st.sampled_from([0, 1, ONE // 3, 7 * ONE, 10**21 + 17]), min_size=N,
                     max_size=N)
 
@@ -57,26 +60,32 @@ def _same_orders(strategy: Strategy, view, cash_units, held) -> None:
     assert fast == reference
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=80, deadline=None)
 @given(path=st.lists(prices, min_size=1, max_size=25), held=balances,
        cash=st.sampled_from([0, 1, 123 * ONE, 10**22 + 5]), live=prices,
        policy=st.sampled_from(POLICIES),
-       shares=st.lists(st.floats(0, 1), min_size=N, max_size=N))
+       shares=st.lists(st.floats(0, 1), min_size=N, max_size=N),
+       watches=st.one_of(st.just([None] * 7), st.lists(watchlists, min_size=7, max_size=7)))
 def test_chartists_and_fundamentalists_give_the_reference_orders(path, held, cash, live, policy,
-                                                                  shares):
+                                                                  shares, watches):
+    # `watches`: every investor's watchlist (none at all, or each its own, some None: a
+    # group follows watchlists or not, but chartists of two groups share one chart); the
+    # holdings may include unwatched tokens, which neither path trades.
     view = _view(path, policy)
     crowd = [registry.create("strategy", "fundamental", discount=[0.2, 1.0], horizon=[1, 80],
                              learning_rate=[0.1, 0.9], margin=0.05, signal_noise=0.05)
              for _ in range(5)]
     # One parameter set, one group: the investors of a scenario group share their Params.
     crowd = [Fundamental(crowd[0].params) for _ in range(5)]
+    chartists = [registry.create("strategy", "momentum", lookback=3, threshold=0.01),
+                 registry.create("strategy", "mean_reversion", window=4, band=0.02)]
+    for s, watch in zip(crowd + chartists, watches, strict=True):
+        s.follow(watch)
     for k, s in enumerate(crowd):
         s.start(view, np.random.default_rng(k))
     view.publish_round(np.array(shares), 400.0)
     for k, s in enumerate(crowd):
         s.observe_round(view, np.random.default_rng(100 + k))
-    chartists = [registry.create("strategy", "momentum", lookback=3, threshold=0.01),
-                 registry.create("strategy", "mean_reversion", window=4, band=0.02)]
     for s in chartists:
         s.start(view, np.random.default_rng(0))
     for s in crowd + chartists:
@@ -89,9 +98,12 @@ def test_chartists_and_fundamentalists_give_the_reference_orders(path, held, cas
             _same_orders(s, view, cash, held)
 
 
-def test_the_noise_trader_draws_the_same_numbers_in_blocks():
+@pytest.mark.parametrize("watch", [None, [1, 3]])
+def test_the_noise_trader_draws_the_same_numbers_in_blocks(watch):
     view = _view([[1.0] * N])
     fast, reference = (registry.create("strategy", "noise", p_trade=0.7) for _ in range(2))
+    fast.follow(watch)
+    reference.follow(watch)
     rng_fast, rng_ref = np.random.default_rng(3), np.random.default_rng(3)
     held = [0, 2 * ONE, 0, 5]
     for _ in range(3 * Noise._BLOCK + 5):  # across block boundaries
@@ -136,7 +148,7 @@ def _same_tables(scenario, monkeypatch) -> None:
                                       check_exact=True)
 
 
-@pytest.mark.parametrize("variant", ["defaults", "heterogeneous", "tight_limits"])
+@pytest.mark.parametrize("variant", ["defaults", "heterogeneous", "tight_limits", "watchlist"])
 def test_the_fast_paths_give_the_reference_tables(variant, monkeypatch):
     scenario = small_scenario(steps=40)
     groups = scenario.to_dict()["investors"]
@@ -149,6 +161,13 @@ def test_the_fast_paths_give_the_reference_tables(variant, monkeypatch):
         elif variant == "tight_limits":
             # The position limit binds often: the exact wealth, the estimates around it.
             g.update(max_position=0.12, max_trade=0.5)
+        elif variant == "watchlist" and registry.get("strategy", g["strategy"]).follows_watchlist:
+            # Each investor follows 2 of the 4 tokens, under a binding position limit (the
+            # wealth of its watched tokens); fundamental investors with noise (the beliefs
+            # of their watched tokens).
+            g.update(watchlist=2, max_position=0.3, activation=0.8)
+            if g["strategy"] == "fundamental":
+                g["params"].update(signal_noise=0.05, discount=[0.5, 1.0])
     scenario = scenario.with_overrides({"investors": groups})
     _same_tables(scenario, monkeypatch)
 
@@ -158,10 +177,15 @@ def test_the_fast_paths_give_the_reference_tables_under_every_policy(policy, mon
     _same_tables(small_scenario(steps=20, **{"rewards.policy": policy}), monkeypatch)
 
 
-@pytest.mark.parametrize("strategy", STRATEGIES)
-def test_the_fast_paths_give_the_reference_tables_with_every_strategy(strategy, monkeypatch):
+@pytest.mark.parametrize(("strategy", "watchlist"), [
+    *((s, None) for s in STRATEGIES),
+    # A watchlist for every strategy that follows one (a group of another refuses it).
+    *((s, 2) for s in STRATEGIES if registry.get("strategy", s).follows_watchlist)])
+def test_the_fast_paths_give_the_reference_tables_with_every_strategy(strategy, watchlist,
+                                                                     monkeypatch):
     scenario = small_scenario(steps=20)
-    groups = [*scenario.to_dict()["investors"], {"strategy": strategy, "count": 3, "cash": 800}]
+    groups = [*scenario.to_dict()["investors"], {"strategy": strategy, "count": 3, "cash": 800,
+                                                 "watchlist": watchlist}]
     _same_tables(scenario.with_overrides({"investors": groups}), monkeypatch)
 
 

@@ -25,10 +25,18 @@ class Investor(Trader):
     (its own coin, drawn every step) and scales every order its strategy asks for by its own
     `size_scale` (docs/model.md, section 7.9).
 
+    With a watchlist (its group's `watchlist: w`, a strategy that follows one) it follows
+    `watch`, a uniformly random subset of `w` tokens of its own: it buys its genesis
+    inventory in them only and its strategy trades them only, so that it holds no other
+    token; what it keeps and does per step is then of the size of its watchlist, not of the
+    market (docs/model.md, section 7.9).
+
     Its random streams, each keyed by its account (docs/model.md, section 4.9):
     `agent:<account>` its strategy's decisions (a noise trader's coins), `.../traits` its
     own parameter values (drawn once, at `start`), `.../clock` its activation coins (one per
-    step), `.../signal` what it observes of each round (a fundamental investor's noise).
+    step), `.../signal` what it observes of each round (a fundamental investor's noise),
+    `.../watchlist` the tokens it follows (drawn once, at construction; never without a
+    watchlist).
     """
 
     agent_type = "investor"
@@ -45,14 +53,26 @@ class Investor(Trader):
         self.activation = spec.activation
         self.size_dispersion = spec.size_dispersion
         self.size_scale = 1.0  # set by `start`
+        #: The token indices it follows, ascending (None: every token); drawn here, before
+        #: genesis, as it buys its inventory in them.
+        self.watch: list[int] | None = None
+        if spec.watchlist is not None and strategy.follows_watchlist:
+            drawn = self._own_stream("watchlist").choice(
+                len(model.client_ids), size=spec.watchlist, replace=False)
+            self.watch = sorted(drawn.tolist())
+        strategy.follow(self.watch)
 
     def buy_inventory_at_genesis(self, issuer: str) -> int:
-        """Spend `inventory` of the cash on every token equally at its pool's price, buying
-        from `issuer` (the federation's treasury), which mints it, as a liquidity provider
-        buys its token side at genesis: no swap, no price move. Returns the USD paid (base
-        units)."""
+        """Spend `inventory` of the cash on every token it follows (every token without a
+        watchlist) equally at its pool's price, buying from `issuer` (the federation's
+        treasury), which mints it, as a liquidity provider buys its token side at genesis:
+        no swap, no price move. Returns the USD paid (base units). The inventory's value is
+        the same share of its cash whatever its watchlist: with `w` tokens each gets 1/w
+        of it (docs/model.md, section 5)."""
         ledger, paid = self.market.ledger, 0
         tokens = list(self.market.pools)
+        if self.watch is not None:
+            tokens = [tokens[j] for j in self.watch]
         per_token = to_units(self.start_cash * self.inventory) // len(tokens)
         for token in tokens:
             reserve_token, reserve_base = self.market.pools[token].reserves
@@ -81,24 +101,34 @@ class Investor(Trader):
         self._signal = self._own_stream("signal")
         self._stream = self.stream
         ledger, account = self.market.ledger, self.account
-        view = self._view = self.model.view
-        # Live read-only books (`Ledger.live`): a balance is one dict lookup.
+        self._view = self.model.view
+        # Live read-only books (`Ledger.live`): a balance is one dict lookup. The lists of
+        # every token's book and pool are the model's, shared by all investors.
         self._usd = ledger.live(BASE)
-        self._books = books = [ledger.live(t) for t in view.tokens]
-        self._pools = [self.market.pools[t] for t in view.tokens]
+        self._books = books = self.model.token_books
+        self._pools = self.model.token_pools
+        #: `watch` as an index array (the prices of its tokens: `_wealth`).
+        self._w = None if self.watch is None else np.asarray(self.watch, dtype=np.intp)
         #: Its non-zero token balances by token index (base units), what its strategy
         #: decides from (`Strategy.orders`). Only its own swaps change an investor's tokens
         #: (rewards reach it as USD, never as tokens), so each swap updates the entry from
         #: the ledger and nothing else has to; `check_holdings` proves it against the ledger
-        #: (after every step of a `check=True` run).
-        self.held = {j: b for j, book in enumerate(books) if (b := book.get(account, 0))}
+        #: (after every step of a `check=True` run). With a watchlist it buys only watched
+        #: tokens, so it holds no other.
+        scope = range(len(books)) if self.watch is None else self.watch
+        self.held = {j: b for j in scope if (b := books[j].get(account, 0))}
 
     def check_holdings(self) -> None:
-        """Raise `InvariantViolation` unless `held` is this investor's ledger balances."""
+        """Raise `InvariantViolation` unless `held` is this investor's ledger balances, and
+        (with a watchlist) it holds only tokens it follows."""
         ledger = {j: b for j, book in enumerate(self._books) if (b := book.get(self.account, 0))}
         if ledger != self.held:
             raise InvariantViolation(f"{self.account}: holdings {self.held} but the ledger "
                                      f"says {ledger}")
+        if self.watch is not None and not ledger.keys() <= set(self.watch):
+            raise InvariantViolation(f"{self.account}: holds tokens "
+                                     f"{sorted(ledger.keys() - set(self.watch))} outside its "
+                                     f"watchlist {self.watch}")
 
     def observe_round(self) -> None:
         """The federation published a round: the strategy updates what it believes."""
@@ -210,8 +240,12 @@ class Investor(Trader):
         account, books = self.account, self._books
         held = [books[o.token].get(account, 0) / ONE for o in orders]
         if any(o.side == "buy" for o in orders):
-            holdings = np.array([book.get(account, 0) / ONE for book in books])
-            wealth = cash_units / ONE + float(holdings @ view.prices)
+            if self.watch is None:
+                holdings = np.array([book.get(account, 0) / ONE for book in books])
+                wealth = cash_units / ONE + float(holdings @ view.prices)
+            else:  # the tokens it follows, the only ones it holds
+                holdings = np.array([books[j].get(account, 0) / ONE for j in self.watch])
+                wealth = cash_units / ONE + float(holdings @ view.prices[self._w])
         scale = self.size_scale
         record = self.model.marks.orders.record
         for order, have in zip(orders, held, strict=True):
@@ -273,8 +307,13 @@ class Investor(Trader):
 
     def _wealth(self, cash_units: int) -> float:
         """Cash plus every token at the live prices (USD): the position limit's wealth, the
-        holdings vector (tokens, (n,)) times the prices. (`ndarray.dot` is the same float64
-        dot kernel as `@` on two vectors, with less call overhead.)"""
+        holdings vector (tokens, (n,)) times the prices; with a watchlist, the vector of
+        its watched tokens (w,), the only ones it holds, times theirs. (`ndarray.dot` is the
+        same float64 dot kernel as `@` on two vectors, with less call overhead.)"""
+        if self.watch is not None:
+            held = self.held
+            holdings = [held.get(j, 0) / ONE for j in self.watch]
+            return cash_units / ONE + float(np.array(holdings).dot(self._view.prices[self._w]))
         holdings = [0.0] * len(self._books)
         for j, units in self.held.items():
             holdings[j] = units / ONE

@@ -22,6 +22,15 @@ private state; `observe_round` lets it update that state when a round is publish
 not it trades in that step. Both draw from the investor's own streams, a fixed number of draws
 whatever the market does (docs/model.md, section 4.9).
 
+**Watchlists.** An investor of a group with `watchlist: w` follows its own `w` tokens
+(`Strategy.watch`, ascending token indices, drawn by its investor; docs/model.md, 7.9): a
+strategy that declares `follows_watchlist` buys only among them (the first largest signal
+among the watched, as `argmax` over the watched entries) and sells only watched holdings (an
+investor holds no other: it buys only watched tokens, and nothing else gives it tokens). Its
+fast path looks only at the watched tokens, and what it keeps per investor is the size of its
+watchlist, not of the market. Without a watchlist (`watch` None, the default) every token is
+watched and the code paths are those of before watchlists existed.
+
 Orders: `Order(token, "buy", size)` spends `size` USD; `Order(token, "sell", size)` sells `size`
 tokens. Sizes are display-unit floats; the agent converts them to base units.
 """
@@ -30,7 +39,7 @@ from __future__ import annotations
 
 from abc import abstractmethod
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Literal, NamedTuple
+from typing import TYPE_CHECKING, ClassVar, Literal, NamedTuple
 
 import numpy as np
 from pydantic import model_validator
@@ -56,6 +65,10 @@ class Strategy(Component):
     """Base class: `decide` turns the public view into orders; parameters in `Params`."""
 
     kind = "strategy"
+    #: Whether the strategy follows a watchlist (`investors[i].watchlist`): it chooses among
+    #: the tokens of `watch` and decides about no other. A strategy that names its own
+    #: tokens (a manipulator's target) does not, and a group of it refuses a watchlist.
+    follows_watchlist: ClassVar[bool] = False
 
     def __init__(self, params=None, /, **values) -> None:
         super().__init__(params, **values)
@@ -63,6 +76,30 @@ class Strategy(Component):
         #: `WallStreetFedsModel.record_event`, each kind one of the class's `events`; see
         #: `pop_events`.
         self.pending_events: list[tuple[str, int, str]] = []
+        self.follow(None)
+
+    def follow(self, watch: list[int] | None) -> None:
+        """Follow the tokens `watch` (ascending token indices; None: every token): its
+        investor's watchlist, set before `start`."""
+        #: The token indices this investor follows, ascending; None: every token.
+        self.watch = watch
+        #: `watch` as an index array and each watched token's position in it.
+        self._w = None if watch is None else np.asarray(watch, dtype=np.intp)
+        self._pos = None if watch is None else {j: k for k, j in enumerate(watch)}
+
+    def _pick(self, signal: np.ndarray, highest: bool) -> int:
+        """The reference choice of a buy: the token of the first largest (`highest`) or
+        smallest `signal` (n,) among the watched tokens, as `argmax` / `argmin`."""
+        choose = np.argmax if highest else np.argmin
+        if self.watch is None:
+            return int(choose(signal))
+        return self.watch[int(choose(signal[self._w]))]
+
+    def _watched(self, mask: np.ndarray) -> np.ndarray:
+        """The token indices where `mask` (n,) holds, among the watched, ascending."""
+        if self.watch is None:
+            return np.flatnonzero(mask)
+        return self._w[mask[self._w]]
 
     def start(self, view: MarketView, traits: np.random.Generator) -> None:
         """Once, before the first step (the view holds the prior signal): draw this
@@ -141,6 +178,7 @@ class Fundamental(Strategy):
     """
 
     name = "fundamental"
+    follows_watchlist = True
 
     class Params(_Params):
         margin: float = param(0.1, "mispricing (value / price - 1) needed before trading",
@@ -175,9 +213,15 @@ class Fundamental(Strategy):
         self.horizon = (view.expected_rounds_left if p.horizon is None
                         else spread_value(p.horizon, u_horizon))
         self.noise_sd = p.signal_noise * float(np.exp(p.noise_dispersion * z_noise))
-        #: Its belief of each client's reward share, (n,): the prior, then its own average.
-        self.belief = view.share_signal.copy()
-        self._crowd = view.groups.setdefault(("fundamental", id(p)), _Crowd(p))
+        #: Its belief of each client's reward share: the prior, then its own average; (n,),
+        #: or (w,) over its watched tokens (in `watch` order) with a watchlist.
+        if self.watch is None:
+            self.belief = view.share_signal.copy()
+            self._crowd = view.groups.setdefault(("fundamental", id(p)), _Crowd(p))
+        else:
+            self.belief = view.share_signal[self._w]
+            self._crowd = view.groups.setdefault(("fundamental", id(p), "watch"),
+                                                 _WatchCrowd(p))
         self._row = self._crowd.join(self)
 
     def observe_round(self, view, rng):
@@ -191,6 +235,10 @@ class Fundamental(Strategy):
             seen = seen * (total / got) if got > 0 else np.full(view.n, total / view.n)
         else:
             seen = shares
+        if self.watch is not None:
+            # It reads the whole publication and keeps what it follows: elementwise, the
+            # same floats as on all n.
+            seen = seen[self._w]
         rate = self.learning_rate
         self.belief = (1 - rate) * self.belief + rate * seen
         self._crowd.beliefs_changed()
@@ -198,24 +246,41 @@ class Fundamental(Strategy):
     def decide(self, view, cash, holdings, rng):
         p = self.params
         flows = self.belief * view.last_budget * self.horizon * self.discount
-        gap = view.token_values(flows) / view.prices - 1.0
+        if self.watch is None:
+            gap = view.token_values(flows) / view.prices - 1.0
+            token = range(view.n)
+        else:  # its belief, hence its gaps, are of its watched tokens only (w,)
+            gap = view.token_values_at(self._w, flows) / view.prices[self._w] - 1.0
+            holdings, token = holdings[self._w], self.watch
         orders = []
         i = int(np.argmax(gap))
         if gap[i] > p.margin and cash > 0:
-            orders.append(Order(i, "buy", cash * p.trade_fraction))
+            orders.append(Order(token[i], "buy", cash * p.trade_fraction))
         for j in np.flatnonzero((gap < -p.margin) & (holdings > 0)):
-            orders.append(Order(int(j), "sell", holdings[j] * p.trade_fraction))
+            orders.append(Order(token[int(j)], "sell", holdings[j] * p.trade_fraction))
         return orders
 
     def orders(self, view, cash_units, held, rng):
-        gap = self._crowd.gaps(view)[:, self._row].tolist()
         p = self.params
         margin = p.margin
+        if self.watch is None:
+            gap = self._crowd.gaps(view)[:, self._row].tolist()
+            token, pos = range(view.n), None
+        else:
+            gap = self._crowd.gaps_of(view, self._row)
+            token, pos = self.watch, self._pos
         buy = -1
         if cash_units > 0:
             best = max(gap)
-            buy = gap.index(best) if best > margin else -1  # the first largest, as argmax
-        sells = [j for j in sorted(held) if gap[j] < -margin] if held else []
+            # The first largest, as argmax.
+            buy = token[gap.index(best)] if best > margin else -1
+        if not held:
+            sells = []
+        elif pos is None:
+            sells = [j for j in sorted(held) if gap[j] < -margin]
+        else:
+            sells = [j for j in sorted(held) if (k := pos.get(j)) is not None
+                     and gap[k] < -margin]
         tf = p.trade_fraction
         return _plan_orders(buy, tf, sells, tf, cash_units, held)
 
@@ -270,8 +335,10 @@ class _Crowd:
         flows = self.flows(view)
         self._mark, changed = view.changes(self._mark)
         if changed is None:
-            self._gaps = np.ascontiguousarray(np.broadcast_to(
-                view.token_values(flows) / view.prices - 1.0, flows.shape).T)
+            # A copy, always: with one investor the transposed broadcast is contiguous
+            # already, and `ascontiguousarray` would keep the read-only broadcast view.
+            self._gaps = np.array(np.broadcast_to(
+                view.token_values(flows) / view.prices - 1.0, flows.shape).T, order="C")
         else:
             value_of, by_token = view.policy.token_value, self._flows_by_token
             prices, pooled, supply = view.prices, view.pooled, view.supply
@@ -282,10 +349,90 @@ class _Crowd:
         return self._gaps
 
 
+class _WatchCrowd:
+    """`_Crowd` for fundamental investors that follow watchlists: one entry per (investor,
+    watched token) pair instead of a tokens x investors array, so that its memory and the
+    work of a step are the watchlists' sizes, not investors x tokens. The pairs lie investor
+    by investor (each one's in its `watch` order: `gaps_of` is a slice); `_pairs[j]` are the
+    entries of token j, which a trade of j recomputes. Element by element the floats are
+    those `Fundamental.decide` computes for one investor (the policy's `token_value` is
+    elementwise)."""
+
+    def __init__(self, params: Fundamental.Params) -> None:
+        self.params = params
+        self.members: list[Fundamental] = []
+        self._gaps = self._flows = None
+        self._tok: np.ndarray | None = None  # the token of each pair, (P,)
+        self._mark: tuple[int, int] | None = None
+        self._flows_key: tuple[int, float] | None = None
+        self._version = -1
+
+    def join(self, member: Fundamental) -> int:
+        self.members.append(member)
+        self._flows = self._tok = None
+        return len(self.members) - 1
+
+    def beliefs_changed(self) -> None:
+        self._flows = None
+
+    def _layout(self, n: int) -> None:
+        sizes = [len(x.watch) for x in self.members]
+        #: Member i's pairs are `_starts[i]:_starts[i + 1]`.
+        self._starts = [0, *np.cumsum(sizes).tolist()]
+        self._sizes = sizes
+        self._tok = np.concatenate([x._w for x in self.members])
+        by_token = np.argsort(self._tok, kind="stable")
+        ends = np.cumsum(np.bincount(self._tok, minlength=n))
+        self._pairs = np.split(by_token, ends[:-1])
+
+    def flows(self, view: MarketView) -> np.ndarray:
+        """USD still to come to each watched client as its investor expects it, (P,);
+        rebuilt when a round changed the beliefs or the budget."""
+        key = (view.rounds_done, view.last_budget)
+        if self._flows is None or self._flows_key != key:
+            if self._tok is None:
+                self._layout(view.n)
+            m = self.members
+            beliefs = np.concatenate([x.belief for x in m])
+            horizon = np.repeat([x.horizon for x in m], self._sizes)
+            discount = np.repeat([x.discount for x in m], self._sizes)
+            # Pair by pair, Fundamental.decide's belief x budget x horizon x discount.
+            self._flows = beliefs * view.last_budget * horizon * discount
+            self._flows_key = key
+            self._mark = None
+        return self._flows
+
+    def gaps(self, view: MarketView) -> np.ndarray:
+        """value / price - 1 of every pair at the live prices, (P,)."""
+        if self._version == view.version and self._flows is not None:
+            return self._gaps
+        self._version = view.version
+        flows = self.flows(view)
+        self._mark, changed = view.changes(self._mark)
+        if changed is None:
+            tok = self._tok
+            self._gaps = np.array(np.broadcast_to(
+                view.token_values_at(tok, flows) / view.prices[tok] - 1.0, flows.shape))
+        else:
+            value_of = view.policy.token_value
+            prices, pooled, supply = view.prices, view.pooled, view.supply
+            for j in set(changed):
+                pairs = self._pairs[j]
+                if len(pairs):
+                    p, o = prices[j], pooled[j]
+                    self._gaps[pairs] = value_of(o * p, supply[j], o, p, flows[pairs]) / p - 1.0
+        return self._gaps
+
+    def gaps_of(self, view: MarketView, row: int) -> list[float]:
+        """Member `row`'s gaps, in its `watch` order."""
+        return self.gaps(view)[self._starts[row]:self._starts[row + 1]].tolist()
+
+
 class Momentum(Strategy):
     """Buys the token that rose most over `lookback` steps; sells tokens that fell."""
 
     name = "momentum"
+    follows_watchlist = True
 
     class Params(_Params):
         lookback: int = param(10, "steps over which the return is measured", unit="steps",
@@ -300,10 +447,10 @@ class Momentum(Strategy):
             return []
         ret = view.momentum(p.lookback)
         orders = []
-        i = int(np.argmax(ret))
+        i = self._pick(ret, highest=True)
         if ret[i] > p.threshold and cash > 0:
             orders.append(Order(i, "buy", cash * p.trade_fraction))
-        for j in np.flatnonzero((ret < -p.threshold) & (holdings > 0)):
+        for j in self._watched((ret < -p.threshold) & (holdings > 0)):
             orders.append(Order(int(j), "sell", float(holdings[j])))
         return orders
 
@@ -318,7 +465,7 @@ class Momentum(Strategy):
         p = self.params
         if view.history_length <= p.lookback:
             return []
-        buy, sells = self._chart.plan(view)
+        buy, sells = self._chart.plan(view, self.watch, self._pos, held)
         return _plan_orders(buy, p.trade_fraction, sells, None, cash_units, held)
 
 
@@ -326,6 +473,7 @@ class MeanReversion(Strategy):
     """Buys a token trading `band` below its `window`-step mean; sells when it is above."""
 
     name = "mean_reversion"
+    follows_watchlist = True
 
     class Params(_Params):
         window: int = param(20, "steps in the moving average", unit="steps", ge=2, le=1000)
@@ -339,10 +487,10 @@ class MeanReversion(Strategy):
             return []
         dev = view.deviation_from_mean(p.window)
         orders = []
-        i = int(np.argmin(dev))
+        i = self._pick(dev, highest=False)
         if dev[i] < -p.band and cash > 0:
             orders.append(Order(i, "buy", cash * p.trade_fraction))
-        for j in np.flatnonzero((dev > p.band) & (holdings > 0)):
+        for j in self._watched((dev > p.band) & (holdings > 0)):
             orders.append(Order(int(j), "sell", holdings[j] * p.trade_fraction))
         return orders
 
@@ -357,7 +505,7 @@ class MeanReversion(Strategy):
         p = self.params
         if view.history_length < p.window:
             return []
-        buy, sells = self._chart.plan(view)
+        buy, sells = self._chart.plan(view, self.watch, self._pos, held)
         return _plan_orders(buy, p.trade_fraction, sells, p.trade_fraction, cash_units,
                             held)
 
@@ -370,30 +518,46 @@ class _Chart:
     then only the traded tokens' from `signal_at` (the same float operations on one token:
     a token's signal depends on its own price only). The choice is made in plain Python over
     the n values: the first largest (momentum) or smallest (mean reversion), exactly as
-    `decide`'s argmax / argmin and comparisons on the same floats."""
+    `decide`'s argmax / argmin and comparisons on the same floats. An investor with a
+    watchlist chooses on its own over its watched tokens' values (`plan` with `watch`), in
+    O(watched + held) per decision instead of the group's O(n) per price state."""
 
-    __slots__ = ("buy", "highest", "mark", "sells", "signal", "signal_at", "threshold",
-                 "values", "version")
+    __slots__ = ("buy", "highest", "mark", "seen", "sells", "signal", "signal_at",
+                 "threshold", "values", "version")
 
     def __init__(self, signal: Callable[[MarketView], np.ndarray],
                  signal_at: Callable[[MarketView, int], float], threshold: float,
                  highest: bool) -> None:
         self.signal, self.signal_at = signal, signal_at
         self.threshold, self.highest = threshold, highest
-        self.version = -1
+        self.version = self.seen = -1
         self.mark: tuple[int, int] | None = None
         self.values: list[float] = []
         self.buy, self.sells = -1, []
 
-    def plan(self, view: MarketView) -> tuple[int, list[int]]:
-        if self.version != view.version:
+    def refresh(self, view: MarketView) -> list[float]:
+        """The signal of every token at the live prices (n floats), brought up to date."""
+        if self.seen != view.version:
             self.mark, changed = view.changes(self.mark)
             if changed is None:
-                values = self.values = self.signal(view).tolist()
+                self.values = self.signal(view).tolist()
             else:
                 values = self.values
                 for j in set(changed):
                     values[j] = self.signal_at(view, j)
+            self.seen = view.version
+        return self.values
+
+    def plan(self, view: MarketView, watch: list[int] | None = None,
+             pos: Mapping[int, int] | None = None,
+             held: Mapping[int, int] | None = None) -> tuple[int, list[int]]:
+        """The token to buy (-1: none) and the tokens to sell: the group's (every token),
+        or, with `watch` (ascending token indices, `pos` their positions), one investor's
+        among its watched tokens, its sales among its holdings `held` only."""
+        if watch is not None:
+            return self._plan_watched(view, watch, pos, held)
+        if self.version != view.version:
+            values = self.refresh(view)
             t = self.threshold
             if self.highest:
                 best = max(values)
@@ -406,11 +570,27 @@ class _Chart:
             self.version = view.version
         return self.buy, self.sells
 
+    def _plan_watched(self, view: MarketView, watch: list[int], pos: Mapping[int, int],
+                      held: Mapping[int, int]) -> tuple[int, list[int]]:
+        values = self.refresh(view)
+        mine = [values[j] for j in watch]
+        t = self.threshold
+        if self.highest:
+            best = max(mine)
+            buy = watch[mine.index(best)] if best > t else -1
+            sells = [j for j in sorted(held) if j in pos and values[j] < -t] if held else []
+        else:
+            best = min(mine)
+            buy = watch[mine.index(best)] if best < -t else -1
+            sells = [j for j in sorted(held) if j in pos and values[j] > t] if held else []
+        return buy, sells
+
 
 class Noise(Strategy):
     """Trades a random token in a random direction with probability `p_trade` per step."""
 
     name = "noise"
+    follows_watchlist = True
 
     class Params(_Params):
         p_trade: float = param(0.2, "probability of trading in a step", unit="probability",
@@ -425,7 +605,7 @@ class Noise(Strategy):
         u_trade, u_token, u_side, u_size = rng.random(4)
         if u_trade >= p.p_trade:
             return []
-        i = min(int(u_token * view.n), view.n - 1)
+        i = self._random_token(u_token, view)
         if u_side < 0.5 or holdings[i] <= 0:
             return [Order(i, "buy", cash * p.trade_fraction)] if cash > 0 else []
         return [Order(i, "sell", holdings[i] * (0.1 + 0.9 * u_size))]
@@ -438,12 +618,19 @@ class Noise(Strategy):
         u_trade, u_token, u_side, u_size = self._draws(rng)
         if u_trade >= p.p_trade:
             return []
-        i = min(int(u_token * view.n), view.n - 1)
+        i = self._random_token(u_token, view)
         have = held.get(i, 0)
         if u_side < 0.5 or have <= 0:
             return [Order(i, "buy", cash_units / ONE * p.trade_fraction)] if cash_units > 0 \
                 else []
         return [Order(i, "sell", have / ONE * (0.1 + 0.9 * u_size))]
+
+    def _random_token(self, u: float, view: MarketView) -> int:
+        """The token a uniform `u` picks, uniformly among the watched tokens."""
+        watch = self.watch
+        if watch is None:
+            return min(int(u * view.n), view.n - 1)
+        return watch[min(int(u * len(watch)), len(watch) - 1)]
 
     #: Steps of draws taken ahead at once.
     _BLOCK = 256

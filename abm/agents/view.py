@@ -188,3 +188,11 @@ class MarketView:
         reserve_usd = self.pooled * self.prices
         return self.policy.token_value(reserve_usd, self.supply, self.pooled, self.prices,
                                        flows)
+
+    def token_values_at(self, tokens: np.ndarray, flows: np.ndarray) -> np.ndarray:
+        """`token_values` of the tokens of index `tokens` (an index array, (m,), repeats
+        allowed) with `flows` (m,) USD still to come to each: the same floats as the
+        entries of `token_values` (the policy's `token_value` is elementwise), in O(m)."""
+        prices, pooled = self.prices[tokens], self.pooled[tokens]
+        return self.policy.token_value(pooled * prices, self.supply[tokens], pooled, prices,
+                                       flows)
