@@ -108,7 +108,8 @@ def _simulate_one(scenario: Scenario, *, check: bool, progress: bool,
     wall = time.perf_counter() - started
     tables = _tables(model)
     timings = {"setup": setup, **model.federation.timings, **model.timings, "total": wall}
-    final_if_sold = {a.account: model.market.liquidation_value(a.account) for a in model.agents}
+    accounts = [a.account for a in model.agents]
+    final_if_sold = dict(zip(accounts, model.market.liquidation_values(accounts), strict=True))
     joint = model.market.joint_liquidation([a.account for a in model.agents])
     summary = _summary(model, tables, timings, check, joint)
     usd = model.usd_by_holder()

@@ -289,3 +289,21 @@ def test_joint_liquidation_adds_up_exactly(reserves, holdings, usd):
         assert got.values[account] <= market.liquidation_value(account) + len(tokens)
     # any partition adds up: the values are per account
     assert set(got.values) == set(everyone)
+
+
+def test_liquidation_values_is_liquidation_value_per_account_by_either_path():
+    """Few accounts: one at a time; many accounts over few holdings each: one pass over the
+    ledger (`mark_accounts`). Both give each account's `liquidation_value`, exactly."""
+    market = _market({f"T{i}": (10**24 + i, 3 * 10**23 + 7 * i) for i in range(6)})
+    ledger = market.ledger
+    people = [f"p{i}" for i in range(40)]
+    for k, person in enumerate(people):
+        ledger.mint(person, "USD", 10**18 * k)
+        ledger.mint(person, f"T{k % 6}", 10**20 * (k + 1))
+        if k % 5 == 0:
+            ledger.transfer("seed", person, market.pools[f"T{k % 6}"].lp_asset, 10**18)
+    for accounts in (people[:1], people, [*people, "seed"]):
+        expected = [market.liquidation_value(a) for a in accounts]
+        assert market.liquidation_values(accounts) == expected
+    # the 41 accounts over 13 assets read more than the ledger's holdings: the pass wins
+    assert len(people) * len(ledger.assets()) > ledger.holdings()

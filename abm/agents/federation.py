@@ -173,16 +173,16 @@ class FederationAgent(Trader):
         # it realised by realisable value (what the participation rules weigh, 7.13).
         # A round that pays nothing (a twin's, an empty round's) moves nothing: 0, unmeasured.
         measured = bool(budget and idx.size)
-        if_sold_before = ([market.liquidation_value(c.account) for c in self.clients]
-                          if measured else [0] * n)
+        accounts = [c.account for c in self.clients]
+        if_sold_before = market.liquidation_values(accounts) if measured else [0] * n
         payouts = [Payout() for _ in range(n)]
         if idx.size:
             paid = self.policy.distribute(market, TREASURY, [self.clients[i] for i in idx],
                                           budget, shares[idx])
             for i, payout in zip(idx, paid, strict=True):
                 payouts[i] = payout
-        realised = ([market.liquidation_value(c.account) - before
-                     for c, before in zip(self.clients, if_sold_before, strict=True)]
+        realised = ([after - before for after, before in
+                     zip(market.liquidation_values(accounts), if_sold_before, strict=True)]
                     if measured else [0] * n)
         return payouts, realised
 

@@ -75,6 +75,11 @@ class Ledger:
         """Every asset `account` holds a non-zero amount of."""
         return {asset: book[account] for asset, book in self._books.items() if account in book}
 
+    def holdings(self) -> int:
+        """How many non-zero balances there are, over every asset (the size of a pass over
+        the whole ledger)."""
+        return sum(len(book) for book in self._books.values())
+
     def assets(self) -> list[str]:
         """Every asset ever minted, in order of first mint."""
         return list(self._minted)
