@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import TYPE_CHECKING
 
 from abm.agents.conduct import choose
@@ -136,7 +137,9 @@ class Client(Trader):
         `cost_per_round`, times its action's cost factor when its conduct is adaptive."""
         if not self.adaptive:
             return self.cost
-        return round(self.cost * self.conduct.cost_factor(self.action))
+        # Exact decimal arithmetic on base units (0.05 x 20 USD is 1 USD to the unit),
+        # rounded down as `abm.amm.to_units` rounds.
+        return int(Decimal(self.cost) * Decimal(repr(self.conduct.cost_factor(self.action))))
 
     def learn_round(self, paid: int) -> None:
         """After a round it took part in or sat out by choice: an adaptive conduct learns
