@@ -2,12 +2,14 @@
 
 A model records every learning round it takes (`abm.agents.replay.LearnedRound`) in its
 `LearningLog`. Its learning is a function of its scenario's `learning_key` (seed, `fl`,
-`contribution`, the clients' behaviours) and of each round's participants: the learning core
-is deterministic given the seed and the participants (`abm.fl.federation`; the contribution
-method draws from its own stream), and nothing else of the market reaches it. So a model
-whose key is the same can take each round from the log while its clients choose the same
-participants (`abm.agents.replay.Replay`) and get the tables of a model that learned every
-round itself (tested).
+`contribution`, the clients' behaviours and adaptive conducts) and of each round's
+participants and their actions (`abm.agents.conduct`; a fixed client always takes its
+behaviour): the learning core is deterministic given the seed, the participants and their
+actions (`abm.fl.federation`; the contribution method draws from its own stream), and
+nothing else of the market reaches it. So a model whose key is the same can take each round
+from the log while its clients choose the same participants and actions
+(`abm.agents.replay.Replay`) and get the tables of a model that learned every round itself
+(tested).
 
 Two users: a run's counterfactual twin (`Scenario.twin`: the same learning, reward budget 0)
 replays its run's log (`abm.run.simulate`); and a sweep over market or reward parameters
@@ -35,16 +37,23 @@ __all__ = ["LOG_CACHE", "LearningLog", "forget", "learning_key", "recall", "reme
 
 
 def learning_key(scenario: Scenario) -> str:
-    """What a run's learning depends on besides the participants, as canonical JSON: the seed,
-    the `fl` and `contribution` sections and every client's behaviour. A log replays only
-    into a model whose key is the same."""
-    return json.dumps({
+    """What a run's learning depends on besides the participants and their actions, as
+    canonical JSON: the seed, the `fl` and `contribution` sections, every client's behaviour
+    and, when any client's conduct is not `fixed`, every client's conduct (what its actions
+    run, e.g. the free rider's noise). A log replays only into a model whose key is the
+    same."""
+    groups = scenario.client_groups()
+    key = {
         "seed": scenario.seed,
         "fl": scenario.fl.model_dump(mode="json"),
         "contribution": scenario.contribution.model_dump(mode="json"),
         "behaviours": [[g.behaviour, g.behaviour_params.model_dump(mode="json")]
-                       for _, g in scenario.client_groups()],
-    }, sort_keys=True)
+                       for _, g in groups],
+    }
+    conducts = [g.conduct.model_dump(mode="json") for _, g in groups]
+    if any(c["kind"] != "fixed" for c in conducts):
+        key["conducts"] = conducts
+    return json.dumps(key, sort_keys=True)
 
 
 @dataclass

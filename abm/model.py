@@ -131,7 +131,7 @@ class WallStreetFedsModel(mesa.Model):
             Client(self, cid, g.behaviour, build(g.cash_out), g.max_slippage, index=i,
                    cost_per_round=to_units(g.cost_per_round),
                    participation=build(g.participation), issuance=self.issuance,
-                   genesis_supply=genesis_supply)
+                   genesis_supply=genesis_supply, conduct=build(g.conduct))
             for i, (cid, g) in enumerate(groups)
         ]
         self.investors = self._create_investors()
@@ -148,6 +148,7 @@ class WallStreetFedsModel(mesa.Model):
             behaviours=[g.behaviour for _, g in groups],
             log=LearningLog(key),
             replay=None if replay is None else Replay(replay, key, self.config.source),
+            conducts=[c.conduct for c in self.clients],
         )
         #: USD minted at genesis, by holder type (base units): the endowments.
         self.endowments: dict[str, int] = dict.fromkeys(AGENT_TYPES, 0)
@@ -365,7 +366,8 @@ class WallStreetFedsModel(mesa.Model):
         drawn = self._draw(willing)
         participants = np.array([c.join_round(bool(d)) for c, d in
                                  zip(self.clients, drawn, strict=True)], dtype=bool)
-        rows, shares, budget = self.federation.run_round(participants)
+        rows, shares, budget = self.federation.run_round(participants,
+                                                         [c.action for c in self.clients])
         k = int(participants.sum())
         for client, row, before, reward, was_drawn in zip(
                 self.clients, rows, paid, self.federation.book.last_realised, drawn,
@@ -378,6 +380,7 @@ class WallStreetFedsModel(mesa.Model):
                 # A willing client that was not drawn neither paid nor earned: the round
                 # tells its participation rule nothing about reward against cost (7.15).
                 client.record_round(reward, budget, k)
+                client.learn_round(client.cost_paid - before)
         self.round_rows.extend(rows)
         self.last_round_rows = rows
         for row in rows:

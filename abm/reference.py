@@ -164,6 +164,9 @@ def _default(info: FieldInfo) -> str:
     value = info.default if info.default is not PydanticUndefined else info.default_factory()
     if isinstance(value, Params | BaseModel):
         return "see below" if not isinstance(value, Params) else "`{}`"
+    if isinstance(value, list) and value and all(isinstance(v, str | int | float)
+                                                 for v in value):
+        return f"`[{', '.join(str(v) for v in value)}]`"  # a list of choices, inline
     if isinstance(value, list):
         return "`[]`" if not value else f"{len(value)} group(s), see below"
     if value is None:

@@ -38,6 +38,7 @@ dataset        abm.fl.data.DatasetSource                   fl.dataset.name (flat
 lp_exit        abm.agents.lp_exit.ExitRule                 liquidity_providers[i].exit.kind (flat)
 participation  abm.agents.participation.ParticipationRule  clients[i].participation.kind (flat)
 issuance       abm.agents.issuance.IssuanceRule            market.issuance.kind (flat)
+conduct        abm.agents.conduct.ConductRule              clients[i].conduct.kind (flat)
 =============  ==========================================  =======================================
 
 "Flat" components take their parameters next to the naming key (``cash_out: {kind:
@@ -170,6 +171,7 @@ KINDS: dict[str, Kind] = {
         Kind("participation", "Participation rule", "clients[i].participation", "kind", None,
              "always"),
         Kind("issuance", "Issuance", "market.issuance", "kind", None, "none"),
+        Kind("conduct", "Client conduct", "clients[i].conduct", "kind", None, "fixed"),
     )
 }
 
@@ -184,6 +186,7 @@ BUILTIN_MODULES = (
     "abm.agents.lp_exit",
     "abm.agents.participation",
     "abm.agents.issuance",
+    "abm.agents.conduct",
 )
 
 #: What an event kind may be called (events.parquet's `kind`, the price chart's legend).

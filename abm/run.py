@@ -218,8 +218,8 @@ def _tables(model) -> dict[str, pd.DataFrame]:
     edf["kind"] = pd.Categorical(edf["kind"], categories=list(model.event_kinds))
     edf["client"] = pd.Categorical(edf["client"], categories=["", *model.client_ids])
     if len(rdf):
-        rdf = rdf.astype({"client": clients, "behaviour": "category", "method": "category",
-                          "policy": "category"})
+        rdf = rdf.astype({"client": clients, "behaviour": "category", "action": "category",
+                          "method": "category", "policy": "category"})
     return {"model": mdf, "agents": adf, "rounds": rdf, "events": edf}
 
 
@@ -291,6 +291,24 @@ def _holder_summaries(model, first: pd.DataFrame, last: pd.DataFrame,
     return holders
 
 
+def _conduct_summary(model, rounds) -> dict[str, Any]:
+    """What the adaptive clients chose (docs/model.md, 7.16): the share of their actions in
+    the last quarter of the rounds (the last ceil(R / 4)) that were honest training (None
+    without adaptive clients or rounds), and each one's count of every action it took."""
+    adaptive = [c.token for c in model.clients if c.adaptive]
+    share = None
+    if adaptive and len(rounds):
+        last = int(rounds["round"].max())
+        tail = rounds[(rounds["round"] > last - -(-last // 4))
+                      & rounds["client"].astype(str).isin(adaptive)]
+        share = float((tail["action"] == "honest").mean())
+    return {
+        "honest_share_last_quarter": share,
+        "actions": {c.token: dict(sorted(c.action_counts.items()))
+                    for c in model.clients if c.adaptive},
+    }
+
+
 def _summary(model, tables, timings, check: bool, joint: JointLiquidation) -> dict[str, Any]:
     cfg = model.config
     fed = model.federation
@@ -360,6 +378,7 @@ def _summary(model, tables, timings, check: bool, joint: JointLiquidation) -> di
             "ir_violations": sum(book.realised[i] < c.cost_paid
                                  for i, c in enumerate(model.clients)),
         },
+        "conduct": _conduct_summary(model, rounds),
         "ledger_checked_every_step": check,
         "wall_time_s": round(timings["total"], 3),
         "steps_per_s": round(steps / timings["total"], 2) if timings["total"] else None,

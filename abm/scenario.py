@@ -287,6 +287,7 @@ class ClientGroup(_Named):
         "round out", unit="USD per round", ge=0, le=MAX_AMOUNT,
     )
     participation: _flat("participation") = _default("participation")  # type: ignore[valid-type]
+    conduct: _flat("conduct") = _default("conduct")  # type: ignore[valid-type]
 
 
 class MarketSpec(_Spec):

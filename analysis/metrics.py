@@ -536,8 +536,10 @@ def summarise_run(run: Run) -> dict[str, Any]:
     `min_attributable_vs_equal_pct`, `max_attributable_vs_equal_pct` (the extremes of the
     `client_rewards` columns; NaN without a twin), `unranked_rounds` (rounds the method could
     not rank, from summary.json; NaN if absent), `zero_probe_pct` (the mean share of a
-    round's rewards the zero-update probe would be paid, docs/model.md 7.5; NaN if absent);
-    participation
+    round's rewards the zero-update probe would be paid, docs/model.md 7.5; NaN if absent),
+    `honest_share_last_quarter` (the share of the adaptive clients' actions in the last
+    quarter of the rounds that were honest training, docs/model.md 7.16; NaN without
+    adaptive clients); participation
     (`participation_summary`: `mean_participation`, `final_participating`,
     `participation_<behaviour>`, `ir_violations`, `training_costs_usd`); and the market
     statistics of `analysis.market_stats.market_statistics` (medians across tokens of
@@ -592,6 +594,7 @@ def summarise_run(run: Run) -> dict[str, Any]:
                                                       max),
         "unranked_rounds": float(unranked),
         "zero_probe_pct": float((run.summary.get("zero_probe") or {}).get("mean_pct", NAN)),
+        "honest_share_last_quarter": _honest_share(run),
         "total_reward_usd": NAN if budgets is None else float(budgets),
         "reward_contribution_rho": spearman(rewards["allotted_usd"], rewards["contribution"]),
         "attributable_contribution_rho": spearman(rewards["attributable_usd"],
@@ -602,6 +605,12 @@ def summarise_run(run: Run) -> dict[str, Any]:
         **participation_summary(run),
         **market_statistics(run),
     }
+
+
+def _honest_share(run: Run) -> float:
+    """summary.json's `conduct.honest_share_last_quarter`, NaN where null or absent."""
+    share = (run.summary.get("conduct") or {}).get("honest_share_last_quarter")
+    return NAN if share is None else float(share)
 
 
 #: The scalar outputs of a run (`summarise_run`'s numeric keys, in its order): what a
@@ -627,6 +636,7 @@ RUN_OUTPUTS = (
     "max_attributable_vs_equal_pct",
     "unranked_rounds",
     "zero_probe_pct",
+    "honest_share_last_quarter",
     "total_reward_usd",
     "reward_contribution_rho",
     "attributable_contribution_rho",

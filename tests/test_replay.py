@@ -44,7 +44,8 @@ def _assert_same_tables(a: WallStreetFedsModel, b: WallStreetFedsModel) -> None:
 
 
 @pytest.mark.parametrize(("kind", "name"), [
-    (kind, name) for kind in ("method", "behaviour") for name in registry.names(kind)])
+    (kind, name) for kind in ("method", "behaviour", "conduct")
+    for name in registry.names(kind)])
 def test_a_twin_in_step_with_its_run_learns_nothing_and_gets_the_same_tables(kind, name):
     # Every learning-side component, the toy ones included. GTG-Shapley draws from the
     # contribution stream: a replayed round must leave it where learning the round would have.

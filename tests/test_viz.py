@@ -827,6 +827,11 @@ def test_round_table_formats_units_and_escapes_text() -> None:
     assert "&lt;c00&gt;" in html and "<c00>" not in html
     left = {**row, "participating": False}
     assert charts.round_table([left])[0][1] == "honest (not training)"
+    # an adaptive client's action is marked where it is not its behaviour (7.16)
+    assert charts.round_table([{**row, "action": "honest"}])[0][1] == "honest"
+    assert charts.round_table([{**row, "action": "free_ride"}])[0][1] == "honest → free_ride"
+    sat = {**row, "action": "sit_out", "participating": False}
+    assert charts.round_table([sat])[0][1] == "honest → sit_out (not training)"
 
 
 # -- launcher -----------------------------------------------------------------------------------

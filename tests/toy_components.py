@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from abm.agents.cash_out import CashOutRule
+from abm.agents.conduct import ConductRule
 from abm.agents.issuance import IssuanceRule
 from abm.agents.lp_exit import ExitRule
 from abm.agents.participation import ParticipationRule
@@ -179,6 +180,23 @@ class OneShot(IssuanceRule):
         return self.offered_tokens()
 
 
+class Coin(ConductRule):
+    """Trains honestly or flips its labels, with fixed odds, whatever either pays."""
+
+    name = "coin"
+
+    class Params(Params):
+        flip: float = param(0.5, "probability of flipping its labels in a round",
+                            unit="fraction", ge=0, le=1)
+
+    @property
+    def actions(self):
+        return ("honest", "label_flip")
+
+    def probabilities(self, state):
+        return np.array([1.0 - self.params.flip, self.params.flip])
+
+
 SCENARIO = {
     "name": "toys",
     "seed": 3,
@@ -190,7 +208,8 @@ SCENARIO = {
     "market": {"issuance": {"kind": "one_shot", "step": 1, "tokens": 50}},
     "rewards": {"policy": "toy_policy", "params": {"holder_value": 0.3},
                 "budget": {"kind": "even_rounds", "amount": 200}},
-    "clients": [{"count": 2, "cash_out": {"kind": "sell_all"}},
+    "clients": [{"count": 2, "cash_out": {"kind": "sell_all"},
+                 "conduct": {"kind": "coin", "flip": 0.5}},
                 {"count": 1, "behaviour": "halfhearted", "behaviour_params": {"scale": 0.2},
                  "participation": {"kind": "every_other"}}],
     "investors": [{"strategy": "buy_first", "count": 2, "params": {"fraction": 0.2},

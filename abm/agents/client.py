@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import TYPE_CHECKING
 
+from abm.agents.conduct import choose
 from abm.agents.orders import SALE_PURPOSES, SaleBook
 from abm.agents.participation import RoundRecord
 from abm.agents.trader import DUST, Trader
 from abm.amm import BASE, ONE
+from abm.streams import stream
 
 if TYPE_CHECKING:
     from abm.agents.cash_out import CashOutRule
+    from abm.agents.conduct import ConductRule
     from abm.agents.issuance import IssuanceRule
     from abm.agents.participation import ParticipationRule
     from abm.model import WallStreetFedsModel
@@ -35,6 +39,11 @@ class Client(Trader):
     `funding_usd` / `funding_tokens` (raised / issued to fund training costs),
     `issued` (new tokens issued, both kinds); `rounds_participated` and `history` (one
     `RoundRecord` per round, what the rule reads).
+
+    Its conduct (`abm.agents.conduct`) says what it does in each round it trains: its
+    behaviour (`fixed`), or an action it chooses before the round (`willing`) and learns
+    from after it (`learn_round`); `action` is the latest round's, `action_counts` counts
+    them.
     """
 
     agent_type = "client"
@@ -42,7 +51,8 @@ class Client(Trader):
     def __init__(self, model: WallStreetFedsModel, client_id: str, behaviour: str,
                  cash_out: CashOutRule, max_slippage: float, *, index: int = 0,
                  cost_per_round: int = 0, participation: ParticipationRule | None = None,
-                 issuance: IssuanceRule | None = None, genesis_supply: int = 0) -> None:
+                 issuance: IssuanceRule | None = None, genesis_supply: int = 0,
+                 conduct: ConductRule | None = None) -> None:
         super().__init__(model, f"client:{client_id}", behaviour, max_slippage, client_id)
         self.token = client_id
         self.index = index
@@ -65,6 +75,20 @@ class Client(Trader):
         #: Its own sales by purpose (`abm.agents.orders.SALE_PURPOSES`): tokens asked and
         #: sold, proceeds in USD, cumulative (`SaleBook`).
         self.sales = {purpose: SaleBook() for purpose in SALE_PURPOSES}
+        self.conduct = conduct
+        #: Whether it chooses an action every round (an adaptive conduct) or keeps its
+        #: behaviour (fixed, and no conduct at all).
+        self.adaptive = conduct is not None and bool(conduct.actions)
+        #: What it does in the round about to run or just run: its behaviour's name when
+        #: fixed, else its chosen action (`abm.agents.conduct.ACTIONS`).
+        self.action = behaviour
+        self.action_counts: dict[str, int] = {}
+        if self.adaptive:
+            self._action_index = 0
+            #: Its learning state (one recency-weighted payoff per action, USD).
+            self.conduct_state = conduct.start()
+            #: One uniform draw per round, whatever it chooses (`abm.streams`).
+            self._conduct_rng = stream(model.config.seed, f"agent:{self.account}/conduct")
 
     def act(self) -> None:
         self.offer()
@@ -93,10 +117,37 @@ class Client(Trader):
     def willing(self) -> bool:
         """Whether its participation rule wants it to train in the round about to run (on
         the records so far); nothing is paid yet."""
+        if self.adaptive:
+            # Its conduct chooses, sitting out included (the schema keeps its participation
+            # rule `always`).
+            probabilities = self.conduct.probabilities(self.conduct_state)
+            self._action_index = choose(probabilities, float(self._conduct_rng.random()))
+            self.action = self.conduct.actions[self._action_index]
+            self.action_counts[self.action] = self.action_counts.get(self.action, 0) + 1
+            self.wants = self.action != "sit_out"
+            return self.wants
         rule = self.participation_rule
         self.wants = (rule is None
                       or rule.participates(self.history, self.cost / ONE, self.participating))
         return self.wants
+
+    @property
+    def round_cost(self) -> int:
+        """What training in the round about to run costs it (USD base units): its
+        `cost_per_round`, times its action's cost factor when its conduct is adaptive."""
+        if not self.adaptive:
+            return self.cost
+        # Exact decimal arithmetic on base units (0.05 x 20 USD is 1 USD to the unit),
+        # rounded down as `abm.amm.to_units` rounds.
+        return int(Decimal(self.cost) * Decimal(repr(self.conduct.cost_factor(self.action))))
+
+    def learn_round(self, paid: int) -> None:
+        """After a round it took part in or sat out by choice: an adaptive conduct learns
+        from the payoff of its action, the reward it realised by realisable value (the last
+        `RoundRecord`) minus `paid` (USD base units spent on the round)."""
+        if self.adaptive:
+            payoff = self.history[-1].reward_usd - paid / ONE
+            self.conduct.learn(self.conduct_state, self._action_index, payoff)
 
     def join_round(self, drawn: bool = True) -> bool:
         """Train in the round about to run if it is willing (`willing`, called just before)
@@ -110,16 +161,19 @@ class Client(Trader):
         wants = self.wants
         reason = "" if wants else "its expected reward does not cover its cost"
         trains = wants and drawn
-        if trains and self.cost:
+        cost = self.round_cost
+        if trains and cost:
             if self.issuance is not None and self.issuance.fund_costs:
-                self._fund(self.cost - self.balance(BASE))
-            if self.balance(BASE) < self.cost:
+                self._fund(cost - self.balance(BASE))
+            if self.balance(BASE) < cost:
                 wants = trains = False
                 reason = "it cannot pay its cost"
             else:
-                self.market.ledger.transfer(self.account, COST_SINK, BASE, self.cost)
-                self.cost_paid += self.cost
-        if wants != self.participating:
+                self.market.ledger.transfer(self.account, COST_SINK, BASE, cost)
+                self.cost_paid += cost
+        # An adaptive client's sitting out is an action of the round (rounds.parquet's
+        # `action`), not a leave: no event.
+        if wants != self.participating and not self.adaptive:
             kind = "join" if wants else "leave"
             text = (f"{self.token} rejoins the federation" if wants
                     else f"{self.token} leaves the federation: {reason}")

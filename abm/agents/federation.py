@@ -27,7 +27,8 @@ from abm.rewards import (
 from abm.streams import stream
 
 if TYPE_CHECKING:
-    from abm.fl import ContributionMethod, Federation
+    from abm.agents.conduct import ConductRule
+    from abm.fl import Behaviour, ContributionMethod, Federation
     from abm.learning_log import LearningLog
     from abm.model import WallStreetFedsModel
     from abm.scenario import ContributionSpec
@@ -51,7 +52,8 @@ class FederationAgent(Trader):
                  method: ContributionMethod, policy: RewardPolicy, budget: Budget,
                  clients: list[ClientAccount], spec: ContributionSpec,
                  behaviours: list[str], log: LearningLog,
-                 replay: Replay | None = None) -> None:
+                 replay: Replay | None = None,
+                 conducts: list[ConductRule] | None = None) -> None:
         super().__init__(model, TREASURY, policy.name, max_slippage=1.0)
         self.federation = federation
         self.method = method
@@ -67,6 +69,10 @@ class FederationAgent(Trader):
         self.clients = clients
         self.spec = spec
         self.behaviours = behaviours
+        #: Each client's conduct (`abm.agents.conduct`): what an adaptive client's action
+        #: runs in the federation in place of its behaviour. None: every client fixed.
+        self.conducts = conducts
+        self._action_behaviours: dict[tuple[int, str], Behaviour | None] = {}
         self.timings = {"fl": 0.0, "contribution": 0.0, "probe": 0.0}
         #: The zero-update probe's own stream: the method's draws are not shifted by it.
         self.probe_rng = stream(model.config.seed, "contribution.probe")
@@ -90,10 +96,12 @@ class FederationAgent(Trader):
         #: The `carry` rule's running totals and high-water marks (unused by clip and shift).
         self.carried = CarriedContributions(n)
 
-    def run_round(self, participants: np.ndarray | None = None
+    def run_round(self, participants: np.ndarray | None = None,
+                  actions: list[str] | None = None
                   ) -> tuple[list[dict[str, Any]], np.ndarray, float]:
         """One FL round among `participants` (bool (n,); None: every client) and its reward
-        distribution.
+        distribution; `actions`: what each client does in it (`abm.agents.conduct`; None:
+        every client its behaviour).
 
         Only participants train, play the round's coalition game and share its budget; a
         client that sat out gets contribution 0, share 0 and no payout (docs/model.md,
@@ -105,7 +113,8 @@ class FederationAgent(Trader):
         n = len(self.clients)
         mask = np.ones(n, dtype=bool) if participants is None else np.asarray(participants)
         idx = np.flatnonzero(mask)
-        learned = self._learn(mask)
+        actions = tuple(self.behaviours if actions is None else actions)
+        learned = self._learn(mask, actions)
         self.log.rounds.append(learned)
         contributions = np.zeros(n)
         contributions[idx] = learned.contributions
@@ -138,7 +147,8 @@ class FederationAgent(Trader):
         columns = {"contribution": contributions, "payable": scores, "share": shares,
                    "price_before": prices_before, "participating": mask,
                    "reward_if_sold": realised}
-        round_wide = {"unranked": unranked, "truncated": truncated, "probe_pct": probe_pct}
+        round_wide = {"unranked": unranked, "truncated": truncated, "probe_pct": probe_pct,
+                      "actions": actions}
         return self._rows(learned, payouts, columns, round_wide), shares, budget_usd
 
     def _shares(self, contributions: np.ndarray, idx: np.ndarray
@@ -189,7 +199,8 @@ class FederationAgent(Trader):
     def _rows(self, learned: LearnedRound, payouts: list[Payout],
               columns: dict[str, Any], round_wide: dict[str, Any]) -> list[dict[str, Any]]:
         """The round's rows of the rounds table, one per client (display units): `columns`
-        hold per-client values (n each), `round_wide` the round's flags and probe share."""
+        hold per-client values (n each), `round_wide` the round's flags, probe share and
+        the clients' actions."""
         market = self.model.market
         sizes = self.federation.client_sizes
         rows = []
@@ -199,6 +210,7 @@ class FederationAgent(Trader):
                 "step": self.model.steps,
                 "client": client.token,
                 "behaviour": self.behaviours[i],
+                "action": round_wide["actions"][i],
                 "n_samples": int(sizes[i]),
                 "contribution": float(columns["contribution"][i]),
                 "payable": float(columns["payable"][i]),
@@ -244,37 +256,55 @@ class FederationAgent(Trader):
         """Rounds taken from the run's log that this twin never trained."""
         return self._skipped
 
-    def _learn(self, mask: np.ndarray) -> LearnedRound:
-        """This round's learning among `mask` (bool (n,)): taken from the run's log while
-        this twin is in step with it (`abm.agents.replay`), else trained and measured here,
-        after catching up on the rounds taken so far. A `check=True` model learns every
-        round and proves that the log holds what it learned."""
+    def _learn(self, mask: np.ndarray, actions: tuple[str, ...]) -> LearnedRound:
+        """This round's learning among `mask` (bool (n,)) taking `actions` (n): taken from
+        the run's log while this twin is in step with it (`abm.agents.replay`), else trained
+        and measured here, after catching up on the rounds taken so far. A `check=True`
+        model learns every round and proves that the log holds what it learned."""
         recorded = None
         if self.replay is not None:
-            recorded = self.replay.recorded(self.rounds_done, mask)
+            recorded = self.replay.recorded(self.rounds_done, mask, actions)
             if recorded is not None and not self.model.check_ledger:
                 self._skipped += 1
                 return recorded
             # Replay stops for good at the first round out of step, so the skipped rounds
             # are the log's first ones: the learning core and the method catch up on them.
             for skipped in self.log.rounds[:self._skipped]:
-                self._train_and_measure(skipped.participants)
+                self._train_and_measure(skipped.participants, skipped.actions)
             self._skipped = 0
-        learned = self._train_and_measure(mask)
+        learned = self._train_and_measure(mask, actions)
         if recorded is not None:
             differ = recorded.differences(learned)
             if differ:
                 raise InvariantViolation(
                     f"round {self.rounds_done + 1}: the twin learned other {', '.join(differ)} "
-                    "than its run's log holds for the same participants"
+                    "than its run's log holds for the same participants and actions"
                 )
         return learned
 
-    def _train_and_measure(self, mask: np.ndarray) -> LearnedRound:
-        """Train one FedAvg round among `mask`, measure its contributions (the participants'
-        only) and the zero-update probe, timed as `fl`, `contribution` and `probe`."""
+    def _overrides(self, mask: np.ndarray, actions: tuple[str, ...]) -> dict[int, Behaviour]:
+        """The behaviour each participant whose conduct is adaptive runs this round in place
+        of its own, by its action (none for `honest`: its own behaviour)."""
+        if self.conducts is None:
+            return {}
+        out = {}
+        for i in np.flatnonzero(mask).tolist():
+            conduct = self.conducts[i]
+            if not conduct.actions:
+                continue
+            key = (i, actions[i])
+            if key not in self._action_behaviours:
+                self._action_behaviours[key] = conduct.behaviour(actions[i])
+            if self._action_behaviours[key] is not None:
+                out[i] = self._action_behaviours[key]
+        return out
+
+    def _train_and_measure(self, mask: np.ndarray, actions: tuple[str, ...]) -> LearnedRound:
+        """Train one FedAvg round among `mask` taking `actions`, measure its contributions
+        (the participants' only) and the zero-update probe, timed as `fl`, `contribution`
+        and `probe`."""
         t0 = time.perf_counter()
-        result = self.federation.run_round(mask)
+        result = self.federation.run_round(mask, self._overrides(mask, actions))
         t1 = time.perf_counter()
         trained = bool(mask.any())
         contributions = (np.asarray(self.method(result), dtype=np.float64) if trained
@@ -297,5 +327,5 @@ class FederationAgent(Trader):
             contributions=contributions,
             info=dict(getattr(method, "info_last_round", None) or {}) if trained else {},
             evaluations=int(getattr(method, "evaluations_last_round", 0)) if trained else 0,
-            probe=probe, probe_evaluations=probe_evaluations,
+            probe=probe, probe_evaluations=probe_evaluations, actions=tuple(actions),
         )

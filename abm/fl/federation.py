@@ -24,7 +24,10 @@ batch_size=32, lr=0.1, metric="accuracy", utility_samples=None, device="cpu", se
   updates, the aggregate weighs them by their data among themselves, and the game's players
   are the ``k`` participants only (``RoundResult.participants`` maps player ``j`` to client
   index). With no participant, nobody trains, the global model is unchanged and the round has
-  no game.
+  no game. ``behaviours`` (client index -> behaviour) replaces a client's behaviour for
+  that round only (a client choosing its conduct each round, ``abm.agents.conduct``): its
+  update, and its labels where the behaviour corrupts them (drawn from the client's label
+  seed, the same in every round it takes that behaviour).
 - ``utility_samples``: the coalition game's utilities are measured on a stratified subset of
   this many validation samples (drawn once, from ``seed``; per class as close to the split's
   class shares as whole samples allow), ``None`` = the whole validation split. The global
@@ -47,7 +50,7 @@ decides.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -203,6 +206,10 @@ class Federation:
 
         self._X: list[torch.Tensor] = []
         self._y: list[torch.Tensor] = []
+        #: Each client's true labels, for a behaviour that replaces its own for a round
+        #: (`run_round(behaviours=...)`) and trains on labels of its own (`_labels`).
+        self._true_y: list[np.ndarray] = []
+        self._round_labels: dict[tuple[int, str, str], torch.Tensor] = {}
         sizes = []
         for i, (idx, b) in enumerate(zip(parts, self.behaviours, strict=True)):
             idx = np.asarray(idx, dtype=np.int64)
@@ -210,8 +217,8 @@ class Federation:
                 raise ValueError(f"Federation: client {i} has no samples")
             if idx.min() < 0 or idx.max() >= len(train):
                 raise ValueError(f"Federation: client {i} has indices outside the train set")
-            rng = np.random.default_rng(np.random.SeedSequence([self.seed, 1, i]))
-            y = b.labels(train.y[idx], train.n_classes, rng)
+            self._true_y.append(train.y[idx])
+            y = b.labels(train.y[idx], train.n_classes, self._label_rng(i))
             self._X.append(torch.from_numpy(np.ascontiguousarray(train.X[idx])).to(dev))
             self._y.append(torch.from_numpy(np.asarray(y, dtype=np.int64)).to(dev))
             sizes.append(idx.size)
@@ -246,13 +253,35 @@ class Federation:
     #: lockstep step: the reference path the tests compare the lockstep path with
     _reference_training: bool = False
 
+    def _label_rng(self, i: int) -> np.random.Generator:
+        """Client ``i``'s generator for its label corruption (the same for any behaviour)."""
+        return np.random.default_rng(np.random.SeedSequence([self.seed, 1, i]))
+
+    def _labels(self, i: int, b: Behaviour) -> torch.Tensor:
+        """The labels client ``i`` trains on under behaviour ``b``: its own (``self._y[i]``,
+        the very tensor) when ``b`` is its behaviour or neither changes labels; else ``b``'s
+        labels of its true ones, drawn from the client's label generator and kept for the
+        run, so that a behaviour taken in several rounds corrupts the same labels."""
+        own = self.behaviours[i]
+        if b is own or (type(b).labels is Behaviour.labels
+                        and type(own).labels is Behaviour.labels):
+            return self._y[i]
+        key = (i, b.name, repr(b.params.model_dump()))
+        if key not in self._round_labels:
+            y = b.labels(self._true_y[i], self.n_classes, self._label_rng(i))
+            self._round_labels[key] = torch.from_numpy(np.asarray(y, dtype=np.int64)).to(
+                self._y[i].device)
+        return self._round_labels[key]
+
     def _generator(self, i: int) -> torch.Generator:
         """Client ``i``'s generator for the current round (its batch order, its noise)."""
         return torch.Generator().manual_seed(_seed_from(self.seed, 2, self.round + 1, i))
 
-    def _local_sgd(self, i: int, start: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-        """Reference: client ``i``'s honest update ``(p,)``, one autograd step per batch."""
-        X, y = self._X[i], self._y[i]
+    def _local_sgd(self, i: int, start: torch.Tensor, gen: torch.Generator,
+                   y: torch.Tensor | None = None) -> torch.Tensor:
+        """Reference: client ``i``'s honest update ``(p,)``, one autograd step per batch, on
+        its labels or on ``y`` (a round's behaviour's labels, `_labels`)."""
+        X, y = self._X[i], self._y[i] if y is None else y
         n = y.shape[0]
         w = start.clone().requires_grad_(True)
         bs = self.batch_size
@@ -342,30 +371,40 @@ class Federation:
         return torch.stack([self._local_sgd(int(i), start, g)
                             for i, g in zip(clients, gens, strict=True)])
 
-    def _updates(self, clients: np.ndarray) -> torch.Tensor:
-        """The updates ``(k, p)`` float32 that ``clients`` send this round.
+    def _updates(self, clients: np.ndarray,
+                 overrides: Mapping[int, Behaviour] | None = None) -> torch.Tensor:
+        """The updates ``(k, p)`` float32 that ``clients`` send this round; ``overrides``:
+        the behaviour a client runs this round in place of its own (`run_round`).
 
         Every behaviour that keeps the base class's ``update`` (``train()`` and nothing else:
-        honest, noisy labels, label flip, small data) is trained in one lockstep batch; its
-        ``train`` closure returns the precomputed result. A behaviour that overrides
-        ``update`` gets a closure that trains it alone when called, from its generator as it
-        is then (a free rider never calls it), so it sees what it would on its own."""
+        honest, noisy labels, label flip, small data) on the client's own labels is trained
+        in one lockstep batch; its ``train`` closure returns the precomputed result. A
+        behaviour that overrides ``update`` gets a closure that trains it alone when called,
+        from its generator as it is then (a free rider never calls it), so it sees what it
+        would on its own; so does a round's behaviour with labels of its own (trained by the
+        per-client loop on them, `_local_sgd`)."""
         start = self.params
+        overrides = overrides or {}
         gens = {int(i): self._generator(int(i)) for i in clients}
-        plain = [int(i) for i in clients
-                 if type(self.behaviours[i]).update is Behaviour.update]
+        chosen = {int(i): overrides.get(int(i), self.behaviours[int(i)]) for i in clients}
+        labels = {i: self._labels(i, b) for i, b in chosen.items()}
+        plain = [i for i, b in chosen.items()
+                 if type(b).update is Behaviour.update and labels[i] is self._y[i]]
         trained = {}
         if plain:
             trained = dict(zip(plain, self._train(plain, start, [gens[i] for i in plain]),
                                strict=True))
         out = []
         for i in (int(c) for c in clients):
-            b = self.behaviours[i]
+            b = chosen[i]
             if i in trained:
                 train = trained[i].clone
-            else:
+            elif labels[i] is self._y[i]:
                 def train(i=i):
                     return self._train([i], start, [gens[i]])[0]
+            else:
+                def train(i=i):
+                    return self._local_sgd(i, start, gens[i], labels[i])
             delta = b.update(train, start, gens[i])
             if delta.shape != start.shape:
                 raise ValueError(
@@ -391,12 +430,25 @@ class Federation:
             )
         return np.flatnonzero(mask)
 
-    def run_round(self, participants: np.ndarray | Sequence[bool] | None = None) -> RoundResult:
+    def run_round(self, participants: np.ndarray | Sequence[bool] | None = None,
+                  behaviours: Mapping[int, Behaviour] | None = None) -> RoundResult:
         """Run one FedAvg round among ``participants`` (bool ``(n,)``; ``None``: every
-        client) and return its :class:`RoundResult` (see the module docstring)."""
+        client) and return its :class:`RoundResult` (see the module docstring).
+
+        ``behaviours``: for this round only, the behaviour a client runs in place of its own
+        (client index -> behaviour; a client that chooses its conduct each round,
+        `abm.agents.conduct`). Its update comes from that behaviour, and so do its labels
+        when the behaviour corrupts them (drawn from the client's label generator, the same
+        in every round it takes that behaviour); its data and partition stay its own."""
         import time
 
         idx = self._participants(participants)
+        behaviours = dict(behaviours or {})
+        for i, b in behaviours.items():
+            if not (isinstance(i, int | np.integer) and 0 <= i < self.n_clients
+                    and isinstance(b, Behaviour)):
+                raise ValueError(f"Federation: behaviours must map client indices 0 to "
+                                 f"{self.n_clients - 1} to Behaviour objects, got {i!r}: {b!r}")
         prev = self.params
         prev_acc, prev_loss = self.accuracy, self.loss
         if idx.size == 0:  # nobody trains: the model stays, there is no game to play
@@ -411,7 +463,7 @@ class Federation:
         # Each client's training depends on the round and its own index only, so whoever
         # else trains, a participant's update is the one it would send in a full round.
         t0 = time.perf_counter()
-        updates = self._updates(idx)
+        updates = self._updates(idx, behaviours)
         t1 = time.perf_counter()
         if idx.size == self.n_clients:
             weights = self.weights
@@ -447,7 +499,7 @@ class Federation:
             prev_accuracy=prev_acc,
             prev_loss=prev_loss,
             n_samples=self.client_sizes[idx].copy(),
-            behaviours=tuple(self.behaviours[i].name for i in idx),
+            behaviours=tuple(behaviours.get(int(i), self.behaviours[i]).name for i in idx),
             prev_params=prev,
             params=new_params,
             aggregate=(torch.from_numpy(weights).to(updates.device)

@@ -120,15 +120,17 @@ ROUND_TABLE_HEADERS = ("client", "behaviour", "contribution", "share", "allotted
 def round_table(rows: Sequence[dict[str, Any]]) -> list[list[str]]:
     """The latest round's rows (rounds.parquet columns) as display strings.
 
-    One list per client in `ROUND_TABLE_HEADERS` order; the supply change is tokens minted
-    minus tokens burned by the reward policy, the price is before -> after the reward flow.
+    One list per client in `ROUND_TABLE_HEADERS` order; the behaviour is marked with the
+    action an adaptive client chose when it is not its behaviour (``honest → free_ride``,
+    docs/model.md 7.16); the supply change is tokens minted minus tokens burned by the
+    reward policy, the price is before -> after the reward flow.
     """
     return [
         [
             str(row["client"]),
             # A client that left the federation keeps its row (contribution 0, reward 0).
-            str(row["behaviour"]) + ("" if row.get("participating", True) else
-                                     " (not training)"),
+            _behaviour_cell(row) + ("" if row.get("participating", True) else
+                                    " (not training)"),
             "—" if math.isnan(row["contribution"]) else f"{row['contribution']:.4f}",
             "—" if math.isnan(row["share"]) else f"{row['share']:.1%}",
             f"{row['reward_usd']:,.2f}",
@@ -137,6 +139,13 @@ def round_table(rows: Sequence[dict[str, Any]]) -> list[list[str]]:
         ]
         for row in rows
     ]
+
+
+def _behaviour_cell(row: dict[str, Any]) -> str:
+    """The client's behaviour, and the round's action where it chose another one."""
+    behaviour = str(row["behaviour"])
+    action = str(row.get("action", behaviour))
+    return behaviour if action == behaviour else f"{behaviour} → {action}"
 
 
 def round_table_html(rows: Sequence[dict[str, Any]]) -> str:
