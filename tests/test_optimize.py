@@ -80,6 +80,7 @@ def test_study_runs_trials_and_writes_front_and_scenarios(tmp_path: Path) -> Non
     assert main(["run", str(files[0]), "--out", str(tmp_path / "run"), "--no-report"]) == 0
 
 
+@pytest.mark.slow
 def test_single_objective_study_writes_the_best_trial(tmp_path: Path) -> None:
     path = study_file(tmp_path, objectives=[OBJECTIVES[1]], seeds=1,
                       sampler={"kind": "random", "seed": 1})
@@ -157,6 +158,7 @@ def test_validate_prints_a_valid_study(tmp_path: Path, capsys: pytest.CaptureFix
         "kind": "int", "low": 5, "high": 100}
 
 
+@pytest.mark.slow
 def test_a_folder_of_another_study_is_refused(tmp_path: Path) -> None:
     path = study_file(tmp_path, seeds=1)
     out = optimize(path, tmp_path / "out", 1, workers=1)

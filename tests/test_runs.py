@@ -177,6 +177,7 @@ SWEEP_DAMAGE = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", sorted(SWEEP_DAMAGE))
 def test_a_sweep_report_leaves_out_and_lists_the_runs_it_cannot_read(good_sweep, tmp_path,
                                                                      capsys, case):
@@ -192,6 +193,7 @@ def test_a_sweep_report_leaves_out_and_lists_the_runs_it_cannot_read(good_sweep,
     assert f"{finished} of 4 runs finished" in report
 
 
+@pytest.mark.slow
 def test_a_sweep_report_leaves_out_points_no_longer_in_the_spec(good_sweep, tmp_path, capsys):
     folder, _ = _sweep_copy(good_sweep, tmp_path / "sw")
     _edit_spec(folder, lambda spec: spec["grid"].update({"rewards.policy": ["equal"]}))
@@ -201,6 +203,7 @@ def test_a_sweep_report_leaves_out_points_no_longer_in_the_spec(good_sweep, tmp_
     assert "rewards.policy = 'mint' is no longer a value of the sweep's rewards.policy" in err
 
 
+@pytest.mark.slow
 def test_a_sweep_report_with_no_usable_run_exits_2_naming_the_file(good_sweep, tmp_path,
                                                                    capsys):
     folder, runs = _sweep_copy(good_sweep, tmp_path / "sw")
@@ -215,6 +218,7 @@ def test_a_sweep_report_with_no_usable_run_exits_2_naming_the_file(good_sweep, t
     assert not (folder / "report").exists()
 
 
+@pytest.mark.slow
 def test_a_sweep_report_that_cannot_be_written_exits_2_naming_it(good_sweep, tmp_path, capsys):
     folder, _ = _sweep_copy(good_sweep, tmp_path / "sw")
     (folder / "report" / "report.md").mkdir(parents=True)

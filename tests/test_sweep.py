@@ -358,6 +358,7 @@ def test_grid_values_that_resolve_to_one_scenario_are_refused(base_file: Path) -
 # -- running ----------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_local_sweep_stores_each_run_once_and_combines_tables(base_file: Path,
                                                               tmp_path: Path) -> None:
     path = tiny_sweep(base_file, grid={"rewards.policy": ["direct", "mint"]}, seeds=2)

@@ -285,15 +285,12 @@ def run_study(
     SweepRunError when trials failed because runs raised (the others are stored; running
     again retries them). Ctrl-C stops the workers; the journal and finished runs are kept.
     """
-    import optuna
-
     if trials < 1:
         raise ValueError(f"trials must be >= 1, got {trials}")
     study_spec = load_study(path, outputs=output_names, settings=settings)
     folder = (Path(out) if out is not None else default_out(study_spec)).expanduser().resolve()
     failed_runs: dict[str, str] = {}
     with dask_client(scheduler, connect_timeout) as client, _open_folder(study_spec, folder):
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
         study = _optuna_study(study_spec, folder)
         _requeue(study)
         finished = _finished(study)
@@ -406,6 +403,9 @@ def _optuna_study(spec: Study, folder: Path) -> Any:
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
 
+    # Optuna logs every trial at INFO through a handler bound to the stderr of the moment:
+    # quiet it wherever a study is opened, not only in `run_study`.
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     journal = folder / JOURNAL_FILE
     dropped = repair_journal(journal)
     if dropped:
