@@ -71,7 +71,7 @@ MIN_SAMPLES_PER_CLIENT = 8
 #: experiment, and small enough that 18-decimal base units stay exact integers.
 MAX_AMOUNT = 1e15
 #: Most clients, investors and liquidity providers in one scenario (over all groups).
-MAX_CLIENTS = 1000
+MAX_CLIENTS = 10_000
 MAX_INVESTORS = 100_000
 MAX_LPS = 10_000
 
@@ -275,7 +275,7 @@ class ClientGroup(_Named):
 
     kind: ClassVar[str] = "behaviour"
 
-    count: int = param(..., "clients in the group", ge=1, le=1000)
+    count: int = param(..., "clients in the group", ge=1, le=MAX_CLIENTS)
     behaviour: str = param("honest", "how they train (a registered component)")
     behaviour_params: SerializeAsAny[Params] = param(Params(), "the behaviour's parameters")
     cash_out: _flat("cash_out") = _default("cash_out")  # type: ignore[valid-type]
