@@ -110,7 +110,7 @@ def _simulate_one(scenario: Scenario, *, check: bool, progress: bool,
     timings = {"setup": setup, **model.federation.timings, **model.timings, "total": wall}
     accounts = [a.account for a in model.agents]
     final_if_sold = dict(zip(accounts, model.market.liquidation_values(accounts), strict=True))
-    joint = model.market.joint_liquidation([a.account for a in model.agents])
+    joint = model.market.joint_liquidation(accounts)
     summary = _summary(model, tables, timings, check, joint)
     usd = model.usd_by_holder()
     outside = usd["costs"]

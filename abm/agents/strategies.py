@@ -293,7 +293,12 @@ class _Crowd:
     contiguous row). Element by element these are the floats `Fundamental.decide` computes
     for one investor. The policy's `token_value` is elementwise, so it takes every investor's
     flows at once, or one token's flows with that token's market figures as scalars (a value
-    that ignores the flows broadcasts)."""
+    that ignores the flows broadcasts).
+
+    The caching (flows rebuilt when a round changed the beliefs or the budget, gaps when a
+    price moved) is written here once; a layout (`_WatchCrowd`) overrides how flows are laid
+    out (`_build_flows`) and how gaps are computed, all at once (`_all_gaps`) or for one
+    token (`_token_gaps`)."""
 
     def __init__(self, params: Fundamental.Params) -> None:
         self.params = params
@@ -312,44 +317,54 @@ class _Crowd:
         self._flows = None
 
     def flows(self, view: MarketView) -> np.ndarray:
-        """USD still to come to each client as each investor expects it, (k, n); rebuilt
-        when a round changed the beliefs or the budget."""
+        """USD still to come to each client as each investor expects it (`_build_flows`);
+        rebuilt when a round changed the beliefs or the budget."""
         key = (view.rounds_done, view.last_budget)
         if self._flows is None or self._flows_key != key:
-            m = self.members
-            beliefs = np.array([x.belief for x in m])
-            horizon = np.array([x.horizon for x in m])[:, None]
-            discount = np.array([x.discount for x in m])[:, None]
-            # Row by row, Fundamental.decide's belief x budget x horizon x discount.
-            self._flows = beliefs * view.last_budget * horizon * discount
-            self._flows_by_token = np.ascontiguousarray(self._flows.T)
+            self._flows = self._build_flows(view)
             self._flows_key = key
             self._mark = None
         return self._flows
 
     def gaps(self, view: MarketView) -> np.ndarray:
-        """value / price - 1 per token and investor at the live prices, (n, k)."""
+        """value / price - 1 at the live prices (`_all_gaps`), recomputed only for the tokens
+        whose price moved since the last call."""
         if self._version == view.version and self._flows is not None:
             return self._gaps
         self._version = view.version
         flows = self.flows(view)
         self._mark, changed = view.changes(self._mark)
         if changed is None:
-            # A copy, always: with one investor the transposed broadcast is contiguous
-            # already, and `ascontiguousarray` would keep the read-only broadcast view.
-            self._gaps = np.array(np.broadcast_to(
-                view.token_values(flows) / view.prices - 1.0, flows.shape).T, order="C")
+            self._gaps = self._all_gaps(view, flows)
         else:
-            value_of, by_token = view.policy.token_value, self._flows_by_token
-            prices, pooled, supply = view.prices, view.pooled, view.supply
             for j in set(changed):
-                # numpy scalars: the same float64 operations as on the whole arrays.
-                p, o = prices[j], pooled[j]
-                self._gaps[j] = value_of(o * p, supply[j], o, p, by_token[j]) / p - 1.0
+                self._token_gaps(view, j, flows)
         return self._gaps
 
+    def _build_flows(self, view: MarketView) -> np.ndarray:
+        """(k, n): row by row, Fundamental.decide's belief x budget x horizon x discount."""
+        m = self.members
+        beliefs = np.array([x.belief for x in m])
+        horizon = np.array([x.horizon for x in m])[:, None]
+        discount = np.array([x.discount for x in m])[:, None]
+        flows = beliefs * view.last_budget * horizon * discount
+        self._flows_by_token = np.ascontiguousarray(flows.T)
+        return flows
 
-class _WatchCrowd:
+    def _all_gaps(self, view: MarketView, flows: np.ndarray) -> np.ndarray:
+        """(n, k). A copy, always: with one investor the transposed broadcast is contiguous
+        already, and `ascontiguousarray` would keep the read-only broadcast view."""
+        return np.array(np.broadcast_to(
+            view.token_values(flows) / view.prices - 1.0, flows.shape).T, order="C")
+
+    def _token_gaps(self, view: MarketView, j: int, flows: np.ndarray) -> None:
+        # numpy scalars: the same float64 operations as on the whole arrays.
+        p, o = view.prices[j], view.pooled[j]
+        self._gaps[j] = view.policy.token_value(o * p, view.supply[j], o, p,
+                                                self._flows_by_token[j]) / p - 1.0
+
+
+class _WatchCrowd(_Crowd):
     """`_Crowd` for fundamental investors that follow watchlists: one entry per (investor,
     watched token) pair instead of a tokens x investors array, so that its memory and the
     work of a step are the watchlists' sizes, not investors x tokens. The pairs lie investor
@@ -359,21 +374,12 @@ class _WatchCrowd:
     elementwise)."""
 
     def __init__(self, params: Fundamental.Params) -> None:
-        self.params = params
-        self.members: list[Fundamental] = []
-        self._gaps = self._flows = None
+        super().__init__(params)
         self._tok: np.ndarray | None = None  # the token of each pair, (P,)
-        self._mark: tuple[int, int] | None = None
-        self._flows_key: tuple[int, float] | None = None
-        self._version = -1
 
     def join(self, member: Fundamental) -> int:
-        self.members.append(member)
-        self._flows = self._tok = None
-        return len(self.members) - 1
-
-    def beliefs_changed(self) -> None:
-        self._flows = None
+        self._tok = None
+        return super().join(member)
 
     def _layout(self, n: int) -> None:
         sizes = [len(x.watch) for x in self.members]
@@ -385,43 +391,27 @@ class _WatchCrowd:
         ends = np.cumsum(np.bincount(self._tok, minlength=n))
         self._pairs = np.split(by_token, ends[:-1])
 
-    def flows(self, view: MarketView) -> np.ndarray:
-        """USD still to come to each watched client as its investor expects it, (P,);
-        rebuilt when a round changed the beliefs or the budget."""
-        key = (view.rounds_done, view.last_budget)
-        if self._flows is None or self._flows_key != key:
-            if self._tok is None:
-                self._layout(view.n)
-            m = self.members
-            beliefs = np.concatenate([x.belief for x in m])
-            horizon = np.repeat([x.horizon for x in m], self._sizes)
-            discount = np.repeat([x.discount for x in m], self._sizes)
-            # Pair by pair, Fundamental.decide's belief x budget x horizon x discount.
-            self._flows = beliefs * view.last_budget * horizon * discount
-            self._flows_key = key
-            self._mark = None
-        return self._flows
+    def _build_flows(self, view: MarketView) -> np.ndarray:
+        """(P,): pair by pair, Fundamental.decide's belief x budget x horizon x discount."""
+        if self._tok is None:
+            self._layout(view.n)
+        m = self.members
+        beliefs = np.concatenate([x.belief for x in m])
+        horizon = np.repeat([x.horizon for x in m], self._sizes)
+        discount = np.repeat([x.discount for x in m], self._sizes)
+        return beliefs * view.last_budget * horizon * discount
 
-    def gaps(self, view: MarketView) -> np.ndarray:
-        """value / price - 1 of every pair at the live prices, (P,)."""
-        if self._version == view.version and self._flows is not None:
-            return self._gaps
-        self._version = view.version
-        flows = self.flows(view)
-        self._mark, changed = view.changes(self._mark)
-        if changed is None:
-            tok = self._tok
-            self._gaps = np.array(np.broadcast_to(
-                view.token_values_at(tok, flows) / view.prices[tok] - 1.0, flows.shape))
-        else:
-            value_of = view.policy.token_value
-            prices, pooled, supply = view.prices, view.pooled, view.supply
-            for j in set(changed):
-                pairs = self._pairs[j]
-                if len(pairs):
-                    p, o = prices[j], pooled[j]
-                    self._gaps[pairs] = value_of(o * p, supply[j], o, p, flows[pairs]) / p - 1.0
-        return self._gaps
+    def _all_gaps(self, view: MarketView, flows: np.ndarray) -> np.ndarray:
+        tok = self._tok
+        return np.array(np.broadcast_to(
+            view.token_values_at(tok, flows) / view.prices[tok] - 1.0, flows.shape))
+
+    def _token_gaps(self, view: MarketView, j: int, flows: np.ndarray) -> None:
+        pairs = self._pairs[j]
+        if len(pairs):
+            p, o = view.prices[j], view.pooled[j]
+            self._gaps[pairs] = view.policy.token_value(o * p, view.supply[j], o, p,
+                                                        flows[pairs]) / p - 1.0
 
     def gaps_of(self, view: MarketView, row: int) -> list[float]:
         """Member `row`'s gaps, in its `watch` order."""
