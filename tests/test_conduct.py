@@ -171,6 +171,10 @@ def test_the_schema_refuses_what_an_adaptive_client_cannot_be():
                                          {"count": 2}]})
     with pytest.raises(ScenarioError, match="actions"):
         base.with_overrides({"clients": [_adaptive(actions=["honest"]), {"count": 2}]})
+    with pytest.raises(ScenarioError, match=r"clients\[0\].*not yet combined with client "
+                                             r"sampling"):
+        base.with_overrides({"clients": [_adaptive(), {"count": 2}],
+                             "fl.clients_per_round": 2})
 
 
 def _tables(model: WallStreetFedsModel) -> dict[str, pd.DataFrame]:

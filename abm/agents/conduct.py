@@ -145,6 +145,13 @@ class Adaptive(ConductRule):
 
     @classmethod
     def check_in(cls, params, scenario):
+        if scenario.fl.clients_per_round is not None:
+            # A willing client that is not drawn would have chosen an action it never
+            # plays, and rounds.parquet's `action` (what honest_share_last_quarter reads)
+            # would count it: not modelled yet, so refused rather than miscounted.
+            return ("adaptive clients are not yet combined with client sampling: an action "
+                    "chosen in a round the client is not drawn for is never played; set "
+                    "fl.clients_per_round to null")
         for i, group in enumerate(scenario.clients):
             if group.conduct is not params:
                 continue
