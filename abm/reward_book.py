@@ -45,7 +45,6 @@ class RewardBook:
         self.clients = list(clients)
         self.treasury = treasury
         self.budget_in = 0
-        self.usd_paid = 0
         self.total_cost = 0
         self.equal_reference = 0
         self.equal_reference_by_client = [0] * n
@@ -85,11 +84,15 @@ class RewardBook:
             self.allotted[i] += payout.reward
             for destination, paid in self.paid.items():
                 paid[i] += went[i][destination]
-            self.usd_paid += payout.usd_paid
             self.realised[i] += realised[i]
             for account, amount in payout.usd_to_holders.items():
                 self.dividends_to[account] = self.dividends_to.get(account, 0) + amount
         self.last_realised = list(realised)
+
+    @property
+    def usd_paid(self) -> int:
+        """USD of the budgets that left the treasury: the sum over every destination paid."""
+        return sum(sum(paid) for paid in self.paid.values())
 
     @property
     def kept(self) -> int:
