@@ -24,6 +24,7 @@ from matplotlib.ticker import StrMethodFormatter
 from abm.collect import AGENT_TYPE_COLOURS, AGENT_TYPE_LABELS, AGENT_TYPES
 from analysis.market_stats import ACF_CONFIDENCE, ACF_LAGS, acf_table, round_every
 from analysis.metrics import (
+    adaptive_clients,
     client_rewards,
     lp_decomposition,
     money_by_holder,
@@ -32,7 +33,7 @@ from analysis.metrics import (
 from analysis.runs import PRICE_PREFIX, Run
 
 FIGURE_NAMES = ("reward_vs_equal", "token_prices", "contributions", "wealth_by_type", "lp_pnl",
-                "money", "participation", "autocorrelation")
+                "money", "participation", "actions", "autocorrelation")
 FORMATS = ("png", "pdf")
 PNG_DPI = 150
 SIZE = (7.5, 4.2)  # inches: full text width of a paper page, legend beside the axes
@@ -65,6 +66,7 @@ def make_figures(run: Run, out_dir: str | Path | None = None) -> list[Path]:
         "lp_pnl": plot_lp_pnl,
         "money": plot_money,
         "participation": plot_participation,
+        "actions": plot_actions,
     }
     # Figures of several panels draw on the whole figure.
     figure_painters: dict[str, Callable[[Run, Figure], None]] = {
@@ -202,6 +204,35 @@ def plot_participation(run: Run, ax: Axes) -> None:
     more, more_labels = twin.get_legend_handles_labels()
     ax.legend(handles + more, labels + more_labels, title="Clients training, by behaviour",
               loc="upper left", bbox_to_anchor=(1.12, 1.0), frameon=False)
+
+
+def plot_actions(run: Run, ax: Axes) -> None:
+    """Share of the adaptive clients choosing each action in each FL round (stacked bars, %
+    of the adaptive clients, docs/model.md 7.16): whether the mechanism makes honest
+    training the choice clients learn to make."""
+    from abm.agents.conduct import ACTIONS  # the one list of actions, in its order
+
+    ax.set_xlabel("FL round")
+    ax.set_ylabel("Adaptive clients choosing it (%)")
+    ax.set_title("Actions the adaptive clients chose, per FL round")
+    adaptive = adaptive_clients(run)
+    rounds = run.rounds
+    if not adaptive or rounds.empty or "action" not in rounds.columns:
+        _no_data(ax, "no client with an adaptive conduct in this run")
+        return
+    mine = rounds[rounds["client"].astype(str).isin(adaptive)]
+    shares = (pd.crosstab(mine["round"], mine["action"], normalize="index") * 100.0)
+    shares = shares[[a for a in ACTIONS if a in shares.columns]].sort_index()
+    palette = dict(zip(ACTIONS, sns.color_palette("colorblind", len(ACTIONS)), strict=True))
+    bottom = np.zeros(len(shares))
+    for action in shares.columns:
+        values = shares[action].to_numpy(dtype=float)
+        ax.bar(shares.index, values, bottom=bottom, color=palette[action], width=0.85,
+               label=action)
+        bottom += values
+    ax.set_ylim(0, 100)
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    _legend_outside(ax, f"Action ({len(adaptive)} adaptive clients)")
 
 
 def plot_wealth_by_type(run: Run, ax: Axes) -> None:

@@ -720,6 +720,47 @@ def individual_rationality(run: Run) -> pd.DataFrame:
     return table[columns]
 
 
+def adaptive_clients(run: Run) -> list[str]:
+    """Ids of the clients whose conduct is adaptive (docs/model.md, 7.16), from summary.json's
+    `conduct.actions`; [] for runs without them or tables that predate conduct."""
+    return sorted((run.summary.get("conduct") or {}).get("actions") or {})
+
+
+def conduct_actions(run: Run) -> pd.DataFrame:
+    """What the adaptive clients chose and what each choice realised (docs/model.md, 7.16).
+
+    One row per action in `abm.agents.conduct.ACTIONS` order that some adaptive client
+    took. Columns: `action`; `chosen` (client-rounds, all rounds); `share_pct` (% of the
+    adaptive clients' choices, all rounds); `share_last_quarter_pct` (% of their choices in
+    the last quarter of the rounds, the last ceil(R / 4), the window of
+    `summary.conduct.honest_share_last_quarter`); `mean_payoff_usd` (per choice, USD: the
+    round's reward if sold minus the action's cost, what the clients learn from). From
+    `rounds.parquet`; empty without adaptive clients.
+    """
+    from abm.agents.conduct import ACTIONS  # the one list of actions, in its order
+
+    columns = ["action", "chosen", "share_pct", "share_last_quarter_pct", "mean_payoff_usd"]
+    adaptive = adaptive_clients(run)
+    rounds = run.rounds
+    if not adaptive or rounds.empty or "action" not in rounds.columns:
+        return pd.DataFrame(columns=columns)
+    mine = rounds[rounds["client"].astype(str).isin(adaptive)]
+    last = int(rounds["round"].max())
+    tail = mine[mine["round"] > last - -(-last // 4)]
+    payoff = mine["reward_if_sold_usd"] - mine["training_cost_usd"]
+    rows = []
+    for action in (a for a in ACTIONS if (mine["action"] == a).any()):
+        chosen = mine["action"] == action
+        rows.append({
+            "action": action,
+            "chosen": int(chosen.sum()),
+            "share_pct": 100.0 * float(chosen.mean()),
+            "share_last_quarter_pct": 100.0 * float((tail["action"] == action).mean()),
+            "mean_payoff_usd": float(payoff[chosen].mean()),
+        })
+    return pd.DataFrame(rows, columns=columns)
+
+
 def _nan_extreme(values: pd.Series, pick: Any) -> float:
     finite = [float(v) for v in values if not math.isnan(float(v))]
     return float(pick(finite)) if finite else NAN

@@ -30,7 +30,9 @@ from analysis.market_stats import (
     token_return_stats,
 )
 from analysis.metrics import (
+    adaptive_clients,
     client_rewards,
+    conduct_actions,
     execution_cost,
     holder_outcomes,
     individual_rationality,
@@ -231,6 +233,7 @@ def render_report(run: Run, figure_dir: Path, report_dir: Path) -> str:
         if len(ir_table) else "This run's tables predate participation.",
         figure("participation", "Clients training per FL round, by behaviour, and the "
                "validation accuracy after each round (%)"),
+        *_conduct_section(run, figure),
         *_orders_section(run.summary.get("orders")),
         "## Token prices and contributions",
         "Spearman ρ across clients of each token's price (at the last step before the next "
@@ -377,6 +380,33 @@ def _market_section(run: Run, headline: Mapping[str, Any], figure: Any) -> list[
         verdict,
         markdown_table(runup_table, {"peak / typical": ".2f", "final vs peak (%)": ".1f"},
                        default_format=".4f"),
+    ]
+
+
+def _conduct_section(run: Run, figure: Any) -> list[str]:
+    """What the adaptive clients chose (docs/model.md, 7.16); nothing for a run without
+    them (every client then ran its behaviour every round, as the participation table says)."""
+    adaptive = adaptive_clients(run)
+    if not adaptive:
+        return []
+    share = (run.summary.get("conduct") or {}).get("honest_share_last_quarter")
+    table = conduct_actions(run).rename(columns={
+        "share_pct": "share of choices (%)",
+        "share_last_quarter_pct": "share in the last quarter (%)",
+        "mean_payoff_usd": "mean payoff per choice (USD)"})
+    return [
+        "## Conduct: what the adaptive clients chose",
+        f"{len(adaptive)} client(s) ({', '.join(adaptive)}) choose every round how to behave "
+        "by what each action realised for them: the round's reward valued if sold alone "
+        "minus the action's cost (the *payoff*, USD). The mechanism is incentive compatible "
+        "for them when they end up training honestly. In the last quarter of the rounds "
+        + (f"{100.0 * share:.1f} % of their choices were honest training."
+           if share is not None else "no round was played."),
+        markdown_table(table, {"share of choices (%)": ".1f",
+                               "share in the last quarter (%)": ".1f",
+                               "mean payoff per choice (USD)": ",.2f"}),
+        figure("actions", "Share of the adaptive clients choosing each action, per FL "
+               "round (%)"),
     ]
 
 

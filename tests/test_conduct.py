@@ -273,3 +273,41 @@ def test_equal_pay_makes_free_riding_dominate_and_contribution_pay_honest_traini
     assert adaptive["action"].value_counts().idxmax() == "free_ride"
     assert equal.summary["conduct"]["honest_share_last_quarter"] < 0.25
     assert direct.summary["conduct"]["honest_share_last_quarter"] > 0.85
+
+
+# -- the report ------------------------------------------------------------------------------
+
+
+def test_the_report_tells_what_the_adaptive_clients_chose(tmp_path):
+    from abm.run_folder import write_run
+    from analysis.metrics import conduct_actions
+    from analysis.report import write_report
+    from analysis.runs import load_run
+
+    scenario = load_scenario(SHIPPED).with_overrides({"steps": 30, "counterfactual": False})
+    folder = tmp_path / "ic"
+    write_run(simulate(scenario), folder)
+    run = load_run(folder)
+    table = conduct_actions(run)
+    counts = run.summary["conduct"]["actions"]
+    # every choice of every adaptive client is counted once, by the action it was
+    per_action = {a: sum(c.get(a, 0) for c in counts.values()) for a in ACTIONS}
+    assert dict(zip(table["action"], table["chosen"], strict=True)) == {
+        a: n for a, n in per_action.items() if n}
+    assert list(table["action"]) == [a for a in ACTIONS if per_action[a]]
+    assert table["share_pct"].sum() == pytest.approx(100.0)
+    assert table["share_last_quarter_pct"].sum() == pytest.approx(100.0)
+    honest = table.set_index("action").loc["honest", "share_last_quarter_pct"]
+    assert honest == pytest.approx(100.0 * run.summary["conduct"]["honest_share_last_quarter"])
+    # the payoff the clients learn from: reward if sold minus the action's cost
+    mine = run.rounds[run.rounds["client"].isin(list(counts))]
+    ride = mine[mine["action"] == "free_ride"]
+    if len(ride):
+        expected = float((ride["reward_if_sold_usd"] - ride["training_cost_usd"]).mean())
+        assert table.set_index("action").loc["free_ride", "mean_payoff_usd"] == expected
+    text = write_report(folder).read_text(encoding="utf-8")
+    assert "## Conduct: what the adaptive clients chose" in text
+    assert f"{100.0 * run.summary['conduct']['honest_share_last_quarter']:.1f} % of their " \
+           "choices were honest training" in text
+    assert "](figures/actions.png)" in text
+    assert (folder / "figures" / "actions.png").stat().st_size > 10_000
