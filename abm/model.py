@@ -364,6 +364,9 @@ class WallStreetFedsModel(mesa.Model):
         paid = [c.cost_paid for c in self.clients]
         willing = np.array([c.willing() for c in self.clients], dtype=bool)
         drawn = self._draw(willing)
+        for client, was_drawn in zip(self.clients, drawn, strict=True):
+            if client.adaptive:
+                client.choose_action(bool(was_drawn))
         participants = np.array([c.join_round(bool(d)) for c, d in
                                  zip(self.clients, drawn, strict=True)], dtype=bool)
         rows, shares, budget = self.federation.run_round(participants,

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 from tqdm import tqdm
 
+from abm.agents.conduct import NOT_DRAWN
 from abm.agents.orders import orders_summary
 from abm.amm import BASE, ONE, JointLiquidation
 from abm.rewards import Destination
@@ -294,18 +295,24 @@ def _holder_summaries(model, first: pd.DataFrame, last: pd.DataFrame,
 def _conduct_summary(model, rounds) -> dict[str, Any]:
     """What the adaptive clients chose (docs/model.md, 7.16): the share of their actions in
     the last quarter of the rounds (the last ceil(R / 4)) that were honest training (None
-    without adaptive clients or rounds), and each one's count of every action it took."""
+    without adaptive clients or rounds, or when none was invited then), each one's count of
+    every action it took, and of the rounds the client sample did not invite it to (7.15),
+    which hold no action and are left out of the share."""
     adaptive = [c.token for c in model.clients if c.adaptive]
     share = None
     if adaptive and len(rounds):
         last = int(rounds["round"].max())
         tail = rounds[(rounds["round"] > last - -(-last // 4))
-                      & rounds["client"].astype(str).isin(adaptive)]
-        share = float((tail["action"] == "honest").mean())
+                      & rounds["client"].astype(str).isin(adaptive)
+                      & (rounds["action"] != NOT_DRAWN)]
+        share = float((tail["action"] == "honest").mean()) if len(tail) else None
     return {
         "honest_share_last_quarter": share,
         "actions": {c.token: dict(sorted(c.action_counts.items()))
                     for c in model.clients if c.adaptive},
+        "rounds_not_drawn": {c.token: int((rounds.loc[rounds["client"].astype(str) == c.token,
+                                                      "action"] == NOT_DRAWN).sum())
+                             for c in model.clients if c.adaptive},
     }
 
 

@@ -213,14 +213,15 @@ def plot_actions(run: Run, ax: Axes) -> None:
     from abm.agents.conduct import ACTIONS  # the one list of actions, in its order
 
     ax.set_xlabel("FL round")
-    ax.set_ylabel("Adaptive clients choosing it (%)")
+    ax.set_ylabel("Adaptive clients choosing it (% of those invited)")
     ax.set_title("Actions the adaptive clients chose, per FL round")
     adaptive = adaptive_clients(run)
     rounds = run.rounds
     if not adaptive or rounds.empty or "action" not in rounds.columns:
         _no_data(ax, "no client with an adaptive conduct in this run")
         return
-    mine = rounds[rounds["client"].astype(str).isin(adaptive)]
+    # Of the clients invited to the round: the others chose nothing (docs/model.md, 7.15).
+    mine = rounds[rounds["client"].astype(str).isin(adaptive) & rounds["action"].isin(ACTIONS)]
     shares = (pd.crosstab(mine["round"], mine["action"], normalize="index") * 100.0)
     shares = shares[[a for a in ACTIONS if a in shares.columns]].sort_index()
     palette = dict(zip(ACTIONS, sns.color_palette("colorblind", len(ACTIONS)), strict=True))

@@ -735,7 +735,8 @@ def conduct_actions(run: Run) -> pd.DataFrame:
     the last quarter of the rounds, the last ceil(R / 4), the window of
     `summary.conduct.honest_share_last_quarter`); `mean_payoff_usd` (per choice, USD: the
     round's reward if sold minus the action's cost, what the clients learn from). From
-    `rounds.parquet`; empty without adaptive clients.
+    `rounds.parquet`; empty without adaptive clients. Rounds a client was not invited to by
+    the client sample (`fl.clients_per_round`, action `not_drawn`) are no choice: left out.
     """
     from abm.agents.conduct import ACTIONS  # the one list of actions, in its order
 
@@ -744,7 +745,8 @@ def conduct_actions(run: Run) -> pd.DataFrame:
     rounds = run.rounds
     if not adaptive or rounds.empty or "action" not in rounds.columns:
         return pd.DataFrame(columns=columns)
-    mine = rounds[rounds["client"].astype(str).isin(adaptive)]
+    # Rounds the client sample did not invite a client to hold no choice (7.15).
+    mine = rounds[rounds["client"].astype(str).isin(adaptive) & rounds["action"].isin(ACTIONS)]
     last = int(rounds["round"].max())
     tail = mine[mine["round"] > last - -(-last // 4)]
     payoff = mine["reward_if_sold_usd"] - mine["training_cost_usd"]

@@ -401,13 +401,23 @@ def _conduct_section(run: Run, figure: Any) -> list[str]:
         "minus the action's cost (the *payoff*, USD). The mechanism is incentive compatible "
         "for them when they end up training honestly. In the last quarter of the rounds "
         + (f"{100.0 * share:.1f} % of their choices were honest training."
-           if share is not None else "no round was played."),
+           if share is not None else "none of them was invited to a round.")
+        + _not_drawn_text(run.summary),
         markdown_table(table, {"share of choices (%)": ".1f",
                                "share in the last quarter (%)": ".1f",
                                "mean payoff per choice (USD)": ",.2f"}),
         figure("actions", "Share of the adaptive clients choosing each action, per FL "
                "round (%)"),
     ]
+
+
+def _not_drawn_text(summary: Mapping[str, Any]) -> str:
+    """The rounds the client sample left the adaptive clients out of (7.15), if any."""
+    missed = sum(((summary.get("conduct") or {}).get("rounds_not_drawn") or {}).values())
+    if not missed:
+        return ""
+    return (f" The client sample (`fl.clients_per_round`) did not invite them in {missed} "
+            "client-round(s): those hold no choice and are left out of the shares below.")
 
 
 def _orders_section(orders: Mapping[str, Any] | None) -> list[str]:

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from abm.agents.conduct import ACTIONS, Adaptive, choose
+from abm.agents.conduct import ACTIONS, NOT_DRAWN, Adaptive, choose
 from abm.errors import ScenarioError
 from abm.fl import Federation, load_dataset, make_behaviour, partition, split_validation
 from abm.model import WallStreetFedsModel
@@ -171,10 +171,6 @@ def test_the_schema_refuses_what_an_adaptive_client_cannot_be():
                                          {"count": 2}]})
     with pytest.raises(ScenarioError, match="actions"):
         base.with_overrides({"clients": [_adaptive(actions=["honest"]), {"count": 2}]})
-    with pytest.raises(ScenarioError, match=r"clients\[0\].*not yet combined with client "
-                                             r"sampling"):
-        base.with_overrides({"clients": [_adaptive(), {"count": 2}],
-                             "fl.clients_per_round": 2})
 
 
 def _tables(model: WallStreetFedsModel) -> dict[str, pd.DataFrame]:
@@ -254,7 +250,58 @@ def test_the_twin_replays_its_runs_rounds_only_while_the_actions_match():
 
 def test_a_summary_without_adaptive_clients_has_no_honest_share():
     result = simulate(small_scenario(steps=20))
-    assert result.summary["conduct"] == {"honest_share_last_quarter": None, "actions": {}}
+    assert result.summary["conduct"] == {"honest_share_last_quarter": None, "actions": {},
+                                         "rounds_not_drawn": {}}
+
+
+# -- with client sampling (docs/model.md, 7.15) ----------------------------------------------
+
+
+def test_a_sampled_round_invites_k_clients_and_only_the_invited_choose():
+    scenario = load_scenario(SHIPPED).with_overrides(
+        {"steps": 30, "counterfactual": False, "fl.clients_per_round": 3})
+    one, two = simulate(scenario), simulate(scenario)
+    for name in ("model", "agents", "rounds", "events"):
+        pd.testing.assert_frame_equal(getattr(one, name), getattr(two, name),
+                                      check_exact=True)
+    rounds = one.rounds.assign(action=one.rounds["action"].astype(str))
+    adaptive = rounds["client"].isin(["c02", "c03", "c04", "c05"])
+    # Every client is available (fixed ones `always`, adaptive ones by their rule), so each
+    # round invites exactly 3: those that train plus the invited adaptive ones that sat out.
+    invited = rounds["participating"] | (adaptive & (rounds["action"] == "sit_out"))
+    assert (invited.groupby(rounds["round"]).sum() == 3).all()
+    missed = rounds[adaptive & (rounds["action"] == NOT_DRAWN)]
+    assert len(missed) and not missed["participating"].any()
+    assert (missed[["training_cost_usd", "reward_usd", "contribution"]] == 0).all().all()
+    assert not (~adaptive & (rounds["action"] == NOT_DRAWN)).any()  # fixed: its behaviour
+    conduct = one.summary["conduct"]
+    for client in ("c02", "c03", "c04", "c05"):
+        mine = rounds[rounds["client"] == client]
+        assert sum(conduct["actions"][client].values()) == int((mine["action"] != NOT_DRAWN).sum())
+        assert conduct["rounds_not_drawn"][client] == int((mine["action"] == NOT_DRAWN).sum())
+    # the honest share reads the choices made, not the rounds a client was left out of
+    tail = rounds[adaptive & (rounds["round"] > 15 - 4) & (rounds["action"] != NOT_DRAWN)]
+    assert conduct["honest_share_last_quarter"] == float((tail["action"] == "honest").mean())
+
+
+def test_a_sample_of_every_client_is_the_run_without_sampling_with_adaptive_clients():
+    scenario = load_scenario(SHIPPED).with_overrides({"steps": 30, "counterfactual": False})
+    alone, sampled = simulate(scenario), simulate(scenario.with_overrides(
+        {"fl.clients_per_round": 6}))
+    for name in ("model", "agents", "rounds", "events"):
+        pd.testing.assert_frame_equal(getattr(alone, name), getattr(sampled, name),
+                                      check_exact=True)
+
+
+def test_the_twin_of_a_sampled_adaptive_run_replays_exactly():
+    scenario = load_scenario(SHIPPED).with_overrides(
+        {"steps": 30, "counterfactual": False, "fl.clients_per_round": 3})
+    run = simulate(scenario)
+    replayed = simulate(scenario.twin(), replay=run.learning)
+    alone = simulate(scenario.twin())
+    for name in ("model", "agents", "rounds", "events"):
+        pd.testing.assert_frame_equal(getattr(replayed, name), getattr(alone, name),
+                                      check_exact=True)
 
 
 # -- incentive compatibility, measured -------------------------------------------------------

@@ -5,7 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
-from abm.agents.conduct import choose
+from abm.agents.conduct import NOT_DRAWN, choose
 from abm.agents.orders import SALE_PURPOSES, SaleBook
 from abm.agents.participation import RoundRecord
 from abm.agents.trader import DUST, Trader
@@ -118,18 +118,28 @@ class Client(Trader):
         """Whether its participation rule wants it to train in the round about to run (on
         the records so far); nothing is paid yet."""
         if self.adaptive:
-            # Its conduct chooses, sitting out included (the schema keeps its participation
-            # rule `always`).
-            probabilities = self.conduct.probabilities(self.conduct_state)
-            self._action_index = choose(probabilities, float(self._conduct_rng.random()))
-            self.action = self.conduct.actions[self._action_index]
-            self.action_counts[self.action] = self.action_counts.get(self.action, 0) + 1
-            self.wants = self.action != "sit_out"
-            return self.wants
+            # Available: its participation rule is `always` (the schema says so); whether it
+            # trains is its action's, chosen once it knows it is invited (`choose_action`).
+            self.wants = True
+            return True
         rule = self.participation_rule
         self.wants = (rule is None
                       or rule.participates(self.history, self.cost / ONE, self.participating))
         return self.wants
+
+    def choose_action(self, drawn: bool) -> None:
+        """An adaptive client's choice for the round about to run, once the round's sample
+        is known (docs/model.md, 7.15 and 7.16): invited (`drawn`), it picks an action,
+        sitting out included; not invited, it chooses nothing (`NOT_DRAWN`) and stays
+        willing. One uniform is drawn either way, so its draws stay aligned with its twin's."""
+        u = float(self._conduct_rng.random())
+        if not drawn:
+            self.action = NOT_DRAWN
+            return
+        self._action_index = choose(self.conduct.probabilities(self.conduct_state), u)
+        self.action = self.conduct.actions[self._action_index]
+        self.action_counts[self.action] = self.action_counts.get(self.action, 0) + 1
+        self.wants = self.action != "sit_out"
 
     @property
     def round_cost(self) -> int:

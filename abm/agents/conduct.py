@@ -36,11 +36,14 @@ from abm.registry import Params as _Params
 if TYPE_CHECKING:
     from abm.fl.behaviours import Behaviour
 
-__all__ = ["ACTIONS", "Adaptive", "ConductRule", "Fixed", "choose"]
+__all__ = ["ACTIONS", "NOT_DRAWN", "Adaptive", "ConductRule", "Fixed", "choose"]
 
 #: Every action an adaptive client may take, in the order the reference lists them.
 ACTIONS = ("honest", "free_ride", "label_flip", "sit_out")
 Action = Literal["honest", "free_ride", "label_flip", "sit_out"]
+#: rounds.parquet's `action` of an adaptive client the round's sample (`fl.clients_per_round`,
+#: docs/model.md 7.15) did not invite: it chose nothing, played nothing, learned nothing.
+NOT_DRAWN = "not_drawn"
 #: The base behaviours an adaptive client's `honest` action may run: those that train on the
 #: client's own, true labels (its partition size is the behaviour's, fixed for the run).
 TRAINING_BEHAVIOURS = ("honest", "small_data")
@@ -145,13 +148,6 @@ class Adaptive(ConductRule):
 
     @classmethod
     def check_in(cls, params, scenario):
-        if scenario.fl.clients_per_round is not None:
-            # A willing client that is not drawn would have chosen an action it never
-            # plays, and rounds.parquet's `action` (what honest_share_last_quarter reads)
-            # would count it: not modelled yet, so refused rather than miscounted.
-            return ("adaptive clients are not yet combined with client sampling: an action "
-                    "chosen in a round the client is not drawn for is never played; set "
-                    "fl.clients_per_round to null")
         for i, group in enumerate(scenario.clients):
             if group.conduct is not params:
                 continue
