@@ -50,6 +50,8 @@ def learning_key(scenario: Scenario) -> str:
         "behaviours": [[g.behaviour, g.behaviour_params.model_dump(mode="json")]
                        for _, g in groups],
     }
+    if scenario.n_owners != scenario.n_clients:  # Sybil identities share their owner's data
+        key["owners"] = scenario.client_owners()
     conducts = [g.conduct.model_dump(mode="json") for _, g in groups]
     if any(c["kind"] != "fixed" for c in conducts):
         key["conducts"] = conducts

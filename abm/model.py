@@ -533,13 +533,20 @@ def build_learning(cfg: Scenario) -> tuple[Any, Any]:
             )
         train, val = split_validation(data, fl.val_fraction, data_rng)
     behaviours = [build(g.behaviour_params) for _, g in groups]
+    # The data is split among the owners; a Sybil's identities (docs/model.md, 7.17) each
+    # get their owner's whole share, so the draw is the same whatever the identities.
+    owners = cfg.client_owners()
+    first = {owner: i for i, owner in reversed(list(enumerate(owners)))}
     with _as_scenario_error(cfg, "fl.partition", fl.partition.model_dump()):
         # The partitioner enforces the minimum (redrawing Dirichlet proportions, topping up
         # small clients from the largest); checked again on what it produced.
-        parts = partition(train.y, len(groups), scheme=fl.partition.scheme, rng=data_rng,
-                          alpha=fl.partition.alpha,
-                          size_weights=[b.size_weight for b in behaviours],
-                          min_size=MIN_SAMPLES_PER_CLIENT)
+        shares = partition(train.y, len(first), scheme=fl.partition.scheme, rng=data_rng,
+                           alpha=fl.partition.alpha,
+                           size_weights=[behaviours[first[o]].size_weight
+                                         for o in range(len(first))],
+                           min_size=MIN_SAMPLES_PER_CLIENT)
+    parts = [shares[owner] if i == first[owner] else shares[owner].copy()
+             for i, owner in enumerate(owners)]
     for (cid, g), part in zip(groups, parts, strict=True):
         if len(part) < MIN_SAMPLES_PER_CLIENT:
             raise ScenarioError(

@@ -316,6 +316,49 @@ def _conduct_summary(model, rounds) -> dict[str, Any]:
     }
 
 
+def _sybil_summary(model) -> dict[str, Any] | None:
+    """What clients registering several identities got (docs/model.md, 7.17); None when
+    every client registered one.
+
+    `owners`: per owner of several identities, keyed by its first identity's id: its
+    `identities`; `data_share_pct`, its distinct training samples as % of all owners'
+    (what a data-proportional reward would give it); `reward_if_sold_usd`, what the payouts
+    added to its identities' holdings valued if sold alone, summed (USD, `Payout` realised,
+    exact base units summed); `reward_share_pct`, that as % of every client's; `cost_usd`,
+    its identities' training costs; `net_usd`. `one_identity_mean_reward_share_pct`: the mean
+    `reward_share_pct` of the owners that registered once, for comparison.
+    """
+    owners = model.config.client_owners()
+    if len(set(owners)) == len(owners):
+        return None
+    book = model.federation.book
+    sizes = model.federation.federation.client_sizes
+    by_owner: dict[int, list[int]] = {}
+    for i, owner in enumerate(owners):
+        by_owner.setdefault(owner, []).append(i)
+    total_data = sum(int(sizes[ids[0]]) for ids in by_owner.values())
+    total_reward = sum(book.realised)
+    table, single = {}, []
+    for ids in by_owner.values():
+        reward = sum(book.realised[i] for i in ids)
+        share = 100.0 * reward / total_reward if total_reward else 0.0
+        if len(ids) == 1:
+            single.append(share)
+            continue
+        cost = sum(model.clients[i].cost_paid for i in ids)
+        table[model.clients[ids[0]].token] = {
+            "identities": [model.clients[i].token for i in ids],
+            "data_share_pct": 100.0 * int(sizes[ids[0]]) / total_data,
+            "reward_if_sold_usd": reward / ONE,
+            "reward_share_pct": share,
+            "cost_usd": cost / ONE,
+            "net_usd": (reward - cost) / ONE,
+        }
+    return {"owners": table,
+            "one_identity_mean_reward_share_pct": (sum(single) / len(single)
+                                                   if single else None)}
+
+
 def _summary(model, tables, timings, check: bool, joint: JointLiquidation) -> dict[str, Any]:
     cfg = model.config
     fed = model.federation
@@ -386,6 +429,7 @@ def _summary(model, tables, timings, check: bool, joint: JointLiquidation) -> di
                                  for i, c in enumerate(model.clients)),
         },
         "conduct": _conduct_summary(model, rounds),
+        "sybil": _sybil_summary(model),
         "ledger_checked_every_step": check,
         "wall_time_s": round(timings["total"], 3),
         "steps_per_s": round(steps / timings["total"], 2) if timings["total"] else None,

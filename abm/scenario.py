@@ -72,6 +72,8 @@ MIN_SAMPLES_PER_CLIENT = 8
 MAX_AMOUNT = 1e15
 #: Most clients, investors and liquidity providers in one scenario (over all groups).
 MAX_CLIENTS = 10_000
+#: Most identities one client may register (`clients[].identities`, a Sybil attack).
+MAX_IDENTITIES = 10
 MAX_INVESTORS = 100_000
 MAX_LPS = 10_000
 
@@ -288,6 +290,12 @@ class ClientGroup(_Named):
     )
     participation: _flat("participation") = _default("participation")  # type: ignore[valid-type]
     conduct: _flat("conduct") = _default("conduct")  # type: ignore[valid-type]
+    identities: int = param(
+        1, "identities each client of the group registers: k > 1 is a Sybil attack, k "
+        "client accounts, each with its own token, pool and cost, sharing one client's data "
+        "(docs/model.md, 7.17); 1 is an honest registration", unit="identities per client",
+        ge=1, le=MAX_IDENTITIES,
+    )
 
 
 class MarketSpec(_Spec):
@@ -434,7 +442,24 @@ class Scenario(_Spec):
 
     @property
     def n_clients(self) -> int:
+        """Client accounts (FL participants, tokens, pools): every identity counts."""
+        return sum(g.count * g.identities for g in self.clients)
+
+    @property
+    def n_owners(self) -> int:
+        """Distinct clients, each holding its own data: identities of one owner count once."""
         return sum(g.count for g in self.clients)
+
+    def client_owners(self) -> list[int]:
+        """The owner (0 .. `n_owners` - 1) of each client account, in `client_groups` order:
+        a group's identities of one client are consecutive accounts."""
+        out: list[int] = []
+        owner = 0
+        for group in self.clients:
+            for _ in range(group.count):
+                out.extend([owner] * group.identities)
+                owner += 1
+        return out
 
     @property
     def n_rounds(self) -> int:
@@ -493,6 +518,7 @@ class Scenario(_Spec):
         size = source.expected_size()
         if size is not None:
             train = size - round(size * self.fl.val_fraction)
+            n = self.n_owners  # a Sybil's identities share one client's data
             if train < n * MIN_SAMPLES_PER_CLIENT:
                 raise FieldProblem(
                     "clients", n,
@@ -614,7 +640,7 @@ class Scenario(_Spec):
         width = max(2, len(str(self.n_clients - 1)))
         out: list[tuple[str, ClientGroup]] = []
         for group in self.clients:
-            for _ in range(group.count):
+            for _ in range(group.count * group.identities):
                 out.append((f"c{len(out):0{width}d}", group))
         return out
 

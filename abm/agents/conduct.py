@@ -159,6 +159,11 @@ class Adaptive(ConductRule):
                 return (f"an adaptive client chooses itself when to sit out (the action "
                         f"sit_out); clients[{i}].participation must be 'always', not "
                         f"{group.participation.kind!r}")
+            if group.identities > 1:
+                # One owner's identities would each learn and choose on their own, which no
+                # Sybil does; a joint choice is not modelled.
+                return (f"an adaptive client chooses alone; clients[{i}].identities is "
+                        f"{group.identities}: give adaptive clients one identity each")
         return None
 
     @property
