@@ -234,6 +234,7 @@ def render_report(run: Run, figure_dir: Path, report_dir: Path) -> str:
         figure("participation", "Clients training per FL round, by behaviour, and the "
                "validation accuracy after each round (%)"),
         *_conduct_section(run, figure),
+        *_sybil_section(run.summary.get("sybil")),
         *_orders_section(run.summary.get("orders")),
         "## Token prices and contributions",
         "Spearman ρ across clients of each token's price (at the last step before the next "
@@ -408,6 +409,32 @@ def _conduct_section(run: Run, figure: Any) -> list[str]:
                                "mean payoff per choice (USD)": ",.2f"}),
         figure("actions", "Share of the adaptive clients choosing each action, per FL "
                "round (%)"),
+    ]
+
+
+def _sybil_section(sybil: Mapping[str, Any] | None) -> list[str]:
+    """Owners that registered several identities (docs/model.md, 7.17); nothing otherwise."""
+    if not sybil or not sybil.get("owners"):
+        return []
+    table = pd.DataFrame([
+        {"owner": owner, "identities": ", ".join(o["identities"]),
+         "data share (%)": o["data_share_pct"], "reward if sold (USD)": o["reward_if_sold_usd"],
+         "reward share (%)": o["reward_share_pct"], "costs (USD)": o["cost_usd"],
+         "net (USD)": o["net_usd"]}
+        for owner, o in sybil["owners"].items()])
+    mean = sybil.get("one_identity_mean_reward_share_pct")
+    return [
+        "## Sybil identities",
+        "Clients that registered several identities: accounts of their own (token, pool, "
+        "cost) training on one owner's data. *Reward if sold* = what the payouts added to "
+        "the identities' holdings valued if sold alone, summed; *reward share* = that as % "
+        "of every client's; *data share* = the owner's distinct samples as % of all owners'. "
+        + (f"The owners with one identity took {mean:.1f} % each on average. "
+           if mean is not None else "")
+        + "Whether splitting paid needs the same scenario at `identities: 1` (same seed).",
+        markdown_table(table, {"data share (%)": ".1f", "reward if sold (USD)": ",.2f",
+                               "reward share (%)": ".1f", "costs (USD)": ",.2f",
+                               "net (USD)": ",.2f"}),
     ]
 
 

@@ -117,3 +117,18 @@ def test_splitting_pays_on_iid_data_and_not_under_shapley_on_non_iid_data():
         ratio = (three.summary["sybil"]["owners"]["c00"]["reward_if_sold_usd"]
                  / one.summary["clients"]["c00"]["reward_if_sold_usd"])
         assert gain(ratio), (overrides, ratio)
+
+
+def test_the_report_shows_the_owners_of_several_identities(tmp_path):
+    from abm.run_folder import write_run
+    from analysis.report import write_report
+
+    result = simulate(_sybil(2))
+    folder = write_run(result, tmp_path / "sybil")
+    text = write_report(folder).read_text(encoding="utf-8")
+    owner = result.summary["sybil"]["owners"]["c00"]
+    assert "## Sybil identities" in text
+    assert f"| c00 | c00, c01 | {owner['data_share_pct']:.1f} |" in text
+    assert f"{owner['reward_if_sold_usd']:,.2f}" in text
+    plain = write_report(write_run(simulate(_sybil(1)), tmp_path / "one"))
+    assert "## Sybil identities" not in plain.read_text(encoding="utf-8")
