@@ -28,7 +28,7 @@ from __future__ import annotations
 import itertools
 import math
 import warnings
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -39,11 +39,9 @@ from analysis.statistics import bootstrap_ci, fisher_z_mean_ci, mean_ci, wilson_
 
 __all__ = [
     "MIN_SEEDS",
-    "metric_interval",
     "metric_kind",
     "paired_comparisons",
     "summarise_over_seeds",
-    "t_interval",
 ]
 
 #: Fewer seeds per point than this, and the report warns: a t interval over 2-4 values is
@@ -119,31 +117,6 @@ def summarise_over_seeds(
             *(f"{v}_{s}" for v in values for s in ("mean", "ci_low", "ci_high")),
         ],
     )
-
-
-def t_interval(confidence: float) -> Callable[[Any], tuple[float, float]]:
-    """seaborn `errorbar=` callable drawing the same t interval as the tables."""
-
-    def interval(values: Any) -> tuple[float, float]:
-        _, low, high = mean_ci(values, confidence)
-        return low, high
-
-    return interval
-
-
-def metric_interval(name: str, confidence: float) -> Callable[[Any], tuple[float, float]]:
-    """seaborn `errorbar=` callable drawing the interval the tables give metric `name`
-    (Fisher z for correlations, bootstrap for Gini, t otherwise; a proportion without its
-    counts is bootstrapped)."""
-    kind = metric_kind(name)
-    method = {"correlation": fisher_z_mean_ci, "bootstrap": bootstrap_ci,
-              "proportion": bootstrap_ci}.get(kind, mean_ci)
-
-    def interval(values: Any) -> tuple[float, float]:
-        _, low, high = method(values, confidence)
-        return low, high
-
-    return interval
 
 
 def paired_comparisons(
