@@ -533,7 +533,7 @@ def build_learning(cfg: Scenario) -> tuple[Any, Any]:
             )
         train, val = split_validation(data, fl.val_fraction, data_rng)
     behaviours = [build(g.behaviour_params) for _, g in groups]
-    # The data is split among the owners; a Sybil's identities (docs/model.md, 7.17) each
+    # The data is split among the owners; a Sybil's identities (docs/model.md, 7.18) each
     # get their owner's whole share, so the draw is the same whatever the identities.
     owners = cfg.client_owners()
     first = {owner: i for i, owner in reversed(list(enumerate(owners)))}

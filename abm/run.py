@@ -317,7 +317,7 @@ def _conduct_summary(model, rounds) -> dict[str, Any]:
 
 
 def _sybil_summary(model) -> dict[str, Any] | None:
-    """What clients registering several identities got (docs/model.md, 7.17); None when
+    """What clients registering several identities got (docs/model.md, 7.18); None when
     every client registered one.
 
     `owners`: per owner of several identities, keyed by its first identity's id: its

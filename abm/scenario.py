@@ -293,7 +293,7 @@ class ClientGroup(_Named):
     identities: int = param(
         1, "identities each client of the group registers: k > 1 is a Sybil attack, k "
         "client accounts, each with its own token, pool and cost, sharing one client's data "
-        "(docs/model.md, 7.17); 1 is an honest registration", unit="identities per client",
+        "(docs/model.md, 7.18); 1 is an honest registration", unit="identities per client",
         ge=1, le=MAX_IDENTITIES,
     )
 

@@ -413,7 +413,7 @@ def _conduct_section(run: Run, figure: Any) -> list[str]:
 
 
 def _sybil_section(sybil: Mapping[str, Any] | None) -> list[str]:
-    """Owners that registered several identities (docs/model.md, 7.17); nothing otherwise."""
+    """Owners that registered several identities (docs/model.md, 7.18); nothing otherwise."""
     if not sybil or not sybil.get("owners"):
         return []
     table = pd.DataFrame([

@@ -1,4 +1,4 @@
-"""Sybil identities (`clients[].identities`, docs/model.md 7.17): a client's identities are
+"""Sybil identities (`clients[].identities`, docs/model.md 7.18): a client's identities are
 accounts of their own that share its data; the partition among owners does not depend on
 them; the summary adds up; what cannot be modelled is refused; and the measured answer of
 scenarios/sybil.yaml (splitting pays on iid data, not under GTG-Shapley on non-IID data)."""
