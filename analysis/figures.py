@@ -32,7 +32,7 @@ from analysis.metrics import (
 from analysis.runs import PRICE_PREFIX, Run
 
 FIGURE_NAMES = ("reward_vs_equal", "token_prices", "contributions", "wealth_by_type", "lp_pnl",
-                "money", "participation", "autocorrelation")
+                "money", "participation", "autocorrelation", "strategy_shares")
 FORMATS = ("png", "pdf")
 PNG_DPI = 150
 SIZE = (7.5, 4.2)  # inches: full text width of a paper page, legend beside the axes
@@ -65,6 +65,7 @@ def make_figures(run: Run, out_dir: str | Path | None = None) -> list[Path]:
         "lp_pnl": plot_lp_pnl,
         "money": plot_money,
         "participation": plot_participation,
+        "strategy_shares": plot_strategy_shares,
     }
     # Figures of several panels draw on the whole figure.
     figure_painters: dict[str, Callable[[Run, Figure], None]] = {
@@ -202,6 +203,44 @@ def plot_participation(run: Run, ax: Axes) -> None:
     more, more_labels = twin.get_legend_handles_labels()
     ax.legend(handles + more, labels + more_labels, title="Clients training, by behaviour",
               loc="upper left", bbox_to_anchor=(1.12, 1.0), frameon=False)
+
+
+#: model.parquet's columns of the share of investors using each strategy (switching runs).
+SHARE_PREFIX = "strategy_share_"
+
+
+def strategy_shares(run: Run) -> pd.DataFrame:
+    """The share of all investors using each strategy, steps x strategies (fractions): from
+    model.parquet's `strategy_share_<name>` columns (every step) in a run whose investors
+    switch strategies (docs/model.md, 7.17), else from agents.parquet's `strategy` of the
+    investors at its collected steps (constant: nobody switches). Empty without investors."""
+    columns = [c for c in run.model.columns if c.startswith(SHARE_PREFIX)]
+    if columns:
+        shares = run.model.sort_values("step").set_index("step")[columns]
+        return shares.rename(columns=lambda c: c[len(SHARE_PREFIX):])
+    investors = run.agents[run.agents["agent_type"] == "investor"]
+    if investors.empty:
+        return pd.DataFrame()
+    counts = (investors.groupby(["step", "strategy"], observed=True).size()
+              .unstack(fill_value=0).sort_index())
+    return counts.div(counts.sum(axis=1), axis=0)
+
+
+def plot_strategy_shares(run: Run, ax: Axes) -> None:
+    """The share of all investors using each strategy at the end of each step (%), one line
+    per strategy: where investors switch strategies (docs/model.md, 7.17) the shares move;
+    otherwise they are flat at the scenario's groups."""
+    shares = strategy_shares(run)
+    ax.set_xlabel("Step")
+    ax.set_ylabel("Share of investors using the strategy (%)")
+    ax.set_title("Strategy shares over time (share of all investors)")
+    if shares.empty:
+        _no_data(ax, "no investors in this run")
+        return
+    for name in shares.columns:
+        ax.plot(shares.index, shares[name].to_numpy() * 100.0, label=name, linewidth=1.2)
+    ax.set_ylim(0, 100)
+    ax.legend(title="Strategy", loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False)
 
 
 def plot_wealth_by_type(run: Run, ax: Axes) -> None:
