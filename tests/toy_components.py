@@ -14,11 +14,11 @@ import numpy as np
 
 from abm.agents.cash_out import CashOutRule
 from abm.agents.conduct import ConductRule
-from abm.agents.switching import SwitchingRule
 from abm.agents.issuance import IssuanceRule
 from abm.agents.lp_exit import ExitRule
 from abm.agents.participation import ParticipationRule
 from abm.agents.strategies import Order, Strategy
+from abm.agents.switching import SwitchingRule
 from abm.amm import to_units
 from abm.fl.behaviours import Behaviour
 from abm.fl.contribution import ContributionMethod
