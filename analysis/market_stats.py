@@ -362,14 +362,27 @@ def market_statistics(run: Run) -> dict[str, float]:
 
 def _cash_by_class(run: Run) -> pd.DataFrame:
     """USD cash held per agent class (investors by strategy, other agents by type), steps x
-    classes."""
+    classes. Where investors switch strategies (docs/model.md, 7.17) an investor's class
+    changes over the run: its cash then counts in the class it starts with at the first
+    step, and each change of its cash between two collected steps in the class it used at
+    the later one, so that a difference between two steps is what each class spent, not
+    the cash investors carried from one strategy to another."""
     agents = run.agents
     label = agents["strategy"].astype(str).where(agents["agent_type"] == "investor",
                                                  agents["agent_type"].astype(str))
-    return (agents.assign(_class=label)
-            .pivot_table(index="step", columns="_class", values="usd", aggfunc="sum",
-                         observed=True)
-            .sort_index())
+    labelled = agents.assign(_class=label)
+    if labelled.groupby("agent_id")["_class"].nunique().max() <= 1:
+        return (labelled.pivot_table(index="step", columns="_class", values="usd",
+                                     aggfunc="sum", observed=True)
+                .sort_index())
+    labelled = labelled.sort_values(["agent_id", "step"])
+    first = labelled.groupby("agent_id").cumcount() == 0
+    # Cash at an agent's first row, then its changes, each in the class of its later row.
+    flow = labelled["usd"].where(first, labelled.groupby("agent_id")["usd"].diff())
+    return (labelled.assign(_flow=flow)
+            .pivot_table(index="step", columns="_class", values="_flow", aggfunc="sum",
+                         observed=True, fill_value=0.0)
+            .sort_index().cumsum())
 
 
 def _no_spread(x: np.ndarray) -> bool:

@@ -220,3 +220,21 @@ def test_the_fast_paths_give_the_reference_tables_with_switching(watchlist, monk
                 g.update(watchlist=watchlist, activation=0.8)
         scenario = scenario.with_overrides({"investors": groups})
     _same_tables(scenario, monkeypatch)
+
+
+def test_run_up_buyers_are_counted_by_the_strategy_they_used():
+    """`_cash_by_class` in a switching run: each class's cash changes by what its investors
+    spent while using it, and the classes add up to every agent's USD at every step."""
+    from analysis.market_stats import _cash_by_class
+    from analysis.runs import run_from_result
+
+    run = run_from_result(simulate(_switching_scenario(steps=30), counterfactual=False))
+    cash = _cash_by_class(run)
+    total = run.agents.pivot_table(index="step", values="usd", aggfunc="sum")["usd"]
+    np.testing.assert_allclose(cash.sum(axis=1), total, rtol=1e-12)
+    agents = run.agents.sort_values(["agent_id", "step"])
+    investors = agents[agents["agent_type"] == "investor"]
+    spent = investors.groupby("agent_id")["usd"].diff()
+    momentum = spent[investors["strategy"] == "momentum"].groupby(investors["step"]).sum()
+    np.testing.assert_allclose(cash["momentum"].diff().iloc[1:],
+                               momentum.reindex(cash.index[1:], fill_value=0.0), atol=1e-9)
