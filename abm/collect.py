@@ -141,6 +141,9 @@ class AgentTable:
 
     def __init__(self) -> None:
         self._blocks: list[tuple[int, AgentMarks, np.ndarray]] = []
+        #: Each block's `strategy` labels as they were when it was collected (investors who
+        #: switch strategies change them; `AgentMarks.labels` then gets a new array).
+        self._strategies: list[np.ndarray] = []
 
     def __len__(self) -> int:
         return sum(len(marks) for _, marks, _ in self._blocks)
@@ -152,6 +155,7 @@ class AgentTable:
 
     def collect(self, step: int, marks: AgentMarks) -> None:
         self._blocks.append((step, marks, marks.row_values()))
+        self._strategies.append(marks.labels["strategy"])
 
     def dataframe(self) -> pd.DataFrame:
         """`step, agent_id, agent_type, strategy, client, <VALUE_COLUMNS>`, sorted by step
@@ -168,7 +172,8 @@ class AgentTable:
             "agent_id": np.concatenate([marks.ids for _, marks, _ in self._blocks]),
         }
         for column in LABEL_COLUMNS:
-            labels = np.concatenate([marks.labels[column] for _, marks, _ in self._blocks])
+            labels = np.concatenate(self._strategies if column == "strategy" else
+                                    [marks.labels[column] for _, marks, _ in self._blocks])
             categories = (list(AGENT_TYPES) if column == "agent_type"
                           else sorted(set(labels.tolist())))
             data[column] = pd.Categorical(labels, categories=categories)

@@ -36,11 +36,13 @@ import numpy as np
 import pandas as pd
 from mesa.agent import AgentSet
 
+from abm import registry
 from abm.agents.client import COST_SINK, Client
 from abm.agents.federation import TREASURY, FederationAgent
 from abm.agents.investor import Investor
 from abm.agents.liquidity import LiquidityProvider
 from abm.agents.replay import Replay
+from abm.agents.switching import Switchboard
 from abm.agents.view import MarketView
 from abm.amm import BASE, ONE, Ledger, Market, to_units
 from abm.collect import AGENT_TYPES, AgentMarks, AgentTable
@@ -173,6 +175,9 @@ class WallStreetFedsModel(mesa.Model):
         self.token_pools = [self.market.pools[t] for t in self.client_ids]
         for investor in self.investors:
             investor.start()
+        #: The strategy switching (`abm.agents.switching`); None when no group switches.
+        self.switching = (Switchboard(self.investors)
+                          if any(i.switching.strategies for i in self.investors) else None)
 
         self.round_rows: list[dict[str, Any]] = []
         #: Every event kind this run may record: the model's own, then those its components
@@ -203,10 +208,26 @@ class WallStreetFedsModel(mesa.Model):
     # -- construction -------------------------------------------------------------------------
 
     def _create_investors(self) -> list[Investor]:
-        return [
-            Investor(self, build(spec.params), spec)
-            for spec in self.config.investors for _ in range(spec.count)
-        ]
+        """The investors, group by group; one that may switch strategies
+        (`investors[i].switching`) gets one instance of each strategy allowed to it, each
+        with the parameters of the scenario's first group of that strategy (its defaults
+        if none: one parameter object per strategy, so that its instances share their
+        group arrays)."""
+        params = {}
+        for spec in self.config.investors:
+            params.setdefault(spec.strategy, spec.params)
+        investors = []
+        for spec in self.config.investors:
+            rule = build(spec.switching)
+            others = [s for s in rule.strategies if s != spec.strategy]
+            for name in others:
+                if name not in params:
+                    params[name] = registry.get("strategy", name).Params()
+            for _ in range(spec.count):
+                investors.append(Investor(
+                    self, build(spec.params), spec, rule,
+                    {name: build(params[name]) for name in others}))
+        return investors
 
     def _genesis(self) -> None:
         """Initial supplies, endowments and seeded pools (docs/model.md, section 5).
@@ -295,6 +316,10 @@ class WallStreetFedsModel(mesa.Model):
         self.view.update(self.steps, *self._market_arrays())
 
         t0 = time.perf_counter()
+        if self.switching is not None and self.switching.revise():
+            # A new array, not an edit: the agents table keeps each collected step's labels.
+            self.marks.labels["strategy"] = np.array(
+                [a.strategy for a in self.marks.agents], dtype=object)
         self._activate()
         t1 = time.perf_counter()
         self._refresh()
@@ -490,6 +515,9 @@ class WallStreetFedsModel(mesa.Model):
             s[f"volume_usd/{c}"] = volume[c]
             s[f"fees_usd/{c}"] = fee_values[c]
             s[f"contribution/{c}"] = self.contribution[c]
+        if self.switching is not None:
+            self.switching.observe(marks)
+            s.update(self.switching.shares())
         self._stats = s
 
 

@@ -39,6 +39,7 @@ lp_exit        abm.agents.lp_exit.ExitRule                 liquidity_providers[i
 participation  abm.agents.participation.ParticipationRule  clients[i].participation.kind (flat)
 issuance       abm.agents.issuance.IssuanceRule            market.issuance.kind (flat)
 conduct        abm.agents.conduct.ConductRule              clients[i].conduct.kind (flat)
+switching      abm.agents.switching.SwitchingRule          investors[i].switching.kind (flat)
 =============  ==========================================  =======================================
 
 "Flat" components take their parameters next to the naming key (``cash_out: {kind:
@@ -172,6 +173,8 @@ KINDS: dict[str, Kind] = {
              "always"),
         Kind("issuance", "Issuance", "market.issuance", "kind", None, "none"),
         Kind("conduct", "Client conduct", "clients[i].conduct", "kind", None, "fixed"),
+        Kind("switching", "Strategy switching", "investors[i].switching", "kind", None,
+             "none"),
     )
 }
 
@@ -187,6 +190,7 @@ BUILTIN_MODULES = (
     "abm.agents.participation",
     "abm.agents.issuance",
     "abm.agents.conduct",
+    "abm.agents.switching",
 )
 
 #: What an event kind may be called (events.parquet's `kind`, the price chart's legend).

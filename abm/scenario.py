@@ -369,6 +369,7 @@ class InvestorGroup(_Named):
         "(its inventory share of cash split over them); null = every token. A group whose "
         "strategy names its own tokens (manipulator) refuses one (docs/model.md, section "
         "7.9)", unit="tokens", ge=1, le=1_000_000)
+    switching: _flat("switching") = _default("switching")  # type: ignore[valid-type]
 
 
 class LiquidityGroup(_Spec):

@@ -33,7 +33,7 @@ from analysis.metrics import (
 from analysis.runs import PRICE_PREFIX, Run
 
 FIGURE_NAMES = ("reward_vs_equal", "token_prices", "contributions", "wealth_by_type", "lp_pnl",
-                "money", "participation", "actions", "autocorrelation")
+                "money", "participation", "actions", "autocorrelation", "strategy_shares")
 FORMATS = ("png", "pdf")
 PNG_DPI = 150
 SIZE = (7.5, 4.2)  # inches: full text width of a paper page, legend beside the axes
@@ -67,6 +67,7 @@ def make_figures(run: Run, out_dir: str | Path | None = None) -> list[Path]:
         "money": plot_money,
         "participation": plot_participation,
         "actions": plot_actions,
+        "strategy_shares": plot_strategy_shares,
     }
     # Figures of several panels draw on the whole figure.
     figure_painters: dict[str, Callable[[Run, Figure], None]] = {
@@ -234,6 +235,44 @@ def plot_actions(run: Run, ax: Axes) -> None:
     ax.set_ylim(0, 100)
     ax.xaxis.get_major_locator().set_params(integer=True)
     _legend_outside(ax, f"Action ({len(adaptive)} adaptive clients)")
+
+
+#: model.parquet's columns of the share of investors using each strategy (switching runs).
+SHARE_PREFIX = "strategy_share_"
+
+
+def strategy_shares(run: Run) -> pd.DataFrame:
+    """The share of all investors using each strategy, steps x strategies (fractions): from
+    model.parquet's `strategy_share_<name>` columns (every step) in a run whose investors
+    switch strategies (docs/model.md, 7.17), else from agents.parquet's `strategy` of the
+    investors at its collected steps (constant: nobody switches). Empty without investors."""
+    columns = [c for c in run.model.columns if c.startswith(SHARE_PREFIX)]
+    if columns:
+        shares = run.model.sort_values("step").set_index("step")[columns]
+        return shares.rename(columns=lambda c: c[len(SHARE_PREFIX):])
+    investors = run.agents[run.agents["agent_type"] == "investor"]
+    if investors.empty:
+        return pd.DataFrame()
+    counts = (investors.groupby(["step", "strategy"], observed=True).size()
+              .unstack(fill_value=0).sort_index())
+    return counts.div(counts.sum(axis=1), axis=0)
+
+
+def plot_strategy_shares(run: Run, ax: Axes) -> None:
+    """The share of all investors using each strategy at the end of each step (%), one line
+    per strategy: where investors switch strategies (docs/model.md, 7.17) the shares move;
+    otherwise they are flat at the scenario's groups."""
+    shares = strategy_shares(run)
+    ax.set_xlabel("Step")
+    ax.set_ylabel("Share of investors using the strategy (%)")
+    ax.set_title("Strategy shares over time (share of all investors)")
+    if shares.empty:
+        _no_data(ax, "no investors in this run")
+        return
+    for name in shares.columns:
+        ax.plot(shares.index, shares[name].to_numpy() * 100.0, label=name, linewidth=1.2)
+    ax.set_ylim(0, 100)
+    ax.legend(title="Strategy", loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False)
 
 
 def plot_wealth_by_type(run: Run, ax: Axes) -> None:

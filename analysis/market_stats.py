@@ -24,7 +24,10 @@ Definitions (docs/model.md, section 4.11 (Observation), "Market statistics"):
   divided by the full-sample sum of squares), with the band of an i.i.d. series,
   `+-z_{0.975} / sqrt(T)`, and the Ljung-Box test of no autocorrelation up to lag 20. Real
   markets: returns about 0 at every lag, absolute returns positive and slowly decaying
-  (volatility clustering).
+  (volatility clustering). The clustering is summarised by the absolute returns'
+  autocorrelation averaged over lags 1-5 (`absacf_1_5`) and over lags 11-19 (`absacf_11_19`,
+  the lags between the round clock's 10 and 20 in a run with a round every 10 steps): the
+  plain mean of the estimates at those lags.
 - **The FL-round clock's footprint**: the same autocorrelations at lag `round_every`. Rewards
   flow into the pools every `round_every` steps (buybacks, mints, dividends) and traders react
   to each published round, so a run whose returns remember the round clock shows a peak there.
@@ -50,10 +53,23 @@ from scipy import stats
 from analysis.runs import PRICE_PREFIX, Run
 
 __all__ = [
-    "ACF_CONFIDENCE", "ACF_LAGS", "BUBBLE_MULTIPLE", "HILL_MIN_TAIL", "HILL_TAIL_FRACTION",
-    "MARKET_STAT_KEYS", "AcfEstimate", "acf_table", "autocorrelation", "bubble_flags",
-    "excess_kurtosis", "hill_tail_index", "log_returns", "market_statistics",
-    "price_runups", "token_return_stats",
+    "ABS_ACF_SPANS",
+    "ACF_CONFIDENCE",
+    "ACF_LAGS",
+    "BUBBLE_MULTIPLE",
+    "HILL_MIN_TAIL",
+    "HILL_TAIL_FRACTION",
+    "MARKET_STAT_KEYS",
+    "AcfEstimate",
+    "acf_table",
+    "autocorrelation",
+    "bubble_flags",
+    "excess_kurtosis",
+    "hill_tail_index",
+    "log_returns",
+    "market_statistics",
+    "price_runups",
+    "token_return_stats",
 ]
 
 NAN = float("nan")
@@ -74,8 +90,11 @@ _OTHER_CLASSES = ("client", "lp", "federation")
 
 #: The scalar market statistics of a run (`market_statistics`), the sweep's runs-table keys.
 MARKET_STAT_KEYS = ("ret_excess_kurtosis", "ret_hill_alpha", "ret_acf1", "absret_acf1",
-                    "round_clock_acf", "round_clock_absacf", "max_peak_multiple",
-                    "bubbles")
+                    "absret_acf_1_5", "absret_acf_11_19", "round_clock_acf",
+                    "round_clock_absacf", "max_peak_multiple", "bubbles")
+#: The lag ranges (inclusive) over which the absolute returns' autocorrelation is averaged:
+#: the short memory of volatility, and the longer one between two round clocks' lags.
+ABS_ACF_SPANS = {"absacf_1_5": (1, 5), "absacf_11_19": (11, 19)}
 
 
 def log_returns(prices: pd.DataFrame) -> pd.DataFrame:
@@ -173,12 +192,14 @@ def token_return_stats(run: Run, nlags: int = ACF_LAGS) -> pd.DataFrame:
     """One row per token (client order), columns: `client`, `n_returns`, `zero_share` (share
     of steps whose return is exactly 0: nobody traded it), `std` (of the log returns, per
     step), `excess_kurtosis`, `hill_alpha`, `acf1` and `absacf1` (lag-1 autocorrelation of
-    returns and of absolute returns), `round_clock_acf` and `round_clock_absacf` (the same at
-    lag `round_every`; `NaN` when the run has no rounds in its config), `ljung_box_p` and
-    `absret_ljung_box_p` (Ljung-Box p-values up to lag `max(nlags, round_every)`)."""
+    returns and of absolute returns), `absacf_1_5` and `absacf_11_19` (the absolute returns'
+    autocorrelation averaged over lags 1-5 and 11-19), `round_clock_acf` and
+    `round_clock_absacf` (the same at lag `round_every`; `NaN` when the run has no rounds in
+    its config), `ljung_box_p` and `absret_ljung_box_p` (Ljung-Box p-values up to lag
+    `max(nlags, round_every)`)."""
     returns = run_returns(run)
     lag = round_every(run)
-    depth = max(nlags, lag or 0)
+    depth = max(nlags, lag or 0, max(hi for _, hi in ABS_ACF_SPANS.values()))
     rows = []
     for c in returns.columns:
         r = returns[c].to_numpy(dtype=float)
@@ -192,6 +213,8 @@ def token_return_stats(run: Run, nlags: int = ACF_LAGS) -> pd.DataFrame:
             "hill_alpha": hill_tail_index(r),
             "acf1": float(plain["acf"][1]),
             "absacf1": float(absolute["acf"][1]),
+            **{key: float(np.mean(absolute["acf"][lo:hi + 1]))
+               for key, (lo, hi) in ABS_ACF_SPANS.items()},
             "round_clock_acf": float(plain["acf"][lag]) if lag else NAN,
             "round_clock_absacf": float(absolute["acf"][lag]) if lag else NAN,
             "ljung_box_p": plain["ljung_box_p"],
@@ -199,7 +222,7 @@ def token_return_stats(run: Run, nlags: int = ACF_LAGS) -> pd.DataFrame:
         })
     return pd.DataFrame(rows, columns=[
         "client", "n_returns", "zero_share", "std", "excess_kurtosis", "hill_alpha", "acf1",
-        "absacf1", "round_clock_acf", "round_clock_absacf", "ljung_box_p",
+        "absacf1", *ABS_ACF_SPANS, "round_clock_acf", "round_clock_absacf", "ljung_box_p",
         "absret_ljung_box_p"])
 
 
@@ -310,9 +333,11 @@ def market_statistics(run: Run) -> dict[str, float]:
     """The run's market statistics as scalars (`MARKET_STAT_KEYS`), each the median across
     tokens of the per-token figure of `token_return_stats` (NaN tokens left out):
     `ret_excess_kurtosis`, `ret_hill_alpha`, `ret_acf1` (lag-1 autocorrelation of returns),
-    `absret_acf1` (of absolute returns), `round_clock_acf`, `round_clock_absacf` (lag
-    `round_every`); plus `max_peak_multiple` (the largest peak / typical price of any token,
-    `price_runups`) and `bubbles` (the number of tokens flagged at `BUBBLE_MULTIPLE`)."""
+    `absret_acf1` (of absolute returns), `absret_acf_1_5` and `absret_acf_11_19` (of
+    absolute returns averaged over lags 1-5 and 11-19: volatility clustering),
+    `round_clock_acf`, `round_clock_absacf` (lag `round_every`); plus `max_peak_multiple`
+    (the largest peak / typical price of any token, `price_runups`) and `bubbles` (the
+    number of tokens flagged at `BUBBLE_MULTIPLE`)."""
     per_token = token_return_stats(run)
     runups = price_runups(run)
 
@@ -326,6 +351,8 @@ def market_statistics(run: Run) -> dict[str, float]:
         "ret_hill_alpha": median("hill_alpha"),
         "ret_acf1": median("acf1"),
         "absret_acf1": median("absacf1"),
+        "absret_acf_1_5": median("absacf_1_5"),
+        "absret_acf_11_19": median("absacf_11_19"),
         "round_clock_acf": median("round_clock_acf"),
         "round_clock_absacf": median("round_clock_absacf"),
         "max_peak_multiple": float(runups["multiple"].max()) if len(runups) else NAN,
@@ -335,14 +362,27 @@ def market_statistics(run: Run) -> dict[str, float]:
 
 def _cash_by_class(run: Run) -> pd.DataFrame:
     """USD cash held per agent class (investors by strategy, other agents by type), steps x
-    classes."""
+    classes. Where investors switch strategies (docs/model.md, 7.17) an investor's class
+    changes over the run: its cash then counts in the class it starts with at the first
+    step, and each change of its cash between two collected steps in the class it used at
+    the later one, so that a difference between two steps is what each class spent, not
+    the cash investors carried from one strategy to another."""
     agents = run.agents
     label = agents["strategy"].astype(str).where(agents["agent_type"] == "investor",
                                                  agents["agent_type"].astype(str))
-    return (agents.assign(_class=label)
-            .pivot_table(index="step", columns="_class", values="usd", aggfunc="sum",
-                         observed=True)
-            .sort_index())
+    labelled = agents.assign(_class=label)
+    if labelled.groupby("agent_id")["_class"].nunique().max() <= 1:
+        return (labelled.pivot_table(index="step", columns="_class", values="usd",
+                                     aggfunc="sum", observed=True)
+                .sort_index())
+    labelled = labelled.sort_values(["agent_id", "step"])
+    first = labelled.groupby("agent_id").cumcount() == 0
+    # Cash at an agent's first row, then its changes, each in the class of its later row.
+    flow = labelled["usd"].where(first, labelled.groupby("agent_id")["usd"].diff())
+    return (labelled.assign(_flow=flow)
+            .pivot_table(index="step", columns="_class", values="_flow", aggfunc="sum",
+                         observed=True, fill_value=0.0)
+            .sort_index().cumsum())
 
 
 def _no_spread(x: np.ndarray) -> bool:

@@ -309,6 +309,7 @@ def _market_section(run: Run, headline: Mapping[str, Any], figure: Any) -> list[
     rename = {"client": "token", "zero_share": "steps without a trade",
               "std": "std of log return", "excess_kurtosis": "excess kurtosis",
               "hill_alpha": "Hill α", "acf1": "ACF(1)", "absacf1": "ACF(1) of |r|",
+              "absacf_1_5": "mean ACF(1-5) of |r|", "absacf_11_19": "mean ACF(11-19) of |r|",
               "round_clock_acf": f"ACF({lag_text})",
               "round_clock_absacf": f"ACF({lag_text}) of |r|",
               "ljung_box_p": "Ljung-Box p", "absret_ljung_box_p": "Ljung-Box p of |r|"}
@@ -317,6 +318,7 @@ def _market_section(run: Run, headline: Mapping[str, Any], figure: Any) -> list[
                **{rename[k]: headline[v] for k, v in (
                    ("excess_kurtosis", "ret_excess_kurtosis"), ("hill_alpha", "ret_hill_alpha"),
                    ("acf1", "ret_acf1"), ("absacf1", "absret_acf1"),
+                   ("absacf_1_5", "absret_acf_1_5"), ("absacf_11_19", "absret_acf_11_19"),
                    ("round_clock_acf", "round_clock_acf"),
                    ("round_clock_absacf", "round_clock_absacf"))}}
     table = pd.concat([table, pd.DataFrame([medians])], ignore_index=True)
@@ -358,7 +360,9 @@ def _market_section(run: Run, headline: Mapping[str, Any], figure: Any) -> list[
         "kurtosis*: 0 for a Gaussian (real daily returns: about 3 to 10). *Hill α*: tail "
         f"index of |r| from its largest {HILL_TAIL_FRACTION:.0%} (real markets: about 3; "
         "smaller is fatter). *ACF(k)*: autocorrelation at lag k steps (real markets: about 0 "
-        "for returns, positive and slowly decaying for |r|); "
+        "for returns, positive and slowly decaying for |r|); *mean ACF(1-5) of |r|* and "
+        "*mean ACF(11-19) of |r|*: the absolute returns' autocorrelation averaged over lags "
+        "1-5 and 11-19, volatility clustering's short and longer memory; "
         f"*ACF({lag_text})* is the FL-round clock's footprint. *Ljung-Box p*: test of no "
         f"autocorrelation up to lag {max(ACF_LAGS, lag or 0)}. *Steps without a trade*: share "
         "of steps in which nobody traded the token (its return is exactly 0).",
@@ -368,6 +372,9 @@ def _market_section(run: Run, headline: Mapping[str, Any], figure: Any) -> list[
                        default_format=".3f"),
         figure("autocorrelation", "Autocorrelation of per-step log returns and of their "
                "absolute values, per token and median, lags 1-20"),
+        "The share of investors using each strategy, step by step (it moves only where "
+        "investors switch strategies, docs/model.md 7.17):",
+        figure("strategy_shares", "Share of all investors using each strategy, per step"),
         "### Price run-ups and bubbles",
         f"Rule: a token is flagged as a bubble when its **{rule}**. A reward policy that lifts "
         "a token steadily lifts its median with it; a bubble is an excursion far above "

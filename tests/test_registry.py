@@ -87,6 +87,8 @@ def test_the_schema_allows_exactly_the_registered_names(kind):
         "participation": {"clients": [{"count": 2, "participation": {"kind": bad}}]},
         "issuance": {"market": {"issuance": {"kind": bad}}},
         "conduct": {"clients": [{"count": 2, "conduct": {"kind": bad}}]},
+        "switching": {"investors": [{"count": 2, "strategy": "noise",
+                                     "switching": {"kind": bad}}]},
     }[kind]
     with pytest.raises(ScenarioError) as err:
         parse_scenario(where, source="file.yaml")
@@ -150,6 +152,7 @@ TOY_SLOTS = {
     "cash_out": "clients[0].cash_out", "strategy": "investors[0].params",
     "lp_exit": "liquidity_providers[0].exit", "participation": "clients[1].participation",
     "issuance": "market.issuance", "conduct": "clients[0].conduct",
+    "switching": "investors[0].switching",
 }
 
 
@@ -277,7 +280,7 @@ def test_adding_a_component_of_each_kind_is_one_class_in_one_file():
             "value": model.view.fundamental_values(1.0).tolist(),
             "documented": [n for n in ("toy_policy", "even_rounds", "favourite", "blobs",
                            "halfhearted", "sell_all", "buy_first", "leave_at",
-                           "every_other", "one_shot", "coin")
+                           "every_other", "one_shot", "coin", "restless")
                            if f"`{n}`" in reference],
             "controls": list(next(k for k in knobs(scenario) if k.name == "policy").values),
         }))
@@ -289,7 +292,7 @@ def test_adding_a_component_of_each_kind_is_one_class_in_one_file():
                        ("behaviour", "halfhearted"), ("cash_out", "sell_all"),
                        ("strategy", "buy_first"), ("lp_exit", "leave_at"),
                        ("participation", "every_other"), ("issuance", "one_shot"),
-                       ("conduct", "coin")]:
+                       ("conduct", "coin"), ("switching", "restless")]:
         assert name in out["names"][kind]
         assert name in out["documented"]
     resolved = out["resolved"]

@@ -18,6 +18,7 @@ from abm.agents.issuance import IssuanceRule
 from abm.agents.lp_exit import ExitRule
 from abm.agents.participation import ParticipationRule
 from abm.agents.strategies import Order, Strategy
+from abm.agents.switching import SwitchingRule
 from abm.amm import to_units
 from abm.fl.behaviours import Behaviour
 from abm.fl.contribution import ContributionMethod
@@ -197,6 +198,25 @@ class Coin(ConductRule):
         return np.array([1.0 - self.params.flip, self.params.flip])
 
 
+class Restless(SwitchingRule):
+    """Re-picks its strategy uniformly between its own and the noise trader's, whatever
+    either earns, with probability `rate` per step."""
+
+    name = "restless"
+
+    class Params(Params):
+        rate: float = param(0.5, "probability of a revision in a step",
+                            unit="probability per step", ge=0, le=1)
+
+    @property
+    def strategies(self):
+        return ("buy_first", "noise")
+
+    @property
+    def rate(self):
+        return self.params.rate
+
+
 SCENARIO = {
     "name": "toys",
     "seed": 3,
@@ -213,7 +233,7 @@ SCENARIO = {
                 {"count": 1, "behaviour": "halfhearted", "behaviour_params": {"scale": 0.2},
                  "participation": {"kind": "every_other"}}],
     "investors": [{"strategy": "buy_first", "count": 2, "params": {"fraction": 0.2},
-                   "inventory": 0.0}],
+                   "inventory": 0.0, "switching": {"kind": "restless", "rate": 0.5}}],
     "liquidity_providers": [{"count": 1, "exit": {"kind": "leave_at", "step": 3}}],
 }
 

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from abm.agents.strategies import Order, Strategy
+from abm.agents.switching import NoSwitching, SwitchingRule
 from abm.agents.trader import BASE, DUST, Trader, decision_units
 from abm.amm import ONE, InvariantViolation, to_units
 from abm.streams import stream
@@ -42,12 +43,15 @@ class Investor(Trader):
     agent_type = "investor"
 
     def __init__(self, model: WallStreetFedsModel, strategy: Strategy,
-                 spec: InvestorGroup) -> None:
+                 spec: InvestorGroup, switching: SwitchingRule | None = None,
+                 alternatives: dict[str, Strategy] | None = None) -> None:
         super().__init__(model, "", strategy.name, spec.max_slippage)
         self.account = f"investor:{self.unique_id}"
         self.start_cash = spec.cash  # USD (display units) minted to it at genesis
         self.inventory = spec.inventory  # share of it spent on tokens at genesis
         self.rule = strategy
+        if switching is None:
+            switching = NoSwitching()
         self.max_trade = spec.max_trade
         self.max_position = spec.max_position
         self.activation = spec.activation
@@ -61,6 +65,16 @@ class Investor(Trader):
                 len(model.client_ids), size=spec.watchlist, replace=False)
             self.watch = sorted(drawn.tolist())
         strategy.follow(self.watch)
+        #: Its group's switching rule (`abm.agents.switching`; `none`: it keeps `rule`).
+        self.switching = switching
+        #: One instance of each strategy it may use, by name (its group's own, `strategy`,
+        #: among them), each following its watchlist; `rule` is the active one. Without
+        #: switching only its own.
+        self.rules: dict[str, Strategy] = {strategy.name: strategy}
+        for name, instance in (alternatives or {}).items():
+            instance.follow(self.watch)
+            self.rules[name] = instance
+        self._own = strategy
 
     def buy_inventory_at_genesis(self, issuer: str) -> int:
         """Spend `inventory` of the cash on every token it follows (every token without a
@@ -96,10 +110,27 @@ class Investor(Trader):
         # Mean 1 across investors, so dispersion changes who trades big, not the total.
         self.size_scale = float(np.exp(sigma * traits.standard_normal() - sigma * sigma / 2))
         self.rule.start(self.model.view, traits)
+        # The other strategies it may switch to: streams of their own, so that its own
+        # strategy's draws are those of an investor that never switches.
+        self._others = [(rule, self._own_stream(f"signal:{name}"))
+                        for name, rule in self.rules.items() if rule is not self._own]
+        self._rngs = {name: self._own_stream(f"decide:{name}") for name in self.rules
+                      if self.rules[name] is not self._own}
+        for name, rule in self.rules.items():
+            if rule is not self._own:
+                rule.start(self.model.view, self._own_stream(f"traits:{name}"))
+        #: Instances whose decisions draw (`Strategy.draws`): while idle they draw in every
+        #: step in which it acts, so that their stream's use does not depend on the market.
+        self._drawers = [(rule, self._rngs[name]) for name, rule in self.rules.items()
+                         if rule is not self._own and rule.draws]
+        if self._own.draws and len(self.rules) > 1:
+            self._drawers.insert(0, (self._own, self.stream))
         self._clock = self._own_stream("clock")
         self._coins: list[float] = []
         self._signal = self._own_stream("signal")
-        self._stream = self.stream
+        #: The stream its active strategy decides from: its own (`agent:<account>`), or the
+        #: stream of the instance it switched to.
+        self._rng = self.stream
         ledger, account = self.market.ledger, self.account
         self._view = self.model.view
         # Live read-only books (`Ledger.live`): a balance is one dict lookup. The lists of
@@ -132,7 +163,16 @@ class Investor(Trader):
 
     def observe_round(self) -> None:
         """The federation published a round: the strategy updates what it believes."""
-        self.rule.observe_round(self.model.view, self._signal)
+        view = self.model.view
+        self._own.observe_round(view, self._signal)
+        for rule, signal in self._others:
+            rule.observe_round(view, signal)
+
+    def switch_to(self, name: str) -> None:
+        """Make its instance of strategy `name` the active one (`abm.agents.switching`)."""
+        self.rule = self.rules[name]
+        self.strategy = name
+        self._rng = self.stream if self.rule is self._own else self._rngs[name]
 
     def _coin(self) -> float:
         """This step's activation coin: the clock stream's next uniform (drawn in blocks
@@ -148,7 +188,11 @@ class Investor(Trader):
             return
         cash_units = self._usd.get(self.account, 0)
         rule = self.rule
-        orders = rule.orders(self._view, cash_units, self.held, self._stream)
+        orders = rule.orders(self._view, cash_units, self.held, self._rng)
+        if self._drawers:
+            for idle, rng in self._drawers:
+                if idle is not rule:
+                    idle.orders(self._view, cash_units, self.held, rng)
         if orders or rule.pending_events:
             self.execute(orders, cash_units)
 

@@ -69,6 +69,10 @@ class Strategy(Component):
     #: the tokens of `watch` and decides about no other. A strategy that names its own
     #: tokens (a manipulator's target) does not, and a group of it refuses a watchlist.
     follows_watchlist: ClassVar[bool] = False
+    #: Whether `orders` draws from the stream it is given (a noise trader's coins). An
+    #: investor that may switch (`abm.agents.switching`) calls `orders` of such an idle
+    #: instance too, discarding the orders, so that its draws never depend on the market.
+    draws: ClassVar[bool] = False
 
     def __init__(self, params=None, /, **values) -> None:
         super().__init__(params, **values)
@@ -581,6 +585,7 @@ class Noise(Strategy):
 
     name = "noise"
     follows_watchlist = True
+    draws = True
 
     class Params(_Params):
         p_trade: float = param(0.2, "probability of trading in a step", unit="probability",
