@@ -10,8 +10,9 @@ per step, so a 500-step run with ~110 agents draws in a few seconds.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -184,13 +185,7 @@ def plot_participation(run: Run, ax: Axes) -> None:
     counts = (rounds.assign(training=rounds["participating"].astype(int))
               .pivot_table(index="round", columns="behaviour", values="training",
                            aggfunc="sum").sort_index())
-    palette = _behaviour_palette(pd.Series(counts.columns))
-    bottom = np.zeros(len(counts))
-    for behaviour in counts.columns:
-        values = counts[behaviour].to_numpy(dtype=float)
-        ax.bar(counts.index, values, bottom=bottom, color=palette[behaviour], width=0.85,
-               label=behaviour)
-        bottom += values
+    _stacked_bars(ax, counts, _behaviour_palette(pd.Series(counts.columns)))
     ax.set_ylim(0, len(run.client_ids) + 0.5)
     ax.yaxis.get_major_locator().set_params(integer=True)
     ax.xaxis.get_major_locator().set_params(integer=True)
@@ -225,13 +220,8 @@ def plot_actions(run: Run, ax: Axes) -> None:
     mine = rounds[rounds["client"].astype(str).isin(adaptive) & rounds["action"].isin(ACTIONS)]
     shares = (pd.crosstab(mine["round"], mine["action"], normalize="index") * 100.0)
     shares = shares[[a for a in ACTIONS if a in shares.columns]].sort_index()
-    palette = dict(zip(ACTIONS, sns.color_palette("colorblind", len(ACTIONS)), strict=True))
-    bottom = np.zeros(len(shares))
-    for action in shares.columns:
-        values = shares[action].to_numpy(dtype=float)
-        ax.bar(shares.index, values, bottom=bottom, color=palette[action], width=0.85,
-               label=action)
-        bottom += values
+    _stacked_bars(ax, shares, dict(zip(ACTIONS, sns.color_palette("colorblind", len(ACTIONS)),
+                                       strict=True)))
     ax.set_ylim(0, 100)
     ax.xaxis.get_major_locator().set_params(integer=True)
     _legend_outside(ax, f"Action ({len(adaptive)} adaptive clients)")
@@ -419,6 +409,17 @@ def _client_labels(run: Run) -> list[str]:
     clients = run.agents.loc[run.agents["agent_type"] == "client"]
     behaviour = clients.drop_duplicates("client").set_index("client")["strategy"]
     return [f"{c} ({behaviour[c]})" if c in behaviour.index else c for c in run.client_ids]
+
+
+def _stacked_bars(ax: Axes, table: pd.DataFrame, palette: Mapping[str, Any]) -> None:
+    """One bar per row of `table` (x: its index), its columns stacked in order, each
+    coloured by `palette` and labelled by its name."""
+    bottom = np.zeros(len(table))
+    for column in table.columns:
+        values = table[column].to_numpy(dtype=float)
+        ax.bar(table.index, values, bottom=bottom, color=palette[column], width=0.85,
+               label=column)
+        bottom += values
 
 
 def _behaviour_palette(behaviours: pd.Series) -> dict[str, tuple[float, float, float]]:
