@@ -457,7 +457,7 @@ class WallStreetFedsModel(mesa.Model):
         for c, pool in self.market.pools.items():
             total = pool.total_shares
             if total and fee_values[c]:
-                marks.accrue_fees(self.ledger.holders(pool.lp_asset), total, fee_values[c])
+                marks.accrue_fees(self.ledger.live(pool.lp_asset), total, fee_values[c], c)
         for lp in self.lps:
             lp.accrue(prices)
         marks.mark(self.market)
