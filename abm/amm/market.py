@@ -279,12 +279,13 @@ class Market:
 
 class _PoolMark(NamedTuple):
     """What `MarkBook` keeps of one pool since its last mark: the inputs (`state`: reserves,
-    total shares; copies of its token and LP books) and, per row of a marked account that
-    holds either, its contribution `(tokens, lp, if_sold)` in base units."""
+    total shares; copies of its token and LP books, None after a plain pass) and, per row of
+    a marked account that holds either, its contribution `(tokens, lp, if_sold)` in base
+    units."""
 
     state: tuple[int, int, int]
-    held: dict[str, int]
-    shares: dict[str, int]
+    held: dict[str, int] | None
+    shares: dict[str, int] | None
     parts: dict[int, tuple[int, int, int]]
 
 
@@ -303,8 +304,8 @@ class MarkBook:
     pools that traded, not of every holding (cross-device scale: a liquidity provider holds
     shares of every pool, few pools trade in a step). When most holdings changed anyway
     (a few pools, all trading), it makes one plain pass (`Market.mark_accounts`) and keeps
-    only the inputs; the contributions are rebuilt, all at once, at the next mark where few
-    changed. `accounts` must be distinct; the ledger is only read.
+    only the pools' states; the contributions are rebuilt, all at once, at the next mark
+    where few pools traded. `accounts` must be distinct; the ledger is only read.
     """
 
     #: Share of the holdings changed above which a mark is one plain pass (no
@@ -340,8 +341,10 @@ class MarkBook:
             state = (held.get(address, 0), books[market.base].get(address, 0),
                      pool.total_shares)
             last = pools.get(token)
-            if last is not None and last.state == state and last.held == held \
-                    and last.shares == shares:
+            # After a plain pass only the states are kept (`held` None): the same state is
+            # then taken as unchanged for the choice below, and `_mark_all` reads every book.
+            if last is not None and last.state == state and (
+                    last.held is None or (last.held == held and last.shares == shares)):
                 continue
             stale.append((token, pool, state, held, shares))
             changed += size
@@ -349,8 +352,8 @@ class MarkBook:
             # Most holdings changed: one plain pass (`mark_accounts`) is cheaper than
             # keeping contributions; only the inputs are kept, so that the next mark knows
             # what changed, and the contributions are rebuilt when few did.
-            for token, _pool, state, held, shares in stale:
-                pools[token] = _PoolMark(state, dict(held), dict(shares), {})
+            for token, _pool, state, _held, _shares in stale:
+                pools[token] = _PoolMark(state, None, None, {})
             self._summed = False
             self.recomputed = total
             return market.mark_accounts(self.accounts)
