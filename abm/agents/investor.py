@@ -183,9 +183,11 @@ class Investor(Trader):
         for (j, side, size), have in zip(orders, haves, strict=True):
             # On record (`abm.agents.orders`): asked, done and each limit's cut, base units.
             want = size * scale
-            asked = decision_units(want)
-            if asked < DUST:
-                continue  # not an order worth a swap (docs/model.md, 7.12)
+            # decision_units(want) < DUST, inlined (most orders of a step are sales of dust
+            # holdings): not an order worth a swap (docs/model.md, 7.12).
+            if not want * ONE >= DUST:
+                continue
+            asked = int(want * ONE)
             if side == "buy":
                 usd = min(want, self.max_trade * cash_units / ONE)
                 # Orders below DUST are never swapped (`Trader._swap_at`), and the limits
