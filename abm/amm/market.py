@@ -321,6 +321,7 @@ class MarkBook:
         n = len(self.accounts)
         self._tokens, self._lp, self._sold = [0] * n, [0] * n, [0] * n
         self._pools: dict[str, _PoolMark] = {}
+        self._layout: list[tuple[str, Pool, dict[str, int], dict[str, int], str, str]] = []
         #: Whether `_tokens`, `_lp`, `_sold` and every pool's `parts` hold the sums and
         #: contributions of the latest mark (after a plain pass they do not).
         self._summed = False
@@ -330,16 +331,21 @@ class MarkBook:
     def mark(self) -> Marks:
         """The marks of `accounts` now, as `Market.mark_accounts` gives them (new lists)."""
         market, ledger, pools = self.market, self.market.ledger, self._pools
-        books = ledger._books
+        if len(self._layout) != len(market.pools):
+            # Each pool's live books (the ledger keeps one dict per asset for good) and the
+            # ledger's supply counters of its shares: read per pool every mark.
+            self._layout = [(token, pool, ledger._book(token), ledger._book(pool.lp_asset),
+                             pool.address, pool.lp_asset)
+                            for token, pool in market.pools.items()]
+        usd_book, minted, burned = ledger._book(market.base), ledger._minted, ledger._burned
         stale: list[tuple[str, Pool, tuple[int, int, int], dict[str, int], dict[str, int]]]
         stale, total, changed = [], 0, 0
-        for token, pool in market.pools.items():
-            held, shares = ledger._book(token), ledger._book(pool.lp_asset)
+        for token, pool, held, shares, address, lp_asset in self._layout:
             size = len(held) + len(shares)
             total += size
-            address = pool.address
-            state = (held.get(address, 0), books[market.base].get(address, 0),
-                     pool.total_shares)
+            # (reserves, total_shares): `Pool.reserves` and `Ledger.supply`, read directly.
+            state = (held.get(address, 0), usd_book.get(address, 0),
+                     minted.get(lp_asset, 0) - burned.get(lp_asset, 0))
             last = pools.get(token)
             # After a plain pass only the states are kept (`held` None): the same state is
             # then taken as unchanged for the choice below, and `_mark_all` reads every book.
