@@ -1,11 +1,13 @@
 """The agents' marks as columns, and the agents table built from them.
 
-Every step the model values every agent once (`Market.mark_accounts`: one pass over the
-ledger's books, exact integers) and keeps the results as float64 columns (USD display units,
-one entry per agent in `unique_id` order), which the agents read back as attributes
-(`Trader.wealth`, ...), the model sums by holder type for `model.parquet`, and `AgentTable`
-copies, at the collected steps, as the rows of `agents.parquet`. No Python work per agent per
-step beyond the exact valuation of its holdings.
+Every step the model values every agent once (exact integers, as `Market.mark_accounts`'
+one pass over the ledger's books gives them; kept up to date by a `MarkBook`, which
+recomputes only the holdings whose pool or balances changed since the previous step) and
+keeps the results as float64 columns (USD display units, one entry per agent in
+`unique_id` order), which the agents read back as attributes (`Trader.wealth`, ...), the
+model sums by holder type for `model.parquet`, and `AgentTable` copies, at the collected
+steps, as the rows of `agents.parquet`. No Python work per agent per step beyond the exact
+valuation of its holdings.
 """
 
 from __future__ import annotations
