@@ -1,16 +1,18 @@
 """The agents' marks as columns, and the agents table built from them.
 
-Every step the model values every agent once (`Market.mark_accounts`: one pass over the
-ledger's books, exact integers) and keeps the results as float64 columns (USD display units,
-one entry per agent in `unique_id` order), which the agents read back as attributes
-(`Trader.wealth`, ...), the model sums by holder type for `model.parquet`, and `AgentTable`
-copies, at the collected steps, as the rows of `agents.parquet`. No Python work per agent per
-step beyond the exact valuation of its holdings.
+Every step the model values every agent once (exact integers, as `Market.mark_accounts`'
+one pass over the ledger's books gives them; kept up to date by a `MarkBook`, which
+recomputes only the holdings whose pool or balances changed since the previous step) and
+keeps the results as float64 columns (USD display units, one entry per agent in
+`unique_id` order), which the agents read back as attributes (`Trader.wealth`, ...), the
+model sums by holder type for `model.parquet`, and `AgentTable` copies, at the collected
+steps, as the rows of `agents.parquet`. No Python work per agent per step beyond the exact
+valuation of its holdings.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -18,6 +20,7 @@ import pandas as pd
 
 from abm.agents.orders import ORDER_COLUMNS, OrderRecord
 from abm.amm import ONE
+from abm.amm.market import MarkBook, Marks
 
 if TYPE_CHECKING:
     from abm.agents.trader import Trader
@@ -85,15 +88,20 @@ class AgentMarks:
         self._type_rows = {t: np.flatnonzero(self.labels["agent_type"] == t)
                            for t in AGENT_TYPES}
         self._rows = {account: i for i, account in enumerate(self.accounts)}
+        #: Per pool, `accrue_fees`' inputs and its rows and coefficients for them.
+        self._fee_rows: dict[str, tuple[int, dict[str, int], np.ndarray, np.ndarray]] = {}
         for i, agent in enumerate(self.agents):
             agent.mark_row = i
+        #: The marks kept up to date between steps (`abm.amm.market.MarkBook`), made at the first
+        #: `mark`.
+        self._book: MarkBook | None = None
 
     def __len__(self) -> int:
         return len(self.agents)
 
     def mark(self, market: Market) -> None:
         """Value every agent at the market's current state (spot and if sold)."""
-        m = market.mark_accounts(self.accounts)
+        m = self.valuations(market)
         wealth = [a + b + c for a, b, c in zip(m.usd, m.tokens, m.lp, strict=True)]
         for column, units in (("usd", m.usd), ("token_value", m.tokens), ("lp_value", m.lp),
                               ("wealth", wealth), ("wealth_if_sold", m.if_sold)):
@@ -101,23 +109,44 @@ class AgentMarks:
             self.values[column][:] = floats
             self._last[column] = (units, floats)
 
+    def valuations(self, market: Market) -> Marks:
+        """Every agent's exact marks (`Market.mark_accounts`), by a `MarkBook` that
+        recomputes only what changed since the previous step."""
+        book = self._book
+        if book is None or book.market is not market:
+            book = self._book = MarkBook(market, self.accounts)
+        return book.mark()
+
+    def valuations_reference(self, market: Market) -> Marks:
+        """`valuations` by one full pass over the ledger (`Market.mark_accounts`): the
+        reference the incremental marks are tested against (`tests/test_fast_paths.py`)."""
+        return market.mark_accounts(self.accounts)
+
     def total(self, column: str, kind: str) -> float:
         """Sum of `column` over the agents of type `kind`, added one by one in `unique_id`
         order (a cumulative sum: the same float as a loop over the agents would give)."""
         rows = self._type_rows[kind]
         return float(np.cumsum(self.values[column][rows])[-1]) if len(rows) else 0.0
 
-    def accrue_fees(self, holders: dict[str, int], total_shares: int, fees: float) -> None:
+    def accrue_fees(self, holders: Mapping[str, int], total_shares: int, fees: float,
+                    pool: str | None = None) -> None:
         """Add `fees` (USD) pro rata to the agents among `holders` (account -> LP shares of
-        one pool, base units; `total_shares` the pool's, locked ones included)."""
-        idx, coef = [], []
-        for account, shares in holders.items():
-            i = self._rows.get(account)
-            if i is not None:
-                idx.append(i)
-                coef.append(shares / total_shares)  # exact int division, correctly rounded
-        if idx:
-            self.values["fees_earned"][idx] += np.array(coef) * fees
+        one pool, base units; `total_shares` the pool's, locked ones included). With `pool`
+        (its name), the rows and coefficients are kept until its holders or total change
+        (a liquidity provider's shares move only when it deposits or withdraws)."""
+        kept = self._fee_rows.get(pool) if pool is not None else None
+        if kept is None or kept[0] != total_shares or kept[1] != holders:
+            idx, coef = [], []
+            for account, shares in holders.items():
+                i = self._rows.get(account)
+                if i is not None:
+                    idx.append(i)
+                    coef.append(shares / total_shares)  # exact int division, correctly rounded
+            kept = (total_shares, dict(holders), np.array(idx, dtype=np.intp), np.array(coef))
+            if pool is not None:
+                self._fee_rows[pool] = kept
+        if len(kept[2]):
+            self.values["fees_earned"][kept[2]] += kept[3] * fees
 
     def row_values(self) -> np.ndarray:
         """This step's `VALUE_COLUMNS`, an (agents, 12) float64 array (a copy; the counts

@@ -1,7 +1,8 @@
 """Every fast path of the market loop and the collection against its reference path: the
 same orders (`Strategy.orders` against `Strategy.decide`), the same activation order
 (`WallStreetFedsModel._activate` against Mesa's `shuffle_do`) and the same tables with every
-reference path at once (`Investor.execute_reference`, the marks converted without reuse);
+reference path at once (`Investor.execute_reference`, the marks converted without reuse,
+the full pass of `Market.mark_accounts` instead of the incremental `MarkBook`);
 docs/model.md, section 7.9; abm/agents/strategies.py, "Two paths, one rule";
 docs/performance.md, "The market loop").
 
@@ -134,6 +135,8 @@ def _reference_paths(monkeypatch) -> None:
     monkeypatch.setattr(WallStreetFedsModel, "_activate",
                         lambda model: model.market_agents.shuffle_do("act"))
     monkeypatch.setattr(collect, "_floats", _reference_floats)
+    monkeypatch.setattr(collect.AgentMarks, "valuations",
+                        collect.AgentMarks.valuations_reference)
 
 
 def _same_tables(scenario, monkeypatch) -> None:

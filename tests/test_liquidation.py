@@ -12,7 +12,8 @@ import copy
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from abm.amm import MINIMUM_LIQUIDITY, ONE, Ledger, Market, pro_rata
+from abm.amm import MINIMUM_LIQUIDITY, ONE, Ledger, LedgerError, Market, PoolError, pro_rata
+from abm.amm.market import MarkBook
 
 
 def _market(pools: dict[str, tuple[int, int]], fee_bps: int = 30) -> Market:
@@ -307,3 +308,101 @@ def test_liquidation_values_is_liquidation_value_per_account_by_either_path():
         assert market.liquidation_values(accounts) == expected
     # the 41 accounts over 13 assets read more than the ledger's holdings: the pass wins
     assert len(people) * len(ledger.assets()) > ledger.holdings()
+
+
+# -- incremental marks: only what changed since the last mark, equal to the full pass ------
+
+_PEOPLE = ["a0", "a1", "a2", "seed"]
+_operations = st.one_of(
+    st.tuples(st.just("swap"), st.integers(0, 3), st.integers(0, 2), st.booleans(),
+              st.integers(1, 10**23)),
+    st.tuples(st.just("mint"), st.integers(0, 3), st.integers(0, 2), st.booleans(),
+              st.integers(1, 10**24)),
+    st.tuples(st.just("burn"), st.integers(0, 3), st.integers(0, 2), st.booleans(),
+              st.integers(1, 10**24)),
+    st.tuples(st.just("transfer"), st.integers(0, 3), st.integers(0, 2), st.booleans(),
+              st.integers(1, 10**24), st.integers(0, 3), st.booleans()),
+    st.tuples(st.just("add"), st.integers(0, 3), st.integers(0, 2), st.integers(1, 10**24)),
+    st.tuples(st.just("remove"), st.integers(0, 3), st.integers(0, 2), st.floats(0.0, 1.0)),
+    st.just(("mark",)),
+)
+
+
+def _apply(market: Market, op: tuple) -> None:
+    """One ledger or pool operation of `_operations` (a refused one changes nothing)."""
+    ledger, kind = market.ledger, op[0]
+    if kind == "mark":
+        return
+    account, pool = _PEOPLE[op[1]], market.pools[f"T{op[2]}"]
+    try:
+        if kind == "swap":
+            pool.swap_exact_in(account, "USD" if op[3] else pool.token, op[4])
+        elif kind in ("mint", "burn"):
+            asset = "USD" if op[3] else pool.token
+            if kind == "mint":
+                ledger.mint(account, asset, op[4])
+            else:
+                ledger.burn(account, asset, min(op[4], ledger.balance(account, asset)))
+        elif kind == "transfer":  # the token, or LP shares
+            asset = pool.lp_asset if op[6] else pool.token
+            amount = min(op[4], ledger.balance(account, asset))
+            if amount:
+                ledger.transfer(account, _PEOPLE[op[5]], asset, amount)
+        elif kind == "add":
+            ledger.mint(account, pool.token, op[3])
+            ledger.mint(account, "USD", op[3])
+            pool.add_liquidity(account, op[3], op[3])
+        else:
+            shares = int(ledger.balance(account, pool.lp_asset) * op[3])
+            if shares:
+                pool.remove_liquidity(account, shares)
+    except (LedgerError, PoolError):
+        pass
+
+
+@settings(max_examples=150, deadline=None)
+@given(reserves=st.lists(st.tuples(st.integers(10**6, 10**27), st.integers(10**6, 10**27)),
+                         min_size=3, max_size=3),
+       fee_bps=st.sampled_from([0, 30, 100]),
+       full_above=st.sampled_from([0.0, 0.6, 1.0]),
+       operations=st.lists(_operations, max_size=40))
+def test_incremental_marks_equal_the_full_pass(reserves, fee_bps, full_above, operations):
+    """`MarkBook.mark` after any sequence of swaps, mints, burns, transfers of tokens and
+    LP shares, deposits and withdrawals (drained pools and dust shares included) is
+    `Market.mark_accounts` of the same accounts, exactly; with every threshold between a
+    plain pass and the changed pools only (`full_above`: 0 a plain pass whenever anything
+    changed, 1 always the differences). An account the ledger has never seen counts 0."""
+    market = _market({f"T{i}": r for i, r in enumerate(reserves)}, fee_bps=fee_bps)
+    accounts = [*_PEOPLE, "nobody"]
+    book = MarkBook(market, accounts)
+    book.FULL_ABOVE = full_above
+    assert book.mark() == market.mark_accounts(accounts)
+    for op in operations:
+        _apply(market, op)
+        if op[0] == "mark" or len(operations) < 10:
+            assert book.mark() == market.mark_accounts(accounts)
+    assert book.mark() == market.mark_accounts(accounts)
+
+
+def test_incremental_marks_recompute_only_the_pools_that_changed():
+    """Ten pools, a trade in one of them: the next mark recomputes that pool's holders
+    only; a transfer of tokens with no trade: the two accounts it moved between only."""
+    market = _market({f"T{i}": (10**24 + i, 3 * 10**23) for i in range(10)})
+    ledger = market.ledger
+    people = [f"p{i}" for i in range(5)]
+    for person in people:
+        ledger.mint(person, "USD", 10**21)
+        for i in range(10):
+            ledger.mint(person, f"T{i}", 10**20)
+    book = MarkBook(market, [*people, "seed"])
+    book.mark()  # every pool is new: a plain pass
+    assert book.mark() == market.mark_accounts([*people, "seed"])
+    assert book.recomputed == 60  # the contributions, built once: 6 holders x 10 pools
+    assert book.mark() == market.mark_accounts([*people, "seed"])
+    assert book.recomputed == 0  # nothing changed
+    market.pools["T3"].swap_exact_in("p0", "USD", 10**19)
+    assert book.mark() == market.mark_accounts([*people, "seed"])
+    assert book.recomputed == 6  # the five holders of T3 and the seed's LP shares
+    ledger.transfer("p1", "p2", "T7", 10**19)
+    assert book.mark() == market.mark_accounts([*people, "seed"])
+    assert book.recomputed == 2

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from operator import itemgetter
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -15,6 +16,10 @@ from abm.streams import stream
 if TYPE_CHECKING:
     from abm.model import WallStreetFedsModel
     from abm.scenario import InvestorGroup
+
+
+#: An order's side (`Order.side`), as a C-level getter.
+_side = itemgetter(1)
 
 
 class Investor(Trader):
@@ -217,19 +222,26 @@ class Investor(Trader):
         if not orders:
             return
         held, prices = self.held, view.price_list
-        haves = [held.get(o.token, 0) / ONE for o in orders]
+        # The holdings before the first order (a swap updates `held`), read per order once
+        # it is worth a swap.
+        before = held
         wealth = None
-        if len(orders) > 1 and any(o.side == "buy" for o in orders[1:]):
-            wealth = self._wealth(cash_units)
+        if len(orders) > 1:
+            before = held.copy()
+            if "buy" in map(_side, orders[1:]):
+                wealth = self._wealth(cash_units)
         scale = self.size_scale
         record = self.model.marks.orders.record
         row = self.mark_row
-        for (j, side, size), have in zip(orders, haves, strict=True):
+        for j, side, size in orders:
             # On record (`abm.agents.orders`): asked, done and each limit's cut, base units.
             want = size * scale
-            asked = decision_units(want)
-            if asked < DUST:
-                continue  # not an order worth a swap (docs/model.md, 7.12)
+            # decision_units(want) < DUST, inlined (most orders of a step are sales of dust
+            # holdings): not an order worth a swap (docs/model.md, 7.12).
+            if not want * ONE >= DUST:
+                continue
+            asked = int(want * ONE)
+            have = before.get(j, 0) / ONE
             if side == "buy":
                 usd = min(want, self.max_trade * cash_units / ONE)
                 # Orders below DUST are never swapped (`Trader._swap_at`), and the limits

@@ -105,8 +105,15 @@ class LiquidityProvider(Trader):
 
         (Fees accrue to every holder of liquidity shares, see `WallStreetFedsModel._refresh`.)
         """
+        # The deposits in display units, converted again only when they change (a deposit
+        # or a withdrawal; a provider of a thousand pools is valued every step).
+        items = list(self.deposited.items())
+        if items != getattr(self, "_deposits_seen", None):
+            self._deposits_seen = items
+            self._deposits = [(token, dep_token / ONE, dep_usd / ONE)
+                              for token, (dep_token, dep_usd) in items]
         hodl = 0.0
-        for token, (dep_token, dep_usd) in self.deposited.items():
-            hodl += dep_token / ONE * prices[token] + dep_usd / ONE
+        for token, dep_token, dep_usd in self._deposits:
+            hodl += dep_token * prices[token] + dep_usd
         self.hodl_value = hodl if self.deposited else 0.0
 

@@ -150,15 +150,20 @@ def _plan_orders(buy: int, buy_fraction: float, sells: list[int], sell_fraction:
     (-1: none), sell `sell_fraction` (None: all) of every holding among `sells` (in token
     order, as `decide`'s `flatnonzero`). Sizes are computed exactly as the `decide` paths do
     (cash or holdings in display units first)."""
-    orders = [Order(buy, "buy", cash_units / ONE * buy_fraction)] \
+    # Orders made as `tuple.__new__(Order, ...)`: the named tuple without its Python-level
+    # `__new__` (thousands per step).
+    orders = [_order(Order, (buy, "buy", cash_units / ONE * buy_fraction))] \
         if buy >= 0 and cash_units > 0 else []
     if held:
         for j in sells:
             if j in held:
                 size = held[j] / ONE
-                orders.append(Order(j, "sell", size if sell_fraction is None
-                                    else size * sell_fraction))
+                orders.append(_order(Order, (j, "sell", size if sell_fraction is None
+                                             else size * sell_fraction)))
     return orders
+
+
+_order = tuple.__new__
 
 
 def _trade_fraction(default: float) -> float:

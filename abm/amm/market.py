@@ -275,3 +275,224 @@ class Market:
                     with_fee = amount * fee_kept
                     if_sold[i] += with_fee * r_base // (r_token * BPS + with_fee)
         return Marks(usd, tokens, lp, if_sold)
+
+
+class _PoolMark(NamedTuple):
+    """What `MarkBook` keeps of one pool since its last mark: the inputs (`state`: reserves,
+    total shares; copies of its token and LP books, None after a plain pass) and, per row of
+    a marked account that holds either, its contribution `(tokens, lp, if_sold)` in base
+    units."""
+
+    state: tuple[int, int, int]
+    held: dict[str, int] | None
+    shares: dict[str, int] | None
+    parts: dict[int, tuple[int, int, int]]
+
+
+class MarkBook:
+    """`Market.mark_accounts(accounts)` kept up to date from one mark to the next, exact:
+    equal to it after any sequence of swaps, liquidity changes, mints, burns and transfers
+    (tested against it, `tests/test_liquidation.py`).
+
+    An account's marks are sums over pools of a contribution that depends only on its
+    balances of the pool's token and LP asset and on the pool's reserves and total shares.
+    Each `mark` compares those inputs with what the previous one saw (a pool's state, then
+    its two books, compared as dicts: C-speed, no arithmetic) and recomputes only what
+    changed: every holder of a pool whose reserves or supply moved, only the holders whose
+    balances changed in a pool that did not trade, nothing for a pool untouched; the sums
+    per account follow by exact int differences. The work of a step is then that of the
+    pools that traded, not of every holding (cross-device scale: a liquidity provider holds
+    shares of every pool, few pools trade in a step). When most holdings changed anyway
+    (a few pools, all trading), it makes one plain pass (`Market.mark_accounts`) and keeps
+    only the pools' states; the contributions are rebuilt, all at once, at the next mark
+    where few pools traded. `accounts` must be distinct; the ledger is only read.
+    """
+
+    #: Share of the holdings changed above which a mark is one plain pass (no
+    #: contributions kept, no differences subtracted).
+    FULL_ABOVE = 0.6
+
+    def __init__(self, market: Market, accounts: Sequence[str]) -> None:
+        self.market = market
+        self.accounts = list(accounts)
+        self._row = {account: i for i, account in enumerate(self.accounts)}
+        if len(self._row) != len(self.accounts):
+            raise ValueError("MarkBook: accounts must be distinct")
+        n = len(self.accounts)
+        self._tokens, self._lp, self._sold = [0] * n, [0] * n, [0] * n
+        self._pools: dict[str, _PoolMark] = {}
+        self._layout: list[tuple[str, Pool, dict[str, int], dict[str, int], str, str]] = []
+        #: Whether `_tokens`, `_lp`, `_sold` and every pool's `parts` hold the sums and
+        #: contributions of the latest mark (after a plain pass they do not).
+        self._summed = False
+        #: Holdings recomputed by the latest `mark` (what it cost; for tests and benches).
+        self.recomputed = 0
+
+    def mark(self) -> Marks:
+        """The marks of `accounts` now, as `Market.mark_accounts` gives them (new lists)."""
+        market, ledger, pools = self.market, self.market.ledger, self._pools
+        if len(self._layout) != len(market.pools):
+            # Each pool's live books (the ledger keeps one dict per asset for good) and the
+            # ledger's supply counters of its shares: read per pool every mark.
+            self._layout = [(token, pool, ledger._book(token), ledger._book(pool.lp_asset),
+                             pool.address, pool.lp_asset)
+                            for token, pool in market.pools.items()]
+        usd_book, minted, burned = ledger._book(market.base), ledger._minted, ledger._burned
+        stale: list[tuple[str, Pool, tuple[int, int, int], dict[str, int], dict[str, int]]]
+        stale, total, changed = [], 0, 0
+        for token, pool, held, shares, address, lp_asset in self._layout:
+            size = len(held) + len(shares)
+            total += size
+            # (reserves, total_shares): `Pool.reserves` and `Ledger.supply`, read directly.
+            state = (held.get(address, 0), usd_book.get(address, 0),
+                     minted.get(lp_asset, 0) - burned.get(lp_asset, 0))
+            last = pools.get(token)
+            # After a plain pass only the states are kept (`held` None): the same state is
+            # then taken as unchanged for the choice below, and `_mark_all` reads every book.
+            if last is not None and last.state == state and (
+                    last.held is None or (last.held == held and last.shares == shares)):
+                continue
+            stale.append((token, pool, state, held, shares))
+            changed += size
+        if stale and changed > self.FULL_ABOVE * total:
+            # Most holdings changed: one plain pass (`mark_accounts`) is cheaper than
+            # keeping contributions; only the inputs are kept, so that the next mark knows
+            # what changed, and the contributions are rebuilt when few did.
+            for token, _pool, state, _held, _shares in stale:
+                pools[token] = _PoolMark(state, None, None, {})
+            self._summed = False
+            self.recomputed = total
+            return market.mark_accounts(self.accounts)
+        if not self._summed:
+            self._mark_all()
+        else:
+            self.recomputed = 0
+            for token, pool, state, held, shares in stale:
+                self._update(token, pool, state, held, shares)
+        usd = [0] * len(self.accounts)
+        at = self._row.get
+        for account, amount in ledger._book(market.base).items():
+            i = at(account)
+            if i is not None:
+                usd[i] = amount
+        return Marks(usd, self._tokens[:], self._lp[:],
+                     [u + s for u, s in zip(usd, self._sold, strict=True)])
+
+    def _mark_all(self) -> None:
+        n = len(self.accounts)
+        self._tokens, self._lp, self._sold = [0] * n, [0] * n, [0] * n
+        ledger, self._pools, self.recomputed = self.market.ledger, {}, 0
+        for token, pool in self.market.pools.items():
+            held, shares = ledger._book(token), ledger._book(pool.lp_asset)
+            state = (*pool.reserves, pool.total_shares)
+            parts = self._add_parts(pool, state, held, shares)
+            self._pools[token] = _PoolMark(state, dict(held), dict(shares), parts)
+        self._summed = True
+
+    def _update(self, token: str, pool: Pool, state: tuple[int, int, int],
+                held: dict[str, int], shares: dict[str, int]) -> None:
+        """Bring one pool's contributions up to date, adding the differences to the sums."""
+        last = self._pools.get(token)
+        tokens, lp, sold = self._tokens, self._lp, self._sold
+        if last is None or last.state != state:
+            if last is not None:
+                for i, (t, v, s) in last.parts.items():
+                    tokens[i] -= t
+                    lp[i] -= v
+                    sold[i] -= s
+            parts = self._add_parts(pool, state, held, shares)
+        else:  # no trade: only the holders whose balances of this pool changed
+            at = self._row.get
+            parts = dict(last.parts)
+            for account in {a for a, _ in held.items() ^ last.held.items()} \
+                    | {a for a, _ in shares.items() ^ last.shares.items()}:
+                i = at(account)
+                if i is None:
+                    continue
+                t, v, s = parts.pop(i, (0, 0, 0))
+                part = _contribution(held.get(account, 0), shares.get(account, 0), state,
+                                     pool.fee_bps)
+                if part is not None:
+                    parts[i] = part
+                    t, v, s = t - part[0], v - part[1], s - part[2]
+                tokens[i] -= t
+                lp[i] -= v
+                sold[i] -= s
+                self.recomputed += 1
+        self._pools[token] = _PoolMark(state, dict(held), dict(shares), parts)
+
+    def _add_parts(self, pool: Pool, state: tuple[int, int, int], held: dict[str, int],
+                   shares: dict[str, int]) -> dict[int, tuple[int, int, int]]:
+        """Every marked holder's contribution in `pool` (`mark_accounts`' arithmetic for one
+        pool: row -> (tokens, lp, if_sold), base units), each added to the sums."""
+        reserve_token, reserve_base, supply = state
+        parts: dict[int, tuple[int, int, int]] = {}
+        if not reserve_token or not reserve_base:
+            return parts  # nothing to mark against, nothing to sell into (both count 0)
+        at = self._row.get
+        tokens, lp, sold = self._tokens, self._lp, self._sold
+        fee_kept = BPS - pool.fee_bps
+        scaled_reserve = reserve_token * BPS
+        for account, amount in held.items():
+            i = at(account)
+            if i is None or account in shares:
+                continue
+            with_fee = amount * fee_kept
+            t = amount * reserve_base // reserve_token
+            s = with_fee * reserve_base // (scaled_reserve + with_fee)
+            parts[i] = (t, 0, s)
+            tokens[i] += t
+            sold[i] += s
+        for account, owned in shares.items():
+            i = at(account)
+            if i is None:
+                continue
+            # As `_contribution` (inlined: a liquidity provider holds shares of every pool).
+            amount = held.get(account, 0)
+            t = amount * reserve_base // reserve_token
+            v = 2 * owned * reserve_base // supply
+            s, r_token, r_base = 0, reserve_token, reserve_base
+            token_out = owned * reserve_token // supply
+            base_out = owned * reserve_base // supply
+            if token_out and base_out:  # else the pool refuses the burn: dust
+                r_token -= token_out
+                r_base -= base_out
+                amount += token_out
+                s = base_out
+            if amount and r_token and r_base:
+                with_fee = amount * fee_kept
+                s += with_fee * r_base // (r_token * BPS + with_fee)
+            parts[i] = (t, v, s)
+            tokens[i] += t
+            lp[i] += v
+            sold[i] += s
+        self.recomputed += len(parts)
+        return parts
+
+
+def _contribution(amount: int, owned: int, state: tuple[int, int, int],
+                  fee_bps: int) -> tuple[int, int, int] | None:
+    """One account's `(tokens, lp, if_sold)` in one pool (base units) from its `amount` of
+    the token and `owned` LP shares, as `Market.mark_accounts` computes them; None when it
+    holds neither or the pool has no reserves (it counts 0)."""
+    reserve_token, reserve_base, supply = state
+    if (not amount and not owned) or not reserve_token or not reserve_base:
+        return None
+    tokens = amount * reserve_base // reserve_token
+    fee_kept = BPS - fee_bps
+    if not owned:
+        with_fee = amount * fee_kept
+        return tokens, 0, with_fee * reserve_base // (reserve_token * BPS + with_fee)
+    lp = 2 * owned * reserve_base // supply
+    sold, r_token, r_base = 0, reserve_token, reserve_base
+    token_out = owned * reserve_token // supply
+    base_out = owned * reserve_base // supply
+    if token_out and base_out:  # else the pool refuses the burn: dust
+        r_token -= token_out
+        r_base -= base_out
+        amount += token_out
+        sold = base_out
+    if amount and r_token and r_base:
+        with_fee = amount * fee_kept
+        sold += with_fee * r_base // (r_token * BPS + with_fee)
+    return tokens, lp, sold
