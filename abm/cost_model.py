@@ -235,8 +235,8 @@ def fit(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """Fit every phase to measured runs. Each row: the `Sizes` fields, and `seconds`, a
     mapping phase -> measured seconds (`twin` only for runs with a twin). Returns
     `{"phases": {phase: PhaseFit as dict}, "contribution": {method: PhaseFit as dict},
-    "twin": {...}}`: the twin's one coefficient is its time over the phases it repeats,
-    as measured (`TWIN_OF`)."""
+    "twin": {...}}`: the twin's one coefficient is the median over the runs with a twin of
+    its time over the phases it repeats (`TWIN_OF`), less their fitted fixed part (`_once`)."""
     sizes = [Sizes(**{k: r[k] for k in Sizes.__dataclass_fields__}) for r in rows]
     out: dict[str, Any] = {"phases": {}, "contribution": {}}
     for phase in FEATURES:
@@ -276,6 +276,14 @@ class CostModel:
     @classmethod
     def load(cls, path: Path | str = DEFAULT_PATH) -> CostModel:
         return cls(json.loads(Path(path).read_text()))
+
+    def fitted_range(self) -> dict[str, int]:
+        """The largest of each size among the fitted runs (clients, per_round, investors,
+        lps): a scenario beyond one of them is predicted by extrapolation. (Steps and rounds
+        are not: every term is per step or per round, so they only multiply.)"""
+        rows = self.data["measurements"]
+        return {k: max(r[k] for r in rows) for k in ("clients", "per_round", "investors",
+                                                     "lps")}
 
     def knows(self, method: str) -> bool:
         return method in self.data["fit"]["contribution"]
@@ -317,6 +325,10 @@ class CostModel:
         err = self.data.get("heldout", {}).get("median_abs_error")
         error = f", typically within {100 * err:.0f} % on held-out runs" if err else ""
         notes = []
+        beyond = [f"{k} {getattr(sizes, k):,} > {most:,}" for k, most in self.fitted_range().items()
+                  if getattr(sizes, k) > most]
+        if beyond:
+            notes.append(f"beyond the fitted runs ({', '.join(beyond)}): an extrapolation")
         if not self.knows(sizes.method):
             notes.append(f"contribution method {sizes.method} not in the fit: its time is "
                          f"left out")

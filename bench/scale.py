@@ -3,6 +3,16 @@ client sampling (`fl.clients_per_round`), against the shipped baseline in the sa
 
     python -m bench.scale [--clients N] [--per-round K] [--investors N] [--steps N]
                           [--watchlist W | --watchlist none]
+    python -m bench.scale --fit [--out abm/cost_model.json]
+    python -m bench.scale --check FILE...
+
+`make bench` runs the first with its defaults, the issue's target row. `--fit` measures the
+cost model's grid instead (`FIT_GRID`, `FIT_METHODS`, `HELD_OUT`: one child process per run,
+each phase's CPU time; a few minutes on 2 cores, resumable), fits `abm.cost_model` to it and
+writes the coefficients, the measurements, the fit's quality and the machine's description
+to `--out` (`wsf validate` reads `abm/cost_model.json`); `--check` measures scenario files
+the same way and prints them beside the model's prediction; see docs/performance.md,
+"Sizing a study".
 
 Workload: `--clients` FL clients on synthetic data (20 features, 4 classes, 40 samples a
 client; a tenth of them zero-update free riders), one pool each, `--investors` investors (a
@@ -175,15 +185,18 @@ def run_point(point: dict[str, Any]) -> dict[str, Any]:
 
     import abm.run
     from abm.cost_model import sizes_of
-    from abm.scenario import parse_scenario
+    from abm.scenario import load_scenario, parse_scenario
 
     p = {**POINT_DEFAULTS, **point}
-    scenario = parse_scenario(workload(
-        p["clients"], p["per_round"], p["investors"], p["steps"], p["watchlist"],
-        lps=p["lps"], method=p["method"], agents_every=p["agents_every"],
-        samples_per_client=p["samples_per_client"], counterfactual=p["twin"],
-        activation=p["activation"]),
-        source="bench/scale.py --fit")
+    if "scenario" in p:  # a scenario file (`--check`)
+        scenario = load_scenario(p["scenario"])
+    else:
+        scenario = parse_scenario(workload(
+            p["clients"], p["per_round"], p["investors"], p["steps"], p["watchlist"],
+            lps=p["lps"], method=p["method"], agents_every=p["agents_every"],
+            samples_per_client=p["samples_per_client"], counterfactual=p["twin"],
+            activation=p["activation"]),
+            source="bench/scale.py --fit")
     spent: list[float] = []
     one = abm.run._simulate_one
 
@@ -201,7 +214,7 @@ def run_point(point: dict[str, Any]) -> dict[str, Any]:
                "fl": ph["fl"], "contribution": ph["contribution"] + ph["probe"]}
     seconds["other"] = max(total - sum(seconds.values()), 0.0)
     seconds["tables"] = max(spent[0] - total, 0.0)
-    if p["twin"]:
+    if len(spent) > 1:  # the twin, a second run in this process
         seconds["twin"] = spent[1]
     sizes = sizes_of(scenario)
     return {**{k: getattr(sizes, k) for k in sizes.__dataclass_fields__}, "seconds": seconds,
@@ -291,6 +304,22 @@ def fit_cost_model(out: str, quick: bool = False) -> dict[str, Any]:
     return data
 
 
+def check_files(paths: list[str]) -> None:
+    """Measure each scenario file as `--fit` measures a run (a child process, CPU time per
+    phase) and print it beside the committed model's prediction."""
+    from abm.cost_model import CostModel, Sizes
+
+    model = CostModel.load()
+    for path in paths:
+        row = _run_child({"scenario": path})
+        predicted = model.predict(Sizes(**{k: row[k] for k in Sizes.__dataclass_fields__}))
+        measured, total = row["seconds"], sum(predicted.values())
+        print(f"{path}: predicted {total:.1f} s, measured {sum(measured.values()):.1f} s "
+              f"({100 * (total / sum(measured.values()) - 1):+.0f} %); by phase, predicted / "
+              f"measured: " + ", ".join(f"{k} {predicted[k]:.2f} / {measured.get(k, 0.0):.2f}"
+                                        for k in predicted), flush=True)
+
+
 def _print_fit(data: dict[str, Any]) -> None:
     fitted = data["fit"]
     for name, got in [*fitted["phases"].items(),
@@ -335,6 +364,9 @@ def main(argv: list[str] | None = None) -> None:
                         help="measure the cost model's grid, fit it and write --out")
     parser.add_argument("--out", default="abm/cost_model.json",
                         help="where --fit writes the fitted model")
+    parser.add_argument("--check", nargs="+", metavar="FILE",
+                        help="measure scenario files and print them beside the cost model's "
+                             "prediction")
     parser.add_argument("--quick", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--one", choices=("baseline", "scale"), help=argparse.SUPPRESS)
     parser.add_argument("--point", help=argparse.SUPPRESS)
@@ -347,6 +379,9 @@ def main(argv: list[str] | None = None) -> None:
         return
     if args.fit:
         _print_fit(fit_cost_model(args.out, quick=args.quick))
+        return
+    if args.check:
+        check_files(args.check)
         return
     base = _child("baseline", args)
     scale = _child("scale", args)

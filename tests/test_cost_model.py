@@ -161,3 +161,12 @@ def test_validate_prints_the_expected_run_time(capsys):
     assert err[0].startswith("# scenarios/baseline.yaml: valid (")
     assert err[1].startswith("# expected run time on the reference machine (")
     assert "model fitted on" in err[1] or "cost model fitted on" in err[1]
+
+
+def test_a_scenario_beyond_the_fitted_runs_is_called_an_extrapolation():
+    model = CostModel.load()
+    most = model.fitted_range()
+    inside = parse_scenario(workload(100, 20, 400, 30, 10), source="test")
+    assert "extrapolation" not in model.describe(inside)
+    big = parse_scenario(workload(most["clients"] + 10, 20, 400, 30, 10), source="test")
+    assert f"clients {most['clients'] + 10:,} > {most['clients']:,}" in model.describe(big)
