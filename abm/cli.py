@@ -359,7 +359,21 @@ def _validate_file(args: argparse.Namespace, data: dict[str, Any]) -> int:
     print(yaml.safe_dump(scenario.to_dict(), sort_keys=False), end="")
     print(f"# {args.file}: valid ({scenario.n_clients} clients, {scenario.steps} steps, "
           f"{scenario.n_rounds} FL rounds)", file=sys.stderr)
+    print(f"# {_expected_time(scenario)}", file=sys.stderr)
     return 0
+
+
+def _expected_time(scenario) -> str:
+    """The scenario's expected run time from the committed cost model (`abm.cost_model`),
+    or why there is none."""
+    from abm.cost_model import DEFAULT_PATH, CostModel
+
+    try:
+        model = CostModel.load()
+    except (OSError, ValueError, KeyError) as exc:
+        return (f"expected run time: no cost model ({DEFAULT_PATH.name}: {shown(str(exc), 80)}"
+                f"; `python -m bench.scale --fit` makes one)")
+    return model.describe(scenario)
 
 
 def _check_claims(args: argparse.Namespace) -> int:

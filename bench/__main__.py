@@ -16,7 +16,7 @@ from bench.table import print_table
 
 BENCHMARKS = ("bench.amm", "bench.fl", "bench.train", "bench.model", "bench.market_loop",
               "bench.sweep", "bench.design", "bench.viz", "bench.startup",
-              "bench.contribution_grid")
+              "bench.contribution_grid", "bench.scale")
 
 
 def main() -> int:

@@ -3,6 +3,16 @@ client sampling (`fl.clients_per_round`), against the shipped baseline in the sa
 
     python -m bench.scale [--clients N] [--per-round K] [--investors N] [--steps N]
                           [--watchlist W | --watchlist none]
+    python -m bench.scale --fit [--out abm/cost_model.json]
+    python -m bench.scale --check FILE...
+
+`make bench` runs the first with its defaults, the issue's target row. `--fit` measures the
+cost model's grid instead (`FIT_GRID`, `FIT_METHODS`, `HELD_OUT`: one child process per run,
+each phase's CPU time; a few minutes on 2 cores, resumable), fits `abm.cost_model` to it and
+writes the coefficients, the measurements, the fit's quality and the machine's description
+to `--out` (`wsf validate` reads `abm/cost_model.json`); `--check` measures scenario files
+the same way and prints them beside the model's prediction; see docs/performance.md,
+"Sizing a study".
 
 Workload: `--clients` FL clients on synthetic data (20 features, 4 classes, 40 samples a
 client; a tenth of them zero-update free riders), one pool each, `--investors` investors (a
@@ -28,7 +38,10 @@ import resource
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from bench.table import record
 
@@ -39,26 +52,33 @@ STRATEGIES = ("fundamental", "momentum", "mean_reversion", "noise")
 
 
 def workload(clients: int, per_round: int, investors: int, steps: int,
-             watchlist: int | None = 10) -> dict[str, Any]:
+             watchlist: int | None = 10, *, lps: int = 20, method: str = "gtg_shapley",
+             agents_every: int = 10, samples_per_client: int = 40,
+             counterfactual: bool = False, activation: float = 1.0) -> dict[str, Any]:
     """The cross-device scenario (see the module docstring), as a scenario mapping;
-    `watchlist` the tokens each investor follows (None: every token)."""
+    `watchlist` the tokens each investor follows (None: every token). The keywords are the
+    cost model's other sizes (`--fit`): liquidity providers, the contribution method, steps
+    between agent rows, training samples per client (a fifth more are drawn: the validation
+    split), the counterfactual twin and the investors' activation (probability of acting in
+    a step)."""
     riders = max(1, clients // 10)
     watch = None if watchlist is None else min(watchlist, clients)
+    drawn = samples_per_client * clients + samples_per_client * clients // 4
     return {
         "name": f"scale_{clients}", "seed": 1, "steps": steps, "round_every": 10,
-        "fl": {"dataset": {"name": "synthetic", "n_samples": 40 * clients + 10 * clients,
+        "fl": {"dataset": {"name": "synthetic", "n_samples": drawn,
                            "n_features": 20, "n_classes": 4},
                "model": "logreg", "partition": {"scheme": "iid"},
                "clients_per_round": per_round, "utility_samples": 500},
-        "contribution": {"method": "gtg_shapley"},
+        "contribution": {"method": method},
         "rewards": {"policy": "direct", "budget": {"amount": 1000}},
         "clients": [{"count": clients - riders, "behaviour": "honest"},
                     {"count": riders, "behaviour": "free_rider"}],
         "investors": [{"strategy": s, "count": investors // len(STRATEGIES), "cash": 1000,
-                       "watchlist": watch} for s in STRATEGIES],
-        "liquidity_providers": [{"count": 20, "cash": 10_000}],
-        "collect": {"agents_every": 10},
-        "counterfactual": False,
+                       "watchlist": watch, "activation": activation} for s in STRATEGIES],
+        "liquidity_providers": [{"count": lps, "cash": 10_000}],
+        "collect": {"agents_every": agents_every},
+        "counterfactual": counterfactual,
     }
 
 
@@ -101,6 +121,220 @@ def _child(kind: str, args: argparse.Namespace) -> dict[str, Any]:
     return json.loads(out.strip().splitlines()[-1])
 
 
+#: The grid `--fit` measures (see `fit_cost_model`): sizes chosen so that no two terms of a
+#: phase move together (clients against LPs x clients, investors against watched
+#: holdings, agent rows against steps), small enough for a few minutes on 2 cores. Keys:
+#: clients, per_round, investors, watchlist (None: every token), lps, steps, agents_every,
+#: samples_per_client, twin, activation; the method is gtg_shapley.
+FIT_GRID: tuple[dict[str, Any], ...] = (
+    dict(clients=10, per_round=10, investors=200, watchlist=None, lps=5, steps=40),
+    dict(clients=100, per_round=20, investors=200, watchlist=10, lps=20, steps=40),
+    dict(clients=100, per_round=20, investors=2000, watchlist=10, lps=10, steps=40,
+         activation=0.5),
+    dict(clients=100, per_round=50, investors=2000, watchlist=5, lps=5, steps=40,
+         samples_per_client=160),
+    dict(clients=300, per_round=20, investors=1000, watchlist=30, lps=10, steps=60,
+         agents_every=1, twin=True),
+    dict(clients=1000, per_round=20, investors=200, watchlist=10, lps=20, steps=30),
+    dict(clients=1000, per_round=50, investors=2000, watchlist=2, lps=5, steps=30,
+         agents_every=50),
+    dict(clients=30, per_round=30, investors=3000, watchlist=10, lps=2, steps=60,
+         samples_per_client=80, twin=True),
+    dict(clients=500, per_round=10, investors=500, watchlist=20, lps=40, steps=30),
+    dict(clients=20, per_round=20, investors=3000, watchlist=None, lps=3, steps=40,
+         agents_every=1, activation=0.25, twin=True),
+    dict(clients=2000, per_round=20, investors=1000, watchlist=10, lps=10, steps=20),
+    dict(clients=50, per_round=50, investors=1000, watchlist=None, lps=10, steps=80,
+         agents_every=5, twin=True),
+    dict(clients=200, per_round=100, investors=400, watchlist=10, lps=20, steps=50),
+    dict(clients=1000, per_round=10, investors=4000, watchlist=10, lps=5, steps=20,
+         twin=True),
+)
+#: Contribution methods the fit knows, each measured at four sizes of the game (clients
+#: per round; shapley_exact's at most 16 clients), on a small market.
+FIT_METHODS: dict[str, tuple[int, ...]] = {
+    "gtg_shapley": (5, 10, 20, 40), "leave_one_out": (5, 10, 20, 40),
+    "shapley_mc": (5, 10, 20, 40), "cosine": (5, 10, 20, 40), "data_size": (5, 10, 20, 40),
+    "shapley_exact": (4, 6, 8, 10),
+}
+#: Runs kept out of the fit, whose error states the model's (docs/performance.md): the
+#: issue's target row, a twin run of sizes between the grid's, and a small leave-one-out run.
+HELD_OUT: tuple[dict[str, Any], ...] = (
+    dict(clients=1000, per_round=50, investors=2000, watchlist=10, lps=20, steps=100),
+    dict(clients=150, per_round=30, investors=800, watchlist=10, lps=10, steps=50,
+         activation=0.5, twin=True),
+    dict(clients=20, per_round=20, investors=100, watchlist=None, lps=3, steps=40,
+         method="leave_one_out"),
+)
+POINT_DEFAULTS: dict[str, Any] = dict(agents_every=10, samples_per_client=40,
+                                      method="gtg_shapley", twin=False, activation=1.0)
+
+
+def _contribution_points() -> list[dict[str, Any]]:
+    return [dict(clients=k, per_round=k, investors=40, watchlist=None, lps=2, steps=30,
+                 method=method) for method, ks in FIT_METHODS.items() for k in ks]
+
+
+def run_point(point: dict[str, Any]) -> dict[str, Any]:
+    """Simulate one grid point in this process; its sizes (`abm.cost_model.Sizes`' fields)
+    and the CPU seconds of each phase. Every phase timer of the model reads this process's
+    CPU clock (`time.perf_counter` is replaced by `time.process_time` here, a child of its
+    own), so that a machine's other load does not enter the figures."""
+    time.perf_counter = time.process_time
+    import torch  # noqa: F401  (imported before the clock starts)
+
+    import abm.run
+    from abm.cost_model import sizes_of
+    from abm.scenario import load_scenario, parse_scenario
+
+    p = {**POINT_DEFAULTS, **point}
+    if "scenario" in p:  # a scenario file (`--check`)
+        scenario = load_scenario(p["scenario"])
+    else:
+        scenario = parse_scenario(workload(
+            p["clients"], p["per_round"], p["investors"], p["steps"], p["watchlist"],
+            lps=p["lps"], method=p["method"], agents_every=p["agents_every"],
+            samples_per_client=p["samples_per_client"], counterfactual=p["twin"],
+            activation=p["activation"]),
+            source="bench/scale.py --fit")
+    spent: list[float] = []
+    one = abm.run._simulate_one
+
+    def timed(*args: Any, **kwargs: Any) -> Any:
+        start = time.process_time()
+        out = one(*args, **kwargs)
+        spent.append(time.process_time() - start)
+        return out
+
+    abm.run._simulate_one = timed
+    result = abm.run.simulate(scenario)
+    ph = result.summary["time_by_phase_s"]
+    total = result.timings["total"]
+    seconds = {"setup": ph["setup"], "market": ph["market"], "collect": ph["collect"],
+               "fl": ph["fl"], "contribution": ph["contribution"] + ph["probe"]}
+    seconds["other"] = max(total - sum(seconds.values()), 0.0)
+    seconds["tables"] = max(spent[0] - total, 0.0)
+    if len(spent) > 1:  # the twin, a second run in this process
+        seconds["twin"] = spent[1]
+    sizes = sizes_of(scenario)
+    return {**{k: getattr(sizes, k) for k in sizes.__dataclass_fields__}, "seconds": seconds,
+            "cpu_s": sum(spent), "rss_gib": resource.getrusage(
+                resource.RUSAGE_SELF).ru_maxrss / 2**20}
+
+
+def _run_child(point: dict[str, Any]) -> dict[str, Any]:
+    cmd = [sys.executable, "-m", "bench.scale", "--point", json.dumps(point)]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def _machine() -> dict[str, Any]:
+    import os
+    import platform
+
+    model = platform.processor() or platform.machine()
+    try:
+        for line in open("/proc/cpuinfo"):  # noqa: SIM115
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return {"description": f"{model}, {cores} cores", "cpu": model, "cores": cores,
+            "python": platform.python_version(), "system": platform.platform()}
+
+
+def fit_cost_model(out: str, quick: bool = False) -> dict[str, Any]:
+    """Measure `FIT_GRID` and the contribution methods' points, one child process each;
+    fit `abm.cost_model` to them; predict `HELD_OUT` runs (measured too) and state the
+    errors; write it all to `out` (JSON). `quick`: every third point only (a smoke test
+    of the command; not a model to commit)."""
+    import datetime
+
+    from abm.cost_model import CostModel, Sizes, fit
+
+    points = [*FIT_GRID, *_contribution_points()]
+    if quick:
+        points = points[::3]
+    # Each measurement is kept as it comes (one JSON line per point), so that a fit that
+    # stops part way resumes where it stopped; the file is removed once the fit is written.
+    cache = Path(f"{out}.rows.jsonl")
+    done = {}
+    if cache.exists():
+        for line in cache.read_text().splitlines():
+            entry = json.loads(line)
+            done[entry["key"]] = entry
+    rows = []
+    for i, point in enumerate([*points, *([] if quick else HELD_OUT)], 1):
+        key = json.dumps(point, sort_keys=True)
+        if key not in done:
+            done[key] = {"key": key, "row": _run_child(point)}
+            with cache.open("a") as f:
+                f.write(json.dumps(done[key]) + "\n")
+        row = done[key]["row"]
+        if i <= len(points):
+            rows.append(row)
+        print(f"[{i}/{len(points) + (0 if quick else len(HELD_OUT))}] {point}: "
+              f"{row['cpu_s']:.1f} s CPU", flush=True)
+    data: dict[str, Any] = {
+        "machine": _machine(), "date": datetime.date.today().isoformat(),
+        "command": "python -m bench.scale --fit", "unit": "CPU seconds of one process",
+        "fit": fit(rows), "measurements": rows,
+    }
+    model = CostModel(data)
+    held = []
+    for point in ([] if quick else HELD_OUT):
+        row = done[json.dumps(point, sort_keys=True)]["row"]
+        sizes = Sizes(**{k: row[k] for k in Sizes.__dataclass_fields__})
+        predicted = sum(model.predict(sizes).values())
+        measured = sum(row["seconds"].values())
+        held.append({**row, "predicted_s": predicted, "measured_s": measured,
+                     "error": predicted / measured - 1})
+        print(f"held out {point}: predicted {predicted:.1f} s, measured {measured:.1f} s "
+              f"({100 * held[-1]['error']:+.0f} %)", flush=True)
+    errors = [abs(h["error"]) for h in held]
+    data["heldout"] = {"runs": held,
+                       "median_abs_error": float(np.median(errors)) if errors else None,
+                       "max_abs_error": float(max(errors)) if errors else None}
+    with open(out, "w") as f:
+        json.dump(data, f, indent=1)
+        f.write("\n")
+    cache.unlink()
+    return data
+
+
+def check_files(paths: list[str]) -> None:
+    """Measure each scenario file as `--fit` measures a run (a child process, CPU time per
+    phase) and print it beside the committed model's prediction."""
+    from abm.cost_model import CostModel, Sizes
+
+    model = CostModel.load()
+    for path in paths:
+        row = _run_child({"scenario": path})
+        predicted = model.predict(Sizes(**{k: row[k] for k in Sizes.__dataclass_fields__}))
+        measured, total = row["seconds"], sum(predicted.values())
+        print(f"{path}: predicted {total:.1f} s, measured {sum(measured.values()):.1f} s "
+              f"({100 * (total / sum(measured.values()) - 1):+.0f} %); by phase, predicted / "
+              f"measured: " + ", ".join(f"{k} {predicted[k]:.2f} / {measured.get(k, 0.0):.2f}"
+                                        for k in predicted), flush=True)
+
+
+def _print_fit(data: dict[str, Any]) -> None:
+    fitted = data["fit"]
+    for name, got in [*fitted["phases"].items(),
+                      *((f"contribution/{m}", g) for m, g in fitted["contribution"].items())]:
+        terms = ", ".join(f"{c:.3g} s x {t}" for t, c in
+                          zip(got["terms"], got["coefficients"], strict=True) if c)
+        r2 = "-" if got["r2"] is None else f"{got['r2']:.3f}"
+        loo = ("-" if got["loo_median"] is None else
+               f"{100 * got['loo_median']:.0f} % (max {100 * got['loo_max']:.0f} %)")
+        print(f"{name}: {terms or '0'}; R^2 {r2}; leave-one-out error {loo}; {got['n']} runs")
+    if "twin" in fitted:
+        print(f"twin: {fitted['twin']['coefficients'][0]:.3f} x (setup + market + collect + "
+              f"other + tables, less their fixed part); ratios {fitted['twin']['ratios']}")
+
+
 def _phases(phases: dict[str, float]) -> str:
     return ", ".join(f"{k} {v:.1f}" for k, v in phases.items())
 
@@ -126,10 +360,28 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--watchlist", type=_watchlist, default=10,
                         help="tokens each investor follows (none: every token)")
+    parser.add_argument("--fit", action="store_true",
+                        help="measure the cost model's grid, fit it and write --out")
+    parser.add_argument("--out", default="abm/cost_model.json",
+                        help="where --fit writes the fitted model")
+    parser.add_argument("--check", nargs="+", metavar="FILE",
+                        help="measure scenario files and print them beside the cost model's "
+                             "prediction")
+    parser.add_argument("--quick", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--one", choices=("baseline", "scale"), help=argparse.SUPPRESS)
+    parser.add_argument("--point", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.one:
         print(json.dumps(_one(args.one, args)))
+        return
+    if args.point:
+        print(json.dumps(run_point(json.loads(args.point))))
+        return
+    if args.fit:
+        _print_fit(fit_cost_model(args.out, quick=args.quick))
+        return
+    if args.check:
+        check_files(args.check)
         return
     base = _child("baseline", args)
     scale = _child("scale", args)

@@ -128,3 +128,48 @@ def test_label_noise_replaces_a_fraction_uniformly():
     np.testing.assert_array_equal(apply_label_noise(y, 0.0, 10, np.random.default_rng(0)), y)
     with pytest.raises(ValueError, match=r"fraction must lie in \[0, 1\]"):
         apply_label_noise(y, 1.5, 10, np.random.default_rng(0))
+
+
+def _dirichlet_reference(y, n_clients, rng, alpha, w, min_size):
+    """The dirichlet scheme as first written (a Python loop over classes x clients per
+    attempt, a list scan per repaired sample): what the vectorised partition must equal."""
+    by_class = [np.flatnonzero(y == c) for c in np.unique(y)]
+    parts = []
+    for _attempt in range(100):
+        parts = [[] for _ in range(n_clients)]
+        for idx in by_class:
+            idx = idx[rng.permutation(idx.size)]
+            p = rng.dirichlet(np.full(n_clients, float(alpha))) * w
+            p = p / p.sum()
+            cuts = (np.cumsum(p)[:-1] * idx.size).astype(np.int64)
+            for j, chunk in enumerate(np.split(idx, cuts)):
+                parts[j].append(chunk)
+        if min(sum(c.size for c in cl) for cl in parts) >= min_size:
+            break
+    out = [np.concatenate(cl) if cl else np.zeros(0, np.int64) for cl in parts]
+    for j in range(n_clients):
+        while out[j].size < min_size:
+            big = int(np.argmax([o.size for o in out]))
+            take = int(rng.integers(out[big].size))
+            out[j] = np.append(out[j], out[big][take])
+            out[big] = np.delete(out[big], take)
+    return [np.sort(o.astype(np.int64)) for o in out]
+
+
+@pytest.mark.parametrize(("n", "classes", "clients", "alpha", "min_size", "weighted"), [
+    (1000, 10, 7, 0.3, 5, False),     # met at the first attempts
+    (300, 10, 30, 0.01, 5, False),    # 100 attempts fail: the repair moves samples
+    (2000, 4, 200, 0.5, 8, True),     # many clients, size weights
+    (4000, 3, 400, 5.0, 8, False),
+    (500, 1, 20, 0.5, 2, False),      # one class
+])
+def test_dirichlet_equals_its_reference(n, classes, clients, alpha, min_size, weighted):
+    y = _labels(n, classes, seed=3)
+    w = np.linspace(0.2, 1.0, clients) if weighted else np.ones(clients)
+    got = partition(y, clients, scheme="dirichlet", rng=np.random.default_rng(11),
+                    alpha=alpha, size_weights=w if weighted else None, min_size=min_size)
+    want = _dirichlet_reference(y, clients, np.random.default_rng(11), alpha, w, min_size)
+    assert len(got) == len(want) == clients
+    for a, b in zip(got, want, strict=True):
+        assert a.dtype == b.dtype
+        np.testing.assert_array_equal(a, b)

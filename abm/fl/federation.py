@@ -217,8 +217,13 @@ class Federation:
                 raise ValueError(f"Federation: client {i} has no samples")
             if idx.min() < 0 or idx.max() >= len(train):
                 raise ValueError(f"Federation: client {i} has indices outside the train set")
-            self._true_y.append(train.y[idx])
-            y = b.labels(train.y[idx], train.n_classes, self._label_rng(i))
+            true_y = train.y[idx]
+            self._true_y.append(true_y)
+            # A behaviour that keeps its labels draws nothing: its generator is not made
+            # (a seed sequence per client, 10,000 of them at cross-device scale).
+            # (A copy of its own, as `Behaviour.labels` returns what it is given.)
+            y = (train.y[idx] if type(b).labels is Behaviour.labels
+                 else b.labels(train.y[idx], train.n_classes, self._label_rng(i)))
             self._X.append(torch.from_numpy(np.ascontiguousarray(train.X[idx])).to(dev))
             self._y.append(torch.from_numpy(np.asarray(y, dtype=np.int64)).to(dev))
             sizes.append(idx.size)

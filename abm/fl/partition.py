@@ -110,30 +110,55 @@ def partition(
         cuts = np.cumsum(sizes)[:-1]
         return [np.sort(p) for p in np.split(perm, cuts)]
 
-    # dirichlet label skew
+    # dirichlet label skew: per attempt, each class's shuffled samples are cut into runs
+    # by Dirichlet proportions; an attempt is kept once every client reaches `min_size`.
+    # Only the sizes are summed per attempt (the arrays are built once, for the attempt
+    # kept), so an attempt costs O(classes x clients) in numpy, not in Python.
     classes = np.unique(y)
     by_class = [np.flatnonzero(y == c) for c in classes]
-    parts: list[list[np.ndarray]] = []
+    shuffled: list[np.ndarray] = []
+    counts: list[np.ndarray] = []
     for _attempt in range(100):
-        parts = [[] for _ in range(n_clients)]
+        shuffled, counts = [], []
         for idx in by_class:
             idx = idx[rng.permutation(idx.size)]
             p = rng.dirichlet(np.full(n_clients, float(alpha))) * w
             p = p / p.sum()
             cuts = (np.cumsum(p)[:-1] * idx.size).astype(np.int64)
-            for j, chunk in enumerate(np.split(idx, cuts)):
-                parts[j].append(chunk)
-        if min(sum(c.size for c in cl) for cl in parts) >= min_size:
+            # The runs `np.split(idx, cuts)` makes: client j gets idx[cuts[j-1]:cuts[j]].
+            bounds = np.concatenate(([0], np.clip(cuts, 0, idx.size), [idx.size]))
+            shuffled.append(idx)
+            counts.append(np.diff(bounds))
+        sizes = np.sum(counts, axis=0) if counts else np.zeros(n_clients, np.int64)
+        if sizes.min() >= min_size:
             break
-    out = [np.concatenate(cl) if cl else np.zeros(0, np.int64) for cl in parts]
-    # Repair: move random samples from the largest clients to the short ones.
-    for j in range(n_clients):
-        while out[j].size < min_size:
-            big = int(np.argmax([o.size for o in out]))
+    out = _runs_by_client(shuffled, counts, n_clients)
+    # Repair: move random samples from the largest clients to the short ones (the first
+    # largest each time, as `np.argmax` picks it; the sizes kept in an array beside them).
+    sizes = np.array([o.size for o in out], dtype=np.int64)
+    for j in np.flatnonzero(sizes < min_size).tolist():
+        while sizes[j] < min_size:
+            big = int(np.argmax(sizes))
             take = int(rng.integers(out[big].size))
             out[j] = np.append(out[j], out[big][take])
             out[big] = np.delete(out[big], take)
+            sizes[j] += 1
+            sizes[big] -= 1
     return [np.sort(o.astype(np.int64)) for o in out]
+
+
+def _runs_by_client(shuffled: Sequence[np.ndarray], counts: Sequence[np.ndarray],
+                    n_clients: int) -> list[np.ndarray]:
+    """Each client's samples: its run of every class (``counts[c][j]`` samples of the
+    shuffled indices ``shuffled[c]``, runs in client order), classes in order. The same
+    arrays, element for element, as concatenating each client's ``np.split`` chunks, by
+    one stable sort of every sample on its client instead of a Python loop over classes x
+    clients."""
+    if not shuffled:
+        return [np.zeros(0, np.int64) for _ in range(n_clients)]
+    owner = np.concatenate([np.repeat(np.arange(n_clients), c) for c in counts])
+    samples = np.concatenate(shuffled)[np.argsort(owner, kind="stable")]
+    return np.split(samples, np.cumsum(np.sum(counts, axis=0))[:-1])
 
 
 def apply_label_noise(
