@@ -357,8 +357,10 @@ def _validate_file(args: argparse.Namespace, data: dict[str, Any]) -> int:
         return 0
     scenario = _with_settings(load_scenario(args.file), args)
     print(yaml.safe_dump(scenario.to_dict(), sort_keys=False), end="")
-    print(f"# {args.file}: valid ({scenario.n_clients} clients, {scenario.steps} steps, "
-          f"{scenario.n_rounds} FL rounds)", file=sys.stderr)
+    owners = ("" if scenario.n_owners == scenario.n_clients
+              else f" of {scenario.n_owners} owners: Sybil identities")
+    print(f"# {args.file}: valid ({scenario.n_clients} clients{owners}, {scenario.steps} "
+          f"steps, {scenario.n_rounds} FL rounds)", file=sys.stderr)
     print(f"# {_expected_time(scenario)}", file=sys.stderr)
     return 0
 
