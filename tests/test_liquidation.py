@@ -290,6 +290,13 @@ def test_joint_liquidation_adds_up_exactly(reserves, holdings, usd):
         assert got.values[account] <= market.liquidation_value(account) + len(tokens)
     # any partition adds up: the values are per account
     assert set(got.values) == set(everyone)
+    # read from either side of each book (holders or accounts, whichever is smaller): the
+    # order of the accounts and accounts holding nothing change nothing
+    assert market.joint_liquidation(everyone[::-1]) == got
+    idle = [f"idle{i}" for i in range(20)]
+    padded = market.joint_liquidation([*idle, *everyone])
+    assert padded.left_in_pools == got.left_in_pools
+    assert padded.values == {**dict.fromkeys(idle, 0), **got.values}
 
 
 def test_liquidation_values_is_liquidation_value_per_account_by_either_path():

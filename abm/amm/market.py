@@ -19,7 +19,7 @@ that the values of any partition of the set (holder types, the whole economy) ad
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import NamedTuple
 
 from abm.amm.ledger import Ledger
@@ -63,6 +63,14 @@ def pro_rata(total: int, weights: dict[str, int]) -> dict[str, int]:
     for _, key in sorted(rest)[: total - sum(out.values())]:
         out[key] += 1
     return out
+
+
+def _held_by(book: Mapping[str, int], accounts: Mapping[str, None]) -> dict[str, int]:
+    """The positive balances in `book` (account -> base units) of the `accounts`, read from
+    whichever of the two is smaller."""
+    if len(book) <= len(accounts):
+        return {a: n for a, n in book.items() if n > 0 and a in accounts}
+    return {a: n for a in accounts if (n := book.get(a, 0)) > 0}
 
 
 class Market:
@@ -166,13 +174,17 @@ class Market:
         that they could claim (docs/model.md, section 4.11).
         Nothing in the ledger changes.
         """
-        accounts = list(dict.fromkeys(accounts))
-        books = {a: self.ledger.balances(a) for a in accounts}
-        values = {a: books[a].get(self.base, 0) for a in accounts}
+        wanted = dict.fromkeys(accounts)  # distinct, in order
+        live = self.ledger.live
+        usd = live(self.base)
+        values = {a: usd.get(a, 0) for a in wanted}
         left = 0
         for token, pool in self.pools.items():
             reserve_token, reserve_base = pool.reserves
-            sold = {a: b[token] for a in accounts if (b := books[a]).get(token, 0) > 0}
+            # Each book read from whichever side is smaller, the holders or the accounts: at
+            # a thousand pools most accounts hold none of a pool (`pro_rata` does not depend
+            # on the order of its weights).
+            sold = _held_by(live(token), wanted)
             total = sum(sold.values())
             if total and reserve_token and reserve_base:
                 proceeds = get_amount_out(total, reserve_token, reserve_base, pool.fee_bps)
@@ -183,9 +195,8 @@ class Market:
             supply = pool.total_shares
             # Each holder burns its own shares: the pool refuses a burn that pays out no base
             # unit of a reserve (as in `liquidation_value`), so such dust stays in the pool.
-            shares = {a: n for a in accounts
-                      if (n := books[a].get(pool.lp_asset, 0)) > 0
-                      and n * reserve_token // supply and n * reserve_base // supply}
+            shares = {a: n for a, n in _held_by(live(pool.lp_asset), wanted).items()
+                      if n * reserve_token // supply and n * reserve_base // supply}
             redeemed = 0
             if shares:
                 redeemed = sum(shares.values()) * reserve_base // pool.total_shares
