@@ -6,8 +6,10 @@ steps): `setup` (the model's construction), `market` and `collect` (every step),
 rounds' bookkeeping), `tables` (the tables, final valuations and summary after the last
 step) and `twin` (the counterfactual twin, a second run that replays the learning). Each
 phase is a sum of work counts, each a product of the scenario's sizes, times a cost per
-unit of work (`FEATURES`): e.g. the collect phase marks every holding every step, so one
-of its terms is `steps x LPs x clients` (each LP holds shares of every pool). The costs
+unit of work (`FEATURES`): e.g. the collect phase reads every pool's holdings every step
+(`abm.amm.market.MarkBook` compares each pool's books, re-marks the holders of the pools
+that traded, and every holding when most did), and each LP holds shares of every pool, so
+one of its terms is `steps x LPs x clients`. The costs
 are fitted by non-negative least squares (`fit`, SciPy's `nnls`) on one-process runs that
 `python -m bench.scale --fit` measures on a grid of sizes, and written with the machine's
 description, the date, the measurements and the fit's quality to `abm/cost_model.json`.
