@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from abm.agents.conduct import ACTIONS, NOT_DRAWN, Adaptive, choose
+from abm.agents.choice import choose
+from abm.agents.conduct import ACTIONS, NOT_DRAWN, Adaptive
 from abm.errors import ScenarioError
 from abm.fl import Federation, load_dataset, make_behaviour, partition, split_validation
 from abm.model import WallStreetFedsModel

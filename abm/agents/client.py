@@ -5,7 +5,8 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
-from abm.agents.conduct import NOT_DRAWN, choose
+from abm.agents.choice import choose
+from abm.agents.conduct import NOT_DRAWN
 from abm.agents.orders import SALE_PURPOSES, SaleBook
 from abm.agents.participation import RoundRecord
 from abm.agents.trader import DUST, Trader

@@ -36,7 +36,7 @@ from abm.registry import Params as _Params
 if TYPE_CHECKING:
     from abm.fl.behaviours import Behaviour
 
-__all__ = ["ACTIONS", "NOT_DRAWN", "Adaptive", "ConductRule", "Fixed", "choose"]
+__all__ = ["ACTIONS", "NOT_DRAWN", "Adaptive", "ConductRule", "Fixed"]
 
 #: Every action an adaptive client may take, in the order the reference lists them.
 ACTIONS = ("honest", "free_ride", "label_flip", "sit_out")
@@ -47,13 +47,6 @@ NOT_DRAWN = "not_drawn"
 #: The base behaviours an adaptive client's `honest` action may run: those that train on the
 #: client's own, true labels (its partition size is the behaviour's, fixed for the run).
 TRAINING_BEHAVIOURS = ("honest", "small_data")
-
-
-def choose(probabilities: np.ndarray, u: float) -> int:
-    """The index of the action a uniform draw `u` in [0, 1) picks from `probabilities`
-    (inverse CDF; the last action if rounding leaves the cumulative sum below `u`)."""
-    cumulative = np.cumsum(probabilities)
-    return min(int(np.searchsorted(cumulative, u, side="right")), len(probabilities) - 1)
 
 
 class ConductRule(Component):

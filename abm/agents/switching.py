@@ -43,6 +43,7 @@ import numpy as np
 from pydantic import field_validator
 
 from abm import registry
+from abm.agents.choice import choose
 from abm.registry import Component, param
 from abm.registry import Params as _Params
 
@@ -241,7 +242,6 @@ class Switchboard:
             rate, herding = rule.rate, rule.herding
             start = [m.strategy for m in members]
             chance = rule.probabilities(g.fitness)
-            cumulative = np.cumsum(chance).tolist()
             allowed = rule.strategies
             k_all = len(members)
             for k, inv in enumerate(members):
@@ -253,7 +253,7 @@ class Switchboard:
                     other = min(int(u_meet * (k_all - 1)), k_all - 2)
                     name = start[other + (other >= k)]
                 else:
-                    name = allowed[_inverse_cdf(cumulative, u_pick)]
+                    name = allowed[choose(chance, u_pick)]
                 if name != inv.strategy:
                     inv.switch_to(name)
                     changed = True
@@ -290,12 +290,3 @@ class Switchboard:
         total = max(len(self.investors), 1)
         return {f"strategy_share_{n}": float(c) / total
                 for n, c in zip(self.names, counts.tolist(), strict=True)}
-
-
-def _inverse_cdf(cumulative: list[float], u: float) -> int:
-    """The index a uniform `u` picks from a cumulative distribution (the last if rounding
-    leaves the sum below `u`)."""
-    for i, c in enumerate(cumulative):
-        if u < c:
-            return i
-    return len(cumulative) - 1
