@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 from tqdm import tqdm
 
-from abm.agents.conduct import NOT_DRAWN
+from abm.agents.conduct import NOT_DRAWN, last_quarter_start
 from abm.agents.orders import orders_summary
 from abm.amm import BASE, ONE, JointLiquidation
 from abm.rewards import Destination
@@ -301,18 +301,18 @@ def _conduct_summary(model, rounds) -> dict[str, Any]:
     adaptive = [c.token for c in model.clients if c.adaptive]
     share = None
     if adaptive and len(rounds):
-        last = int(rounds["round"].max())
-        tail = rounds[(rounds["round"] > last - -(-last // 4))
+        tail = rounds[(rounds["round"] > last_quarter_start(int(rounds["round"].max())))
                       & rounds["client"].astype(str).isin(adaptive)
                       & (rounds["action"] != NOT_DRAWN)]
         share = float((tail["action"] == "honest").mean()) if len(tail) else None
+    # One count over the table, not a scan of it per client (a thousand at cross-device scale).
+    missed = (rounds.loc[rounds["action"] == NOT_DRAWN, "client"].astype(str).value_counts()
+              if len(rounds) else pd.Series(dtype=int))
     return {
         "honest_share_last_quarter": share,
         "actions": {c.token: dict(sorted(c.action_counts.items()))
                     for c in model.clients if c.adaptive},
-        "rounds_not_drawn": {c.token: int((rounds.loc[rounds["client"].astype(str) == c.token,
-                                                      "action"] == NOT_DRAWN).sum())
-                             for c in model.clients if c.adaptive},
+        "rounds_not_drawn": {c: int(missed.get(c, 0)) for c in adaptive},
     }
 
 

@@ -25,6 +25,7 @@ from matplotlib.ticker import StrMethodFormatter
 from abm.collect import AGENT_TYPE_COLOURS, AGENT_TYPE_LABELS, AGENT_TYPES
 from analysis.market_stats import ACF_CONFIDENCE, ACF_LAGS, acf_table, round_every
 from analysis.metrics import (
+    adaptive_choices,
     adaptive_clients,
     client_rewards,
     lp_decomposition,
@@ -211,20 +212,18 @@ def plot_actions(run: Run, ax: Axes) -> None:
     ax.set_xlabel("FL round")
     ax.set_ylabel("Adaptive clients choosing it (% of those invited)")
     ax.set_title("Actions the adaptive clients chose, per FL round")
-    adaptive = adaptive_clients(run)
-    rounds = run.rounds
-    if not adaptive or rounds.empty or "action" not in rounds.columns:
+    # Of the clients invited to the round: the others chose nothing (docs/model.md, 7.15).
+    mine = adaptive_choices(run)
+    if mine.empty:
         _no_data(ax, "no client with an adaptive conduct in this run")
         return
-    # Of the clients invited to the round: the others chose nothing (docs/model.md, 7.15).
-    mine = rounds[rounds["client"].astype(str).isin(adaptive) & rounds["action"].isin(ACTIONS)]
     shares = (pd.crosstab(mine["round"], mine["action"], normalize="index") * 100.0)
     shares = shares[[a for a in ACTIONS if a in shares.columns]].sort_index()
     _stacked_bars(ax, shares, dict(zip(ACTIONS, sns.color_palette("colorblind", len(ACTIONS)),
                                        strict=True)))
     ax.set_ylim(0, 100)
     ax.xaxis.get_major_locator().set_params(integer=True)
-    _legend_outside(ax, f"Action ({len(adaptive)} adaptive clients)")
+    _legend_outside(ax, f"Action ({len(adaptive_clients(run))} adaptive clients)")
 
 
 #: model.parquet's columns of the share of investors using each strategy (switching runs).

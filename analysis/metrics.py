@@ -726,6 +726,19 @@ def adaptive_clients(run: Run) -> list[str]:
     return sorted((run.summary.get("conduct") or {}).get("actions") or {})
 
 
+def adaptive_choices(run: Run) -> pd.DataFrame:
+    """The rows of `rounds.parquet` that hold an adaptive client's choice (docs/model.md,
+    7.16): its rounds, less those the client sample did not invite it to (action
+    `not_drawn`, 7.15: no choice was made). Empty without adaptive clients."""
+    from abm.agents.conduct import ACTIONS  # the one list of actions
+
+    adaptive = adaptive_clients(run)
+    rounds = run.rounds
+    if not adaptive or rounds.empty or "action" not in rounds.columns:
+        return rounds.iloc[:0]
+    return rounds[rounds["client"].astype(str).isin(adaptive) & rounds["action"].isin(ACTIONS)]
+
+
 def conduct_actions(run: Run) -> pd.DataFrame:
     """What the adaptive clients chose and what each choice realised (docs/model.md, 7.16).
 
@@ -738,17 +751,13 @@ def conduct_actions(run: Run) -> pd.DataFrame:
     `rounds.parquet`; empty without adaptive clients. Rounds a client was not invited to by
     the client sample (`fl.clients_per_round`, action `not_drawn`) are no choice: left out.
     """
-    from abm.agents.conduct import ACTIONS  # the one list of actions, in its order
+    from abm.agents.conduct import ACTIONS, last_quarter_start
 
     columns = ["action", "chosen", "share_pct", "share_last_quarter_pct", "mean_payoff_usd"]
-    adaptive = adaptive_clients(run)
-    rounds = run.rounds
-    if not adaptive or rounds.empty or "action" not in rounds.columns:
+    mine = adaptive_choices(run)
+    if mine.empty:
         return pd.DataFrame(columns=columns)
-    # Rounds the client sample did not invite a client to hold no choice (7.15).
-    mine = rounds[rounds["client"].astype(str).isin(adaptive) & rounds["action"].isin(ACTIONS)]
-    last = int(rounds["round"].max())
-    tail = mine[mine["round"] > last - -(-last // 4)]
+    tail = mine[mine["round"] > last_quarter_start(int(run.rounds["round"].max()))]
     payoff = mine["reward_if_sold_usd"] - mine["training_cost_usd"]
     rows = []
     for action in (a for a in ACTIONS if (mine["action"] == a).any()):

@@ -36,7 +36,7 @@ from abm.registry import Params as _Params
 if TYPE_CHECKING:
     from abm.fl.behaviours import Behaviour
 
-__all__ = ["ACTIONS", "NOT_DRAWN", "Adaptive", "ConductRule", "Fixed"]
+__all__ = ["ACTIONS", "NOT_DRAWN", "Adaptive", "ConductRule", "Fixed", "last_quarter_start"]
 
 #: Every action an adaptive client may take, in the order the reference lists them.
 ACTIONS = ("honest", "free_ride", "label_flip", "sit_out")
@@ -47,6 +47,12 @@ NOT_DRAWN = "not_drawn"
 #: The base behaviours an adaptive client's `honest` action may run: those that train on the
 #: client's own, true labels (its partition size is the behaviour's, fixed for the run).
 TRAINING_BEHAVIOURS = ("honest", "small_data")
+
+
+def last_quarter_start(last_round: int) -> int:
+    """The rounds after this one are the last quarter of a run whose last round is
+    `last_round` (the last ceil(R / 4)): where `honest_share_last_quarter` is read."""
+    return last_round - -(-last_round // 4)
 
 
 class ConductRule(Component):
