@@ -117,17 +117,16 @@ class Investor(Trader):
         self.rule.start(self.model.view, traits)
         # The other strategies it may switch to: streams of their own, so that its own
         # strategy's draws are those of an investor that never switches.
+        others = {name: rule for name, rule in self.rules.items() if rule is not self._own}
         self._others = [(rule, self._own_stream(f"signal:{name}"))
-                        for name, rule in self.rules.items() if rule is not self._own]
-        self._rngs = {name: self._own_stream(f"decide:{name}") for name in self.rules
-                      if self.rules[name] is not self._own}
-        for name, rule in self.rules.items():
-            if rule is not self._own:
-                rule.start(self.model.view, self._own_stream(f"traits:{name}"))
+                        for name, rule in others.items()]
+        self._rngs = {name: self._own_stream(f"decide:{name}") for name in others}
+        for name, rule in others.items():
+            rule.start(self.model.view, self._own_stream(f"traits:{name}"))
         #: Instances whose decisions draw (`Strategy.draws`): while idle they draw in every
         #: step in which it acts, so that their stream's use does not depend on the market.
-        self._drawers = [(rule, self._rngs[name]) for name, rule in self.rules.items()
-                         if rule is not self._own and rule.draws]
+        self._drawers = [(rule, self._rngs[name]) for name, rule in others.items()
+                         if rule.draws]
         if self._own.draws and len(self.rules) > 1:
             self._drawers.insert(0, (self._own, self.stream))
         self._clock = self._own_stream("clock")
