@@ -271,18 +271,28 @@ def _sharpe(wealth: pd.DataFrame) -> pd.Series:
 
 
 def investor_pnl(run: Run) -> pd.DataFrame:
-    """One row per investor: `agent_id`, `strategy`, `initial_wealth_usd`, then at spot
-    `final_wealth_usd`, `pnl_usd` (final − initial), `return_pct` (100 × pnl / initial),
-    `sharpe`, and if sold `final_wealth_if_sold_usd`, `pnl_if_sold_usd`,
-    `return_if_sold_pct`, `sharpe_if_sold` (the same on `wealth_if_sold`; see
-    `investor_performance`). Initial wealth is cash, the same on both."""
+    """One row per investor: `agent_id`, `strategy`, `in_strategy_share`,
+    `initial_wealth_usd`, then at spot `final_wealth_usd`, `pnl_usd` (final − initial),
+    `return_pct` (100 × pnl / initial), `sharpe`, and if sold `final_wealth_if_sold_usd`,
+    `pnl_if_sold_usd`, `return_if_sold_pct`, `sharpe_if_sold` (the same on
+    `wealth_if_sold`; see `investor_performance`). Initial wealth is cash, the same on both.
+
+    `strategy` is the investor's strategy at the first collected step: where investors switch
+    strategies (docs/model.md, 7.17) it is the one it started with, and `in_strategy_share`
+    (0..1) the share of its collected steps it used it (1 for every investor that never
+    switches)."""
     investors = run.agents.loc[run.agents["agent_type"] == "investor"]
-    columns = ["agent_id", "strategy", "initial_wealth_usd", "final_wealth_usd", "pnl_usd",
-               "return_pct", "sharpe", "final_wealth_if_sold_usd", "pnl_if_sold_usd",
-               "return_if_sold_pct", "sharpe_if_sold"]
+    columns = ["agent_id", "strategy", "in_strategy_share", "initial_wealth_usd",
+               "final_wealth_usd", "pnl_usd", "return_pct", "sharpe",
+               "final_wealth_if_sold_usd", "pnl_if_sold_usd", "return_if_sold_pct",
+               "sharpe_if_sold"]
     if investors.empty:
         return pd.DataFrame(columns=columns)
-    strategy = investors.drop_duplicates("agent_id").set_index("agent_id")["strategy"]
+    first = investors.sort_values("step", kind="stable").drop_duplicates("agent_id")
+    strategy = first.set_index("agent_id")["strategy"]
+    labels = investors["strategy"].astype(str)
+    started = investors["agent_id"].map(strategy).astype(str)
+    in_strategy = (labels == started).groupby(investors["agent_id"]).mean()
     table = None
     for column, suffix in (("wealth", ""), ("wealth_if_sold", "_if_sold")):
         wealth = investors.pivot_table(index="step", columns="agent_id", values=column,
@@ -291,6 +301,7 @@ def investor_pnl(run: Run) -> pd.DataFrame:
             table = pd.DataFrame({
                 "agent_id": wealth.columns,
                 "strategy": strategy.reindex(wealth.columns).astype(str).to_numpy(),
+                "in_strategy_share": in_strategy.reindex(wealth.columns).to_numpy(float),
                 "initial_wealth_usd": wealth.iloc[0].to_numpy(dtype=float),
             })
         initial = table["initial_wealth_usd"]
@@ -306,6 +317,10 @@ def investor_performance(run: Run) -> pd.DataFrame:
     """Investor results by strategy, one row per strategy (sorted by name), at spot and if
     sold (suffix `_if_sold`: the same figure on `wealth_if_sold`), columns:
     - `n`: number of investors;
+    - `in_strategy_share`: mean over them of the share of their collected steps spent in
+      the row's strategy. Investors are grouped by the strategy they started with
+      (`investor_pnl`): where they switch, a row is the investors that started there, and
+      this share says how much of their results that strategy made (1 without switching);
     - `mean_pnl_usd`, `median_pnl_usd`: PnL = final − initial wealth, USD;
     - `mean_return_pct`: mean of 100 × PnL / initial wealth, percent;
     - `sharpe`: mean over the strategy's investors of each investor's Sharpe ratio
@@ -316,14 +331,15 @@ def investor_performance(run: Run) -> pd.DataFrame:
     - `profitable_share`: fraction (0..1) of the strategy's investors with PnL > 0.
     """
     per_investor = investor_pnl(run)
-    columns = ["strategy", "n"]
+    columns = ["strategy", "n", "in_strategy_share"]
     for suffix in ("", "_if_sold"):
         columns += [f"mean_pnl{suffix}_usd", f"median_pnl{suffix}_usd",
                     f"mean_return{suffix}_pct", f"sharpe{suffix}", f"profitable{suffix}_share"]
     if per_investor.empty:
         return pd.DataFrame(columns=columns)
     grouped = per_investor.groupby("strategy")
-    table = pd.DataFrame({"n": grouped.size()})
+    table = pd.DataFrame({"n": grouped.size(),
+                          "in_strategy_share": grouped["in_strategy_share"].mean()})
     for suffix in ("", "_if_sold"):
         pnl = grouped[f"pnl{suffix}_usd"]
         table[f"mean_pnl{suffix}_usd"] = pnl.mean()

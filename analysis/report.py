@@ -150,10 +150,15 @@ def render_report(run: Run, figure_dir: Path, report_dir: Path) -> str:
         "attributable_usd": "attributable (USD)"})
     round_table = pd.DataFrame({"FL round": by_round.index.astype(int),
                                 "Spearman ρ": by_round.to_numpy()})
+    # Where investors switch strategies a row groups those that started in its strategy:
+    # say so, and how much of their steps they spent in it, instead of implying it made them.
+    switched = bool(len(investors)) and bool((investors["in_strategy_share"] < 1).any())
     investor_table = investors[[
-        "strategy", "n", "mean_pnl_usd", "mean_pnl_if_sold_usd", "mean_return_pct",
-        "mean_return_if_sold_pct", "sharpe", "sharpe_if_sold", "profitable_share",
-        "profitable_if_sold_share"]].rename(columns={
+        "strategy", "n", *(["in_strategy_share"] if switched else []), "mean_pnl_usd",
+        "mean_pnl_if_sold_usd", "mean_return_pct", "mean_return_if_sold_pct", "sharpe",
+        "sharpe_if_sold", "profitable_share", "profitable_if_sold_share"]].rename(columns={
+            "strategy": "starting strategy" if switched else "strategy",
+            "in_strategy_share": "steps in it",
             "mean_pnl_usd": "mean PnL at spot (USD)",
             "mean_pnl_if_sold_usd": "mean PnL if sold (USD)",
             "mean_return_pct": "return at spot (%)", "mean_return_if_sold_pct":
@@ -244,11 +249,16 @@ def render_report(run: Run, figure_dir: Path, report_dir: Path) -> str:
         figure("token_prices", "Token prices with FL rounds marked"),
         figure("contributions", "Contribution per client per round"),
         *_market_section(run, headline, figure),
-        "## Investors by strategy",
+        "## Investors by starting strategy" if switched else "## Investors by strategy",
+        *(["Investors switch strategies in this run (docs/model.md, 7.17): a row groups the "
+           "investors that started in its strategy, whatever they used later; *steps in it* "
+           "is the mean share of their collected steps spent in it. The strategies' shares "
+           "over time are in the figure `strategy_shares`."] if switched else []),
         "PnL = final − initial wealth, at spot and if sold; Sharpe = mean / std of an "
         "investor's per-step returns × √steps (risk-free rate 0), averaged over the "
-        "strategy's investors, on each valuation.",
-        markdown_table(investor_table, {"Sharpe at spot": ".3f", "Sharpe if sold": ".3f",
+        "row's investors, on each valuation.",
+        markdown_table(investor_table, {"steps in it": ".0%", "Sharpe at spot": ".3f",
+                                        "Sharpe if sold": ".3f",
                                         "profitable at spot": ".0%",
                                         "profitable if sold": ".0%"})
         if len(investor_table) else "No investor in this run.",

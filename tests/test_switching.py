@@ -137,12 +137,25 @@ def test_nonsense_switching_is_refused(switching, message):
     assert "investors[0].switching" in str(err.value)
 
 
-def test_herding_needs_a_second_investor():
+def test_herding_needs_a_second_investor_in_the_population():
+    """Herding meets another member of the population, the groups with an equal rule: a
+    lone investor is refused unless another group shares its rule."""
     scenario = small_scenario()
     groups = scenario.to_dict()["investors"]
-    groups[0].update(count=1, switching={"kind": "discrete_choice", "herding": 0.5})
+    rule = {"kind": "discrete_choice", "strategies": ["fundamental", "noise"], "herding": 0.5}
+    for g in groups:
+        g.pop("switching", None)
+    lone = [i for i, g in enumerate(groups) if g["strategy"] in ("fundamental", "noise")][:2]
+    groups[lone[0]].update(count=1, switching=rule)
+    with pytest.raises(ScenarioError, match="herding copies another investor of the population"):
+        scenario.with_overrides({"investors": groups})
+    groups[lone[1]].update(count=1, switching={**rule, "herding": 0.4})  # another rule
     with pytest.raises(ScenarioError, match="herding"):
         scenario.with_overrides({"investors": groups})
+    groups[lone[1]].update(switching=rule)  # the same rule: a population of two
+    model = WallStreetFedsModel(scenario.with_overrides({"investors": groups}))
+    (population,) = model.switching.groups
+    assert len(population.members) == 2
 
 
 # -- runs ------------------------------------------------------------------------------------
@@ -238,3 +251,33 @@ def test_run_up_buyers_are_counted_by_the_strategy_they_used():
     momentum = spent[investors["strategy"] == "momentum"].groupby(investors["step"]).sum()
     np.testing.assert_allclose(cash["momentum"].diff().iloc[1:],
                                momentum.reindex(cash.index[1:], fill_value=0.0), atol=1e-9)
+
+
+def test_investor_tables_say_they_group_by_starting_strategy(tmp_path):
+    """Where investors switch, `investor_pnl`'s `strategy` is each one's first collected
+    strategy and `in_strategy_share` the share of its collected steps in it (checked row by
+    row against agents.parquet); the report titles the table by starting strategy. Without
+    switching every share is 1 and the report keeps its plain title."""
+    from analysis.metrics import investor_performance, investor_pnl
+    from analysis.report import render_report
+    from analysis.runs import run_from_result
+
+    run = run_from_result(simulate(_switching_scenario(steps=30), counterfactual=False))
+    pnl = investor_pnl(run).set_index("agent_id")
+    rows = run.agents[run.agents["agent_type"] == "investor"].sort_values(["agent_id", "step"])
+    for agent_id, own in rows.groupby("agent_id"):
+        labels = own["strategy"].astype(str).to_numpy()
+        assert pnl.loc[agent_id, "strategy"] == labels[0]
+        assert pnl.loc[agent_id, "in_strategy_share"] == pytest.approx(
+            float(np.mean(labels == labels[0])))
+    assert (pnl["in_strategy_share"] < 1).any()  # somebody left its starting strategy
+    table = investor_performance(run).set_index("strategy")
+    by_start = pnl.groupby("strategy")["in_strategy_share"].mean()
+    np.testing.assert_allclose(table["in_strategy_share"], by_start.reindex(table.index))
+    text = render_report(run, tmp_path, tmp_path)
+    assert "## Investors by starting strategy" in text and "steps in it" in text
+
+    plain = run_from_result(simulate(small_scenario(steps=30), counterfactual=False))
+    assert (investor_pnl(plain)["in_strategy_share"] == 1.0).all()
+    text = render_report(plain, tmp_path, tmp_path)
+    assert "## Investors by strategy" in text and "steps in it" not in text

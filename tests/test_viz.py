@@ -478,6 +478,29 @@ def test_each_page_shows_its_listed_charts_in_order(render, scenario: Scenario,
         assert page_chart_titles(rc) == [title for title, _ in expected]
 
 
+def test_market_page_shows_strategy_shares_where_investors_switch(render, scenario: Scenario,
+                                                                  default_valuation: None):
+    """With switching investors the market page adds the strategies' shares (one line per
+    strategy, the model table's `strategy_share_*` columns) after the listed charts; without,
+    it shows only the listed charts (the test above)."""
+    groups = scenario.to_dict()["investors"]
+    for group in groups:
+        group["switching"] = {"kind": "discrete_choice", "strategies": ["fundamental", "noise"],
+                              "rate": 0.5, "herding": 0.5}
+    switching = scenario.with_overrides({"investors": groups})
+    rc = render(app.ScenarioApp(switching))
+    click(rc, "Step")
+    listed = [title for title, _ in PAGE_CHARTS["Market"]]
+    assert page_chart_titles(rc) == [*listed, charts.strategy_chart.title]
+    option = chart(rc, charts.strategy_chart.title)
+    assert [s["name"] for s in option["series"][:2]] == ["fundamental", "noise"]
+    source = option["dataset"]["source"]
+    assert source[0] == ["step", "fundamental", "noise"]
+    assert [row[1] + row[2] for row in source[1:]] == pytest.approx([1.0] * (len(source) - 1))
+    # Step 0: the groups as the scenario starts them (values rounded for the browser).
+    assert source[1][1:] == pytest.approx([2 / 3, 1 / 3], abs=10.0**-echarts.DECIMALS)
+
+
 # -- agents page --------------------------------------------------------------------------------
 
 

@@ -154,9 +154,17 @@ class DiscreteChoice(SwitchingRule):
             if group.strategy not in params.strategies:
                 return (f"investors[{i}] use {group.strategy!r}, which must be among the "
                         f"strategies they switch between ({', '.join(params.strategies)})")
-            if params.herding > 0 and group.count < 2:
-                return (f"herding copies another investor of the group, and investors[{i}] "
-                        f"has {group.count}: set herding to 0 or add investors")
+            if params.herding > 0:
+                # Groups with equal rules are one population (`Switchboard`): herding meets
+                # another member of it, whichever group that member came from.
+                rule = params.model_dump_json()
+                population = sum(g.count for g in scenario.investors
+                                 if g.switching.model_dump_json() == rule)
+                if population < 2:
+                    return (f"herding copies another investor of the population (the groups "
+                            f"with this switching rule), and investors[{i}]'s has "
+                            f"{population}: set herding to 0, add investors, or give another "
+                            f"group the same rule")
         return None
 
     @property

@@ -110,6 +110,25 @@ def accuracy_chart(model: ObservedModel) -> Lines:
                  steps_shape=True)
 
 
+#: Prefix of the model table's columns holding the share of investors using each strategy,
+#: present only where investors switch strategies (docs/model.md, 7.17).
+STRATEGY_SHARE = "strategy_share_"
+
+
+def strategy_columns(frame: Any) -> list[str]:
+    """The model table's strategy-share columns, in table order (none without switching)."""
+    return [c for c in frame.columns if c.startswith(STRATEGY_SHARE)]
+
+
+@line_chart("Share of investors using each strategy", y_name="share of investors")
+def strategy_chart(model: ObservedModel) -> Lines:
+    """Fraction (0..1) of all investors whose active strategy is each one, per step; shown
+    only where investors switch (`MarketPage`): elsewhere the shares never move."""
+    frame = model_table(model)
+    return Lines(frame, {c.removeprefix(STRATEGY_SHARE): c for c in strategy_columns(frame)},
+                 y_range=(0.0, 1.0))
+
+
 # -- the latest round's table -----------------------------------------------------------------
 
 #: Headers of the round table, in order (money in USD, tokens in whole tokens).
@@ -237,5 +256,9 @@ MARKET: list[Any] = [
 @solara.component
 def MarketPage(model: ObservedModel):
     """The market page: prices with events, contributions, liquidity, wealth, accuracy and
-    the latest round (`MARKET`)."""
-    return Grid(children=[panel(model) for panel in MARKET])
+    the latest round (`MARKET`); where investors switch strategies, their strategies' shares
+    before the round table (`strategy_chart`)."""
+    shown = list(MARKET)
+    if strategy_columns(model_table(model)):
+        shown.insert(shown.index(RoundTable), strategy_chart)
+    return Grid(children=[panel(model) for panel in shown])

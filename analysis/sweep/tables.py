@@ -231,7 +231,9 @@ def summary_tables(tables: SweepTables) -> list[SummaryTable]:
             "Investor returns per strategy",
             "Per run and strategy: mean return (%) and mean PnL (USD) at spot and if sold "
             "(everything sold alone, fees and impact included), mean run-horizon Sharpe ratio "
-            "on each, and the share of investors profitable at spot (0..1).",
+            "on each, and the share of investors profitable at spot (0..1). Where investors "
+            "switch strategies, a strategy's row is the investors that started in it, and "
+            "`in_strategy_share` the mean share of their collected steps spent in it.",
             summarise_over_seeds(tables.investors, [*_settings(by), "strategy"],
                                  INVESTOR_METRICS, c, count="n"),
             [*_settings(by), "strategy"],
