@@ -24,9 +24,14 @@ the whole model's error by the total of held-out runs that were not in the grid.
 What it is: an estimate of the CPU time of one process on the reference machine, which is
 the wall time when the run has a core to itself; on a loaded machine a run takes longer. The
 learning phases (`fl`, `contribution`) are fitted on the grid's learning workload (synthetic
-data, a logistic regression, one local epoch on the CPU): another dataset, network or
-device scales them by its own cost per sample, which the model does not know, and
-`describe` says so. A contribution method absent from the fit is said to be unknown.
+data, a logistic regression, one local epoch on the CPU). Another dataset and network (a
+*learning pair*, `Sizes.learning`) scales them by ratios measured beside that workload in
+the same invocation (`python -m bench.scale --fit`, or `--fit-learning` alone): the
+training time per sample and epoch, and a round's contribution time (GTG-Shapley's, and
+leave-one-out's for the other methods) as a line in the validation samples each coalition
+is evaluated on (`LearningRatios`). A pair without ratios has its learning
+phases left out of the total, and `describe` says so; a GPU's rate is not modelled (the
+CPU's is used, and said). A contribution method absent from the fit is said to be unknown.
 """
 
 from __future__ import annotations
@@ -42,9 +47,12 @@ import numpy as np
 
 #: The committed coefficients (`python -m bench.scale --fit` writes them).
 DEFAULT_PATH = Path(__file__).with_name("cost_model.json")
-#: The learning workload the learning phases are fitted on (see the module docstring).
-FITTED_LEARNING = {"dataset": "synthetic", "model": "logreg", "local_epochs": 1,
-                   "device": "cpu"}
+#: The learning pair the grid's learning phases are fitted on (see the module docstring):
+#: `dataset/model` as `Sizes.learning` names it.
+REFERENCE_LEARNING = "synthetic/logreg"
+#: Datasets whose tensors have another's shapes, so cost the same per sample: CIFAR-10 read
+#: from the user's file and its shipped stand-in.
+SAME_COST = {"cifar10": "cifar10_standin"}
 
 
 @dataclass(frozen=True)
@@ -57,7 +65,11 @@ class Sizes:
     counting every token): the investors' holdings; active: the investors expected to act
     in a step (`sum(count x activation)`); steps, rounds; agents_every: steps between
     agent rows; samples_per_client: training samples of an average client; method: the
-    contribution method; twin: whether the counterfactual twin runs.
+    contribution method; twin: whether the counterfactual twin runs; learning: the
+    learning pair, `dataset/model`; local_epochs: passes over a client's data per round;
+    batch_size: samples per local mini-batch;
+    utility_samples: validation samples a utility evaluation reads (None: unknown, the
+    dataset's size is not known before loading); device: `cpu` or `cuda`.
     """
 
     clients: int
@@ -72,6 +84,11 @@ class Sizes:
     samples_per_client: float = 40.0
     method: str = "gtg_shapley"
     twin: bool = False
+    learning: str = REFERENCE_LEARNING
+    local_epochs: int = 1
+    batch_size: int = 32
+    utility_samples: float | None = None
+    device: str = "cpu"
 
     @property
     def acting(self) -> float:
@@ -92,8 +109,13 @@ def sizes_of(scenario) -> Sizes:
     k = scenario.fl.clients_per_round
     watched = sum(g.count * (n if g.watchlist is None else min(g.watchlist, n))
                   for g in scenario.investors)
-    size = registry.build(scenario.fl.dataset).expected_size()
-    train = None if size is None else size - round(size * scenario.fl.val_fraction)
+    fl = scenario.fl
+    size = registry.build(fl.dataset).expected_size()
+    val = None if size is None else round(size * fl.val_fraction)
+    train = None if size is None else size - val
+    utility = (val if fl.utility_samples is None else
+               fl.utility_samples if val is None else min(fl.utility_samples, val))
+    dataset = SAME_COST.get(fl.dataset.name, fl.dataset.name)
     return Sizes(
         clients=n, per_round=n if k is None else min(k, n),
         investors=sum(g.count for g in scenario.investors),
@@ -103,7 +125,45 @@ def sizes_of(scenario) -> Sizes:
         agents_every=scenario.collect.agents_every,
         samples_per_client=40.0 if train is None else train / max(n, 1),
         method=scenario.contribution.method, twin=bool(scenario.counterfactual),
+        learning=f"{dataset}/{fl.model}", local_epochs=fl.local_epochs,
+        batch_size=fl.batch_size,
+        utility_samples=None if utility is None else float(utility),
+        # `auto` is the CPU on a machine without a GPU, as the reference machine is.
+        device="cpu" if fl.device == "auto" else fl.device,
     )
+
+
+def sizes_from_row(row: Mapping[str, Any]) -> Sizes:
+    """The `Sizes` of a measurement row (the fields it has; older rows lack the learning
+    fields, which then take their defaults: the reference pair)."""
+    return Sizes(**{k: row[k] for k in Sizes.__dataclass_fields__ if k in row})
+
+
+@dataclass(frozen=True)
+class LearningRatios:
+    """A learning pair's costs relative to the reference pair's, measured side by side.
+
+    train, train_per_inverse_batch: training time per sample and local epoch over the
+    fitted one, as `train + train_per_inverse_batch / batch size` (a mini-batch's fixed
+    cost is spread over its samples; the `fl` phase's per-sample term is scaled by it and
+    by the local epochs); evaluation: per probed
+    contribution method, `{"intercept": a, "slope": b}`, a round's contribution time over
+    the reference's as `a + b x utility samples` (the validation samples each coalition is
+    evaluated on). A method not probed takes leave-one-out's: its K + 1 evaluations a round
+    are a plain count of them."""
+
+    train: float
+    train_per_inverse_batch: float
+    evaluation: Mapping[str, Mapping[str, float]]
+
+    def training(self, batch_size: int) -> float:
+        """The training ratio per sample at mini-batches of `batch_size`."""
+        return self.train + self.train_per_inverse_batch / batch_size
+
+    def contribution(self, method: str, utility_samples: float | None) -> float:
+        """The contribution ratio of `method` at `utility_samples` (0 when unknown)."""
+        line = self.evaluation.get(method) or self.evaluation["leave_one_out"]
+        return line["intercept"] + line["slope"] * (utility_samples or 0.0)
 
 
 Feature = Callable[[Sizes], float]
@@ -239,7 +299,7 @@ def fit(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     `{"phases": {phase: PhaseFit as dict}, "contribution": {method: PhaseFit as dict},
     "twin": {...}}`: the twin's one coefficient is the median over the runs with a twin of
     its time over the phases it repeats (`TWIN_OF`), less their fitted fixed part (`_once`)."""
-    sizes = [Sizes(**{k: r[k] for k in Sizes.__dataclass_fields__}) for r in rows]
+    sizes = [sizes_from_row(r) for r in rows]
     out: dict[str, Any] = {"phases": {}, "contribution": {}}
     for phase in FEATURES:
         if phase == "contribution":
@@ -290,10 +350,21 @@ class CostModel:
     def knows(self, method: str) -> bool:
         return method in self.data["fit"]["contribution"]
 
+    def ratios(self, learning: str) -> LearningRatios | None:
+        """The learning pair's `LearningRatios` (the reference's are 1); None when the
+        model has none for it."""
+        if learning == REFERENCE_LEARNING:
+            return LearningRatios(1.0, 0.0, {"leave_one_out": {"intercept": 1.0, "slope": 0.0}})
+        got = self.data.get("learning", {}).get("pairs", {}).get(learning)
+        return None if got is None else LearningRatios(
+            got["train"], got["train_per_inverse_batch"], got["evaluation"])
+
     def predict(self, sizes: Sizes) -> dict[str, float]:
         """Seconds per phase (`PHASES`; `twin` 0 without one). A method the fit does not
-        know contributes NaN to `contribution`."""
+        know contributes NaN to `contribution`; a learning pair without ratios NaN to `fl`
+        and `contribution`."""
         fitted = self.data["fit"]
+        ratios = self.ratios(sizes.learning)
         out: dict[str, float] = {}
         for phase in PHASES:
             if phase == "twin":
@@ -306,8 +377,19 @@ class CostModel:
                 terms = features_for(phase, sizes.method)
             else:
                 got, terms = fitted["phases"][phase], FEATURES[phase]
-            out[phase] = sum(c * float(f(sizes)) for c, f in
-                             zip(got["coefficients"], terms.values(), strict=True))
+            parts = [c * float(f(sizes)) for c, f in
+                     zip(got["coefficients"], terms.values(), strict=True)]
+            if phase == "fl":
+                # The per-sample term trains every sample local_epochs times at the pair's
+                # rate; the per-round term (aggregation, bookkeeping) stays.
+                scale = (math.nan if ratios is None else
+                         ratios.training(sizes.batch_size) * sizes.local_epochs)
+                parts = [parts[0], parts[1] * scale]
+            elif phase == "contribution":
+                scale = (math.nan if ratios is None else
+                         ratios.contribution(sizes.method, sizes.utility_samples))
+                parts = [p * scale for p in parts]
+            out[phase] = sum(parts)
         twin = fitted.get("twin")
         repeated = sum(out[p] for p in TWIN_OF) - _once(fitted["phases"])
         out["twin"] = (twin["coefficients"][0] * max(repeated, 0.0)
@@ -338,17 +420,25 @@ class CostModel:
         if not self.knows(sizes.method):
             notes.append(f"contribution method {sizes.method} not in the fit: its time is "
                          f"left out")
-        # `auto` is the CPU on a machine without a GPU, as the reference machine is.
-        device = "cpu" if scenario.fl.device == "auto" else scenario.fl.device
-        learning = {"dataset": scenario.fl.dataset.name, "model": scenario.fl.model,
-                    "local_epochs": scenario.fl.local_epochs, "device": device}
-        if learning != FITTED_LEARNING:
-            notes.append("learning phases at the fitted workload's rate per sample "
-                         "(synthetic data, logreg, 1 epoch, cpu): this scenario's "
-                         + "/".join(str(v) for v in learning.values()) + " may differ")
+        ratios = self.ratios(sizes.learning)
+        if ratios is None:
+            probed = ", ".join(sorted(self.data.get("learning", {}).get("pairs", {})))
+            notes.append(f"learning phases (fl, contribution) not modelled for "
+                         f"{sizes.learning}: left out of the total (pairs with measured "
+                         f"ratios: {probed or 'none'}; `python -m bench.scale --fit-learning` "
+                         f"measures them)")
+        elif sizes.learning != REFERENCE_LEARNING:
+            notes.append(f"learning phases scaled to {sizes.learning} by ratios measured "
+                         f"beside the fitted workload: training x"
+                         f"{ratios.training(sizes.batch_size):.3g} per sample, contributions x"
+                         f"{ratios.contribution(sizes.method, sizes.utility_samples):.3g}")
+        if sizes.device != "cpu":
+            notes.append(f"device {sizes.device}: learning phases at the CPU's rate; a "
+                         f"GPU's is not modelled")
         note = f" [{'; '.join(notes)}]" if notes else ""
         return (f"expected run time on the reference machine ({machine['description']}): "
-                f"~{_secs(total)} ({parts}){error}; an estimate of one process's CPU time "
+                f"~{_secs(total)}{' without learning' if ratios is None else ''} "
+                f"({parts}){error}; an estimate of one process's CPU time "
                 f"from a cost model fitted on {self.data['date']} by "
                 f"`{self.data['command']}`{note}")
 

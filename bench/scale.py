@@ -4,7 +4,8 @@ client sampling (`fl.clients_per_round`), against the shipped baseline in the sa
     python -m bench.scale [--clients N] [--per-round K] [--investors N] [--steps N]
                           [--watchlist W | --watchlist none]
     python -m bench.scale --fit [--out abm/cost_model.json]
-    python -m bench.scale --check FILE...
+    python -m bench.scale --fit-learning [--out abm/cost_model.json]
+    python -m bench.scale --check FILE... [--check-steps N]
 
 `make bench` runs the first with its defaults, the issue's target row. `--fit` measures the
 cost model's grid instead (`FIT_GRID`, `FIT_METHODS`, `HELD_OUT`: one child process per run,
@@ -190,6 +191,10 @@ def run_point(point: dict[str, Any]) -> dict[str, Any]:
     p = {**POINT_DEFAULTS, **point}
     if "scenario" in p:  # a scenario file (`--check`)
         scenario = load_scenario(p["scenario"])
+        if "steps" in point:  # shortened: a long run's rounds all cost alike
+            scenario = scenario.with_overrides({"steps": point["steps"]})
+    elif "probe" in p:  # a learning probe (`measure_learning`)
+        scenario = parse_scenario(probe_workload(**p["probe"]), source="bench/scale.py")
     else:
         scenario = parse_scenario(workload(
             p["clients"], p["per_round"], p["investors"], p["steps"], p["watchlist"],
@@ -222,6 +227,146 @@ def run_point(point: dict[str, Any]) -> dict[str, Any]:
                 resource.RUSAGE_SELF).ru_maxrss / 2**20}
 
 
+#: The learning probes (`measure_learning`): each learning pair runs this small federation
+#: (clients, all trained every round; rounds; leave-one-out, so K + 1 utility evaluations a
+#: round) at two sizes of the utility set, beside the reference pair's workload.
+PROBE_CLIENTS = 10
+PROBE_ROUNDS = 5
+PROBE_SAMPLES = 6000  # drawn per dataset, at most its size: a fifth is validation
+PROBE_UTILITY = (60, 300)
+#: Contribution methods probed: GTG-Shapley (the default), and leave-one-out, whose ratio
+#: stands for every other method (its K + 1 evaluations a round are a plain count of them).
+PROBE_METHODS = ("gtg_shapley", "leave_one_out")
+#: Mini-batch sizes of the training probes: the cost per sample is a line in 1 / batch size.
+PROBE_BATCHES = (32, 128)
+MODELS = ("logreg", "mlp", "cnn")
+
+
+def probe_workload(dataset: str, model: str, utility: int, method: str = "leave_one_out",
+                   batch_size: int = 32) -> dict[str, Any]:
+    """A learning probe's scenario mapping: `dataset` (registry name; synthetic with its
+    defaults unless it is the reference pair, which is the grid's synthetic data) and
+    `model`, `PROBE_CLIENTS` clients trained every round (mini-batches of `batch_size`) for
+    `PROBE_ROUNDS` rounds, their contributions by `method` on `utility` validation samples, a
+    market of four investors."""
+    from abm import registry
+    from abm.cost_model import REFERENCE_LEARNING
+
+    scenario = workload(PROBE_CLIENTS, PROBE_CLIENTS, 4, 10 * PROBE_ROUNDS, None, lps=1,
+                        method=method, samples_per_client=40)
+    if f"{dataset}/{model}" == REFERENCE_LEARNING:
+        data = {**scenario["fl"]["dataset"]}
+    else:
+        size = registry.create("dataset", dataset).expected_size()
+        data = {"name": dataset, "n_samples": PROBE_SAMPLES if size is None else
+                min(PROBE_SAMPLES, size)}
+    scenario["fl"] = {**scenario["fl"], "dataset": data, "model": model,
+                      "utility_samples": utility, "batch_size": batch_size}
+    scenario["clients"] = [{"count": PROBE_CLIENTS}]
+    return scenario
+
+
+def learning_pairs() -> list[tuple[str, str]]:
+    """Every (dataset, model) pair the schema accepts, each dataset once per cost
+    (`SAME_COST`: CIFAR-10 costs what its stand-in does)."""
+    from abm import registry
+    from abm.cost_model import SAME_COST
+    from abm.scenario import ScenarioError, parse_scenario
+
+    pairs = []
+    for dataset in registry.names("dataset"):
+        if dataset in SAME_COST:
+            continue
+        for model in MODELS:
+            try:
+                parse_scenario(probe_workload(dataset, model, PROBE_UTILITY[0]), source="probe")
+            except ScenarioError:
+                continue  # e.g. a convolutional network on a table
+            pairs.append((dataset, model))
+    return pairs
+
+
+def measure_learning(model: Any, cache: Path | None = None) -> dict[str, Any]:
+    """The learning pairs' `abm.cost_model.LearningRatios` against the fitted `model` (a
+    `CostModel`): each pair's probes (`PROBE_METHODS` x `PROBE_UTILITY` at mini-batches of
+    32, and one at `PROBE_BATCHES`' larger), one child process each (CPU time; run them
+    on the machine and the day of the fit, as `--fit` does).
+
+    Training: the pair's `fl` seconds less the fitted per-round term, per sample and
+    epoch, over the fitted per-sample cost; a line in 1 / batch size through the two batch
+    sizes (a mini-batch's fixed cost spread over its samples). Contributions, per probed
+    method: the pair's `contribution` seconds at each utility size over the model's
+    prediction for the reference pair at the probe's sizes; a line through the two points
+    (slope >= 0). (Normalising by a reference probe measured alongside was tried: the
+    reference's learning phases take milliseconds a round, so its ratio to the fit moved
+    by 2x between invocations and carried that into every pair.)"""
+    import dataclasses
+
+    from abm.cost_model import REFERENCE_LEARNING, sizes_from_row
+
+    done: dict[str, Any] = {}
+    if cache is not None and cache.exists():
+        for line in cache.read_text().splitlines():
+            entry = json.loads(line)
+            done[entry["key"]] = entry["row"]
+
+    def measured(**probe: Any) -> dict[str, Any]:
+        point = {"probe": probe}
+        key = json.dumps(point, sort_keys=True)
+        if key not in done:
+            done[key] = _run_child(point)
+            if cache is not None:
+                with cache.open("a") as f:
+                    f.write(json.dumps({"key": key, "row": done[key]}) + "\n")
+        return done[key]
+
+    per_round, per_sample = model.data["fit"]["phases"]["fl"]["coefficients"]
+
+    def train_ratio(r: dict[str, Any]) -> float:
+        fl = r["seconds"]["fl"] - per_round * r["rounds"]
+        trained = r["rounds"] * r["per_round"] * r["samples_per_client"] * r["local_epochs"]
+        return max(fl, 0.0) / trained / per_sample
+
+    def contribution_ratio(r: dict[str, Any]) -> float:
+        reference = dataclasses.replace(sizes_from_row(r), learning=REFERENCE_LEARNING)
+        return r["seconds"]["contribution"] / model.predict(reference)["contribution"]
+
+    pairs: dict[str, Any] = {}
+    rows = []
+    for dataset, model_name in learning_pairs():
+        name = f"{dataset}/{model_name}"
+        if name == REFERENCE_LEARNING:
+            continue
+        evaluation: dict[str, Any] = {}
+        at_small_batch = []
+        for m in PROBE_METHODS:
+            small, large = (measured(dataset=dataset, model=model_name, utility=u, method=m)
+                            for u in PROBE_UTILITY)
+            rows += [small, large]
+            at_small_batch += [train_ratio(small), train_ratio(large)]
+            (u0, c0), (u1, c1) = ((r["utility_samples"], contribution_ratio(r))
+                                  for r in (small, large))
+            slope = max((c1 - c0) / (u1 - u0), 0.0) if u1 > u0 else 0.0
+            evaluation[m] = {"intercept": max((c0 + c1) / 2 - slope * (u0 + u1) / 2, 0.0),
+                             "slope": slope}
+            print(f"learning {name}, {m}: a round's contributions x{c0:.3g} at {u0:g} and "
+                  f"x{c1:.3g} at {u1:g} validation samples", flush=True)
+        b0, b1 = PROBE_BATCHES
+        big = measured(dataset=dataset, model=model_name, utility=PROBE_UTILITY[0],
+                       method="data_size", batch_size=b1)
+        rows.append(big)
+        t0, t1 = float(np.median(at_small_batch)), train_ratio(big)
+        per_inverse_batch = max((t0 - t1) / (1 / b0 - 1 / b1), 0.0)
+        pairs[name] = {"train": max(t1 - per_inverse_batch / b1, 0.0),
+                       "train_per_inverse_batch": per_inverse_batch, "evaluation": evaluation}
+        print(f"learning {name}: training x{t0:.3g} per sample at batch {b0}, x{t1:.3g} at "
+              f"{b1}", flush=True)
+    return {"reference": REFERENCE_LEARNING, "probe": {
+        "clients": PROBE_CLIENTS, "rounds": PROBE_ROUNDS, "methods": list(PROBE_METHODS),
+        "utility_samples": list(PROBE_UTILITY), "batch_sizes": list(PROBE_BATCHES)},
+        "pairs": pairs, "measurements": rows}
+
+
 def _run_child(point: dict[str, Any]) -> dict[str, Any]:
     cmd = [sys.executable, "-m", "bench.scale", "--point", json.dumps(point)]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
@@ -252,7 +397,7 @@ def fit_cost_model(out: str, quick: bool = False) -> dict[str, Any]:
     of the command; not a model to commit)."""
     import datetime
 
-    from abm.cost_model import CostModel, Sizes, fit
+    from abm.cost_model import CostModel, fit, sizes_from_row
 
     points = [*FIT_GRID, *_contribution_points()]
     if quick:
@@ -282,11 +427,13 @@ def fit_cost_model(out: str, quick: bool = False) -> dict[str, Any]:
         "command": "python -m bench.scale --fit", "unit": "CPU seconds of one process",
         "fit": fit(rows), "measurements": rows,
     }
+    data["learning"] = measure_learning(CostModel(data),
+                                        None if quick else Path(f"{out}.probes.jsonl"))
     model = CostModel(data)
     held = []
     for point in ([] if quick else HELD_OUT):
         row = done[json.dumps(point, sort_keys=True)]["row"]
-        sizes = Sizes(**{k: row[k] for k in Sizes.__dataclass_fields__})
+        sizes = sizes_from_row(row)
         predicted = sum(model.predict(sizes).values())
         measured = sum(row["seconds"].values())
         held.append({**row, "predicted_s": predicted, "measured_s": measured,
@@ -297,22 +444,47 @@ def fit_cost_model(out: str, quick: bool = False) -> dict[str, Any]:
     data["heldout"] = {"runs": held,
                        "median_abs_error": float(np.median(errors)) if errors else None,
                        "max_abs_error": float(max(errors)) if errors else None}
-    with open(out, "w") as f:
-        json.dump(data, f, indent=1)
-        f.write("\n")
+    _write(out, data)
     cache.unlink()
+    Path(f"{out}.probes.jsonl").unlink(missing_ok=True)
     return data
 
 
-def check_files(paths: list[str]) -> None:
+def _write(out: str, data: dict[str, Any]) -> None:
+    with open(out, "w") as f:
+        json.dump(data, f, indent=1)
+        f.write("\n")
+
+
+def fit_learning(out: str) -> dict[str, Any]:
+    """Measure the learning probes alone (`measure_learning`) and write them into the model
+    file `out`, whose grid fit they scale; the file keeps its grid, date and command, and
+    its `learning` section records when and by which command it was measured."""
+    import datetime
+
+    data = json.loads(Path(out).read_text())
+    cache = Path(f"{out}.probes.jsonl")
+    from abm.cost_model import CostModel
+
+    data["learning"] = {**measure_learning(CostModel(data), cache),
+                        "date": datetime.date.today().isoformat(),
+                        "command": "python -m bench.scale --fit-learning",
+                        "machine": _machine()}
+    _write(out, data)
+    cache.unlink(missing_ok=True)
+    return data
+
+
+def check_files(paths: list[str], steps: int | None = None) -> None:
     """Measure each scenario file as `--fit` measures a run (a child process, CPU time per
-    phase) and print it beside the committed model's prediction."""
-    from abm.cost_model import CostModel, Sizes
+    phase) and print it beside the committed model's prediction; `steps`: run only that
+    many steps of each (a long run's steps and rounds all cost alike)."""
+    from abm.cost_model import CostModel, sizes_from_row
 
     model = CostModel.load()
     for path in paths:
-        row = _run_child({"scenario": path})
-        predicted = model.predict(Sizes(**{k: row[k] for k in Sizes.__dataclass_fields__}))
+        row = _run_child({"scenario": path, **({} if steps is None else {"steps": steps})})
+        predicted = model.predict(sizes_from_row(row))
         measured, total = row["seconds"], sum(predicted.values())
         print(f"{path}: predicted {total:.1f} s, measured {sum(measured.values()):.1f} s "
               f"({100 * (total / sum(measured.values()) - 1):+.0f} %); by phase, predicted / "
@@ -362,11 +534,15 @@ def main(argv: list[str] | None = None) -> None:
                         help="tokens each investor follows (none: every token)")
     parser.add_argument("--fit", action="store_true",
                         help="measure the cost model's grid, fit it and write --out")
+    parser.add_argument("--fit-learning", action="store_true",
+                        help="measure the learning probes alone and write them into --out")
     parser.add_argument("--out", default="abm/cost_model.json",
                         help="where --fit writes the fitted model")
     parser.add_argument("--check", nargs="+", metavar="FILE",
                         help="measure scenario files and print them beside the cost model's "
                              "prediction")
+    parser.add_argument("--check-steps", type=int, metavar="N",
+                        help="with --check: run only the first N steps of each file")
     parser.add_argument("--quick", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--one", choices=("baseline", "scale"), help=argparse.SUPPRESS)
     parser.add_argument("--point", help=argparse.SUPPRESS)
@@ -380,8 +556,11 @@ def main(argv: list[str] | None = None) -> None:
     if args.fit:
         _print_fit(fit_cost_model(args.out, quick=args.quick))
         return
+    if args.fit_learning:
+        fit_learning(args.out)
+        return
     if args.check:
-        check_files(args.check)
+        check_files(args.check, args.check_steps)
         return
     base = _child("baseline", args)
     scale = _child("scale", args)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,6 +14,7 @@ from abm.cost_model import (
     DEFAULT_PATH,
     FEATURES,
     PHASES,
+    REFERENCE_LEARNING,
     TWIN_OF,
     CostModel,
     Sizes,
@@ -144,13 +147,81 @@ def test_the_line_names_machine_fit_and_what_it_cannot_know():
     line = model.describe(parse_scenario(workload(100, 20, 400, 30, 10), source="test"))
     assert line.startswith("expected run time on the reference machine (")
     assert "python -m bench.scale --fit" in line and "held-out" in line
-    assert "may differ" not in line  # the fitted learning workload
+    assert "learning phases" not in line  # the fitted learning workload
     other = model.describe(load_scenario("scenarios/baseline.yaml"))
-    assert "digits/mlp/1/cpu may differ" in other and "twin" in other
+    assert "learning phases scaled to digits/mlp by ratios" in other and "twin" in other
     cuda = load_scenario("scenarios/baseline.yaml").with_overrides({"fl.device": "cuda"})
-    assert "digits/mlp/1/cuda may differ" in model.describe(cuda)
+    assert "device cuda: learning phases at the CPU's rate" in model.describe(cuda)
     unknown = dataclasses.replace(BASE, method="a_method_never_fitted")
     assert math.isnan(model.predict(unknown)["contribution"])
+
+
+def _with_ratios(pair: str, train: float, per_inverse_batch: float,
+                 lines: dict[str, dict[str, float]]) -> CostModel:
+    data = copy.deepcopy(CostModel.load().data)
+    data["learning"]["pairs"] = {pair: {"train": train,
+                                        "train_per_inverse_batch": per_inverse_batch,
+                                        "evaluation": lines}}
+    return CostModel(data)
+
+
+def test_a_learning_pair_scales_the_learning_phases_by_its_ratios():
+    """Training: the fitted per-sample term x (train + per_inverse_batch / batch) x local
+    epochs, the per-round term unchanged; contributions: the method's line in the utility
+    samples (leave-one-out's for a method not probed); nothing else moves."""
+    model = CostModel.load()
+    base = dataclasses.replace(BASE, learning="digits/mlp", utility_samples=200.0,
+                               local_epochs=3, batch_size=16)
+    scaled = _with_ratios("digits/mlp", 5.0, 32.0, {
+        "gtg_shapley": {"intercept": 2.0, "slope": 0.01},
+        "leave_one_out": {"intercept": 4.0, "slope": 0.0}})
+    reference = model.predict(dataclasses.replace(base, learning=REFERENCE_LEARNING,
+                                                  local_epochs=1))
+    got = scaled.predict(base)
+    per_round, per_sample = model.data["fit"]["phases"]["fl"]["coefficients"]
+    trained = base.rounds * base.per_round * base.samples_per_client
+    assert got["fl"] == pytest.approx(per_round * base.rounds
+                                      + per_sample * trained * (5.0 + 32.0 / 16) * 3)
+    assert got["contribution"] == pytest.approx(reference["contribution"] * (2.0 + 0.01 * 200))
+    cosine = dataclasses.replace(base, method="cosine")
+    assert scaled.predict(cosine)["contribution"] == pytest.approx(
+        4.0 * model.predict(dataclasses.replace(cosine, learning=REFERENCE_LEARNING))[
+            "contribution"])
+    for phase in ("setup", "market", "collect", "other", "tables"):
+        assert got[phase] == reference[phase]
+
+
+def test_a_learning_pair_without_ratios_is_left_out_and_said():
+    model = _with_ratios("digits/logreg", 1.0, 0.0, {"leave_one_out": {"intercept": 1.0,
+                                                                       "slope": 0.0}})
+    scenario = load_scenario("scenarios/baseline.yaml")  # digits/mlp: no ratios here
+    got = model.predict(sizes_of(scenario))
+    assert math.isnan(got["fl"]) and math.isnan(got["contribution"])
+    line = model.describe(scenario)
+    assert "without learning" in line and "fl " not in line.split("[")[0]
+    assert ("learning phases (fl, contribution) not modelled for digits/mlp: left out of "
+            "the total (pairs with measured ratios: digits/logreg") in line
+
+
+def test_the_committed_ratios_cover_every_shipped_learning_pair():
+    """Every scenario file's learning pair has measured ratios (or is the reference), so
+    `wsf validate` leaves no shipped file's learning out; CIFAR-10 read from a file costs
+    what its stand-in does."""
+    model = CostModel.load()
+    learning = model.data["learning"]
+    assert learning["reference"] == REFERENCE_LEARNING
+    for path in sorted(Path("scenarios").rglob("*.yaml")):
+        text = path.read_text()
+        if "\nfl:" not in text and not text.startswith("fl:"):
+            continue  # sweeps and studies name a base file
+        sizes = sizes_of(load_scenario(path))
+        assert model.ratios(sizes.learning) is not None, (path, sizes.learning)
+    paper = load_scenario("scenarios/paper_cifar10.yaml")
+    cifar = paper.fl.model_copy(update={"dataset": paper.fl.dataset.model_copy(
+        update={"name": "cifar10"})})  # its path is checked on load: no file here
+    assert sizes_of(paper.model_copy(update={"fl": cifar})).learning == "cifar10_standin/cnn"
+    cnn = model.ratios("cifar10_standin/cnn")
+    assert cnn.training(64) > 10 * model.ratios("digits/mlp").training(64)
 
 
 def test_validate_prints_the_expected_run_time(capsys):
