@@ -150,11 +150,14 @@ class LearningRatios:
     contribution method, `{"intercept": a, "slope": b}`, a round's contribution time over
     the reference's as `a + b x utility samples` (the validation samples each coalition is
     evaluated on). A method not probed takes leave-one-out's: its K + 1 evaluations a round
-    are a plain count of them."""
+    are a plain count of them. data: the cost per sample of making or loading the data
+    and partitioning it over the fitted one (the `setup` phase's per-sample term is scaled
+    by it)."""
 
     train: float
     train_per_inverse_batch: float
     evaluation: Mapping[str, Mapping[str, float]]
+    data: float = 1.0
 
     def training(self, batch_size: int) -> float:
         """The training ratio per sample at mini-batches of `batch_size`."""
@@ -357,7 +360,8 @@ class CostModel:
             return LearningRatios(1.0, 0.0, {"leave_one_out": {"intercept": 1.0, "slope": 0.0}})
         got = self.data.get("learning", {}).get("pairs", {}).get(learning)
         return None if got is None else LearningRatios(
-            got["train"], got["train_per_inverse_batch"], got["evaluation"])
+            got["train"], got["train_per_inverse_batch"], got["evaluation"],
+            got.get("data", 1.0))
 
     def predict(self, sizes: Sizes) -> dict[str, float]:
         """Seconds per phase (`PHASES`; `twin` 0 without one). A method the fit does not
@@ -379,7 +383,11 @@ class CostModel:
                 got, terms = fitted["phases"][phase], FEATURES[phase]
             parts = [c * float(f(sizes)) for c, f in
                      zip(got["coefficients"], terms.values(), strict=True)]
-            if phase == "fl":
+            if phase == "setup" and ratios is not None:
+                # Making or loading the pair's data: its per-sample term at the pair's rate.
+                k = list(terms).index("samples")
+                parts[k] *= ratios.data
+            elif phase == "fl":
                 # The per-sample term trains every sample local_epochs times at the pair's
                 # rate; the per-round term (aggregation, bookkeeping) stays.
                 scale = (math.nan if ratios is None else

@@ -292,6 +292,9 @@ def measure_learning(model: Any, cache: Path | None = None) -> dict[str, Any]:
     32, and one at `PROBE_BATCHES`' larger), one child process each (CPU time; run them
     on the machine and the day of the fit, as `--fit` does).
 
+    Data: the pair's `setup` seconds beyond the model's prediction for the reference, per
+    sample, over the fitted per-sample setup cost, plus 1 (a pair whose data take no longer
+    to make or load costs the reference's), the median over its probes.
     Training: the pair's `fl` seconds less the fitted per-round term, per sample and
     epoch, over the fitted per-sample cost; a line in 1 / batch size through the two batch
     sizes (a mini-batch's fixed cost spread over its samples). Contributions, per probed
@@ -327,6 +330,14 @@ def measure_learning(model: Any, cache: Path | None = None) -> dict[str, Any]:
         trained = r["rounds"] * r["per_round"] * r["samples_per_client"] * r["local_epochs"]
         return max(fl, 0.0) / trained / per_sample
 
+    setup_terms = model.data["fit"]["phases"]["setup"]
+    per_sample_setup = setup_terms["coefficients"][setup_terms["terms"].index("samples")]
+
+    def data_ratio(r: dict[str, Any]) -> float:
+        reference = dataclasses.replace(sizes_from_row(r), learning=REFERENCE_LEARNING)
+        extra = r["seconds"]["setup"] - model.predict(reference)["setup"]
+        return 1.0 + max(extra, 0.0) / (per_sample_setup * r["clients"] * r["samples_per_client"])
+
     def contribution_ratio(r: dict[str, Any]) -> float:
         reference = dataclasses.replace(sizes_from_row(r), learning=REFERENCE_LEARNING)
         return r["seconds"]["contribution"] / model.predict(reference)["contribution"]
@@ -357,8 +368,10 @@ def measure_learning(model: Any, cache: Path | None = None) -> dict[str, Any]:
         rows.append(big)
         t0, t1 = float(np.median(at_small_batch)), train_ratio(big)
         per_inverse_batch = max((t0 - t1) / (1 / b0 - 1 / b1), 0.0)
+        own = [r for r in rows if r["learning"] == name]
         pairs[name] = {"train": max(t1 - per_inverse_batch / b1, 0.0),
-                       "train_per_inverse_batch": per_inverse_batch, "evaluation": evaluation}
+                       "train_per_inverse_batch": per_inverse_batch, "evaluation": evaluation,
+                       "data": float(np.median([data_ratio(r) for r in own]))}
         print(f"learning {name}: training x{t0:.3g} per sample at batch {b0}, x{t1:.3g} at "
               f"{b1}", flush=True)
     return {"reference": REFERENCE_LEARNING, "probe": {

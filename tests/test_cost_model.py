@@ -157,24 +157,25 @@ def test_the_line_names_machine_fit_and_what_it_cannot_know():
 
 
 def _with_ratios(pair: str, train: float, per_inverse_batch: float,
-                 lines: dict[str, dict[str, float]]) -> CostModel:
+                 lines: dict[str, dict[str, float]], data_ratio: float = 1.0) -> CostModel:
     data = copy.deepcopy(CostModel.load().data)
     data["learning"]["pairs"] = {pair: {"train": train,
                                         "train_per_inverse_batch": per_inverse_batch,
-                                        "evaluation": lines}}
+                                        "evaluation": lines, "data": data_ratio}}
     return CostModel(data)
 
 
 def test_a_learning_pair_scales_the_learning_phases_by_its_ratios():
     """Training: the fitted per-sample term x (train + per_inverse_batch / batch) x local
     epochs, the per-round term unchanged; contributions: the method's line in the utility
-    samples (leave-one-out's for a method not probed); nothing else moves."""
+    samples (leave-one-out's for a method not probed); setup: its per-sample term x the data
+    ratio; nothing else moves."""
     model = CostModel.load()
     base = dataclasses.replace(BASE, learning="digits/mlp", utility_samples=200.0,
                                local_epochs=3, batch_size=16)
     scaled = _with_ratios("digits/mlp", 5.0, 32.0, {
         "gtg_shapley": {"intercept": 2.0, "slope": 0.01},
-        "leave_one_out": {"intercept": 4.0, "slope": 0.0}})
+        "leave_one_out": {"intercept": 4.0, "slope": 0.0}}, data_ratio=7.0)
     reference = model.predict(dataclasses.replace(base, learning=REFERENCE_LEARNING,
                                                   local_epochs=1))
     got = scaled.predict(base)
@@ -187,7 +188,11 @@ def test_a_learning_pair_scales_the_learning_phases_by_its_ratios():
     assert scaled.predict(cosine)["contribution"] == pytest.approx(
         4.0 * model.predict(dataclasses.replace(cosine, learning=REFERENCE_LEARNING))[
             "contribution"])
-    for phase in ("setup", "market", "collect", "other", "tables"):
+    setup = model.data["fit"]["phases"]["setup"]
+    per_sample_setup = setup["coefficients"][setup["terms"].index("samples")]
+    assert got["setup"] == pytest.approx(
+        reference["setup"] + 6.0 * per_sample_setup * base.clients * base.samples_per_client)
+    for phase in ("market", "collect", "other", "tables"):
         assert got[phase] == reference[phase]
 
 
