@@ -24,7 +24,11 @@ from tests.test_sweep_dask import Cluster, cluster  # noqa: F401  (the fixture)
 pytestmark = [pytest.mark.dask, pytest.mark.slow, pytest.mark.timeout(240)]
 
 
-def test_sobol_sweep_and_study_on_dask(cluster: Cluster, tmp_path: Path) -> None:  # noqa: F811
+def test_sobol_sweep_and_study_on_dask(cluster: Cluster, tmp_path: Path,  # noqa: F811
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    """A Sobol design sweep and a study on the cluster; each tells once that the workers
+    run Dask's event-loop profiler (the fixture's workers run Dask's defaults), which
+    neither can pause."""
     base = tmp_path / "small.yaml"
     base.write_text(yaml.safe_dump(small_scenario().to_dict(), sort_keys=False))
     sweep_file = tmp_path / "sobol.yaml"
@@ -39,6 +43,8 @@ def test_sobol_sweep_and_study_on_dask(cluster: Cluster, tmp_path: Path) -> None
     table = pd.read_csv(write_sweep_report(out).parent / "sensitivity.csv")
     reward = table[table["output"] == "rewards_usd"].set_index("parameter")
     assert reward.loc["market.fee_bps", "ST"] == 0.0
+    err = capsys.readouterr().err
+    assert err.count("wsf sweep: warning: 2 Dask worker(s) run Dask's event-loop profiler") == 1
 
     study_file = tmp_path / "study.yaml"
     study_file.write_text(yaml.safe_dump({
@@ -55,3 +61,6 @@ def test_sobol_sweep_and_study_on_dask(cluster: Cluster, tmp_path: Path) -> None
         trials["rewards.budget.amount"].to_numpy())
     ids = {rid for cell in trials["run_ids"] for rid in json.loads(cell)}
     assert ids == finished_run_ids(folder)
+    err = capsys.readouterr().err
+    assert err.count("wsf optimize: warning: 2 Dask worker(s) run Dask's event-loop "
+                     "profiler") == 1, err

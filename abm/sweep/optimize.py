@@ -260,6 +260,11 @@ def default_out(study: Study) -> Path:
     return DEFAULT_ROOT / study.name
 
 
+def _warn(text: str) -> None:
+    """A warning on stderr that does not break the progress bar (as `wsf sweep`'s)."""
+    tqdm.write(f"wsf optimize: warning: {text}", file=sys.stderr)
+
+
 def run_study(
     path: str | Path,
     *,
@@ -301,7 +306,8 @@ def run_study(
         try:
             if todo > 0:
                 n_workers = worker_count(client, workers)
-                with Executor(n_workers, client, f"wsf-opt-{study_spec.name}") as executor:
+                with Executor(n_workers, client, f"wsf-opt-{study_spec.name}",
+                              notice=_warn) as executor:
                     _drive(study_spec, study, folder, executor, todo, n_workers, outputs,
                            bar, failed_runs)
         finally:
