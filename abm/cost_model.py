@@ -25,13 +25,14 @@ What it is: an estimate of the CPU time of one process on the reference machine,
 the wall time when the run has a core to itself; on a loaded machine a run takes longer. The
 learning phases (`fl`, `contribution`) are fitted on the grid's learning workload (synthetic
 data, a logistic regression, one local epoch on the CPU). Another dataset and network (a
-*learning pair*, `Sizes.learning`) scales them by ratios measured beside that workload in
-the same invocation (`python -m bench.scale --fit`, or `--fit-learning` alone): the
-training time per sample and epoch, and a round's contribution time (GTG-Shapley's, and
-leave-one-out's for the other methods) as a line in the validation samples each coalition
-is evaluated on (`LearningRatios`). A pair without ratios has its learning
-phases left out of the total, and `describe` says so; a GPU's rate is not modelled (the
-CPU's is used, and said). A contribution method absent from the fit is said to be unknown.
+*learning pair*, `Sizes.learning`) scales them by ratios to the fitted costs, measured by
+small probe runs of each pair on the fit's machine (`python -m bench.scale --fit`, or
+`--fit-learning` alone): the training time per sample and epoch, a round's contribution
+time (GTG-Shapley's, and leave-one-out's for the other methods) as a line in the
+validation samples each coalition is evaluated on, and the cost of making the data
+(`LearningRatios`). A pair without ratios has its learning phases left out of the total,
+and `describe` says so; a GPU's rate is not modelled (the CPU's is used, and said). A
+contribution method absent from the fit is said to be unknown.
 """
 
 from __future__ import annotations
@@ -141,18 +142,19 @@ def sizes_from_row(row: Mapping[str, Any]) -> Sizes:
 
 @dataclass(frozen=True)
 class LearningRatios:
-    """A learning pair's costs relative to the reference pair's, measured side by side.
+    """A learning pair's costs relative to the fitted (reference pair's) costs.
 
-    train, train_per_inverse_batch: training time per sample and local epoch over the
-    fitted one, as `train + train_per_inverse_batch / batch size` (a mini-batch's fixed
-    cost is spread over its samples; the `fl` phase's per-sample term is scaled by it and
-    by the local epochs); evaluation: per probed
-    contribution method, `{"intercept": a, "slope": b}`, a round's contribution time over
-    the reference's as `a + b x utility samples` (the validation samples each coalition is
-    evaluated on). A method not probed takes leave-one-out's: its K + 1 evaluations a round
-    are a plain count of them. data: the cost per sample of making or loading the data
-    and partitioning it over the fitted one (the `setup` phase's per-sample term is scaled
-    by it)."""
+    - train, train_per_inverse_batch: training time per sample and local epoch over the
+      fitted one, as `train + train_per_inverse_batch / batch size` (a mini-batch's fixed
+      cost is spread over its samples); scales the `fl` phase's per-sample term, with the
+      local epochs.
+    - evaluation: per probed contribution method, `{"intercept": a, "slope": b}`, a round's
+      contribution time over the fitted one as `a + b x utility samples` (the validation
+      samples each coalition is evaluated on); scales the `contribution` phase. A method
+      not probed takes leave-one-out's: its K + 1 evaluations a round are a plain count.
+    - data: the cost per sample of making or loading the data and partitioning it over the
+      fitted one; scales the `setup` phase's per-sample term.
+    """
 
     train: float
     train_per_inverse_batch: float
@@ -164,7 +166,8 @@ class LearningRatios:
         return self.train + self.train_per_inverse_batch / batch_size
 
     def contribution(self, method: str, utility_samples: float | None) -> float:
-        """The contribution ratio of `method` at `utility_samples` (0 when unknown)."""
+        """The contribution ratio of `method` at `utility_samples` (the intercept alone when
+        they are unknown)."""
         line = self.evaluation.get(method) or self.evaluation["leave_one_out"]
         return line["intercept"] + line["slope"] * (utility_samples or 0.0)
 
@@ -437,7 +440,7 @@ class CostModel:
                          f"measures them)")
         elif sizes.learning != REFERENCE_LEARNING:
             notes.append(f"learning phases scaled to {sizes.learning} by ratios measured "
-                         f"beside the fitted workload: training x"
+                         f"by bench.scale's probes: training x"
                          f"{ratios.training(sizes.batch_size):.3g} per sample, contributions x"
                          f"{ratios.contribution(sizes.method, sizes.utility_samples):.3g}")
         if sizes.device != "cpu":

@@ -11,9 +11,11 @@ client sampling (`fl.clients_per_round`), against the shipped baseline in the sa
 cost model's grid instead (`FIT_GRID`, `FIT_METHODS`, `HELD_OUT`: one child process per run,
 each phase's CPU time; a few minutes on 2 cores, resumable), fits `abm.cost_model` to it and
 writes the coefficients, the measurements, the fit's quality and the machine's description
-to `--out` (`wsf validate` reads `abm/cost_model.json`); `--check` measures scenario files
-the same way and prints them beside the model's prediction; see docs/performance.md,
-"Sizing a study".
+to `--out` (`wsf validate` reads `abm/cost_model.json`), then measures the learning probes
+(`measure_learning`: each dataset/model pair's ratios to the fitted learning costs);
+`--fit-learning` measures the probes alone into an existing `--out`; `--check` measures
+scenario files the same way (`--check-steps N`: their first N steps) and prints them beside
+the model's prediction; see docs/performance.md, "Sizing a study".
 
 Workload: `--clients` FL clients on synthetic data (20 features, 4 classes, 40 samples a
 client; a tenth of them zero-update free riders), one pool each, `--investors` investors (a
