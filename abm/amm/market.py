@@ -272,19 +272,10 @@ class Market:
             supply = pool.total_shares
             for account, owned in shares.items():
                 i = row[account]
-                lp[i] += 2 * owned * reserve_base // supply
-                amount = held.get(account, 0)
-                r_token, r_base = reserve_token, reserve_base
-                token_out = owned * reserve_token // supply
-                base_out = owned * reserve_base // supply
-                if token_out and base_out:  # else the pool refuses the burn: dust
-                    r_token -= token_out
-                    r_base -= base_out
-                    amount += token_out
-                    if_sold[i] += base_out
-                if amount and r_token and r_base:
-                    with_fee = amount * fee_kept
-                    if_sold[i] += with_fee * r_base // (r_token * BPS + with_fee)
+                v, sold = _burn_and_sell(held.get(account, 0), owned, reserve_token,
+                                         reserve_base, supply, fee_kept)
+                lp[i] += v
+                if_sold[i] += sold
         return Marks(usd, tokens, lp, if_sold)
 
 
@@ -458,21 +449,9 @@ class MarkBook:
             i = at(account)
             if i is None:
                 continue
-            # As `_contribution` (inlined: a liquidity provider holds shares of every pool).
             amount = held.get(account, 0)
             t = amount * reserve_base // reserve_token
-            v = 2 * owned * reserve_base // supply
-            s, r_token, r_base = 0, reserve_token, reserve_base
-            token_out = owned * reserve_token // supply
-            base_out = owned * reserve_base // supply
-            if token_out and base_out:  # else the pool refuses the burn: dust
-                r_token -= token_out
-                r_base -= base_out
-                amount += token_out
-                s = base_out
-            if amount and r_token and r_base:
-                with_fee = amount * fee_kept
-                s += with_fee * r_base // (r_token * BPS + with_fee)
+            v, s = _burn_and_sell(amount, owned, reserve_token, reserve_base, supply, fee_kept)
             parts[i] = (t, v, s)
             tokens[i] += t
             lp[i] += v
@@ -494,6 +473,17 @@ def _contribution(amount: int, owned: int, state: tuple[int, int, int],
     if not owned:
         with_fee = amount * fee_kept
         return tokens, 0, with_fee * reserve_base // (reserve_token * BPS + with_fee)
+    lp, sold = _burn_and_sell(amount, owned, reserve_token, reserve_base, supply, fee_kept)
+    return tokens, lp, sold
+
+
+def _burn_and_sell(amount: int, owned: int, reserve_token: int, reserve_base: int,
+                   supply: int, fee_kept: int) -> tuple[int, int]:
+    """`(lp, if_sold)` of an account holding `owned` > 0 LP shares of `supply` and `amount`
+    of the token, in a pool with those reserves (base units): its shares at spot (twice the
+    base they redeem), and what it would get burning them first (as
+    `group_liquidation_value` for a group of one), then selling every token, held plus
+    burned out, into what the burn left. `fee_kept` is `BPS - fee_bps`."""
     lp = 2 * owned * reserve_base // supply
     sold, r_token, r_base = 0, reserve_token, reserve_base
     token_out = owned * reserve_token // supply
@@ -506,4 +496,4 @@ def _contribution(amount: int, owned: int, state: tuple[int, int, int],
     if amount and r_token and r_base:
         with_fee = amount * fee_kept
         sold += with_fee * r_base // (r_token * BPS + with_fee)
-    return tokens, lp, sold
+    return lp, sold
