@@ -335,14 +335,18 @@ def measure_learning(model: Any, cache: Path | None = None) -> dict[str, Any]:
     setup_terms = model.data["fit"]["phases"]["setup"]
     per_sample_setup = setup_terms["coefficients"][setup_terms["terms"].index("samples")]
 
+    def as_reference(r: dict[str, Any]) -> dict[str, float]:
+        """The fitted model's phases for the probe's sizes with the reference pair's
+        learning: what the pair's measured phases are divided by."""
+        return model.predict(dataclasses.replace(sizes_from_row(r),
+                                                 learning=REFERENCE_LEARNING))
+
     def data_ratio(r: dict[str, Any]) -> float:
-        reference = dataclasses.replace(sizes_from_row(r), learning=REFERENCE_LEARNING)
-        extra = r["seconds"]["setup"] - model.predict(reference)["setup"]
+        extra = r["seconds"]["setup"] - as_reference(r)["setup"]
         return 1.0 + max(extra, 0.0) / (per_sample_setup * r["clients"] * r["samples_per_client"])
 
     def contribution_ratio(r: dict[str, Any]) -> float:
-        reference = dataclasses.replace(sizes_from_row(r), learning=REFERENCE_LEARNING)
-        return r["seconds"]["contribution"] / model.predict(reference)["contribution"]
+        return r["seconds"]["contribution"] / as_reference(r)["contribution"]
 
     pairs: dict[str, Any] = {}
     rows = []
@@ -442,9 +446,8 @@ def fit_cost_model(out: str, quick: bool = False) -> dict[str, Any]:
         "command": "python -m bench.scale --fit", "unit": "CPU seconds of one process",
         "fit": fit(rows), "measurements": rows,
     }
-    data["learning"] = measure_learning(CostModel(data),
-                                        None if quick else Path(f"{out}.probes.jsonl"))
-    model = CostModel(data)
+    model = CostModel(data)  # reads `data`, so it sees the learning ratios added next
+    data["learning"] = measure_learning(model, None if quick else Path(f"{out}.probes.jsonl"))
     held = []
     for point in ([] if quick else HELD_OUT):
         row = done[json.dumps(point, sort_keys=True)]["row"]
